@@ -1,0 +1,82 @@
+"""Benchmarks of the lot graph (issue: the graph foundation): requests per source, latency against
+the critical path, and recall-sized genealogy."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import httpx
+
+from bench.stack import Stack
+from simulators import generate
+
+LIST_QUERY = """query($first: Int!) { lots(first: $first) { edges { node {
+  id material { id description } stockPositions { handlingUnit status quantity }
+  inspections { id status } holds { id status } } } } }"""
+GENEALOGY_QUERY = """query($id: ID!) { lot(id: $id) { genealogy(direction: DOWNSTREAM, maxDepth: 6) {
+  depthReached nodes { id material { id } } edges { from to quantity unit } } } }"""
+# lots(first) needs the batch page first (ERP), then material, stock, inspections and holds in parallel.
+LIST_DEPENDENCY_LEVELS = 2
+
+
+def _post(client: httpx.Client, stack: Stack, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    result = client.post(f"{stack.gateway}/graphql", json={"query": query, "variables": variables}).json()
+    if "errors" in result:
+        raise RuntimeError(result["errors"][:3])
+    return result["data"]
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    return statistics.quantiles(samples, n=100, method="inclusive")[int(q) - 1]
+
+
+def requests_per_source(stack: Stack) -> list[str]:
+    lines = ["lots(first: N) with material, stock, inspections, holds: upstream requests per source"]
+    with httpx.Client(timeout=120) as client:
+        for first in (10, 100, 1000):
+            stack.reset_stats()
+            _post(client, stack, LIST_QUERY, {"first": first})
+            served = stack.served()
+            lines.append(f"  first={first:<5} " + "  ".join(f"{s}={n}" for s, n in served.items()))
+    return lines
+
+
+def latency_vs_critical_path(stack: Stack, latency_ms: int = 20, runs: int = 40) -> list[str]:
+    stack.fault_all(latency_ms=latency_ms)
+    try:
+        with httpx.Client(timeout=60) as client:
+            _post(client, stack, LIST_QUERY, {"first": 100})  # warm connections
+            samples = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                _post(client, stack, LIST_QUERY, {"first": 100})
+                samples.append((time.perf_counter() - started) * 1000)
+    finally:
+        stack.clear_faults()
+    critical = LIST_DEPENDENCY_LEVELS * latency_ms
+    p50, p95 = _percentile(samples, 50), _percentile(samples, 95)
+    return [
+        f"lots(first: 100) with every simulator at {latency_ms} ms injected latency ({runs} runs)",
+        f"  p50 {p50:.1f} ms  p95 {p95:.1f} ms  critical path {critical} ms "
+        f"({LIST_DEPENDENCY_LEVELS} dependency levels)  ratio p50 {p50 / critical:.2f}  p95 {p95 / critical:.2f}"
+        "  (target <= 1.5)",
+    ]
+
+
+def recall_genealogy(stack: Stack, seed: int, lots: int) -> list[str]:
+    recall_lot = generate(seed=seed, lots=lots).recall_lot
+    with httpx.Client(timeout=120) as client:
+        _post(client, stack, GENEALOGY_QUERY, {"id": recall_lot})  # warm
+        stack.reset_stats()
+        started = time.perf_counter()
+        graph = _post(client, stack, GENEALOGY_QUERY, {"id": recall_lot})["lot"]["genealogy"]
+        seconds = time.perf_counter() - started
+    served = stack.served()
+    return [
+        f"genealogy of raw lot {recall_lot} downstream to depth 6 ({lots} lots in the plant)",
+        f"  lots returned {len(graph['nodes'])}  edges {len(graph['edges'])}  depth reached {graph['depthReached']}"
+        f"  upstream requests {sum(served.values())} ({'  '.join(f'{s}={n}' for s, n in served.items() if n)})"
+        f"  seconds {seconds:.2f}  (target: 10,000 lots in <= 2 s)",
+    ]

@@ -1,0 +1,87 @@
+"""The system under benchmark: simulators in one process, the gateway in another, the load from this one.
+
+Separate processes keep the client's and the simulators' Python work off the gateway's interpreter,
+so the figures are the gateway's own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.demo import SIMULATORS
+from gateway.servers import free_port
+
+LOTGRAPH = str(Path(sys.executable).parent / "lotgraph")
+
+
+@dataclass
+class Stack:
+    gateway: str
+    first_sim_port: int
+
+    def sim(self, system: str) -> str:
+        return f"http://127.0.0.1:{self.first_sim_port + SIMULATORS.index(system)}"
+
+    def reset_stats(self) -> None:
+        for system in SIMULATORS:
+            httpx.delete(f"{self.sim(system)}/_admin/stats")
+
+    def served(self) -> dict[str, int]:
+        return {s: httpx.get(f"{self.sim(s)}/_admin/stats").json()["total"] for s in SIMULATORS}
+
+    def fault_all(self, **fault: Any) -> None:
+        for system in SIMULATORS:
+            httpx.post(f"{self.sim(system)}/_admin/faults", json=fault)
+
+    def clear_faults(self) -> None:
+        for system in SIMULATORS:
+            httpx.delete(f"{self.sim(system)}/_admin/faults")
+
+
+def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@contextmanager
+def running(seed: int = 42, lots: int = 20_000) -> Iterator[Stack]:
+    port = free_port()
+    sim_port = port + 10
+    env = dict(os.environ, LOTGRAPH_MODE="development")
+    for offset, system in enumerate(SIMULATORS):
+        env[f"LOTGRAPH_SOURCES__{system.upper()}__URL"] = f"http://127.0.0.1:{sim_port + 1 + offset}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    sims = subprocess.Popen(
+        [LOTGRAPH, "--log-level", "warning", "sim", "--port", str(sim_port), "--seed", str(seed), "--lots", str(lots)],
+        **quiet,
+    )
+    gateway = subprocess.Popen([LOTGRAPH, "--log-level", "warning", "run", "--port", str(port)], env=env, **quiet)
+    try:
+        stack = Stack(gateway=f"http://127.0.0.1:{port}", first_sim_port=sim_port + 1)
+        _wait(f"{stack.sim('mes')}/_admin/stats", sims)
+        _wait(f"{stack.gateway}/healthz", gateway)
+        yield stack
+    finally:
+        for process in (gateway, sims):
+            process.send_signal(signal.SIGINT)
+        for process in (gateway, sims):
+            process.wait(timeout=30)

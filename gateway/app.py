@@ -1,0 +1,80 @@
+"""`create_app(settings)`: the gateway as one Starlette application.
+
+Routes: `/graphql` (queries; GraphiQL in development), `/healthz` (process alive), `/readyz` (ready to
+serve). Upstream connection pools open with the application's lifespan and close with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway import __version__, correlation
+from gateway.endpoint import GraphQLEndpoint
+from gateway.settings import Settings
+from gateway.upstream import Upstream
+from schema import build_schema
+
+
+class CorrelationMiddleware:
+    """Adopt the caller's `X-Correlation-ID` (or mint one), expose it to the request, echo it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        cid = correlation.accept_or_new(headers.get(correlation.HEADER.lower().encode(), b"").decode("latin-1"))
+        token = correlation.current.set(cid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (correlation.HEADER.lower().encode(), cid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            correlation.current.reset(token)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+    upstream = Upstream.open(settings.sources)
+    graphql = GraphQLEndpoint(build_schema(introspection=settings.introspection_enabled), settings, upstream)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await upstream.aclose()
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def readyz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ready", "contracts": sorted(upstream.in_use())})
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        middleware=[Middleware(CorrelationMiddleware)],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.upstream = upstream
+    return app

@@ -1,0 +1,76 @@
+"""The `lotgraph` command: run the gateway, the demo plant, or only the simulators."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import uvicorn
+
+
+def _run(args: argparse.Namespace) -> None:
+    from gateway.app import create_app
+    from gateway.settings import Settings
+
+    settings = Settings(**{key: value for key, value in (("host", args.host), ("port", args.port)) if value})
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from gateway.demo import run_demo
+
+    asyncio.run(run_demo(args.host, args.port, args.seed, args.lots))
+
+
+def _sim(args: argparse.Namespace) -> None:
+    from gateway.demo import plant_group
+    from simulators import generate
+
+    async def main() -> None:
+        group = plant_group(generate(seed=args.seed, lots=args.lots), args.host, args.port + 1)
+
+        async def announce() -> None:
+            for listener in group.listeners:
+                print(f"  {listener.name:4} {listener.url}", flush=True)
+
+        await group.serve_until_signal(on_started=announce)
+
+    asyncio.run(main())
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="lotgraph", description=__doc__)
+    root.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    commands = root.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="serve the gateway as configured by LOTGRAPH_* settings")
+    run.add_argument("--host", help="default: LOTGRAPH_HOST or 127.0.0.1")
+    run.add_argument("--port", type=int, help="default: LOTGRAPH_PORT or 8000")
+    run.set_defaults(handler=_run)
+
+    for name, handler, summary in (
+        ("demo", _demo, "the gateway on PORT and the ERP, QMS, WMS, MES simulators on PORT+1..PORT+4"),
+        ("sim", _sim, "only the ERP, QMS, WMS, MES simulators, on PORT+1..PORT+4"),
+    ):
+        command = commands.add_parser(name, help=summary, description=summary)
+        command.add_argument("--host", default="127.0.0.1")
+        command.add_argument("--port", type=int, default=8000)
+        command.add_argument("--seed", type=int, default=42, help="the same seed always gives the same plant")
+        command.add_argument("--lots", type=int, default=20_000, help="how many lots the plant has")
+        command.set_defaults(handler=handler)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        args.handler(args)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

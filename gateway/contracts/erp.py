@@ -1,0 +1,305 @@
+"""ERP contracts (SAP S/4HANA-style OData v2): batch master, materials, stock, orders, material documents."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from gateway.codes import ERP_MATERIAL_TYPE, ERP_STOCK_TYPE, translate
+from gateway.contracts.base import Contract, Keys, Upstream, register
+from gateway.model import ErpStock, GoodsMovement, Lot, Material, Plant, ProductionOrder, Supplier
+from gateway.sources.erp import ErpConnector, all_equal
+
+R = TypeVar("R")
+_ODATA_DATE = re.compile(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$")
+
+
+def _odata_date(value: Any) -> Any:
+    """`/Date(1767225600000)/` -> date; empty -> None; anything else left for pydantic to reject."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, str) and (match := _ODATA_DATE.match(value)):
+        return datetime.fromtimestamp(int(match.group(1)) / 1000, tz=UTC).date()
+    return value
+
+
+ODataDate = Annotated[date | None, BeforeValidator(_odata_date)]
+
+
+def _blank_to_none(value: str) -> str | None:
+    return value or None
+
+
+class Results(Upstream, Generic[R]):
+    results: list[R]
+    count: str | None = Field(default=None, alias="__count")
+
+
+class OData(Upstream, Generic[R]):
+    """The OData v2 collection envelope `{"d": {"results": [...]}}`."""
+
+    d: Results[R]
+
+
+class ErpPlant(Upstream):
+    Plant: str
+    PlantName: str
+    Country: str
+    CityName: str
+
+
+class ErpProduct(Upstream):
+    Product: str
+    ProductType: str
+    ProductDescription: str
+    BaseUnit: str
+    ProductGroup: str
+    IsRegulated: bool
+    StandardPrice: float
+    Currency: str
+
+
+class ErpSupplier(Upstream):
+    Supplier: str
+    SupplierName: str
+    Country: str
+
+
+class ErpBatch(Upstream):
+    Batch: str
+    Material: str
+    Plant: str
+    Supplier: str
+    SupplierBatch: str
+    ManufactureDate: ODataDate
+    ShelfLifeExpirationDate: ODataDate
+    MatlBatchIsInRstrcdUseStock: bool
+    CountryOfOrigin: str
+    PurchaseOrder: str
+    ManufacturingOrder: str
+    Customer: str
+
+    def canonical(self) -> Lot:
+        return Lot(
+            id=self.Batch,
+            material_id=self.Material,
+            plant_id=self.Plant,
+            supplier_id=_blank_to_none(self.Supplier),
+            supplier_batch=_blank_to_none(self.SupplierBatch),
+            manufactured_on=self.ManufactureDate,
+            expires_on=self.ShelfLifeExpirationDate,
+            restricted=self.MatlBatchIsInRstrcdUseStock,
+            country_of_origin=_blank_to_none(self.CountryOfOrigin),
+            purchase_order=_blank_to_none(self.PurchaseOrder),
+            production_order_id=_blank_to_none(self.ManufacturingOrder),
+            customer=_blank_to_none(self.Customer),
+        )
+
+
+class ErpStockRow(Upstream):
+    Material: str
+    Plant: str
+    StorageLocation: str
+    Batch: str
+    InventoryStockType: str
+    MatlWrhsStkQtyInMatlBaseUnit: float
+    MaterialBaseUnit: str
+
+
+class ErpOrder(Upstream):
+    ManufacturingOrder: str
+    Material: str
+    ProductionPlant: str
+    Batch: str
+    TotalQuantity: float
+    ProductionUnit: str
+    OrderStatus: str
+    MfgOrderPlannedStartDate: ODataDate
+    MfgOrderActualReleaseDate: ODataDate
+
+
+class ErpMaterialDocumentItem(Upstream):
+    MaterialDocumentYear: str
+    MaterialDocument: str
+    MaterialDocumentItem: str
+    GoodsMovementType: str
+    Material: str
+    Plant: str
+    Batch: str
+    QuantityInEntryUnit: float
+    EntryUnit: str
+    PostingDate: ODataDate
+    PurchaseOrder: str = ""
+    ManufacturingOrder: str = ""
+
+
+class BatchQuery(BaseModel):
+    """One page of batches matching the lot filter, ordered by batch number."""
+
+    model_config = ConfigDict(frozen=True)
+
+    plant: str | None = None
+    material: str | None = None
+    supplier: str | None = None
+    top: int = Field(ge=1)
+    skip: int = Field(ge=0)
+
+
+class LotPage(BaseModel):
+    lots: list[Lot]
+    total: int
+
+
+def _keys_of(entity_set: str, key_field: str):
+    async def send(erp: ErpConnector, request: Keys):
+        return await erp.read_by_keys(entity_set, key_field, request.keys)
+
+    return send
+
+
+async def _list_batches(erp: ErpConnector, request: BatchQuery):
+    conditions = {"Plant": request.plant, "Material": request.material, "Supplier": request.supplier}
+    return await erp.query(
+        "API_BATCH_SRV/Batch",
+        filter=all_equal(conditions),
+        top=request.top,
+        skip=request.skip,
+        orderby="Batch",
+        count=True,
+    )
+
+
+def _batch_page(body: OData[ErpBatch]) -> list[LotPage]:
+    total = int(body.d.count) if body.d.count is not None else len(body.d.results)
+    return [LotPage(lots=[row.canonical() for row in body.d.results], total=total)]
+
+
+PLANT_READ = register(
+    Contract(
+        "erp", "plant.read", 1, "Plants by plant code",
+        request=Keys, response=OData[ErpPlant],
+        send=_keys_of("API_PLANT_SRV/A_Plant", "Plant"),
+        adapt=lambda body: [
+            Plant(id=p.Plant, name=p.PlantName, country=p.Country, city=p.CityName) for p in body.d.results
+        ],
+    )
+)  # fmt: skip
+
+MATERIAL_READ = register(
+    Contract(
+        "erp", "material.read", 1, "Material master (A_Product) by material number",
+        request=Keys, response=OData[ErpProduct],
+        send=_keys_of("API_PRODUCT_SRV/A_Product", "Product"),
+        adapt=lambda body: [
+            Material(
+                id=p.Product,
+                description=p.ProductDescription,
+                material_class=translate(ERP_MATERIAL_TYPE, p.ProductType, field="ProductType"),
+                base_unit=p.BaseUnit,
+                group=p.ProductGroup,
+                regulated=p.IsRegulated,
+                standard_price=p.StandardPrice,
+                currency=p.Currency,
+            )
+            for p in body.d.results
+        ],
+    )
+)  # fmt: skip
+
+SUPPLIER_READ = register(
+    Contract(
+        "erp", "supplier.read", 1, "Suppliers by supplier number",
+        request=Keys, response=OData[ErpSupplier],
+        send=_keys_of("API_BUSINESS_PARTNER/A_Supplier", "Supplier"),
+        adapt=lambda body: [
+            Supplier(id=s.Supplier, name=s.SupplierName, country=s.Country) for s in body.d.results
+        ],
+    )
+)  # fmt: skip
+
+BATCH_READ = register(
+    Contract(
+        "erp", "batch.read", 1, "Batch master by batch number",
+        request=Keys, response=OData[ErpBatch],
+        send=_keys_of("API_BATCH_SRV/Batch", "Batch"),
+        adapt=lambda body: [row.canonical() for row in body.d.results],
+    )
+)  # fmt: skip
+
+BATCH_LIST = register(
+    Contract(
+        "erp", "batch.list", 1, "A page of batches filtered by plant, material and supplier",
+        request=BatchQuery, response=OData[ErpBatch],
+        send=_list_batches,
+        adapt=_batch_page,
+    )
+)  # fmt: skip
+
+STOCK_READ = register(
+    Contract(
+        "erp", "stock.read", 1, "Booked stock per storage location and stock type, by batch",
+        request=Keys, response=OData[ErpStockRow],
+        send=_keys_of("API_MATERIAL_STOCK_SRV/A_MatlStkInAcctMod", "Batch"),
+        adapt=lambda body: [
+            ErpStock(
+                lot_id=row.Batch,
+                plant_id=row.Plant,
+                storage_location=row.StorageLocation,
+                status=translate(ERP_STOCK_TYPE, row.InventoryStockType, field="InventoryStockType"),
+                quantity=row.MatlWrhsStkQtyInMatlBaseUnit,
+                unit=row.MaterialBaseUnit,
+            )
+            for row in body.d.results
+        ],
+    )
+)  # fmt: skip
+
+ORDER_READ = register(
+    Contract(
+        "erp", "production_order.read", 1, "Production order headers by order number",
+        request=Keys, response=OData[ErpOrder],
+        send=_keys_of("API_PRODUCTION_ORDER_2_SRV/A_ProductionOrder_2", "ManufacturingOrder"),
+        adapt=lambda body: [
+            ProductionOrder(
+                id=o.ManufacturingOrder,
+                material_id=o.Material,
+                plant_id=o.ProductionPlant,
+                lot_id=o.Batch or None,
+                planned_quantity=o.TotalQuantity,
+                unit=o.ProductionUnit,
+                status=o.OrderStatus,
+                planned_start=o.MfgOrderPlannedStartDate,
+                released_on=o.MfgOrderActualReleaseDate,
+            )
+            for o in body.d.results
+        ],
+    )
+)  # fmt: skip
+
+MOVEMENT_READ = register(
+    Contract(
+        "erp", "material_document.read", 1, "Goods movements (material document items) by batch",
+        request=Keys, response=OData[ErpMaterialDocumentItem],
+        send=_keys_of("API_MATERIAL_DOCUMENT_SRV/A_MaterialDocumentItem", "Batch"),
+        adapt=lambda body: [
+            GoodsMovement(
+                document=m.MaterialDocument,
+                year=m.MaterialDocumentYear,
+                item=m.MaterialDocumentItem,
+                movement_type=m.GoodsMovementType,
+                lot_id=m.Batch,
+                material_id=m.Material,
+                plant_id=m.Plant,
+                quantity=m.QuantityInEntryUnit,
+                unit=m.EntryUnit,
+                posted_on=m.PostingDate,
+                purchase_order=m.PurchaseOrder or None,
+                production_order_id=m.ManufacturingOrder or None,
+            )
+            for m in body.d.results
+        ],
+    )
+)  # fmt: skip

@@ -1,0 +1,279 @@
+"""QMS contracts: lot quality status, inspection lots, nonconformances and holds.
+
+QMS answers in each plant's dialect (numeric codes at P100, text labels elsewhere); these contracts
+translate every status through `gateway.codes` so the graph only ever sees canonical values.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.codes import (
+    QMS_HOLD_STATUS,
+    QMS_INSPECTION_STATUS,
+    QMS_LOT_STATUS,
+    QMS_NONCONFORMANCE_STATE,
+    QMS_USAGE_DECISION,
+    qms_native_lot_statuses,
+    qms_translate,
+    translate,
+)
+from gateway.contracts.base import Contract, Keys, Upstream, register
+from gateway.model import (
+    Inspection,
+    InspectionResult,
+    LotQuality,
+    Nonconformance,
+    QualityHold,
+    QualityStatus,
+    UsageDecision,
+)
+from gateway.sources.connector import SourceConnector
+
+Code = str | int
+
+
+class QmsLot(Upstream):
+    lot_id: str
+    plant: str
+    material: str
+    supplier: str | None = None
+    status: Code
+    status_changed_at: datetime
+
+    def canonical(self) -> LotQuality:
+        return LotQuality(
+            lot_id=self.lot_id,
+            plant_id=self.plant,
+            material_id=self.material,
+            supplier_id=self.supplier or None,
+            status=qms_translate(QMS_LOT_STATUS, self.plant, self.status, field="status"),
+            changed_at=self.status_changed_at,
+        )
+
+
+class QmsLots(Upstream):
+    items: list[QmsLot]
+    total: int | None = None
+
+
+class QmsCharacteristic(Upstream):
+    code: str
+    description: str
+    unit: str | None = None
+    lower_limit: float | None = None
+    upper_limit: float | None = None
+    result: float | None = None
+    valuation: str | None = None
+
+
+class QmsUsageDecision(Upstream):
+    code: str
+    decided_by: str
+    decided_at: datetime
+
+
+class QmsInspectionLot(Upstream):
+    id: str
+    lot_id: str
+    plant: str
+    material: str
+    origin: str
+    status: Code
+    created_at: datetime
+    characteristics: list[QmsCharacteristic]
+    usage_decision: QmsUsageDecision | None = None
+
+    def canonical(self) -> Inspection:
+        decision = self.usage_decision
+        return Inspection(
+            id=self.id,
+            lot_id=self.lot_id,
+            plant_id=self.plant,
+            material_id=self.material,
+            origin=self.origin,
+            status=qms_translate(QMS_INSPECTION_STATUS, self.plant, self.status, field="status"),
+            created_at=self.created_at,
+            results=tuple(
+                InspectionResult(
+                    characteristic=c.code,
+                    description=c.description,
+                    unit=c.unit,
+                    lower_limit=c.lower_limit,
+                    upper_limit=c.upper_limit,
+                    value=c.result,
+                    passed=None if c.valuation is None else c.valuation == "A",
+                )
+                for c in self.characteristics
+            ),
+            usage_decision=None
+            if decision is None
+            else UsageDecision(
+                code=translate(QMS_USAGE_DECISION, decision.code, field="usage_decision.code"),
+                decided_by=decision.decided_by,
+                decided_at=decision.decided_at,
+            ),
+        )
+
+
+class QmsInspectionLots(Upstream):
+    items: list[QmsInspectionLot]
+
+
+class QmsNonconformance(Upstream):
+    id: str
+    lot_id: str
+    plant: str
+    category: str
+    severity: str
+    state: Code
+    description: str
+    opened_at: datetime
+    closed_at: datetime | None = None
+
+    def canonical(self) -> Nonconformance:
+        return Nonconformance(
+            id=self.id,
+            lot_id=self.lot_id,
+            plant_id=self.plant,
+            category=self.category,
+            severity=self.severity,
+            state=qms_translate(QMS_NONCONFORMANCE_STATE, self.plant, self.state, field="state"),
+            description=self.description,
+            opened_at=self.opened_at,
+            closed_at=self.closed_at,
+        )
+
+
+class QmsNonconformances(Upstream):
+    items: list[QmsNonconformance]
+
+
+class QmsHold(Upstream):
+    id: str
+    lot_id: str
+    plant: str
+    status: Code
+    reason_code: str
+    reason: str
+    placed_by: str
+    placed_at: datetime
+    released_by: str | None = None
+    released_at: datetime | None = None
+
+    def canonical(self) -> QualityHold:
+        return QualityHold(
+            id=self.id,
+            lot_id=self.lot_id,
+            plant_id=self.plant,
+            status=qms_translate(QMS_HOLD_STATUS, self.plant, self.status, field="status"),
+            reason_code=self.reason_code,
+            reason=self.reason,
+            placed_by=self.placed_by,
+            placed_at=self.placed_at,
+            released_by=self.released_by,
+            released_at=self.released_at,
+        )
+
+
+class QmsHolds(Upstream):
+    items: list[QmsHold]
+
+
+class LotStatusQuery(BaseModel):
+    """One page of lots in a canonical quality status, optionally narrowed by plant, material, supplier."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: QualityStatus
+    plant: str | None = None
+    material: str | None = None
+    supplier: str | None = None
+    limit: int = Field(ge=1)
+    offset: int = Field(ge=0)
+
+
+class LotQualityPage(BaseModel):
+    lots: list[LotQuality]
+    total: int
+
+
+def _keyed(path: str, key_param: str):
+    async def send(qms: SourceConnector, request: Keys):
+        return await qms.get_keyed(path, key_param, request.keys)
+
+    return send
+
+
+async def _list_lots(qms: SourceConnector, request: LotStatusQuery):
+    return await qms.get(
+        "/api/v1/lots",
+        status=",".join(qms_native_lot_statuses(request.status)),
+        plant=request.plant,
+        material=request.material,
+        supplier=request.supplier,
+        limit=request.limit,
+        offset=request.offset,
+    )
+
+
+def _lot_page(body: QmsLots) -> list[LotQualityPage]:
+    lots = [item.canonical() for item in body.items]
+    return [LotQualityPage(lots=lots, total=body.total if body.total is not None else len(lots))]
+
+
+LOT_QUALITY_READ = register(
+    Contract(
+        "qms", "lot_quality.read", 1, "Quality status of lots, by lot id",
+        request=Keys, response=QmsLots,
+        send=_keyed("/api/v1/lots", "ids"),
+        adapt=lambda body: [item.canonical() for item in body.items],
+    )
+)  # fmt: skip
+
+LOT_QUALITY_LIST = register(
+    Contract(
+        "qms", "lot_quality.list", 1, "A page of lots in one quality status",
+        request=LotStatusQuery, response=QmsLots,
+        send=_list_lots,
+        adapt=_lot_page,
+    )
+)  # fmt: skip
+
+INSPECTION_BY_LOT = register(
+    Contract(
+        "qms", "inspection_lot.by_lot", 1, "Inspection lots with results and usage decision, by material lot",
+        request=Keys, response=QmsInspectionLots,
+        send=_keyed("/api/v1/inspection-lots", "lot_ids"),
+        adapt=lambda body: [item.canonical() for item in body.items],
+    )
+)  # fmt: skip
+
+INSPECTION_READ = register(
+    Contract(
+        "qms", "inspection_lot.read", 1, "Inspection lots by inspection lot number",
+        request=Keys, response=QmsInspectionLots,
+        send=_keyed("/api/v1/inspection-lots", "ids"),
+        adapt=lambda body: [item.canonical() for item in body.items],
+    )
+)  # fmt: skip
+
+NONCONFORMANCE_BY_LOT = register(
+    Contract(
+        "qms", "nonconformance.by_lot", 1, "Nonconformances by material lot",
+        request=Keys, response=QmsNonconformances,
+        send=_keyed("/api/v1/nonconformances", "lot_ids"),
+        adapt=lambda body: [item.canonical() for item in body.items],
+    )
+)  # fmt: skip
+
+HOLD_BY_LOT = register(
+    Contract(
+        "qms", "hold.by_lot", 1, "Quality holds by material lot",
+        request=Keys, response=QmsHolds,
+        send=_keyed("/api/v1/holds", "lot_ids"),
+        adapt=lambda body: [item.canonical() for item in body.items],
+    )
+)  # fmt: skip

@@ -1,0 +1,103 @@
+"""WMS contracts: stock positions by lot. Two API versions live side by side and both adapt to
+the same canonical `StockPosition`; which one the gateway speaks is `sources.wms.version`."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from gateway.codes import WMS_V1_STATUS, WMS_V2_STATUS, translate
+from gateway.contracts.base import Contract, ContractStatus, Keys, Upstream, register
+from gateway.model import StockPosition
+from gateway.sources.connector import SourceConnector
+
+
+class V1Stock(Upstream):
+    lot: str
+    sku: str
+    warehouse: str
+    location: str
+    handling_unit: str
+    qty: float
+    uom: str
+    status: str
+
+
+class V1StockList(Upstream):
+    stock: list[V1Stock]
+
+
+class V2Site(Upstream):
+    warehouse: str
+    zone: str
+
+
+class V2Quantity(Upstream):
+    value: float
+    unit: str
+
+
+class V2StockPosition(Upstream):
+    lotId: str
+    materialId: str
+    site: V2Site
+    bin: str
+    handlingUnitId: str
+    quantity: V2Quantity
+    stockStatus: str
+
+
+class V2StockPositions(Upstream):
+    data: list[V2StockPosition]
+
+
+async def _v1_send(wms: SourceConnector, request: Keys):
+    return await wms.get_keyed("/v1/stock", "lots", request.keys)
+
+
+async def _v2_send(wms: SourceConnector, request: Keys):
+    return await wms.get_keyed("/v2/stock-positions", "lotIds", request.keys)
+
+
+STOCK_READ_V1 = register(
+    Contract(
+        "wms", "stock.read", 1, "Stock by handling unit, by lot (WMS API v1)",
+        request=Keys, response=V1StockList,
+        send=_v1_send,
+        adapt=lambda body: [
+            StockPosition(
+                lot_id=s.lot,
+                material_id=s.sku,
+                warehouse=s.warehouse,
+                location=s.location,
+                handling_unit=s.handling_unit,
+                quantity=s.qty,
+                unit=s.uom,
+                status=translate(WMS_V1_STATUS, s.status, field="status"),
+            )
+            for s in body.stock
+        ],
+        status=ContractStatus.DEPRECATED,
+        sunset=date(2027, 6, 30),
+    )
+)  # fmt: skip
+
+STOCK_READ_V2 = register(
+    Contract(
+        "wms", "stock.read", 2, "Stock by handling unit, by lot (WMS API v2)",
+        request=Keys, response=V2StockPositions,
+        send=_v2_send,
+        adapt=lambda body: [
+            StockPosition(
+                lot_id=p.lotId,
+                material_id=p.materialId,
+                warehouse=p.site.warehouse,
+                location=f"{p.site.zone}/{p.bin}",
+                handling_unit=p.handlingUnitId,
+                quantity=p.quantity.value,
+                unit=p.quantity.unit,
+                status=translate(WMS_V2_STATUS, p.stockStatus, field="stockStatus"),
+            )
+            for p in body.data
+        ],
+    )
+)  # fmt: skip

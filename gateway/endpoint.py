@@ -1,0 +1,87 @@
+"""The `/graphql` endpoint: a context per request, and an `extensions.code` on every error.
+
+Errors raised as `GatewayError` already carry their code. What graphql-core reports on its own
+(syntax, validation) gets one here, and anything unexpected becomes INTERNAL_SERVER_ERROR; in
+production its message is masked and replaced by the correlation id that finds the log line.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cross_web import HTTPException
+from graphql import GraphQLError, GraphQLSyntaxError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from gateway import correlation
+from gateway.context import GatewayContext
+from gateway.errors import GatewayError
+from gateway.settings import Mode, Settings
+from gateway.upstream import Upstream
+
+log = logging.getLogger("lotgraph.graphql")
+
+
+def error_code(error: GraphQLError) -> str:
+    if isinstance(error, GraphQLSyntaxError):
+        return "GRAPHQL_PARSE_FAILED"
+    if error.original_error is None:
+        return "GRAPHQL_VALIDATION_FAILED" if error.path is None else "BAD_USER_INPUT"
+    return "INTERNAL_SERVER_ERROR"
+
+
+class GraphQLEndpoint(GraphQL[GatewayContext, None]):
+    def __init__(self, schema: Any, settings: Settings, upstream: Upstream) -> None:
+        super().__init__(schema, graphql_ide="graphiql" if settings.graphiql_enabled else None)
+        self.settings = settings
+        self.upstream = upstream
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> GatewayContext:
+        return GatewayContext(
+            request=request,
+            settings=self.settings,
+            upstream=self.upstream,
+            correlation_id=correlation.current.get() or correlation.accept_or_new(None),
+        )
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        response: GraphQLHTTPResponse = {"data": result.data}
+        if result.errors:
+            response["errors"] = [self._format(error) for error in result.errors]
+        if result.extensions:
+            response["extensions"] = result.extensions
+        return response
+
+    def _format(self, error: GraphQLError) -> dict[str, Any]:
+        formatted = dict(error.formatted)
+        extensions = dict(formatted.get("extensions") or {})
+        if "code" not in extensions:
+            extensions["code"] = error_code(error)
+        if extensions["code"] == "INTERNAL_SERVER_ERROR" and not isinstance(error.original_error, GatewayError):
+            cid = correlation.current.get()
+            log.error("unexpected error [correlation_id=%s]", cid, exc_info=error.original_error)
+            extensions["correlationId"] = cid
+            if self.settings.mode is Mode.PRODUCTION:
+                formatted["message"] = f"Internal error; quote correlation id {cid} to find it in the logs."
+        formatted["extensions"] = extensions
+        return formatted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+        try:
+            response = await self.run(Request(scope, receive))
+        except HTTPException as exc:
+            # A request that is not GraphQL at all still gets a GraphQL-shaped answer saying why.
+            response = JSONResponse(
+                {"errors": [{"message": exc.reason, "extensions": {"code": "BAD_REQUEST"}}]},
+                status_code=exc.status_code,
+            )
+        await response(scope, receive, send)

@@ -1,0 +1,101 @@
+"""Several uvicorn servers in one event loop: the demo plant, the test fixtures and the benchmarks.
+
+uvicorn's own signal handling assumes one server per process; here the group owns Ctrl-C and
+stops every server together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.types import ASGIApp
+
+
+class _GroupedServer(uvicorn.Server):
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+@dataclass
+class Listener:
+    name: str
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class ServerGroup:
+    def __init__(self) -> None:
+        self._servers: list[tuple[Listener, _GroupedServer]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def add(self, name: str, app: ASGIApp, host: str = "127.0.0.1", port: int | None = None) -> Listener:
+        listener = Listener(name, host, port or free_port(host))
+        config = uvicorn.Config(app, host=host, port=listener.port, log_level="warning", lifespan="on")
+        self._servers.append((listener, _GroupedServer(config)))
+        return listener
+
+    @property
+    def listeners(self) -> list[Listener]:
+        return [listener for listener, _ in self._servers]
+
+    async def start(self) -> None:
+        """Start every server; raise if any of them cannot (a port in use, a failing start-up)."""
+        self._tasks = [asyncio.create_task(server.serve()) for _, server in self._servers]
+        while not all(server.started for _, server in self._servers):
+            failed = [task for task in self._tasks if task.done()]
+            if failed:
+                await self.stop()
+                names = [listener.name for (listener, _), t in zip(self._servers, self._tasks, strict=True) if t.done()]
+                raise RuntimeError(f"could not start: {', '.join(names)} (port in use?)")
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        for _, server in self._servers:
+            server.should_exit = True
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def serve_until_signal(self, on_started: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Run until SIGINT or SIGTERM, then stop everything cleanly."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        if on_started:
+            await on_started()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    @contextlib.contextmanager
+    def running_in_thread(self) -> Iterator[ServerGroup]:
+        """Serve from a background thread (tests, benchmarks); stop when the block ends."""
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="lotgraph-servers", daemon=True)
+        thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=60)
+            yield self
+        finally:
+            asyncio.run_coroutine_threadsafe(self.stop(), loop).result(timeout=60)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            loop.close()

@@ -1,0 +1,108 @@
+"""Gateway configuration: `LOTGRAPH_*` environment variables, optionally a YAML file.
+
+Nested values use `__` (`LOTGRAPH_SOURCES__WMS__VERSION=1`). `LOTGRAPH_CONFIG=/etc/lotgraph.yaml`
+adds a file whose values environment variables override. The default mode is production:
+development conveniences (GraphiQL, introspection) have to be asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, HttpUrl, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+
+class Mode(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class SourceSettings(BaseModel):
+    """How to reach one upstream system."""
+
+    url: HttpUrl
+    version: int = Field(default=1, description="Contract version this source speaks, where it has several.")
+    connect_timeout: float = 2.0
+    read_timeout: float = 10.0
+    max_batch_keys: int = Field(
+        default=200, ge=1, description="Keys per upstream request when a batch has to go in a URL."
+    )
+    max_connections: int = 50
+
+
+def _loopback_defaults(first_port: int) -> dict[str, dict[str, Any]]:
+    """Sources at consecutive loopback ports (ERP, QMS, WMS, MES), as `lotgraph demo` lays them out."""
+    return {
+        "erp": {"url": f"http://127.0.0.1:{first_port}"},
+        "qms": {"url": f"http://127.0.0.1:{first_port + 1}"},
+        "wms": {"url": f"http://127.0.0.1:{first_port + 2}", "version": 2},
+        "mes": {"url": f"http://127.0.0.1:{first_port + 3}"},
+    }
+
+
+class Sources(BaseModel):
+    erp: SourceSettings
+    qms: SourceSettings
+    wms: SourceSettings
+    mes: SourceSettings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, data: Any) -> Any:
+        """Merge what was configured into the loopback defaults, so one variable changes one value."""
+        if not isinstance(data, dict):
+            return data
+        defaults = _loopback_defaults(8001)
+        return {name: {**defaults[name], **dict(data.get(name) or {})} for name in defaults}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOTGRAPH_", env_nested_delimiter="__", extra="forbid")
+
+    mode: Mode = Mode.PRODUCTION
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path(".lotgraph")
+    graphiql: bool | None = Field(default=None, description="Serve GraphiQL; default: only in development.")
+    introspection: bool | None = Field(default=None, description="Allow introspection; default: development.")
+    sources: Sources = Field(default_factory=lambda: Sources.model_validate({}))
+    max_page_size: int = Field(default=1000, ge=1)
+    max_genealogy_depth: int = Field(default=20, ge=1)
+    default_genealogy_depth: int = Field(default=10, ge=1)
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return self.mode is Mode.DEVELOPMENT if self.graphiql is None else self.graphiql
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return self.mode is Mode.DEVELOPMENT if self.introspection is None else self.introspection
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = os.environ.get("LOTGRAPH_CONFIG")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+
+def local_sources(first_port: int) -> Sources:
+    """The four simulators on loopback from `first_port` on (ERP, QMS, WMS, MES)."""
+    return Sources.model_validate(_loopback_defaults(first_port))

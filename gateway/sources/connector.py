@@ -1,0 +1,89 @@
+"""One pooled HTTP client per upstream system, and the translation of transport failures into gateway errors.
+
+Connectors know how to reach a system and how it batches keys; they know nothing of its payloads:
+validating and normalizing those is the contracts' job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import httpx
+
+from gateway import correlation
+from gateway.errors import NotFound, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from gateway.settings import SourceSettings
+
+
+def chunked(keys: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]
+
+
+class SourceConnector:
+    """HTTP access to one source system with its own connection pool and timeouts."""
+
+    def __init__(self, name: str, settings: SourceSettings, transport: httpx.AsyncBaseTransport | None = None):
+        self.name = name
+        self.settings = settings
+        self.client = httpx.AsyncClient(
+            base_url=str(settings.url),
+            timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+            limits=httpx.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=settings.max_connections,
+            ),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send one request with the current correlation id; map every failure onto a typed error."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        correlation_id = correlation.current.get()
+        if correlation_id:
+            headers[correlation.HEADER] = correlation_id
+        try:
+            response = await self.client.request(method, path, headers=headers, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(
+                f"{self.name.upper()} did not answer {method} {path} in time", source=self.name
+            ) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(
+                f"{self.name.upper()} is unreachable: {exc.__class__.__name__}", source=self.name
+            ) from exc
+        self._raise_for_status(method, path, response)
+        return response
+
+    def _raise_for_status(self, method: str, path: str, response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        what = f"{self.name.upper()} answered {status} to {method} {path}"
+        if status == 404:
+            raise NotFound(what, source=self.name)
+        if status in (408, 504):
+            raise UpstreamTimeout(what, source=self.name, status=status)
+        if status == 429 or status >= 500:
+            raise UpstreamUnavailable(what, source=self.name, status=status)
+        raise UpstreamRejected(what, source=self.name, status=status)
+
+    async def get(self, path: str, **params: Any) -> httpx.Response:
+        return await self.request("GET", path, params=_drop_none(params))
+
+    async def post(self, path: str, body: Any, **kwargs: Any) -> httpx.Response:
+        return await self.request("POST", path, json=body, **kwargs)
+
+    async def get_keyed(self, path: str, key_param: str, keys: Sequence[str], **params: Any) -> list[httpx.Response]:
+        """GET a batch of keys as one comma-separated parameter, in as few requests as URL length allows."""
+        chunks = chunked(keys, self.settings.max_batch_keys)
+        return list(await asyncio.gather(*(self.get(path, **{key_param: ",".join(c)}, **params) for c in chunks)))
+
+
+def _drop_none(params: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in params.items() if value is not None}

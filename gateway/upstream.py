@@ -1,0 +1,45 @@
+"""The gateway's one door to the plant: call an operation on a source through the contract version
+configured for it, over that source's connector.
+
+Resolvers and loaders name *what* they want (`"qms", "hold.by_lot"`); this module decides which
+contract version and which pooled client serve it, and fails at start-up, not at request time,
+when a configured version has no contract.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from gateway.contracts import REGISTRY, Contract, contract_for
+from gateway.settings import Sources
+from gateway.sources import Connectors
+
+
+class Upstream:
+    def __init__(self, sources: Sources, connectors: Connectors) -> None:
+        self.connectors = connectors
+        self.contracts: dict[tuple[str, str], Contract[Any, Any, Any]] = {}
+        for contract in REGISTRY.values():
+            version = getattr(sources, contract.source).version
+            key = (contract.source, contract.operation)
+            self.contracts[key] = contract_for(contract.source, contract.operation, version)
+
+    @classmethod
+    def open(cls, sources: Sources) -> Upstream:
+        return cls(sources, Connectors.open(sources))
+
+    async def aclose(self) -> None:
+        await self.connectors.aclose()
+
+    def contract(self, source: str, operation: str) -> Contract[Any, Any, Any]:
+        return self.contracts[(source, operation)]
+
+    async def call(self, source: str, operation: str, request: BaseModel) -> list[Any]:
+        contract = self.contract(source, operation)
+        return await contract.call(getattr(self.connectors, source), request)
+
+    def in_use(self) -> set[str]:
+        """Names of the contracts this gateway actually speaks."""
+        return {contract.name for contract in self.contracts.values()}

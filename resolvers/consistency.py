@@ -1,0 +1,111 @@
+"""What each system believes about a lot, side by side, and where they disagree.
+
+Each system's statement (a quality status or a stock status) is reduced to what it lets people do with
+the stock: use it, wait for inspection, or keep it blocked. The lot is consistent when every system
+that says something says the same thing; otherwise each disagreement is spelled out against the
+system of record for quality (QMS), or against ERP where QMS has no record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import GatewayError
+from gateway.model import ErpStock, QualityStatus, StockPosition, StockStatus, System
+from resolvers.loaders import Loaders
+
+# What a quality status allows, expressed as the stock status it should have everywhere.
+EXPECTED_STOCK = {
+    QualityStatus.RELEASED: StockStatus.AVAILABLE,
+    QualityStatus.IN_INSPECTION: StockStatus.QUALITY_INSPECTION,
+    QualityStatus.ON_HOLD: StockStatus.BLOCKED,
+    QualityStatus.REJECTED: StockStatus.BLOCKED,
+}
+# When a lot's stock is split, the most usable part is what can still be picked, shipped or sold.
+_USABILITY = [StockStatus.AVAILABLE, StockStatus.QUALITY_INSPECTION, StockStatus.BLOCKED]
+
+
+@dataclass(frozen=True)
+class SystemView:
+    system: System
+    quality_status: QualityStatus | None = None
+    stock_status: StockStatus | None = None
+    error_code: str | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return self.error_code is None
+
+    @property
+    def stance(self) -> StockStatus | None:
+        """What this system lets people do with the lot, or None when it says nothing."""
+        if self.quality_status is not None:
+            return EXPECTED_STOCK[self.quality_status]
+        return self.stock_status
+
+    def describe(self) -> str:
+        if self.quality_status is not None:
+            return f"{self.system.value} reports {self.quality_status.value}"
+        return f"{self.system.value} holds stock as {self.stock_status.value if self.stock_status else 'none'}"
+
+
+@dataclass(frozen=True)
+class Consistency:
+    systems: tuple[SystemView, ...]
+    disagreements: tuple[str, ...]
+
+    @property
+    def consistent(self) -> bool | None:
+        """False on any disagreement; True when every system answered alike; None when one could not be asked."""
+        if self.disagreements:
+            return False
+        return True if all(view.reachable for view in self.systems) else None
+
+
+def most_usable(statuses: Iterable[StockStatus]) -> StockStatus | None:
+    present = set(statuses)
+    return next((status for status in _USABILITY if status in present), None)
+
+
+async def _view(system: System, fetch: Awaitable[Any], read: Any) -> SystemView:
+    try:
+        return SystemView(system, **read(await fetch))
+    except GatewayError as exc:
+        return SystemView(system, error_code=exc.code)
+
+
+def _erp(stock: list[ErpStock]) -> dict[str, Any]:
+    return {"stock_status": most_usable(row.status for row in stock if row.quantity > 0)}
+
+
+def _wms(positions: list[StockPosition]) -> dict[str, Any]:
+    return {"stock_status": most_usable(p.status for p in positions if p.quantity > 0)}
+
+
+async def assess(loaders: Loaders, lot_id: str) -> Consistency:
+    views = await asyncio.gather(
+        _view(System.ERP, loaders.erp_stock.load(lot_id), _erp),
+        _view(
+            System.QMS,
+            loaders.lot_quality.load(lot_id),
+            lambda q: {"quality_status": q.status if q else None},
+        ),
+        _view(System.WMS, loaders.stock_positions.load(lot_id), _wms),
+        _view(System.MES, loaders.mes_lot.load(lot_id), lambda m: {"quality_status": m.status if m else None}),
+    )
+    return Consistency(systems=tuple(views), disagreements=tuple(disagreements(views)))
+
+
+def disagreements(views: Iterable[SystemView]) -> list[str]:
+    speaking = [view for view in views if view.stance is not None]
+    if not speaking:
+        return []
+    reference = next((v for v in speaking if v.system is System.QMS), speaking[0])
+    return [
+        f"{reference.describe()}, but {view.describe()}"
+        for view in speaking
+        if view is not reference and view.stance is not reference.stance
+    ]

@@ -1,0 +1,89 @@
+"""Per-request DataLoaders, one per source and entity, so a list of any size costs a constant
+number of upstream requests per source (fields of all items are collected, then fetched in one batch).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from operator import attrgetter
+from typing import Any, TypeVar
+
+from strawberry.dataloader import DataLoader
+
+from gateway.contracts.base import Keys
+from gateway.model import (
+    ErpStock,
+    GoodsMovement,
+    Inspection,
+    Lot,
+    LotQuality,
+    Material,
+    MesLot,
+    Nonconformance,
+    Plant,
+    ProductionExecution,
+    ProductionOrder,
+    QualityHold,
+    StockPosition,
+    Supplier,
+)
+from gateway.upstream import Upstream
+
+T = TypeVar("T")
+
+
+def _one_each(
+    upstream: Upstream, source: str, operation: str, key_of: Callable[[Any], Hashable]
+) -> Callable[[list[str]], Awaitable[Sequence[Any]]]:
+    """Batch function answering one object (or None when the source does not know it) per key."""
+
+    async def load(keys: list[str]) -> list[Any]:
+        found = {key_of(item): item for item in await upstream.call(source, operation, Keys(keys=keys))}
+        return [found.get(key) for key in keys]
+
+    return load
+
+
+def _all_each(
+    upstream: Upstream, source: str, operation: str, key_of: Callable[[Any], Hashable]
+) -> Callable[[list[str]], Awaitable[Sequence[list[Any]]]]:
+    """Batch function answering the list of objects belonging to each key (possibly empty)."""
+
+    async def load(keys: list[str]) -> list[list[Any]]:
+        grouped: dict[Hashable, list[Any]] = defaultdict(list)
+        for item in await upstream.call(source, operation, Keys(keys=keys)):
+            grouped[key_of(item)].append(item)
+        return [grouped.get(key, []) for key in keys]
+
+    return load
+
+
+class Loaders:
+    """Every loader a request may use; created fresh per request so nothing leaks between callers."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        def one(source: str, operation: str, key_of: Callable[[Any], Hashable]) -> DataLoader[str, Any]:
+            return DataLoader(_one_each(upstream, source, operation, key_of))
+
+        def many(source: str, operation: str, key_of: Callable[[Any], Hashable]) -> DataLoader[str, Any]:
+            return DataLoader(_all_each(upstream, source, operation, key_of))
+
+        by_id, by_lot = attrgetter("id"), attrgetter("lot_id")
+        self.plant: DataLoader[str, Plant | None] = one("erp", "plant.read", by_id)
+        self.material: DataLoader[str, Material | None] = one("erp", "material.read", by_id)
+        self.supplier: DataLoader[str, Supplier | None] = one("erp", "supplier.read", by_id)
+        self.batch: DataLoader[str, Lot | None] = one("erp", "batch.read", by_id)
+        self.erp_stock: DataLoader[str, list[ErpStock]] = many("erp", "stock.read", by_lot)
+        self.production_order: DataLoader[str, ProductionOrder | None] = one("erp", "production_order.read", by_id)
+        self.movements: DataLoader[str, list[GoodsMovement]] = many("erp", "material_document.read", by_lot)
+        self.lot_quality: DataLoader[str, LotQuality | None] = one("qms", "lot_quality.read", by_lot)
+        self.inspection: DataLoader[str, Inspection | None] = one("qms", "inspection_lot.read", by_id)
+        self.inspections: DataLoader[str, list[Inspection]] = many("qms", "inspection_lot.by_lot", by_lot)
+        self.nonconformances: DataLoader[str, list[Nonconformance]] = many("qms", "nonconformance.by_lot", by_lot)
+        self.holds: DataLoader[str, list[QualityHold]] = many("qms", "hold.by_lot", by_lot)
+        self.stock_positions: DataLoader[str, list[StockPosition]] = many("wms", "stock.read", by_lot)
+        self.execution: DataLoader[str, ProductionExecution | None] = one(
+            "mes", "execution.read", attrgetter("order_id")
+        )
+        self.mes_lot: DataLoader[str, MesLot | None] = one("mes", "lot.read", by_lot)

@@ -1,0 +1,97 @@
+"""The `lots` list: filtered pages of lots, driven by the system that can filter on what was asked.
+
+ERP filters batches by plant, material and supplier; a quality-status filter is the QMS's to answer,
+so such a query pages through QMS (which also knows plant, material and supplier of each lot).
+Cursors are opaque offsets into the driving system's ordered list.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from gateway.contracts.erp import BatchQuery, LotPage
+from gateway.contracts.qms import LotQualityPage, LotStatusQuery
+from gateway.errors import BadUserInput
+from gateway.model import QualityStatus
+from gateway.upstream import Upstream
+from resolvers.loaders import Loaders
+
+_PREFIX = "lots:"
+
+
+@dataclass(frozen=True)
+class LotFilter:
+    plant: str | None = None
+    material: str | None = None
+    supplier: str | None = None
+    quality_status: QualityStatus | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    lot_id: str
+    material_id: str
+    cursor: str
+
+
+@dataclass(frozen=True)
+class Page:
+    entries: list[Entry]
+    has_next_page: bool
+    total: int
+
+
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"{_PREFIX}{offset}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        if text.startswith(_PREFIX) and (offset := int(text[len(_PREFIX) :])) >= 0:
+            return offset
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise BadUserInput(f"'{cursor}' is not a cursor this list gave out", argument="after")
+
+
+async def page(
+    upstream: Upstream, loaders: Loaders, where: LotFilter, first: int, after: str | None, max_first: int
+) -> Page:
+    if not 1 <= first <= max_first:
+        raise BadUserInput(f"first must be between 1 and {max_first}", argument="first")
+    offset = decode_cursor(after) + 1 if after else 0
+    if where.quality_status is None:
+        batches: list[LotPage] = await upstream.call(
+            "erp",
+            "batch.list",
+            BatchQuery(plant=where.plant, material=where.material, supplier=where.supplier, top=first, skip=offset),
+        )
+        total = batches[0].total
+        for lot in batches[0].lots:
+            loaders.batch.prime(lot.id, lot)
+        found = [(lot.id, lot.material_id) for lot in batches[0].lots]
+    else:
+        qualities: list[LotQualityPage] = await upstream.call(
+            "qms",
+            "lot_quality.list",
+            LotStatusQuery(
+                status=where.quality_status,
+                plant=where.plant,
+                material=where.material,
+                supplier=where.supplier,
+                limit=first,
+                offset=offset,
+            ),
+        )
+        total = qualities[0].total
+        for quality in qualities[0].lots:
+            loaders.lot_quality.prime(quality.lot_id, quality)
+        found = [(quality.lot_id, quality.material_id) for quality in qualities[0].lots]
+    entries = [
+        Entry(lot_id=lot_id, material_id=material_id, cursor=encode_cursor(offset + index))
+        for index, (lot_id, material_id) in enumerate(found)
+    ]
+    return Page(entries=entries, has_next_page=offset + len(entries) < total, total=total)

@@ -1,0 +1,56 @@
+"""The traceability graph of a lot as one object: nodes and consumption edges."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from resolvers.genealogy import Walk
+from schema.enums import GenealogyDirection
+
+if TYPE_CHECKING:
+    from schema.lot import Lot
+
+LotRef = Annotated["Lot", strawberry.lazy("schema.lot")]
+
+
+@strawberry.type(description="`from` (the consumed lot) went into `to` (the produced lot).")
+class GenealogyEdge:
+    from_: strawberry.ID = strawberry.field(name="from")
+    to: strawberry.ID
+    quantity: float
+    unit: str
+    production_order_id: str
+
+
+@strawberry.type
+class Genealogy:
+    root: strawberry.ID
+    direction: GenealogyDirection
+    max_depth: int
+    depth_reached: int = strawberry.field(description="How many levels had links (at most maxDepth).")
+    nodes: list[LotRef] = strawberry.field(description="Every lot in the graph, the root first.")
+    edges: list[GenealogyEdge]
+
+    @classmethod
+    def of(cls, walk: Walk) -> Genealogy:
+        from schema.lot import Lot
+
+        return cls(
+            root=strawberry.ID(walk.root),
+            direction=walk.direction,
+            max_depth=walk.max_depth,
+            depth_reached=walk.levels,
+            nodes=[Lot(id=strawberry.ID(n.lot_id), material_hint=n.material_id) for n in walk.nodes.values()],
+            edges=[
+                GenealogyEdge(
+                    from_=strawberry.ID(e.consumed_lot_id),
+                    to=strawberry.ID(e.produced_lot_id),
+                    quantity=e.quantity,
+                    unit=e.unit,
+                    production_order_id=e.order_id,
+                )
+                for e in walk.edges
+            ],
+        )

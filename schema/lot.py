@@ -1,0 +1,170 @@
+"""The material lot, resolved across systems: batch master (ERP), stock (ERP and WMS),
+quality (QMS), production (ERP and MES), genealogy (MES) and the cross-system consistency view."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import strawberry
+
+from gateway import model
+from gateway.context import GatewayContext
+from gateway.errors import BadUserInput, NotFound
+from resolvers import consistency, genealogy
+from schema.consistency import Consistency
+from schema.enums import GenealogyDirection, QualityStatus, StockStatus
+from schema.genealogy import Genealogy
+from schema.master import Material, Plant, Supplier
+from schema.production import ProductionOrder
+from schema.quality import Inspection, Nonconformance, QualityHold
+
+Info = strawberry.Info[GatewayContext, None]
+
+
+@strawberry.type(description="Stock of a lot as the ERP books it, per storage location and stock type.")
+class BookedStock:
+    plant_id: str
+    storage_location: str
+    status: StockStatus
+    quantity: float
+    unit: str
+
+
+@strawberry.type(description="Physical stock of a lot on one handling unit, as the WMS knows it.")
+class StockPosition:
+    warehouse: str
+    location: str
+    handling_unit: str
+    quantity: float
+    unit: str
+    status: StockStatus
+
+
+@strawberry.type(description="An ERP material document item that moved this lot.")
+class GoodsMovement:
+    document: str
+    year: str
+    item: str
+    movement_type: str = strawberry.field(
+        description="101 receipt, 261 issue to order, 321/343/344/350 stock type changes, 551 scrap."
+    )
+    quantity: float
+    unit: str
+    posted_on: date | None
+    purchase_order: str | None
+    production_order_id: str | None
+
+
+@strawberry.type(description="A material lot (batch), with what every system of record says about it.")
+class Lot:
+    id: strawberry.ID
+    material_hint: strawberry.Private[str | None] = None
+
+    async def _batch(self, info: Info) -> model.Lot:
+        batch = await info.context.loaders.batch.load(self.id)
+        if batch is None:
+            raise NotFound(f"ERP has no batch {self.id}", source="erp")
+        return batch
+
+    @strawberry.field
+    async def material(self, info: Info) -> Material | None:
+        material_id = self.material_hint or (await self._batch(info)).material_id
+        material = await info.context.loaders.material.load(material_id)
+        return Material.of(material) if material else None
+
+    @strawberry.field
+    async def plant(self, info: Info) -> Plant | None:
+        plant = await info.context.loaders.plant.load((await self._batch(info)).plant_id)
+        return Plant.of(plant) if plant else None
+
+    @strawberry.field(description="The supplier of a purchased lot; null for lots produced in-house.")
+    async def supplier(self, info: Info) -> Supplier | None:
+        supplier_id = (await self._batch(info)).supplier_id
+        supplier = await info.context.loaders.supplier.load(supplier_id) if supplier_id else None
+        return Supplier.of(supplier) if supplier else None
+
+    @strawberry.field
+    async def supplier_batch(self, info: Info) -> str | None:
+        return (await self._batch(info)).supplier_batch
+
+    @strawberry.field
+    async def manufactured_on(self, info: Info) -> date | None:
+        return (await self._batch(info)).manufactured_on
+
+    @strawberry.field
+    async def expires_on(self, info: Info) -> date | None:
+        return (await self._batch(info)).expires_on
+
+    @strawberry.field(description="The ERP batch is flagged restricted-use.")
+    async def restricted(self, info: Info) -> bool:
+        return (await self._batch(info)).restricted
+
+    @strawberry.field
+    async def country_of_origin(self, info: Info) -> str | None:
+        return (await self._batch(info)).country_of_origin
+
+    @strawberry.field
+    async def purchase_order(self, info: Info) -> str | None:
+        return (await self._batch(info)).purchase_order
+
+    @strawberry.field(description="The customer a distribution lot ships to.")
+    async def customer(self, info: Info) -> str | None:
+        return (await self._batch(info)).customer
+
+    @strawberry.field(description="The order that produced this lot; null for purchased lots.")
+    async def production_order(self, info: Info) -> ProductionOrder | None:
+        order_id = (await self._batch(info)).production_order_id
+        order = await info.context.loaders.production_order.load(order_id) if order_id else None
+        return ProductionOrder.of(order) if order else None
+
+    @strawberry.field(description="QMS quality status; null when QMS has no record of the lot.")
+    async def quality_status(self, info: Info) -> QualityStatus | None:
+        quality = await info.context.loaders.lot_quality.load(self.id)
+        return quality.status if quality else None
+
+    @strawberry.field(description="ERP stock by storage location and stock type.")
+    async def booked_stock(self, info: Info) -> list[BookedStock]:
+        rows = await info.context.loaders.erp_stock.load(self.id)
+        return [BookedStock(**row.model_dump(exclude={"lot_id"})) for row in rows]
+
+    @strawberry.field(description="WMS stock by handling unit.")
+    async def stock_positions(self, info: Info) -> list[StockPosition]:
+        positions = await info.context.loaders.stock_positions.load(self.id)
+        return [StockPosition(**p.model_dump(exclude={"lot_id", "material_id"})) for p in positions]
+
+    @strawberry.field
+    async def movements(self, info: Info) -> list[GoodsMovement]:
+        items = await info.context.loaders.movements.load(self.id)
+        return [GoodsMovement(**m.model_dump(exclude={"lot_id", "material_id", "plant_id"})) for m in items]
+
+    @strawberry.field
+    async def inspections(self, info: Info) -> list[Inspection]:
+        return [Inspection.of(i) for i in await info.context.loaders.inspections.load(self.id)]
+
+    @strawberry.field
+    async def nonconformances(self, info: Info) -> list[Nonconformance]:
+        return [Nonconformance.of(n) for n in await info.context.loaders.nonconformances.load(self.id)]
+
+    @strawberry.field
+    async def holds(self, info: Info) -> list[QualityHold]:
+        return [QualityHold.of(h) for h in await info.context.loaders.holds.load(self.id)]
+
+    @strawberry.field(
+        description="The traceability graph around this lot: every lot within `maxDepth` links, and the links."
+    )
+    async def genealogy(
+        self,
+        info: Info,
+        direction: GenealogyDirection,
+        max_depth: int | None = None,
+    ) -> Genealogy:
+        settings = info.context.settings
+        depth = settings.default_genealogy_depth if max_depth is None else max_depth
+        if not 1 <= depth <= settings.max_genealogy_depth:
+            raise BadUserInput(f"maxDepth must be between 1 and {settings.max_genealogy_depth}", argument="maxDepth")
+        walk = await genealogy.walk(info.context.upstream, self.id, direction, depth)
+        return Genealogy.of(walk)
+
+    @strawberry.field(description="What ERP, QMS, WMS and MES each say about this lot, and where they disagree.")
+    async def consistency(self, info: Info) -> Consistency:
+        return Consistency.of(await consistency.assess(info.context.loaders, self.id))

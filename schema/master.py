@@ -1,0 +1,56 @@
+"""Master data: plants, materials (material definitions) and suppliers, all owned by the ERP."""
+
+from __future__ import annotations
+
+import strawberry
+
+from gateway import model
+from schema.enums import MaterialClass
+
+
+@strawberry.type(description="A plant (site) of the enterprise.")
+class Plant:
+    id: strawberry.ID
+    name: str
+    country: str
+    city: str
+
+    @classmethod
+    def of(cls, plant: model.Plant) -> Plant:
+        return cls(id=strawberry.ID(plant.id), name=plant.name, country=plant.country, city=plant.city)
+
+
+@strawberry.type(description="A material definition from the ERP material master.")
+class Material:
+    id: strawberry.ID
+    description: str
+    material_class: MaterialClass
+    base_unit: str
+    group: str
+    regulated: bool = strawberry.field(description="Subject to regulated-release rules (e.g. GMP).")
+    standard_price: float
+    currency: str
+
+    @classmethod
+    def of(cls, material: model.Material) -> Material:
+        return cls(
+            id=strawberry.ID(material.id),
+            description=material.description,
+            material_class=material.material_class,
+            base_unit=material.base_unit,
+            group=material.group,
+            regulated=material.regulated,
+            standard_price=material.standard_price,
+            currency=material.currency,
+        )
+
+
+@strawberry.type
+class Supplier:
+    id: strawberry.ID
+    name: str
+    country: str
+
+    @classmethod
+    def of(cls, supplier: model.Supplier) -> Supplier:
+        return cls(id=strawberry.ID(supplier.id), name=supplier.name, country=supplier.country)

@@ -1,0 +1,106 @@
+"""Quality data owned by the QMS: inspections (ISA-95 quality tests), nonconformances and holds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from gateway import model
+from gateway.context import GatewayContext
+from schema.enums import HoldStatus, InspectionStatus, NonconformanceState, UsageDecisionCode
+
+if TYPE_CHECKING:
+    from schema.lot import Lot
+
+LotRef = Annotated["Lot", strawberry.lazy("schema.lot")]
+Info = strawberry.Info[GatewayContext, None]
+
+
+@strawberry.type(description="One measured characteristic of an inspection.")
+class InspectionResult:
+    characteristic: str
+    description: str
+    unit: str | None
+    lower_limit: float | None
+    upper_limit: float | None
+    value: float | None
+    passed: bool | None = strawberry.field(description="Null while no result is recorded.")
+
+
+@strawberry.type
+class UsageDecision:
+    code: UsageDecisionCode
+    decided_by: str
+    decided_at: datetime
+
+
+@strawberry.type(description="A QMS inspection lot: the quality test of a material lot.")
+class Inspection:
+    id: strawberry.ID
+    lot_id: strawberry.Private[str]
+    plant_id: str
+    origin: str = strawberry.field(description="01 goods receipt, 04 production.")
+    status: InspectionStatus
+    created_at: datetime
+    results: list[InspectionResult]
+    usage_decision: UsageDecision | None
+
+    @strawberry.field
+    def lot(self) -> LotRef:
+        from schema.lot import Lot
+
+        return Lot(id=strawberry.ID(self.lot_id))
+
+    @strawberry.field(description="False when any characteristic failed or the usage decision rejected.")
+    def passed(self) -> bool | None:
+        if self.usage_decision is not None:
+            return self.usage_decision.code is model.UsageDecisionCode.ACCEPTED
+        verdicts = [r.passed for r in self.results if r.passed is not None]
+        return all(verdicts) if verdicts else None
+
+    @classmethod
+    def of(cls, inspection: model.Inspection) -> Inspection:
+        decision = inspection.usage_decision
+        return cls(
+            id=strawberry.ID(inspection.id),
+            lot_id=inspection.lot_id,
+            plant_id=inspection.plant_id,
+            origin=inspection.origin,
+            status=inspection.status,
+            created_at=inspection.created_at,
+            results=[InspectionResult(**r.model_dump()) for r in inspection.results],
+            usage_decision=None if decision is None else UsageDecision(**decision.model_dump()),
+        )
+
+
+@strawberry.type
+class Nonconformance:
+    id: strawberry.ID
+    category: str
+    severity: str
+    state: NonconformanceState
+    description: str
+    opened_at: datetime
+    closed_at: datetime | None
+
+    @classmethod
+    def of(cls, nc: model.Nonconformance) -> Nonconformance:
+        return cls(**nc.model_dump(exclude={"lot_id", "plant_id"}))
+
+
+@strawberry.type
+class QualityHold:
+    id: strawberry.ID
+    status: HoldStatus
+    reason_code: str
+    reason: str
+    placed_by: str
+    placed_at: datetime
+    released_by: str | None
+    released_at: datetime | None
+
+    @classmethod
+    def of(cls, hold: model.QualityHold) -> QualityHold:
+        return cls(**hold.model_dump(exclude={"lot_id", "plant_id"}))

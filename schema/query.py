@@ -1,0 +1,145 @@
+"""The root Query: entry points into the lot / order / inspection graph."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import strawberry
+
+from gateway.context import GatewayContext
+from gateway.contracts import REGISTRY
+from gateway.errors import NotFound, UpstreamError
+from resolvers import lots
+from schema.enums import QualityStatus
+from schema.lot import Lot
+from schema.master import Material, Plant, Supplier
+from schema.production import ProductionOrder
+from schema.quality import Inspection
+
+Info = strawberry.Info[GatewayContext, None]
+
+
+@strawberry.input
+class LotFilter:
+    plant: str | None = None
+    material: str | None = None
+    supplier: str | None = None
+    quality_status: QualityStatus | None = None
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class LotEdge:
+    cursor: str
+    node: Lot
+
+
+@strawberry.type
+class LotConnection:
+    edges: list[LotEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type(description="A versioned service contract the gateway speaks with a source system.")
+class ServiceContract:
+    name: str = strawberry.field(description="source.operation@version, e.g. erp.batch.read@1.")
+    source: str
+    operation: str
+    version: int
+    summary: str
+    status: str = strawberry.field(description="ACTIVE or DEPRECATED.")
+    sunset: date | None
+    in_use: bool = strawberry.field(description="This gateway is configured to speak this version.")
+
+
+def _missing(what: str, key: str) -> NotFound:
+    return NotFound(f"no {what} '{key}'", argument="id")
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="A lot by id (batch number).")
+    async def lot(self, info: Info, id: strawberry.ID) -> Lot | None:
+        try:
+            batch = await info.context.loaders.batch.load(id)
+        except UpstreamError:
+            # The ERP is not the only witness: let the other systems' fields resolve, ERP's carry the error.
+            return Lot(id=id)
+        if batch is None:
+            raise _missing("lot", id)
+        return Lot(id=id, material_hint=batch.material_id)
+
+    @strawberry.field(description="Lots matching a filter, as a Relay connection.")
+    async def lots(
+        self, info: Info, filter: LotFilter | None = None, first: int = 20, after: str | None = None
+    ) -> LotConnection:
+        where = lots.LotFilter(**vars(filter)) if filter else lots.LotFilter()
+        ctx = info.context
+        result = await lots.page(ctx.upstream, ctx.loaders, where, first, after, ctx.settings.max_page_size)
+        edges = [
+            LotEdge(cursor=e.cursor, node=Lot(id=strawberry.ID(e.lot_id), material_hint=e.material_id))
+            for e in result.entries
+        ]
+        return LotConnection(
+            edges=edges,
+            page_info=PageInfo(has_next_page=result.has_next_page, end_cursor=edges[-1].cursor if edges else None),
+            total_count=result.total,
+        )
+
+    @strawberry.field
+    async def production_order(self, info: Info, id: strawberry.ID) -> ProductionOrder | None:
+        order = await info.context.loaders.production_order.load(id)
+        if order is None:
+            raise _missing("production order", id)
+        return ProductionOrder.of(order)
+
+    @strawberry.field(description="A QMS inspection lot by its number.")
+    async def inspection(self, info: Info, id: strawberry.ID) -> Inspection | None:
+        inspection = await info.context.loaders.inspection.load(id)
+        if inspection is None:
+            raise _missing("inspection", id)
+        return Inspection.of(inspection)
+
+    @strawberry.field
+    async def material(self, info: Info, id: strawberry.ID) -> Material | None:
+        material = await info.context.loaders.material.load(id)
+        if material is None:
+            raise _missing("material", id)
+        return Material.of(material)
+
+    @strawberry.field
+    async def supplier(self, info: Info, id: strawberry.ID) -> Supplier | None:
+        supplier = await info.context.loaders.supplier.load(id)
+        if supplier is None:
+            raise _missing("supplier", id)
+        return Supplier.of(supplier)
+
+    @strawberry.field
+    async def plant(self, info: Info, id: strawberry.ID) -> Plant | None:
+        plant = await info.context.loaders.plant.load(id)
+        if plant is None:
+            raise _missing("plant", id)
+        return Plant.of(plant)
+
+    @strawberry.field(description="Every service contract the gateway knows, with version and status.")
+    def contracts(self, info: Info) -> list[ServiceContract]:
+        in_use = info.context.upstream.in_use()
+        return [
+            ServiceContract(
+                name=c.name,
+                source=c.source,
+                operation=c.operation,
+                version=c.version,
+                summary=c.summary,
+                status=c.status.value,
+                sunset=c.sunset,
+                in_use=c.name in in_use,
+            )
+            for c in sorted(REGISTRY.values(), key=lambda c: c.name)
+        ]

@@ -1,0 +1,130 @@
+"""Fixtures that run the simulated plant and gateways on real loopback ports.
+
+Everything the gateway asks for travels over HTTP to the simulators; tests read the simulators'
+admin API (`/_admin/stats`, `/_admin/faults`) to see what the gateway actually did upstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.demo import SIMULATORS, plant_group
+from gateway.servers import ServerGroup, free_port
+from gateway.settings import Mode, Settings, local_sources
+from simulators import Dataset, generate
+
+SEED = 42
+
+
+@dataclass
+class Plant:
+    dataset: Dataset
+    first_port: int
+
+    def url(self, system: str) -> str:
+        return f"http://127.0.0.1:{self.first_port + SIMULATORS.index(system)}"
+
+    def admin(self, system: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = httpx.request(method, f"{self.url(system)}/_admin/{path}", timeout=10, **kwargs)
+        response.raise_for_status()
+        return response
+
+    def reset_stats(self) -> None:
+        for system in SIMULATORS:
+            self.admin(system, "DELETE", "stats")
+
+    def requests_served(self, system: str) -> int:
+        return self.admin(system, "GET", "stats").json()["total"]
+
+    def served(self) -> dict[str, int]:
+        return {system: self.requests_served(system) for system in SIMULATORS}
+
+    def fault(self, system: str, **fault: Any) -> None:
+        self.admin(system, "POST", "faults", json=fault)
+
+    def clear_faults(self) -> None:
+        for system in SIMULATORS:
+            self.admin(system, "DELETE", "faults")
+
+
+@dataclass
+class Gateway:
+    url: str
+
+    def execute(self, query: str, variables: dict[str, Any] | None = None, **headers: str) -> dict[str, Any]:
+        response = httpx.post(
+            f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, headers=headers, timeout=60
+        )
+        assert response.headers["content-type"].startswith("application/json"), response.text
+        return response.json()
+
+    def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Execute and insist on a clean answer."""
+        result = self.execute(query, variables)
+        assert "errors" not in result, result["errors"]
+        return result["data"]
+
+
+@pytest.fixture(scope="session")
+def dataset() -> Dataset:
+    return generate(seed=SEED, lots=20_000)
+
+
+@pytest.fixture(scope="session")
+def plant(dataset: Dataset) -> Iterator[Plant]:
+    first_port = _free_block(len(SIMULATORS))
+    with plant_group(dataset, "127.0.0.1", first_port).running_in_thread():
+        yield Plant(dataset, first_port)
+
+
+@pytest.fixture(autouse=True)
+def _no_lingering_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "plant" in request.fixturenames:
+        request.getfixturevalue("plant").clear_faults()
+
+
+@contextmanager
+def start_gateway(plant: Plant, **overrides: Any) -> Iterator[Gateway]:
+    """A gateway of its own over the session's plant, with settings overridden (e.g. a source's version)."""
+    sources = local_sources(plant.first_port)
+    for system, changes in overrides.pop("sources", {}).items():
+        sources = sources.model_copy(update={system: getattr(sources, system).model_copy(update=changes)})
+    settings = Settings(**{"mode": Mode.DEVELOPMENT, "sources": sources, **overrides})
+    group = ServerGroup()
+    listener = group.add("gateway", create_app(settings))
+    with group.running_in_thread():
+        yield Gateway(listener.url)
+
+
+@pytest.fixture(scope="session")
+def gateway(plant: Plant) -> Iterator[Gateway]:
+    with start_gateway(plant) as started:
+        yield started
+
+
+def _free_block(size: int) -> int:
+    """A first port such that `size` consecutive ports are free (the demo's layout)."""
+    for _ in range(50):
+        first = free_port()
+        if all(_is_free(first + offset) for offset in range(1, size)):
+            return first
+    raise RuntimeError("no block of free ports on loopback")
+
+
+def _is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True

@@ -1,0 +1,59 @@
+"""`make run` from a fresh clone: `lotgraph demo` starts the plant and the gateway, every example query in
+the README returns data, and Ctrl-C stops everything cleanly."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import _free_block
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_queries() -> list[str]:
+    return re.findall(r"```graphql\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[str], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[0]
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"{url} not healthy after {timeout} s")
+
+
+def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c() -> None:
+    queries = readme_queries()
+    assert len(queries) >= 3, "the README documents example queries"
+    port = _free_block(5)
+    lotgraph = Path(sys.executable).parent / "lotgraph"
+    process = subprocess.Popen(
+        [str(lotgraph), "demo", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}/healthz", process)
+        for system_port in range(port + 1, port + 5):
+            assert httpx.get(f"http://127.0.0.1:{system_port}/_admin/stats").status_code == 200
+        graphiql = httpx.get(f"http://127.0.0.1:{port}/graphql", headers={"accept": "text/html"})
+        assert "graphiql" in graphiql.text.lower()
+        for query in queries:
+            result = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=60).json()
+            assert "errors" not in result, (query, result)
+            assert all(value is not None for value in result["data"].values()), query
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert f"http://127.0.0.1:{port}/graphql" in output, "the banner prints the gateway URL"

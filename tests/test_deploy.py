@@ -1,0 +1,208 @@
+"""Static checks of the container and deployment files (parsed, never run: CI has no Docker or cluster)."""
+
+import json
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+
+
+def load_docs(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1])
+        for line in lines
+        if line and not line.startswith("#")
+    ]
+
+
+def instructions(name: str) -> list[str]:
+    return [args for instr, args in dockerfile() if instr == name]
+
+
+def gateway_port() -> int:
+    """The port the image's default command serves on; everything else must agree with it."""
+    cmd = json.loads(instructions("CMD")[-1])
+    return int(cmd[cmd.index("--port") + 1])
+
+
+COMPOSE = load_docs(DEPLOY / "compose.yaml")[0]
+SERVICES = COMPOSE["services"]
+K8S_FILES = sorted(p.name for p in K8S.glob("*.yaml"))
+K8S_DOCS = [doc for name in K8S_FILES for doc in load_docs(K8S / name)]
+WORKLOADS = [d for d in K8S_DOCS if d.get("kind") in {"Deployment", "StatefulSet"}]
+
+
+def k8s(kind: str, name: str) -> dict:
+    (doc,) = [d for d in K8S_DOCS if d.get("kind") == kind and d["metadata"]["name"] == name]
+    return doc
+
+
+def pod_labels(workload: dict) -> dict:
+    return workload["spec"]["template"]["metadata"]["labels"]
+
+
+def selects(selector: dict | None, labels: dict) -> bool:
+    return bool(selector) and selector.items() <= labels.items()
+
+
+def selected_workload(selector: dict) -> dict:
+    matches = [w for w in WORKLOADS if selects(selector, pod_labels(w))]
+    assert len(matches) == 1, f"selector {selector} matches {len(matches)} workloads"
+    return matches[0]
+
+
+def container_port(workload: dict, port: int | str) -> int:
+    """Resolve a numeric or named port against the workload's containers."""
+    ports = [p for c in workload["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])]
+    for p in ports:
+        if port in (p["containerPort"], p.get("name")):
+            return p["containerPort"]
+    raise AssertionError(f"{workload['metadata']['name']} has no container port {port!r}")
+
+
+def environment(service: dict) -> dict:
+    env = service.get("environment", {})
+    return dict(item.split("=", 1) for item in env) if isinstance(env, list) else env
+
+
+@pytest.mark.parametrize("path", sorted(DEPLOY.rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_yaml_file_parses_to_mappings(path):
+    docs = load_docs(path)
+    assert docs and all(isinstance(doc, dict) for doc in docs)
+
+
+# --- Dockerfile -------------------------------------------------------------------------------------------
+
+
+def test_dockerfile_is_multi_stage_and_ships_only_the_venv():
+    stages = instructions("FROM")
+    assert len(stages) >= 2 and all(s.startswith("python:3.11-slim") for s in stages)
+    assert any(c.startswith("--from=") and "/opt/venv" in c for c in instructions("COPY"))
+    assert any("pip install ." in r for r in instructions("RUN"))
+
+
+def test_dockerfile_runs_lotgraph_as_non_root_with_healthcheck():
+    user = instructions("USER")[-1].split(":")[0]
+    assert user not in {"root", "0"} and user.isdigit()
+    assert "lotgraph" in json.loads(instructions("ENTRYPOINT")[-1])
+    assert [int(p.split("/")[0]) for p in " ".join(instructions("EXPOSE")).split()] == [gateway_port()]
+    (healthcheck,) = instructions("HEALTHCHECK")
+    assert f"127.0.0.1:{gateway_port()}/healthz" in healthcheck and "urllib" in healthcheck
+
+
+# --- docker compose ---------------------------------------------------------------------------------------
+
+
+def test_compose_services_and_healthchecks():
+    assert {"gateway", "postgres", "redis", "nginx"} <= SERVICES.keys()
+    gateway = SERVICES["gateway"]
+    assert gateway["deploy"]["replicas"] >= 2
+    assert "ports" not in gateway, "replicas cannot share a host port; publish through nginx"
+    assert "pg_isready" in str(SERVICES["postgres"]["healthcheck"]["test"])
+    assert "redis-cli ping" in " ".join(SERVICES["redis"]["healthcheck"]["test"])
+    for dependency in ("postgres", "redis"):
+        assert gateway["depends_on"][dependency]["condition"] == "service_healthy"
+
+
+def test_compose_gateway_points_at_postgres_and_redis():
+    env = environment(SERVICES["gateway"])
+    store, redis = urlsplit(env["LOTGRAPH_STORE_URL"]), urlsplit(env["LOTGRAPH_REDIS_URL"])
+    assert store.scheme.startswith("postgresql") and (store.hostname, store.port) == ("postgres", 5432)
+    assert redis.scheme == "redis" and (redis.hostname, redis.port) == ("redis", 6379)
+    assert env["LOTGRAPH_BUS"] == env["LOTGRAPH_CACHE"] == "redis"
+    for source in ("ERP", "QMS", "WMS", "MES"):
+        assert env[f"LOTGRAPH_SOURCES__{source}__URL"]
+
+
+def test_compose_nginx_proxies_websockets_to_gateway():
+    directives = [line.split("#")[0].strip() for line in (DEPLOY / "nginx.conf").read_text().splitlines()]
+    assert any(d.startswith(f"server gateway:{gateway_port()}") for d in directives)
+    assert "proxy_set_header Upgrade $http_upgrade;" in directives
+    assert "proxy_set_header Connection $connection_upgrade;" in directives
+    nginx = SERVICES["nginx"]
+    assert nginx["image"].startswith("nginx:") and "8080:8080" in nginx["ports"]
+    assert any(v.startswith("./nginx.conf:") for v in nginx["volumes"])
+
+
+# --- Kubernetes -------------------------------------------------------------------------------------------
+
+
+def doc_id(doc: dict) -> str:
+    return f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+
+
+@pytest.mark.parametrize("doc", K8S_DOCS, ids=doc_id)
+def test_k8s_docs_are_identified(doc):
+    assert doc.get("apiVersion") and doc.get("kind") and doc.get("metadata", {}).get("name")
+
+
+def test_kustomization_lists_exactly_the_manifests():
+    kustomization = load_docs(K8S / "kustomization.yaml")[0]
+    assert sorted(kustomization["resources"]) == [f for f in K8S_FILES if f != "kustomization.yaml"]
+
+
+def test_gateway_deployment_is_hardened_and_probed():
+    deployment = k8s("Deployment", "gateway")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    security = {**pod.get("securityContext", {}), **container["securityContext"]}
+    assert security["runAsNonRoot"] is True and security.get("runAsUser", 1) != 0
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False and security["capabilities"]["drop"] == ["ALL"]
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"])
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        http = container[probe]["httpGet"]
+        assert http["path"] == path
+        assert container_port(deployment, http["port"]) == gateway_port()
+    service = k8s("Service", "gateway")
+    assert selected_workload(service["spec"]["selector"]) is deployment
+    for port in service["spec"]["ports"]:
+        assert container_port(deployment, port["targetPort"]) == gateway_port()
+
+
+def test_selectors_match_pod_labels():
+    for workload in WORKLOADS:
+        assert selects(workload["spec"]["selector"]["matchLabels"], pod_labels(workload))
+    for doc in K8S_DOCS:
+        if doc["kind"] == "Service":
+            workload = selected_workload(doc["spec"]["selector"])
+            for port in doc["spec"]["ports"]:
+                container_port(workload, port["targetPort"])
+        elif doc["kind"] == "PodDisruptionBudget":
+            selected_workload(doc["spec"]["selector"]["matchLabels"])
+        elif doc["kind"] == "HorizontalPodAutoscaler":
+            target = doc["spec"]["scaleTargetRef"]
+            k8s(target["kind"], target["name"])
+
+
+def ingress_rules(workload: dict) -> list[dict]:
+    labels = pod_labels(workload)
+    policies = [d for d in K8S_DOCS if d["kind"] == "NetworkPolicy"]
+    policies = [p for p in policies if selects(p["spec"]["podSelector"].get("matchLabels"), labels)]
+    assert policies, f"no NetworkPolicy selects {workload['metadata']['name']}"
+    return [rule for policy in policies for rule in policy["spec"]["ingress"]]
+
+
+def test_network_policies_admit_only_the_gateway_to_the_backends():
+    gateway = pod_labels(k8s("Deployment", "gateway"))
+    for rule in ingress_rules(k8s("Deployment", "gateway")):
+        assert [p["port"] for p in rule["ports"]] == [gateway_port()]
+    for backend, port in ((k8s("StatefulSet", "postgres"), 5432), (k8s("Deployment", "redis"), 6379)):
+        for rule in ingress_rules(backend):
+            assert [p["port"] for p in rule["ports"]] == [port]
+            assert rule["from"], "a rule without `from` admits every pod"
+            assert all(selects(peer["podSelector"]["matchLabels"], gateway) for peer in rule["from"])

@@ -1,0 +1,76 @@
+"""Genealogy up and down equals the simulated plant's ground truth, in requests bounded by depth."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+from simulators import Dataset
+from tests.conftest import Gateway, Plant
+
+QUERY = """query($id: ID!, $direction: GenealogyDirection!, $depth: Int!) {
+  lot(id: $id) { genealogy(direction: $direction, maxDepth: $depth) {
+    root depthReached nodes { id } edges { from to quantity unit } } } }"""
+
+
+def ground_truth(dataset: Dataset, root: str, downstream: bool, depth: int) -> tuple[set[str], set[tuple[str, str]]]:
+    """Breadth-first walk over the dataset's own links: the lots reached and the links followed."""
+    neighbours: dict[str, list[str]] = defaultdict(list)
+    for link in dataset.links:
+        if downstream:
+            neighbours[link.consumed_lot].append(link.produced_lot)
+        else:
+            neighbours[link.produced_lot].append(link.consumed_lot)
+    nodes, edges, frontier = {root}, set(), [root]
+    for _ in range(depth):
+        reached = []
+        for lot in frontier:
+            for other in neighbours[lot]:
+                edges.add((lot, other) if downstream else (other, lot))
+                if other not in nodes:
+                    nodes.add(other)
+                    reached.append(other)
+        frontier = reached
+    return nodes, edges
+
+
+def _deepest(dataset: Dataset, tier: int) -> str:
+    return next(lot.id for lot in dataset.lots.values() if lot.tier == tier)
+
+
+@pytest.mark.parametrize(("direction", "tier"), [("DOWNSTREAM", 0), ("UPSTREAM", 6)])
+def test_genealogy_to_depth_six_equals_ground_truth(
+    gateway: Gateway, plant: Plant, dataset: Dataset, direction: str, tier: int
+) -> None:
+    root = _deepest(dataset, tier)
+    plant.reset_stats()
+    graph = gateway.data(QUERY, {"id": root, "direction": direction, "depth": 6})["lot"]["genealogy"]
+    mes_requests = plant.requests_served("mes")
+    nodes, edges = ground_truth(dataset, root, direction == "DOWNSTREAM", 6)
+    assert len(nodes) > 1, "the chosen lot has a genealogy"
+    assert graph["nodes"][0]["id"] == root
+    assert {node["id"] for node in graph["nodes"]} == nodes
+    assert len(graph["nodes"]) == len(nodes), "no lot twice"
+    assert {(edge["from"], edge["to"]) for edge in graph["edges"]} == edges
+    assert mes_requests <= 6, "one MES request per level"
+
+
+def test_recall_sized_genealogy_costs_one_request_per_level(gateway: Gateway, plant: Plant, dataset: Dataset) -> None:
+    plant.reset_stats()
+    graph = gateway.data(QUERY, {"id": dataset.recall_lot, "direction": "DOWNSTREAM", "depth": 6})["lot"]["genealogy"]
+    nodes, _ = ground_truth(dataset, dataset.recall_lot, True, 6)
+    assert len(graph["nodes"]) == len(nodes) > 1000
+    assert plant.requests_served("mes") <= 6
+
+
+def test_depth_limits_the_walk(gateway: Gateway, dataset: Dataset) -> None:
+    root = _deepest(dataset, 0)
+    for depth in (1, 2):
+        graph = gateway.data(QUERY, {"id": root, "direction": "DOWNSTREAM", "depth": depth})["lot"]["genealogy"]
+        assert {node["id"] for node in graph["nodes"]} == ground_truth(dataset, root, True, depth)[0]
+
+
+def test_depth_out_of_range_is_bad_user_input(gateway: Gateway, dataset: Dataset) -> None:
+    result = gateway.execute(QUERY, {"id": dataset.recall_lot, "direction": "UPSTREAM", "depth": 0})
+    assert result["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"

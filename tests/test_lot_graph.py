@@ -1,0 +1,137 @@
+"""The lot graph resolved across ERP, QMS, WMS and MES, checked against the simulated plant's own state."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulators import Dataset
+from tests.conftest import Gateway, Plant, start_gateway
+
+LIST_QUERY = """
+query($first: Int!) {
+  lots(first: $first) {
+    edges { node { id material { id description } stockPositions { handlingUnit status quantity }
+                   inspections { id status } holds { id status } } }
+  }
+}
+"""
+
+
+def test_one_lot_across_all_systems(gateway: Gateway, plant: Plant, dataset: Dataset) -> None:
+    lot = next(lot for lot in dataset.lots.values() if lot.order_id and lot.remaining > 0)
+    data = gateway.data(
+        """query($id: ID!) { lot(id: $id) {
+             id material { id } plant { id } qualityStatus
+             productionOrder { id producedLot { id } execution { status operations { operation } } }
+             bookedStock { status quantity } stockPositions { handlingUnit quantity }
+             inspections { id lot { id } } } }""",
+        {"id": lot.id},
+    )["lot"]
+    assert data["id"] == lot.id
+    assert data["material"]["id"] == lot.material
+    assert data["plant"]["id"] == lot.plant
+    assert data["productionOrder"]["id"] == lot.order_id
+    assert data["productionOrder"]["producedLot"]["id"] == lot.id
+    assert data["productionOrder"]["execution"]["operations"]
+    erp_state = plant.admin("erp", "GET", f"lots/{lot.id}").json()
+    assert erp_state, "the ERP simulator knows the lot"
+    assert sum(s["quantity"] for s in data["stockPositions"]) == pytest.approx(lot.remaining, rel=1e-3)
+    assert all(inspection["lot"]["id"] == lot.id for inspection in data["inspections"])
+
+
+@pytest.mark.parametrize("sizes", [(10, 100)])
+def test_list_upstream_requests_do_not_grow_with_list_size(
+    gateway: Gateway, plant: Plant, sizes: tuple[int, int]
+) -> None:
+    served = []
+    for size in sizes:
+        plant.reset_stats()
+        edges = gateway.data(LIST_QUERY, {"first": size})["lots"]["edges"]
+        assert len(edges) == size
+        assert all(edge["node"]["material"]["id"] for edge in edges)
+        served.append(plant.served())
+    small, large = served
+    assert small == large, f"upstream requests grew with the list: {small} -> {large}"
+    assert large["erp"] <= 2 and large["qms"] <= 2 and large["wms"] <= 1 and large["mes"] == 0, large
+
+
+def test_pages_walk_the_whole_filtered_list(gateway: Gateway, dataset: Dataset) -> None:
+    supplier = next(lot.supplier for lot in dataset.lots.values() if lot.supplier)
+    expected = sorted(lot.id for lot in dataset.lots.values() if lot.supplier == supplier)
+    seen: list[str] = []
+    after = None
+    while True:
+        page = gateway.data(
+            """query($supplier: String!, $after: String) {
+                 lots(filter: {supplier: $supplier}, first: 7, after: $after) {
+                   totalCount edges { cursor node { id supplier { id } } } pageInfo { hasNextPage endCursor } } }""",
+            {"supplier": supplier, "after": after},
+        )["lots"]
+        assert page["totalCount"] == len(expected)
+        seen += [edge["node"]["id"] for edge in page["edges"]]
+        assert all(edge["node"]["supplier"]["id"] == supplier for edge in page["edges"])
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert seen == expected
+
+
+def test_quality_status_filter_returns_only_lots_in_that_status(gateway: Gateway, dataset: Dataset) -> None:
+    edges = gateway.data(
+        '{ lots(filter: {qualityStatus: REJECTED, plant: "P200"}, first: 50) { totalCount edges { node { id } } } }'
+    )["lots"]
+    truth = {lot.id for lot in dataset.lots.values() if lot.plant == "P200" and lot.quality_status == "REJECTED"}
+    diverged = set(dataset.divergent)
+    returned = {edge["node"]["id"] for edge in edges["edges"]}
+    assert returned, "the plant has rejected lots"
+    assert returned - diverged <= truth
+
+
+def test_consistency_spells_out_divergence(gateway: Gateway, dataset: Dataset) -> None:
+    diverged_id, what = next(iter(dataset.divergent.items()))
+    clean = next(
+        lot for lot in dataset.lots.values()
+        if lot.id not in dataset.divergent and lot.quality_status == "RELEASED" and lot.remaining > 0
+    )  # fmt: skip
+    query = """query($id: ID!) { lot(id: $id) { consistency {
+                 consistent disagreements systems { system qualityStatus stockStatus reachable } } } }"""
+    diverged = gateway.data(query, {"id": diverged_id})["lot"]["consistency"]
+    assert diverged["consistent"] is False, what
+    assert diverged["disagreements"]
+    consistent = gateway.data(query, {"id": clean.id})["lot"]["consistency"]
+    assert consistent["consistent"] is True
+    assert consistent["disagreements"] == []
+    views = {view["system"]: view for view in consistent["systems"]}
+    assert views["QMS"]["qualityStatus"] == "RELEASED"
+    assert views["ERP"]["stockStatus"] == views["WMS"]["stockStatus"] == "AVAILABLE"
+
+
+def test_wms_v1_and_v2_give_identical_canonical_answers(gateway: Gateway, plant: Plant, dataset: Dataset) -> None:
+    lot_ids = [lot.id for lot in dataset.lots.values() if lot.remaining > 0][:40]
+    query = "{ " + " ".join(
+        f'l{i}: lot(id: "{lot_id}") {{ stockPositions {{ warehouse handlingUnit quantity unit status }} }}'
+        for i, lot_id in enumerate(lot_ids)
+    ) + " }"
+    plant.reset_stats()
+    v2 = gateway.data(query)
+    v2_routes = plant.admin("wms", "GET", "stats").json()["by_endpoint"]
+    with start_gateway(plant, sources={"wms": {"version": 1}}) as v1_gateway:
+        plant.reset_stats()
+        v1 = v1_gateway.data(query)
+        v1_routes = plant.admin("wms", "GET", "stats").json()["by_endpoint"]
+    assert any("/v2/" in route for route in v2_routes) and not any("/v1/" in route for route in v2_routes)
+    assert any("/v1/" in route for route in v1_routes) and not any("/v2/" in route for route in v1_routes)
+    assert any(entry["stockPositions"] for entry in v2.values())
+    normalize = {key: sorted(entry["stockPositions"], key=lambda p: p["handlingUnit"]) for key, entry in v2.items()}
+    assert {k: sorted(e["stockPositions"], key=lambda p: p["handlingUnit"]) for k, e in v1.items()} == normalize
+
+
+def test_contracts_are_listed_with_version_and_status(gateway: Gateway) -> None:
+    contracts = {c["name"]: c for c in gateway.data("{ contracts { name version status sunset inUse } }")["contracts"]}
+    assert contracts["wms.stock.read@1"]["status"] == "DEPRECATED"
+    assert contracts["wms.stock.read@1"]["sunset"]
+    assert contracts["wms.stock.read@1"]["inUse"] is False
+    assert contracts["wms.stock.read@2"] | {"name": None} == {
+        "name": None, "version": 2, "status": "ACTIVE", "sunset": None, "inUse": True
+    }  # fmt: skip
+    assert contracts["erp.batch.read@1"]["inUse"] is True

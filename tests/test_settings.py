@@ -1,0 +1,54 @@
+"""Configuration: secure defaults, explicit development conveniences, env and YAML sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.settings import Mode, Settings
+from tests.conftest import Plant, start_gateway
+
+INTROSPECTION = "{ __schema { queryType { name } } }"
+
+
+def test_production_mode_hides_graphiql_and_introspection(plant: Plant) -> None:
+    with start_gateway(plant, mode=Mode.PRODUCTION) as gateway:
+        page = httpx.get(f"{gateway.url}/graphql", headers={"accept": "text/html"})
+        result = gateway.execute(INTROSPECTION)
+    assert "graphiql" not in page.text.lower()
+    assert result["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+def test_production_mode_can_enable_introspection_explicitly(plant: Plant) -> None:
+    with start_gateway(plant, mode=Mode.PRODUCTION, introspection=True) as gateway:
+        assert gateway.data(INTROSPECTION)["__schema"]["queryType"]["name"] == "Query"
+
+
+def test_default_mode_is_production() -> None:
+    settings = Settings()
+    assert settings.mode is Mode.PRODUCTION
+    assert not settings.graphiql_enabled and not settings.introspection_enabled
+
+
+def test_environment_changes_one_nested_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOTGRAPH_SOURCES__WMS__VERSION", "1")
+    settings = Settings()
+    assert settings.sources.wms.version == 1
+    assert str(settings.sources.wms.url) == "http://127.0.0.1:8003/", "the rest of the source keeps its default"
+
+
+def test_yaml_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "lotgraph.yaml"
+    config.write_text("mode: development\nsources:\n  erp:\n    url: http://erp.plant.local:8443\n")
+    monkeypatch.setenv("LOTGRAPH_CONFIG", str(config))
+    monkeypatch.setenv("LOTGRAPH_MODE", "production")
+    settings = Settings()
+    assert str(settings.sources.erp.url) == "http://erp.plant.local:8443/"
+    assert settings.mode is Mode.PRODUCTION
+
+
+def test_unknown_setting_is_refused() -> None:
+    with pytest.raises(ValueError, match="not_a_setting"):
+        Settings(not_a_setting=1)

@@ -1,0 +1,84 @@
+"""Partial results: a failing source costs its own fields, with a code and the source named, never the query."""
+
+from __future__ import annotations
+
+from simulators import Dataset
+from tests.conftest import Gateway, Plant, start_gateway
+
+LOT = """query($id: ID!) { lot(id: $id) {
+  id material { id } qualityStatus holds { id } inspections { id status } stockPositions { handlingUnit } } }"""
+
+
+def _errors_by_field(result: dict) -> dict[str, dict]:
+    return {error["path"][-1]: error for error in result.get("errors", [])}
+
+
+def _a_lot(dataset: Dataset) -> str:
+    return next(lot.id for lot in dataset.lots.values() if lot.remaining > 0)
+
+
+def test_qms_down_gives_partial_results(gateway: Gateway, plant: Plant, dataset: Dataset) -> None:
+    lot_id = _a_lot(dataset)
+    plant.fault("qms", down=True)
+    result = gateway.execute(LOT, {"id": lot_id})
+    lot = result["data"]["lot"]
+    assert lot["material"]["id"] == dataset.lots[lot_id].material
+    assert lot["stockPositions"], "WMS fields still resolve"
+    errors = _errors_by_field(result)
+    assert set(errors) == {"qualityStatus", "holds", "inspections"}
+    for error in errors.values():
+        assert error["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
+        assert error["extensions"]["source"] == "qms"
+
+
+def test_malformed_payload_is_a_contract_violation_naming_the_field(
+    gateway: Gateway, plant: Plant, dataset: Dataset
+) -> None:
+    lot_id = next(i.lot for i in dataset.inspection_lots.values())
+    plant.fault("qms", malformed=True, paths=["/api/v1/inspection-lots*"])
+    result = gateway.execute(LOT, {"id": lot_id})
+    errors = _errors_by_field(result)
+    assert set(errors) == {"inspections"}, result.get("errors")
+    extensions = errors["inspections"]["extensions"]
+    assert extensions["code"] == "CONTRACT_VIOLATION"
+    assert extensions["source"] == "qms"
+    assert extensions["contract"] == "qms.inspection_lot.by_lot@1"
+    assert extensions["field"] == "items.0.id"
+    assert "items.0.id" in errors["inspections"]["message"]
+    assert result["data"]["lot"]["holds"] is not None, "the rest of QMS still answers"
+
+
+def test_slow_source_times_out_with_its_own_code(plant: Plant, dataset: Dataset) -> None:
+    with start_gateway(plant, sources={"wms": {"read_timeout": 0.3}}) as gateway:
+        plant.fault("wms", timeout=True)
+        result = gateway.execute(LOT, {"id": _a_lot(dataset)})
+    errors = _errors_by_field(result)
+    assert errors["stockPositions"]["extensions"] == {
+        "code": "UPSTREAM_TIMEOUT", "source": "wms"
+    }  # fmt: skip
+    assert result["data"]["lot"]["material"] is not None
+
+
+def test_unreachable_source_is_unavailable(plant: Plant, dataset: Dataset) -> None:
+    from gateway.servers import free_port
+
+    with start_gateway(plant, sources={"mes": {"url": f"http://127.0.0.1:{free_port()}"}}) as gateway:
+        result = gateway.execute(
+            'query($id: ID!) { lot(id: $id) { id genealogy(direction: UPSTREAM) { nodes { id } } } }',
+            {"id": _a_lot(dataset)},
+        )
+    assert result["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
+    assert result["errors"][0]["extensions"]["source"] == "mes"
+    assert result["data"]["lot"]["id"]
+
+
+def test_consistency_marks_an_unreachable_system(gateway: Gateway, plant: Plant, dataset: Dataset) -> None:
+    plant.fault("mes", down=True)
+    consistency = gateway.data(
+        'query($id: ID!) { lot(id: $id) { consistency { consistent systems { system reachable errorCode } } } }',
+        {"id": _a_lot(dataset)},
+    )["lot"]["consistency"]
+    views = {view["system"]: view for view in consistency["systems"]}
+    assert views["MES"] == {"system": "MES", "reachable": False, "errorCode": "UPSTREAM_UNAVAILABLE"}
+    assert views["ERP"]["reachable"] is True
+    assert consistency["consistent"] in (None, False)
