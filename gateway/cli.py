@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 
@@ -15,7 +16,9 @@ def _run(args: argparse.Namespace) -> None:
     from gateway.settings import Settings
 
     settings = Settings(**{key: value for key, value in (("host", args.host), ("port", args.port)) if value})
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
+    app = create_app(settings)
+    gc.freeze()  # modules and schema live as long as the process: keep full collections short
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
 
 
 def _demo(args: argparse.Namespace) -> None:

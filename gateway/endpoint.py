@@ -7,7 +7,6 @@ production its message is masked and replaced by the correlation id that finds t
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from cross_web import HTTPException
@@ -25,8 +24,6 @@ from gateway.context import GatewayContext
 from gateway.errors import GatewayError
 from gateway.settings import Mode, Settings
 from gateway.upstream import Upstream
-
-log = logging.getLogger("lotgraph.graphql")
 
 
 def error_code(error: GraphQLError) -> str:
@@ -66,7 +63,6 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
             extensions["code"] = error_code(error)
         if extensions["code"] == "INTERNAL_SERVER_ERROR" and not isinstance(error.original_error, GatewayError):
             cid = correlation.current.get()
-            log.error("unexpected error [correlation_id=%s]", cid, exc_info=error.original_error)
             extensions["correlationId"] = cid
             if self.settings.mode is Mode.PRODUCTION:
                 formatted["message"] = f"Internal error; quote correlation id {cid} to find it in the logs."

@@ -47,7 +47,9 @@ class ServerGroup:
 
     def add(self, name: str, app: ASGIApp, host: str = "127.0.0.1", port: int | None = None) -> Listener:
         listener = Listener(name, host, port or free_port(host))
-        config = uvicorn.Config(app, host=host, port=listener.port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            app, host=host, port=listener.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
+        )
         self._servers.append((listener, _GroupedServer(config)))
         return listener
 

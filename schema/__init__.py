@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
-import strawberry
-from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import AddValidationRules
+import logging
+from typing import Any
 
+import strawberry
+from graphql import GraphQLError
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
+from strawberry.types import ExecutionContext
+
+from gateway import correlation
+from gateway.errors import GatewayError
 from schema.query import Query
 
+log = logging.getLogger("lotgraph.graphql")
 
-def build_schema(*, introspection: bool) -> strawberry.Schema:
-    extensions = [] if introspection else [AddValidationRules([NoSchemaIntrospectionCustomRule])]
-    return strawberry.Schema(query=Query, extensions=extensions)
+
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        """Expected errors (upstream down, bad input) are one log line; only bugs get a traceback."""
+        cid = correlation.current.get()
+        for error in errors:
+            original = error.original_error
+            if original is None or isinstance(original, GatewayError):
+                code = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION_FAILED")
+                log.info("%s at %s: %s [correlation_id=%s]", code, error.path, error.message, cid)
+            else:
+                log.error("unexpected error at %s [correlation_id=%s]", error.path, cid, exc_info=original)
+
+
+def build_schema(*, introspection: bool) -> Schema:
+    # Clients send the same few documents over and over: parse and validate each once.
+    extensions: list[Any] = [lambda: ParserCache(maxsize=1024), lambda: ValidationCache(maxsize=1024)]
+    if not introspection:
+        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
+    return Schema(query=Query, extensions=extensions)

@@ -55,7 +55,10 @@ class GoodsMovement:
     production_order_id: str | None
 
 
-@strawberry.type(description="A material lot (batch), with what every system of record says about it.")
+@strawberry.type(
+    description="A material lot (batch), with what every system of record says about it. Every field that "
+    "comes from a source system is nullable: when that system fails, its fields carry the error and the rest resolve."
+)
 class Lot:
     id: strawberry.ID
     material_hint: strawberry.Private[str | None] = None
@@ -96,7 +99,7 @@ class Lot:
         return (await self._batch(info)).expires_on
 
     @strawberry.field(description="The ERP batch is flagged restricted-use.")
-    async def restricted(self, info: Info) -> bool:
+    async def restricted(self, info: Info) -> bool | None:
         return (await self._batch(info)).restricted
 
     @strawberry.field
@@ -123,30 +126,30 @@ class Lot:
         return quality.status if quality else None
 
     @strawberry.field(description="ERP stock by storage location and stock type.")
-    async def booked_stock(self, info: Info) -> list[BookedStock]:
+    async def booked_stock(self, info: Info) -> list[BookedStock] | None:
         rows = await info.context.loaders.erp_stock.load(self.id)
         return [BookedStock(**row.model_dump(exclude={"lot_id"})) for row in rows]
 
     @strawberry.field(description="WMS stock by handling unit.")
-    async def stock_positions(self, info: Info) -> list[StockPosition]:
+    async def stock_positions(self, info: Info) -> list[StockPosition] | None:
         positions = await info.context.loaders.stock_positions.load(self.id)
         return [StockPosition(**p.model_dump(exclude={"lot_id", "material_id"})) for p in positions]
 
     @strawberry.field
-    async def movements(self, info: Info) -> list[GoodsMovement]:
+    async def movements(self, info: Info) -> list[GoodsMovement] | None:
         items = await info.context.loaders.movements.load(self.id)
         return [GoodsMovement(**m.model_dump(exclude={"lot_id", "material_id", "plant_id"})) for m in items]
 
     @strawberry.field
-    async def inspections(self, info: Info) -> list[Inspection]:
+    async def inspections(self, info: Info) -> list[Inspection] | None:
         return [Inspection.of(i) for i in await info.context.loaders.inspections.load(self.id)]
 
     @strawberry.field
-    async def nonconformances(self, info: Info) -> list[Nonconformance]:
+    async def nonconformances(self, info: Info) -> list[Nonconformance] | None:
         return [Nonconformance.of(n) for n in await info.context.loaders.nonconformances.load(self.id)]
 
     @strawberry.field
-    async def holds(self, info: Info) -> list[QualityHold]:
+    async def holds(self, info: Info) -> list[QualityHold] | None:
         return [QualityHold.of(h) for h in await info.context.loaders.holds.load(self.id)]
 
     @strawberry.field(
@@ -157,7 +160,7 @@ class Lot:
         info: Info,
         direction: GenealogyDirection,
         max_depth: int | None = None,
-    ) -> Genealogy:
+    ) -> Genealogy | None:
         settings = info.context.settings
         depth = settings.default_genealogy_depth if max_depth is None else max_depth
         if not 1 <= depth <= settings.max_genealogy_depth:
@@ -166,5 +169,5 @@ class Lot:
         return Genealogy.of(walk)
 
     @strawberry.field(description="What ERP, QMS, WMS and MES each say about this lot, and where they disagree.")
-    async def consistency(self, info: Info) -> Consistency:
+    async def consistency(self, info: Info) -> Consistency | None:
         return Consistency.of(await consistency.assess(info.context.loaders, self.id))

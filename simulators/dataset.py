@@ -2,8 +2,7 @@
 
 `generate(seed, lots)` builds one consistent picture of a small pharmaceutical plant: master data, lots and
 their genealogy, quality records, stock and production history. Only `random.Random(seed)` is used and every
-timestamp is an offset from `EPOCH`, so the same arguments always give the same plant. The records are frozen:
-each simulator copies what it needs into its own state and never mutates the dataset.
+timestamp is an offset from `EPOCH`, so the same arguments always give the same plant.
 """
 
 from __future__ import annotations
@@ -12,333 +11,61 @@ import random
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from itertools import accumulate
 from operator import mul
 
+from simulators.catalog import (
+    CHARACTERISTICS,
+    HOLD_REASONS,
+    MATERIALS_PER_TIER,
+    NC_CATEGORIES,
+    PLANTS,
+    PLANTS_BY_ID,
+    ROUTINGS,
+    STORAGE_LOCATIONS,
+    USERS,
+    WAREHOUSES,
+    ZONES,
+    materials,
+    partners,
+)
+from simulators.records import (
+    Characteristic,
+    Dataset,
+    Execution,
+    HandlingUnit,
+    Hold,
+    InspectionLot,
+    Link,
+    Lot,
+    Material,
+    MaterialDocumentItem,
+    Nonconformance,
+    Operation,
+    ProductionOrder,
+    QualityStatus,
+    StockRow,
+    Supplier,
+    UsageDecision,
+)
+
 EPOCH = datetime(2026, 1, 5, tzinfo=UTC)
-SYSTEMS = ("erp", "qms", "wms", "mes")
-
-
-class QualityStatus(StrEnum):
-    """A lot's true quality status, from which every system derives its own."""
-
-    RELEASED = "RELEASED"
-    IN_INSPECTION = "IN_INSPECTION"
-    REJECTED = "REJECTED"
-    ON_HOLD = "ON_HOLD"
-
-
-BLOCKING = (QualityStatus.REJECTED, QualityStatus.ON_HOLD)
-
-
-@dataclass(frozen=True, slots=True)
-class Plant:
-    id: str
-    name: str
-    country: str
-    city: str
-
-
-@dataclass(frozen=True, slots=True)
-class Material:
-    """A product; `bom` lists the component materials a production lot of it consumes."""
-
-    id: str
-    type: str  # ROH / HALB / FERT
-    tier: int  # 0 raw .. 5 finished good, 6 distribution pack
-    description: str
-    unit: str
-    group: str
-    regulated: bool
-    price: float
-    currency: str
-    plant: str  # producing plant; "" for raw materials, which every plant receives
-    shelf_life_days: int
-    bulk: bool
-    bom: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Supplier:
-    id: str
-    name: str
-    country: str
-
-
-@dataclass(frozen=True, slots=True)
-class Customer:
-    id: str
-    name: str
-    country: str
-    city: str
-
-
-@dataclass(frozen=True, slots=True)
-class Lot:
-    """A batch. `remaining` is what is still in stock (0 once consumed or shipped)."""
-
-    id: str
-    material: str
-    plant: str
-    tier: int
-    quantity: float
-    remaining: float
-    unit: str
-    storage_location: str
-    manufactured_at: datetime
-    expires_at: datetime
-    quality_status: QualityStatus
-    supplier: str
-    supplier_batch: str
-    purchase_order: str
-    order_id: str
-    customer: str
-    country_of_origin: str
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """One genealogy edge: `quantity` of `consumed_lot` went into `produced_lot` by `order_id`."""
-
-    consumed_lot: str
-    produced_lot: str
-    quantity: float
-    unit: str
-    order_id: str
-    consumed_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ProductionOrder:
-    id: str
-    material: str
-    plant: str
-    lot: str
-    quantity: float
-    unit: str
-    status: str  # REL while running, TECO once completed
-    planned_start: datetime
-    released_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Operation:
-    operation: str
-    description: str
-    work_center: str
-    completed_at: datetime | None
-    yield_quantity: float
-    scrap_quantity: float
-
-
-@dataclass(frozen=True, slots=True)
-class Execution:
-    """MES's record of running a production order."""
-
-    order_id: str
-    lot: str
-    material: str
-    plant: str
-    line: str
-    status: str  # COMPLETED / RUNNING
-    started_at: datetime
-    completed_at: datetime | None
-    good_quantity: float
-    scrap_quantity: float
-    unit: str
-    operations: tuple[Operation, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Characteristic:
-    code: str
-    description: str
-    unit: str
-    lower_limit: float
-    upper_limit: float
-    result: float | None
-    valuation: str | None  # A / R, None until a result is recorded
-
-
-@dataclass(frozen=True, slots=True)
-class UsageDecision:
-    code: str  # A accept / R reject
-    decided_by: str
-    decided_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class InspectionLot:
-    id: str
-    lot: str
-    plant: str
-    material: str
-    origin: str  # 01 goods receipt / 04 production
-    status: str  # CREATED / RESULTS_RECORDED / DECIDED
-    created_at: datetime
-    characteristics: tuple[Characteristic, ...]
-    usage_decision: UsageDecision | None
-
-
-@dataclass(frozen=True, slots=True)
-class Nonconformance:
-    id: str
-    lot: str
-    plant: str
-    category: str
-    severity: str
-    state: str  # OPEN / IN_INVESTIGATION / CLOSED
-    description: str
-    opened_at: datetime
-    closed_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Hold:
-    id: str
-    lot: str
-    plant: str
-    status: str  # ACTIVE / RELEASED
-    reason_code: str
-    reason: str
-    placed_by: str
-    placed_at: datetime
-    released_by: str | None
-    released_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class StockRow:
-    material: str
-    plant: str
-    storage_location: str
-    lot: str
-    stock_type: str  # 01 unrestricted / 02 quality inspection / 07 blocked
-    quantity: float
-    unit: str
-
-
-@dataclass(frozen=True, slots=True)
-class HandlingUnit:
-    id: str
-    lot: str
-    material: str
-    warehouse: str
-    zone: str
-    bin: str
-    quantity: float
-    unit: str
-    status: str  # AVAILABLE / QUARANTINE / BLOCKED / DAMAGED
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class MaterialDocumentItem:
-    year: str
-    document: str
-    item: str
-    movement_type: str
-    material: str
-    plant: str
-    storage_location: str
-    lot: str
-    quantity: float
-    unit: str
-    posted_at: datetime
-    purchase_order: str
-    order_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Dataset:
-    seed: int
-    now: datetime
-    plants: dict[str, Plant]
-    materials: dict[str, Material]
-    suppliers: dict[str, Supplier]
-    customers: dict[str, Customer]
-    lots: dict[str, Lot]
-    links: list[Link]
-    orders: dict[str, ProductionOrder]
-    executions: dict[str, Execution]
-    inspection_lots: dict[str, InspectionLot]
-    nonconformances: dict[str, Nonconformance]
-    holds: dict[str, Hold]
-    stock: list[StockRow]
-    handling_units: list[HandlingUnit]
-    material_documents: list[MaterialDocumentItem]
-    recall_lot: str
-    divergent: dict[str, str]
-    stale: dict[tuple[str, str], QualityStatus]
-
-    def status_in(self, system: str, lot_id: str) -> QualityStatus:
-        """The status `system` derives its state from: the true one unless that system was left diverged."""
-        return self.stale.get((system, lot_id), self.lots[lot_id].quality_status)
-
-
-# --------------------------------------------------------------------------------------------- master data
-
-PLANTS = (
-    Plant("P100", "Werk Hamburg", "DE", "Hamburg"),
-    Plant("P200", "Usine de Lyon", "FR", "Lyon"),
-    Plant("P300", "Cork Plant", "IE", "Cork"),
-)
-PLANTS_BY_ID = {p.id: p for p in PLANTS}
-WAREHOUSES = {"P100": "WH10", "P200": "WH20", "P300": "WH30"}
-MATERIALS_PER_TIER = (70, 20, 20, 20, 20, 25, 25)
 LOT_SHARE = (0.24, 0.14, 0.13, 0.12, 0.11, 0.10, 0.16)
-# Bulk raw materials (first four raw materials) and how often a produced material's BOM contains each.
-BULK = (("Purified water", "L"), ("Microcrystalline cellulose", "KG"), ("Lactose monohydrate", "KG"),
-        ("Ethanol 96%", "L"))
-BULK_USE = (0.9, 0.45, 0.3, 0.2)
 BULK_SKEW = 1.3  # Zipf exponent: the oldest silo lot of a bulk material is drawn from most often
-CHEMICALS = ("Magnesium stearate", "Croscarmellose sodium", "Povidone K30", "Hypromellose", "Talc",
-             "Titanium dioxide", "Silicon dioxide colloidal", "Sodium starch glycolate", "Mannitol",
-             "Maize starch", "Stearic acid", "Iron oxide yellow", "Macrogol 6000", "Polysorbate 80",
-             "Sodium chloride", "Citric acid", "Calcium phosphate", "Sucrose", "Glycerol", "Isopropanol")
-ACTIVES = ("Amlodipine besilate", "Metformin HCl", "Atorvastatin calcium", "Ibuprofen", "Paracetamol",
-           "Omeprazole", "Losartan potassium", "Simvastatin", "Levothyroxine sodium", "Lisinopril")
-GRADES = ("Ph. Eur.", "USP", "NF", "JP")
-PACKAGING = (("Blister foil alu 20 um", "M"), ("PVC/PVDC film 250 um", "M"), ("Folding carton", "EA"),
-             ("Patient leaflet", "EA"), ("Label 40x60", "EA"), ("HDPE bottle 100 ml", "EA"),
-             ("Child-resistant cap", "EA"), ("Shipping carton", "EA"))
-STAGES = ("Premix", "Granulate", "Final blend", "Coated core")
-STRENGTHS = ("5 mg", "10 mg", "20 mg", "40 mg", "50 mg", "100 mg", "200 mg", "500 mg")
-NAME_PARTS = (("Nord", "Alpen", "Rhein", "Baltic", "Atlas", "Helix", "Vector", "Orion", "Delta", "Summit"),
-              ("chem", "pharm", "pack", "bio", "synth", "lab", "med", "source"),
-              ("GmbH", "SA", "Ltd", "AG", "S.p.A.", "B.V.", "Inc."))
-COUNTRIES = ("DE", "FR", "IE", "IT", "NL", "CH", "BE", "ES", "IN", "CN", "US", "PL")
-CITIES = ("Berlin", "Paris", "Dublin", "Milan", "Rotterdam", "Basel", "Antwerp", "Madrid", "Vienna",
-          "Warsaw", "Prague", "Lisbon", "Copenhagen", "Oslo", "Zurich")
-CHARACTERISTICS = (  # code, description, unit, lower, upper
-    ("ASSAY", "Assay", "%", 98.0, 102.0), ("WATER", "Water content (KF)", "%", 0.0, 0.5),
-    ("PH", "pH (1% solution)", "", 6.0, 7.5), ("DENS", "Bulk density", "g/ml", 0.45, 0.65),
-    ("PSD", "Particle size d50", "um", 60.0, 140.0), ("MICRO", "Total aerobic count", "cfu/g", 0.0, 100.0),
-    ("HARD", "Tablet hardness", "N", 60.0, 120.0), ("DISS", "Dissolution 30 min", "%", 80.0, 100.0),
-    ("MASS", "Uniformity of mass", "%", -5.0, 5.0), ("LEAK", "Seal integrity leak rate", "mbar/s", 0.0, 0.01),
-)
-ROUTINGS = (  # operations per tier: description, work center prefix
-    (), (("Dispensing", "DISP"), ("Premixing", "BLND")),
-    (("Wet granulation", "GRAN"), ("Fluid-bed drying", "DRY"), ("Milling", "MILL")),
-    (("Final blending", "BLND"), ("Sieving", "SIEV")),
-    (("Compression", "COMP"), ("Film coating", "COAT"), ("Visual inspection", "INSP")),
-    (("Blister packaging", "PACK"), ("Serialisation", "SERI"), ("Cartoning", "CART")),
-    (("Pick and pack", "SHIP"), ("Labelling", "LABL")),
-)
-HOLD_REASONS = (("DEV", "Deviation under investigation"), ("CMP", "Customer complaint"),
-                ("SUP", "Supplier quality notification"), ("OOS", "Out-of-specification result"),
-                ("ENV", "Environmental monitoring excursion"))
-NC_CATEGORIES = ("Out of specification", "Contamination", "Labelling error", "Documentation gap",
-                 "Equipment malfunction", "Supplier defect")
-USERS = ("QA.MUELLER", "QA.DUBOIS", "QA.MURPHY", "QA.SCHMIDT", "QA.MARTIN", "QA.KELLY")
-STORAGE_LOCATIONS = ("RM01", "WP01", "WP01", "WP01", "WP01", "FG01", "FG01")
-ZONES = ("RM", "WIP", "WIP", "WIP", "WIP", "FG", "SHIP")
+BLOCKING = (QualityStatus.REJECTED, QualityStatus.ON_HOLD)
 SSCC_WEIGHTS = (3, 1) * 8 + (3,)
-STOCK_TYPE = {QualityStatus.RELEASED: "01", QualityStatus.IN_INSPECTION: "02",
-              QualityStatus.ON_HOLD: "07", QualityStatus.REJECTED: "07"}
-WMS_STATUS = {QualityStatus.RELEASED: "AVAILABLE", QualityStatus.IN_INSPECTION: "QUARANTINE",
-              QualityStatus.ON_HOLD: "BLOCKED", QualityStatus.REJECTED: "BLOCKED"}
+STOCK_TYPE = {
+    QualityStatus.RELEASED: "01",
+    QualityStatus.IN_INSPECTION: "02",
+    QualityStatus.ON_HOLD: "07",
+    QualityStatus.REJECTED: "07",
+}
+WMS_STATUS = {
+    QualityStatus.RELEASED: "AVAILABLE",
+    QualityStatus.IN_INSPECTION: "QUARANTINE",
+    QualityStatus.ON_HOLD: "BLOCKED",
+    QualityStatus.REJECTED: "BLOCKED",
+}
 
 
 def _at(day: float) -> datetime:
@@ -348,82 +75,6 @@ def _at(day: float) -> datetime:
 def _round(quantity: float, unit: str) -> float:
     """Pieces are whole numbers; everything else keeps three decimals like SAP quantities."""
     return float(max(1, round(quantity))) if unit == "EA" else round(quantity, 3)
-
-
-def _company(rng: random.Random, used: set[str]) -> str:
-    while True:
-        first, second, form = (rng.choice(part) for part in NAME_PARTS)
-        name = f"{first}{second} {form}"
-        if name not in used:
-            used.add(name)
-            return name
-
-
-def _partners(rng: random.Random) -> tuple[dict[str, Supplier], dict[str, Customer]]:
-    used: set[str] = set()
-    suppliers = {}
-    for n in range(40):
-        supplier = Supplier(f"{17300001 + n}", _company(rng, used), rng.choice(COUNTRIES))
-        suppliers[supplier.id] = supplier
-    customers = {}
-    for n in range(25):
-        customer = Customer(f"{10100001 + n}", _company(rng, used), rng.choice(COUNTRIES), rng.choice(CITIES))
-        customers[customer.id] = customer
-    return suppliers, customers
-
-
-def _raw_materials(rng: random.Random) -> list[tuple[str, str, str]]:
-    """Descriptions, units and product groups of the raw materials, bulk ones first."""
-    names = [(name, unit, "RM-BULK") for name, unit in BULK]
-    names += [(f"{name} {strength} grade", "KG", "RM-API") for name in ACTIVES for strength in ("micronised",)]
-    names += [(name, unit, "RM-PACK") for name, unit in PACKAGING]
-    excipients = [f"{name} {grade}" for name in CHEMICALS for grade in GRADES]
-    rng.shuffle(excipients)
-    needed = MATERIALS_PER_TIER[0] - len(names)
-    names += [(name, rng.choice(("KG", "KG", "L")), "RM-EXC") for name in excipients[:needed]]
-    return names
-
-
-def _materials(rng: random.Random) -> dict[str, Material]:
-    materials: dict[str, Material] = {}
-    by_tier: list[list[Material]] = [[] for _ in MATERIALS_PER_TIER]
-
-    def add(material: Material) -> None:
-        materials[material.id] = material
-        by_tier[material.tier].append(material)
-
-    for n, (description, unit, group) in enumerate(_raw_materials(rng)):
-        add(Material(f"RM-{10001 + n}", "ROH", 0, description, unit, group, rng.random() < 0.33,
-                     round(rng.uniform(0.5, 400.0), 2), "EUR", "", rng.choice((720, 1080, 1440)),
-                     group == "RM-BULK", ()))
-    bulk = [m.id for m in by_tier[0] if m.bulk]
-    additives = [m.id for m in by_tier[0] if not m.bulk]
-    products = [f"{active.split()[0]} {rng.choice(STRENGTHS)}" for active in ACTIVES for _ in range(3)]
-    serial = 20001
-    for tier in range(1, 6):
-        for n in range(MATERIALS_PER_TIER[tier]):
-            product = products[n % len(products)]
-            lower = by_tier[tier - 1] if tier > 1 else [materials[m] for m in additives]
-            bom = [rng.choice(lower).id]
-            if tier > 1 and rng.random() < 0.35:
-                bom.append(rng.choice(by_tier[rng.choice((tier - 1, max(1, tier - 2)))]).id)
-            bom += rng.sample(additives, rng.randint(1, 2))
-            bom += [b for b, share in zip(bulk, BULK_USE, strict=True) if rng.random() < share]
-            if tier < 5:
-                ident, kind, desc = f"SF-{serial}", "HALB", f"{product} {STAGES[tier - 1].lower()}"
-                unit, group = rng.choice(("KG", "KG", "L")), f"SF-{STAGES[tier - 1].upper().replace(' ', '')}"
-                serial += 1
-            else:
-                ident, kind, desc = f"FG-{30001 + n}", "FERT", f"{product} film-coated tablets, 30 pcs"
-                unit, group = "EA", "FG-TABLETS"
-            add(Material(ident, kind, tier, desc, unit, group, rng.random() < 0.33,
-                         round(rng.uniform(5.0, 900.0), 2), "EUR", rng.choice(PLANTS).id,
-                         rng.choice((720, 1080)), False, tuple(dict.fromkeys(bom))))
-    for n, finished in enumerate(by_tier[5]):
-        add(Material(f"SP-{40001 + n}", "FERT", 6, f"{finished.description}, shipper of 48",
-                     "EA", "FG-SHIPPERS", finished.regulated, round(finished.price * 48, 2), "EUR",
-                     finished.plant, finished.shelf_life_days, False, (finished.id,)))
-    return materials
 
 
 # ----------------------------------------------------------------------------------------------- genealogy
@@ -482,8 +133,9 @@ def _base_quantity(rng: random.Random, material: Material) -> float:
     return _round(scale * rng.uniform(0.25, 1.5), material.unit)
 
 
-def _build_genealogy(rng: random.Random, materials: dict[str, Material], suppliers: list[str],
-                     customers: list[str], total: int) -> list[_Draft]:
+def _build_genealogy(
+    rng: random.Random, materials: dict[str, Material], suppliers: list[str], customers: list[str], total: int
+) -> list[_Draft]:
     """Create the lots tier by tier; every produced lot consumes one existing lot per BOM component."""
     drafts: list[_Draft] = []
     pools: dict[str, _Pool] = {}
@@ -494,7 +146,8 @@ def _build_genealogy(rng: random.Random, materials: dict[str, Material], supplie
             raise ValueError(f"{total} lots are too few to populate tier {tier}")
         weights = [0.25 if m.bulk else rng.uniform(0.3, 1.7) for m in candidates]
         start = len(drafts)
-        for material in rng.choices(candidates, weights, k=count):
+        picks = rng.sample(candidates, min(count, len(candidates)))  # every material gets a lot if it can
+        for material in picks + rng.choices(candidates, weights, k=count - len(picks)):
             target = rng.uniform(0.0, 330.0)
             inputs = [pools[component].pick(rng, target) for component in material.bom]
             day = max([target] + [drafts[i].day + rng.uniform(0.3, 2.0) for i in inputs])
@@ -542,7 +195,7 @@ def _settle(rng: random.Random, drafts: list[_Draft], now: float) -> dict[tuple[
     return link_qty
 
 
-def _largest_closure(drafts: list[_Draft]) -> tuple[int, int]:
+def _largest_closure(drafts: list[_Draft]) -> int:
     """Raw lot with the most descendants, via one pass of bitsets from the top tier down (exact and fast)."""
     top = len(drafts) - 1
     reach: list[int] = [0] * len(drafts)
@@ -556,7 +209,7 @@ def _largest_closure(drafts: list[_Draft]) -> tuple[int, int]:
             size = bits.bit_count()
             if size > best_size:
                 best, best_size = i, size
-    return best, best_size
+    return best
 
 
 def _number(rng: random.Random, drafts: list[_Draft]) -> None:
@@ -605,19 +258,39 @@ def _lots(rng: random.Random, drafts: list[_Draft], suppliers: dict[str, Supplie
         m = d.material
         origin = suppliers[d.supplier].country if d.supplier else PLANTS_BY_ID[d.plant].country
         supplier_batch = f"{rng.choice('ACDFHKLMRTX')}{rng.randint(100000, 999999)}" if d.supplier else ""
-        lots[d.id] = Lot(d.id, m.id, d.plant, m.tier, d.quantity, d.remaining, m.unit,
-                         STORAGE_LOCATIONS[m.tier], _at(d.day), _at(d.day + m.shelf_life_days), d.status,
-                         d.supplier, supplier_batch, d.purchase_order, d.order_id, d.customer, origin)
+        lots[d.id] = Lot(
+            id=d.id,
+            material=m.id,
+            plant=d.plant,
+            tier=m.tier,
+            quantity=d.quantity,
+            remaining=d.remaining,
+            unit=m.unit,
+            storage_location=STORAGE_LOCATIONS[m.tier],
+            manufactured_at=_at(d.day),
+            expires_at=_at(d.day + m.shelf_life_days),
+            quality_status=d.status,
+            supplier=d.supplier,
+            supplier_batch=supplier_batch,
+            purchase_order=d.purchase_order,
+            order_id=d.order_id,
+            customer=d.customer,
+            country_of_origin=origin,
+        )
     return lots
 
 
 def _links(drafts: list[_Draft], link_qty: dict[tuple[int, int], float]) -> list[Link]:
-    return [Link(drafts[i].id, d.id, link_qty[i, n], drafts[i].material.unit, d.order_id, _at(d.started))
-            for n, d in enumerate(drafts) for i in d.inputs]
+    return [
+        Link(drafts[i].id, d.id, link_qty[i, n], drafts[i].material.unit, d.order_id, _at(d.started))
+        for n, d in enumerate(drafts)
+        for i in d.inputs
+    ]
 
 
-def _production(rng: random.Random, drafts: list[_Draft], now: float
-                ) -> tuple[dict[str, ProductionOrder], dict[str, Execution]]:
+def _production(
+    rng: random.Random, drafts: list[_Draft], now: float
+) -> tuple[dict[str, ProductionOrder], dict[str, Execution]]:
     """ERP production orders and MES executions; lots still in inspection from the last day are running."""
     orders, executions = {}, {}
     for d in sorted((d for d in drafts if d.order_id), key=lambda d: d.order_id):
@@ -628,17 +301,41 @@ def _production(rng: random.Random, drafts: list[_Draft], now: float
         routing = ROUTINGS[m.tier]
         done = len(routing) // 2 if running else len(routing)
         operations = tuple(
-            Operation(f"{(k + 1) * 10:04d}", description, f"{center}-{d.plant[1]}{line[-1]}",
-                      _at(d.started + (d.day - d.started) * (k + 1) / len(routing)) if k < done else None,
-                      d.quantity if k < done else 0.0, _round(scrap / len(routing), m.unit) if scrap else 0.0)
-            for k, (description, center) in enumerate(routing))
+            Operation(
+                operation=f"{(k + 1) * 10:04d}",
+                description=description,
+                work_center=f"{center}-{d.plant[1]}{line[-1]}",
+                completed_at=_at(d.started + (d.day - d.started) * (k + 1) / len(routing)) if k < done else None,
+                yield_quantity=d.quantity if k < done else 0.0,
+                scrap_quantity=_round(scrap / len(routing), m.unit) if scrap else 0.0,
+            )
+            for k, (description, center) in enumerate(routing)
+        )
         orders[d.order_id] = ProductionOrder(
-            d.order_id, m.id, d.plant, d.id, _round(d.quantity + scrap, m.unit), m.unit,
-            "REL" if running else "TECO", _at(d.started - rng.uniform(0.5, 3.0)),
-            _at(d.started - rng.uniform(0.05, 0.4)))
+            id=d.order_id,
+            material=m.id,
+            plant=d.plant,
+            lot=d.id,
+            quantity=_round(d.quantity + scrap, m.unit),
+            unit=m.unit,
+            status="REL" if running else "TECO",
+            planned_start=_at(d.started - rng.uniform(0.5, 3.0)),
+            released_at=_at(d.started - rng.uniform(0.05, 0.4)),
+        )
         executions[d.order_id] = Execution(
-            d.order_id, d.id, m.id, d.plant, line, "RUNNING" if running else "COMPLETED", _at(d.started),
-            None if running else _at(d.day), d.quantity, scrap, m.unit, operations)
+            order_id=d.order_id,
+            lot=d.id,
+            material=m.id,
+            plant=d.plant,
+            line=line,
+            status="RUNNING" if running else "COMPLETED",
+            started_at=_at(d.started),
+            completed_at=None if running else _at(d.day),
+            good_quantity=d.quantity,
+            scrap_quantity=scrap,
+            unit=m.unit,
+            operations=operations,
+        )
     return orders, executions
 
 
@@ -648,11 +345,10 @@ def _inspection_lots(rng: random.Random, drafts: list[_Draft]) -> dict[str, Insp
     inspection_lots = {}
     for n, d in enumerate(sorted((d for d in drafts if d.material.tier < 6), key=lambda d: d.day), start=1):
         m = d.material
-        plan = plans.setdefault(m.id, rng.sample(CHARACTERISTICS, rng.randint(2, 4)))
-        if d.decided is not None:
-            status = "DECIDED"
-        else:
-            status = rng.choice(("CREATED", "RESULTS_RECORDED"))
+        if m.id not in plans:
+            plans[m.id] = rng.sample(CHARACTERISTICS, rng.randint(2, 4))
+        plan = plans[m.id]
+        status = "DECIDED" if d.decided is not None else rng.choice(("CREATED", "RESULTS_RECORDED"))
         characteristics = []
         for k, (code, description, unit, lower, upper) in enumerate(plan):
             if status == "CREATED":
@@ -667,8 +363,17 @@ def _inspection_lots(rng: random.Random, drafts: list[_Draft]) -> dict[str, Insp
             code = "R" if d.status is QualityStatus.REJECTED else "A"
             decision = UsageDecision(code, rng.choice(USERS), _at(d.decided))
         origin = "01" if m.tier == 0 else "04"
-        inspection = InspectionLot(f"{origin}{n:010d}", d.id, d.plant, m.id, origin, status,
-                                   _at(d.day + 0.005), tuple(characteristics), decision)
+        inspection = InspectionLot(
+            id=f"{origin}{n:010d}",
+            lot=d.id,
+            plant=d.plant,
+            material=m.id,
+            origin=origin,
+            status=status,
+            created_at=_at(d.day + 0.005),
+            characteristics=tuple(characteristics),
+            usage_decision=decision,
+        )
         inspection_lots[inspection.id] = inspection
     return inspection_lots
 
@@ -686,9 +391,17 @@ def _holds(rng: random.Random, drafts: list[_Draft], now: float) -> dict[str, Ho
     for n, (start, d, released) in enumerate(sorted(placed, key=lambda p: p[0]), start=1):
         reason_code, reason = rng.choice(HOLD_REASONS)
         holds[f"QH-{n:06d}"] = Hold(
-            f"QH-{n:06d}", d.id, d.plant, "ACTIVE" if released is None else "RELEASED", reason_code, reason,
-            rng.choice(USERS), _at(start), None if released is None else rng.choice(USERS),
-            None if released is None else _at(released))
+            id=f"QH-{n:06d}",
+            lot=d.id,
+            plant=d.plant,
+            status="ACTIVE" if released is None else "RELEASED",
+            reason_code=reason_code,
+            reason=reason,
+            placed_by=rng.choice(USERS),
+            placed_at=_at(start),
+            released_by=None if released is None else rng.choice(USERS),
+            released_at=None if released is None else _at(released),
+        )
     return holds
 
 
@@ -697,11 +410,11 @@ def _nonconformances(rng: random.Random, drafts: list[_Draft], now: float) -> di
     opened = []
     for d in drafts:
         if d.status is QualityStatus.REJECTED and d.decided is not None:
-            opened.append((d.decided, d, "CLOSED" if rng.random() < 0.6 else "IN_INVESTIGATION",
-                           rng.choice(("major", "critical"))))
+            state = "CLOSED" if rng.random() < 0.6 else "IN_INVESTIGATION"
+            opened.append((d.decided, d, state, rng.choice(("major", "critical"))))
         elif d.held is not None:
-            opened.append((d.held, d, rng.choice(("OPEN", "IN_INVESTIGATION")),
-                           rng.choice(("minor", "major", "major", "critical"))))
+            state = rng.choice(("OPEN", "IN_INVESTIGATION"))
+            opened.append((d.held, d, state, rng.choice(("minor", "major", "major", "critical"))))
         elif d.decided is not None and rng.random() < 0.01:
             opened.append((d.decided, d, "CLOSED", "minor"))
     ncs = {}
@@ -709,8 +422,16 @@ def _nonconformances(rng: random.Random, drafts: list[_Draft], now: float) -> di
         category = rng.choice(NC_CATEGORIES)
         closed = _at(min(now - 0.01, start + rng.uniform(2.0, 20.0))) if state == "CLOSED" else None
         ncs[f"NC-{n:06d}"] = Nonconformance(
-            f"NC-{n:06d}", d.id, d.plant, category, severity, state,
-            f"{category} on lot {d.id} ({d.material.description})", _at(start), closed)
+            id=f"NC-{n:06d}",
+            lot=d.id,
+            plant=d.plant,
+            category=category,
+            severity=severity,
+            state=state,
+            description=f"{category} on lot {d.id} ({d.material.description})",
+            opened_at=_at(start),
+            closed_at=closed,
+        )
     return ncs
 
 
@@ -721,14 +442,25 @@ def _sscc(serial: int) -> str:
     return body + str(-total % 10)
 
 
-def _stock(rng: random.Random, drafts: list[_Draft], stale: dict[tuple[str, str], QualityStatus]
-           ) -> tuple[list[StockRow], list[HandlingUnit]]:
+def _stock(
+    rng: random.Random, drafts: list[_Draft], stale: dict[tuple[str, str], QualityStatus]
+) -> tuple[list[StockRow], list[HandlingUnit]]:
     """ERP stock rows and the WMS handling units holding the same quantity, for lots with stock left."""
     rows, units = [], []
     for d in sorted((d for d in drafts if d.remaining > 0), key=lambda d: d.id):
         m = d.material
         erp = stale.get(("erp", d.id), d.status)
-        rows.append(StockRow(m.id, d.plant, STORAGE_LOCATIONS[m.tier], d.id, STOCK_TYPE[erp], d.remaining, m.unit))
+        rows.append(
+            StockRow(
+                material=m.id,
+                plant=d.plant,
+                storage_location=STORAGE_LOCATIONS[m.tier],
+                lot=d.id,
+                stock_type=STOCK_TYPE[erp],
+                quantity=d.remaining,
+                unit=m.unit,
+            )
+        )
         wms = WMS_STATUS[stale.get(("wms", d.id), d.status)]
         count = rng.randint(1, 4) if d.remaining >= 4 else 1
         shares = [rng.uniform(0.6, 1.4) for _ in range(count)]
@@ -738,43 +470,74 @@ def _stock(rng: random.Random, drafts: list[_Draft], stale: dict[tuple[str, str]
         for quantity in quantities:
             zone = ZONES[m.tier]
             location = f"{zone}-{rng.randint(1, 24):02d}-{rng.randint(1, 8):02d}-{rng.randint(1, 4)}"
-            units.append(HandlingUnit(_sscc(len(units) + 1), d.id, m.id, WAREHOUSES[d.plant], zone, location,
-                                      quantity, m.unit, wms, updated))
+            units.append(
+                HandlingUnit(
+                    id=_sscc(len(units) + 1),
+                    lot=d.id,
+                    material=m.id,
+                    warehouse=WAREHOUSES[d.plant],
+                    zone=zone,
+                    bin=location,
+                    quantity=quantity,
+                    unit=m.unit,
+                    status=wms,
+                    updated_at=updated,
+                )
+            )
     return rows, units
 
 
-def _documents(drafts: list[_Draft], link_qty: dict[tuple[int, int], float],
-               stale: dict[tuple[str, str], QualityStatus]) -> list[MaterialDocumentItem]:
+def _movement(movement_type: str, d: _Draft, quantity: float, purchase_order: str = "", order_id: str = "") -> dict:
+    """One material document line for lot `d`, as keyword arguments of `MaterialDocumentItem`."""
+    return {
+        "movement_type": movement_type,
+        "material": d.material.id,
+        "plant": d.plant,
+        "storage_location": STORAGE_LOCATIONS[d.material.tier],
+        "lot": d.id,
+        "quantity": quantity,
+        "unit": d.material.unit,
+        "purchase_order": purchase_order,
+        "order_id": order_id,
+    }
+
+
+def _documents(
+    drafts: list[_Draft], link_qty: dict[tuple[int, int], float], stale: dict[tuple[str, str], QualityStatus]
+) -> list[MaterialDocumentItem]:
     """Goods receipts, issues to orders and the stock-type moves ERP saw, numbered in posting order."""
-    events: list[tuple[float, list[tuple]]] = []
+    events: list[tuple[float, list[dict]]] = []
     for n, d in enumerate(drafts):
-        m = d.material
-        sloc = STORAGE_LOCATIONS[m.tier]
-        receipt = [("101", m.id, d.plant, sloc, d.id, d.quantity, m.unit, d.purchase_order, d.order_id)]
-        issues = [("261", drafts[i].material.id, drafts[i].plant, STORAGE_LOCATIONS[drafts[i].material.tier],
-                   drafts[i].id, link_qty[i, n], drafts[i].material.unit, "", d.order_id) for i in d.inputs]
-        events.append((d.day, receipt + issues))
+        receipt = _movement("101", d, d.quantity, d.purchase_order, d.order_id)
+        issues = [_movement("261", drafts[i], link_qty[i, n], order_id=d.order_id) for i in d.inputs]
+        events.append((d.day, [receipt, *issues]))
         erp = stale.get(("erp", d.id), d.status)
         if d.decided is not None and erp is not QualityStatus.IN_INSPECTION:
             movement = "350" if erp is QualityStatus.REJECTED else "321"
-            events.append((d.decided, [(movement, m.id, d.plant, sloc, d.id, d.quantity, m.unit, "", "")]))
+            events.append((d.decided, [_movement(movement, d, d.quantity)]))
         if d.held is not None and erp is QualityStatus.ON_HOLD and d.remaining > 0:
-            events.append((d.held, [("344", m.id, d.plant, sloc, d.id, d.remaining, m.unit, "", "")]))
+            events.append((d.held, [_movement("344", d, d.remaining)]))
     items = []
     for n, (day, lines) in enumerate(sorted(events, key=lambda e: e[0]), start=1):
-        posted = _at(day)
+        posted, document = _at(day), f"{4900000000 + n}"
         for k, line in enumerate(lines, start=1):
-            items.append(MaterialDocumentItem(str(posted.year), f"{4900000000 + n}", f"{k:04d}", *line[:7],
-                                              posted, *line[7:]))
+            items.append(
+                MaterialDocumentItem(
+                    year=str(posted.year), document=document, item=f"{k:04d}", posted_at=posted, **line
+                )
+            )
     return items
 
 
 def generate(seed: int = 42, lots: int = 20000) -> Dataset:
-    """Build the whole plant for `seed`; identical arguments always give an identical dataset."""
+    """Build the whole plant for `seed`; identical arguments always give an identical dataset.
+
+    Raises ValueError when `lots` is too small to give every tier a lot whose components exist (below a few
+    hundred lots)."""
     rng = random.Random(seed)
-    materials = _materials(rng)
-    suppliers, customers = _partners(rng)
-    drafts = _build_genealogy(rng, materials, list(suppliers), list(customers), lots)
+    catalog = materials(rng)
+    suppliers, customers = partners(rng)
+    drafts = _build_genealogy(rng, catalog, list(suppliers), list(customers), lots)
     now = max(d.day for d in drafts) + 0.5
     link_qty = _settle(rng, drafts, now)
     _number(rng, drafts)
@@ -782,13 +545,13 @@ def generate(seed: int = 42, lots: int = 20000) -> Dataset:
     stale = _diverge(rng, drafts)
     orders, executions = _production(rng, drafts, now)
     stock, units = _stock(rng, drafts, stale)
-    recall, _ = _largest_closure(drafts)
+    recall = _largest_closure(drafts)
     lot_records = _lots(rng, drafts, suppliers)
     return Dataset(
         seed=seed,
         now=_at(now),
         plants=dict(PLANTS_BY_ID),
-        materials=materials,
+        materials=catalog,
         suppliers=suppliers,
         customers=customers,
         lots=lot_records,
@@ -802,7 +565,9 @@ def generate(seed: int = 42, lots: int = 20000) -> Dataset:
         handling_units=units,
         material_documents=_documents(drafts, link_qty, stale),
         recall_lot=drafts[recall].id,
-        divergent={lot: f"{system} still shows {shown} while the lot is {lot_records[lot].quality_status}"
-                   for (system, lot), shown in stale.items()},
+        divergent={
+            lot: f"{system} still shows {shown} while the lot is {lot_records[lot].quality_status}"
+            for (system, lot), shown in stale.items()
+        },
         stale=stale,
     )

@@ -108,10 +108,14 @@ def test_consistency_spells_out_divergence(gateway: Gateway, dataset: Dataset) -
 
 def test_wms_v1_and_v2_give_identical_canonical_answers(gateway: Gateway, plant: Plant, dataset: Dataset) -> None:
     lot_ids = [lot.id for lot in dataset.lots.values() if lot.remaining > 0][:40]
-    query = "{ " + " ".join(
-        f'l{i}: lot(id: "{lot_id}") {{ stockPositions {{ warehouse handlingUnit quantity unit status }} }}'
-        for i, lot_id in enumerate(lot_ids)
-    ) + " }"
+    query = (
+        "{ "
+        + " ".join(
+            f'l{i}: lot(id: "{lot_id}") {{ stockPositions {{ warehouse handlingUnit quantity unit status }} }}'
+            for i, lot_id in enumerate(lot_ids)
+        )
+        + " }"
+    )
     plant.reset_stats()
     v2 = gateway.data(query)
     v2_routes = plant.admin("wms", "GET", "stats").json()["by_endpoint"]

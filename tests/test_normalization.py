@@ -29,10 +29,14 @@ def test_p100_codes_and_p200_labels_normalize_alike(gateway: Gateway, plant: Pla
         lot_ids = _sample(dataset, plant_id)
         native = httpx.get(f"{plant.url('qms')}/api/v1/lots", params={"ids": ",".join(lot_ids)}).json()["items"]
         raw[plant_id] = {item["status"] for item in native}
-        query = "{ " + " ".join(
-            f'l{i}: lot(id: "{lot_id}") {{ id qualityStatus inspections {{ status }} holds {{ status }} }}'
-            for i, lot_id in enumerate(lot_ids)
-        ) + " }"
+        query = (
+            "{ "
+            + " ".join(
+                f'l{i}: lot(id: "{lot_id}") {{ id qualityStatus inspections {{ status }} holds {{ status }} }}'
+                for i, lot_id in enumerate(lot_ids)
+            )
+            + " }"
+        )
         lots = gateway.data(query).values()
         for lot in lots:
             assert lot["qualityStatus"] == dataset.lots[lot["id"]].quality_status

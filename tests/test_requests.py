@@ -32,11 +32,11 @@ def test_correlation_id_travels_upstream_and_back(gateway: Gateway, plant: Plant
     lot_id = next(iter(dataset.lots))
     response = httpx.post(
         f"{gateway.url}/graphql",
-        json={"query": '{ lot(id: "%s") { qualityStatus } }' % lot_id},
+        json={"query": "query($id: ID!) { lot(id: $id) { qualityStatus } }", "variables": {"id": lot_id}},
         headers={"X-Correlation-ID": "trace-me-123"},
     )
     assert response.headers["x-correlation-id"] == "trace-me-123"
-    recorded = plant.admin("qms", "GET", "requests", params={"last": 5}).json()
+    recorded = plant.admin("qms", "GET", "requests", params={"last": 5}).json()["requests"]
     assert any(entry.get("correlation_id") == "trace-me-123" for entry in recorded), recorded
 
 

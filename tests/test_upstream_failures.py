@@ -64,7 +64,7 @@ def test_unreachable_source_is_unavailable(plant: Plant, dataset: Dataset) -> No
 
     with start_gateway(plant, sources={"mes": {"url": f"http://127.0.0.1:{free_port()}"}}) as gateway:
         result = gateway.execute(
-            'query($id: ID!) { lot(id: $id) { id genealogy(direction: UPSTREAM) { nodes { id } } } }',
+            "query($id: ID!) { lot(id: $id) { id genealogy(direction: UPSTREAM) { nodes { id } } } }",
             {"id": _a_lot(dataset)},
         )
     assert result["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
@@ -75,7 +75,7 @@ def test_unreachable_source_is_unavailable(plant: Plant, dataset: Dataset) -> No
 def test_consistency_marks_an_unreachable_system(gateway: Gateway, plant: Plant, dataset: Dataset) -> None:
     plant.fault("mes", down=True)
     consistency = gateway.data(
-        'query($id: ID!) { lot(id: $id) { consistency { consistent systems { system reachable errorCode } } } }',
+        "query($id: ID!) { lot(id: $id) { consistency { consistent systems { system reachable errorCode } } } }",
         {"id": _a_lot(dataset)},
     )["lot"]["consistency"]
     views = {view["system"]: view for view in consistency["systems"]}

@@ -1,0 +1,323 @@
+"""The QMS simulator: lot quality records, inspection lots, nonconformances and holds over JSON REST.
+
+Its quirk is the plant dialect: plant P100 still reports statuses as numeric codes, the newer plants as
+text labels, so a client has to normalise per plant. Records are kept canonical and translated on output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from simulators.admin import build_app
+from simulators.dataset import Dataset, Hold, InspectionLot, Nonconformance, QualityStatus
+from simulators.web import iso, json_object, query_int, split_keys
+
+NUMERIC_PLANTS = {"P100"}
+# canonical value -> (P100 numeric code, label used by the other plants)
+LOT_STATUS = {
+    "IN_INSPECTION": ("10", "Under inspection"),
+    "RELEASED": ("20", "Released"),
+    "REJECTED": ("30", "Rejected"),
+    "BLOCKED": ("40", "Blocked"),
+}
+INSPECTION_STATUS = {
+    "CREATED": ("1", "Created"),
+    "RESULTS_RECORDED": ("2", "Results recorded"),
+    "DECIDED": ("3", "Decision made"),
+}
+NC_STATE = {"OPEN": ("1", "Open"), "IN_INVESTIGATION": ("2", "In investigation"), "CLOSED": ("3", "Closed")}
+HOLD_STATUS = {"ACTIVE": ("1", "Active"), "RELEASED": ("2", "Released")}
+FROM_QUALITY = {
+    QualityStatus.IN_INSPECTION: "IN_INSPECTION",
+    QualityStatus.RELEASED: "RELEASED",
+    QualityStatus.REJECTED: "REJECTED",
+    QualityStatus.ON_HOLD: "BLOCKED",
+}
+DEFAULT_LIMIT, MAX_LIMIT = 100, 10_000
+
+
+def native(table: Mapping[str, tuple[str, str]], value: str, plant: str) -> str:
+    """A canonical status in the dialect of `plant`."""
+    code, label = table[value]
+    return code if plant in NUMERIC_PLANTS else label
+
+
+@dataclass(frozen=True, slots=True)
+class QualityRecord:
+    lot_id: str
+    plant: str
+    material: str
+    supplier: str
+    status: str  # canonical: IN_INSPECTION / RELEASED / REJECTED / BLOCKED
+    status_changed_at: datetime
+
+
+class _PerLot(Protocol):
+    @property
+    def lot(self) -> str: ...
+
+
+R = TypeVar("R", bound=_PerLot)
+
+
+def _by_lot(records: Mapping[str, R]) -> dict[str, list[str]]:
+    index: dict[str, list[str]] = {}
+    for record_id, record in records.items():
+        index.setdefault(record.lot, []).append(record_id)
+    return index
+
+
+def _select(request: Request, records: Mapping[str, R], by_lot: Mapping[str, list[str]]) -> list[R]:
+    """Records named by `ids` and/or belonging to `lot_ids` (both given: both must hold)."""
+    ids, lot_ids = split_keys(request.query_params.get("ids")), split_keys(request.query_params.get("lot_ids"))
+    if not ids and not lot_ids:
+        raise HTTPException(400, "give ids or lot_ids")
+    chosen = ids or [record_id for lot in lot_ids for record_id in by_lot.get(lot, ())]
+    wanted_lots = set(lot_ids)
+    return [records[i] for i in chosen if i in records and (not wanted_lots or records[i].lot in wanted_lots)]
+
+
+def _text(body: Mapping[str, Any], field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value:
+        raise HTTPException(400, f"{field} must be a non-empty string")
+    return value
+
+
+class Qms:
+    """The QMS state and request handlers."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.inspection_lots: dict[str, InspectionLot] = dict(dataset.inspection_lots)
+        self.nonconformances: dict[str, Nonconformance] = dict(dataset.nonconformances)
+        self.holds: dict[str, Hold] = dict(dataset.holds)
+        self.inspections_by_lot = _by_lot(self.inspection_lots)
+        self.ncs_by_lot = _by_lot(self.nonconformances)
+        self.holds_by_lot = _by_lot(self.holds)
+        self.requests: dict[str, str] = {}  # request_id -> hold id, so retried placements are idempotent
+        self.before_hold: dict[str, str] = {}  # status to restore once the last active hold is released
+        self.justifications: dict[str, str] = {}  # hold id -> why it was released
+        self.last_hold = len(self.holds)
+        changed: dict[str, datetime] = {}
+        for inspection in self.inspection_lots.values():
+            if inspection.usage_decision is not None:
+                changed[inspection.lot] = inspection.usage_decision.decided_at
+        for hold in self.holds.values():
+            if hold.status == "ACTIVE":
+                changed[hold.lot] = hold.placed_at
+        self.lots = {
+            lot.id: QualityRecord(
+                lot.id,
+                lot.plant,
+                lot.material,
+                lot.supplier,
+                FROM_QUALITY[dataset.status_in("qms", lot.id)],
+                changed.get(lot.id, lot.manufactured_at),
+            )
+            for lot in dataset.lots.values()
+        }
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/v1/lots", self.get_lots, methods=["GET"]),
+            Route("/api/v1/inspection-lots", self.get_inspection_lots, methods=["GET"]),
+            Route("/api/v1/nonconformances", self.get_nonconformances, methods=["GET"]),
+            Route("/api/v1/holds", self.get_holds, methods=["GET"]),
+            Route("/api/v1/holds", self.place_hold, methods=["POST"]),
+            Route("/api/v1/holds/{hold_id}/release", self.release_hold, methods=["POST"]),
+        ]
+
+    # -- rendering
+
+    @staticmethod
+    def render_lot(r: QualityRecord) -> dict[str, Any]:
+        return {
+            "lot_id": r.lot_id,
+            "plant": r.plant,
+            "material": r.material,
+            "supplier": r.supplier,
+            "status": native(LOT_STATUS, r.status, r.plant),
+            "status_changed_at": iso(r.status_changed_at),
+        }
+
+    @staticmethod
+    def render_inspection(i: InspectionLot) -> dict[str, Any]:
+        decision = i.usage_decision
+        return {
+            "id": i.id,
+            "lot_id": i.lot,
+            "plant": i.plant,
+            "material": i.material,
+            "origin": i.origin,
+            "status": native(INSPECTION_STATUS, i.status, i.plant),
+            "created_at": iso(i.created_at),
+            "characteristics": [
+                {
+                    "code": c.code,
+                    "description": c.description,
+                    "unit": c.unit,
+                    "lower_limit": c.lower_limit,
+                    "upper_limit": c.upper_limit,
+                    "result": c.result,
+                    "valuation": c.valuation,
+                }
+                for c in i.characteristics
+            ],
+            "usage_decision": None
+            if decision is None
+            else {"code": decision.code, "decided_by": decision.decided_by, "decided_at": iso(decision.decided_at)},
+        }
+
+    @staticmethod
+    def render_nc(n: Nonconformance) -> dict[str, Any]:
+        return {
+            "id": n.id,
+            "lot_id": n.lot,
+            "plant": n.plant,
+            "category": n.category,
+            "severity": n.severity,
+            "state": native(NC_STATE, n.state, n.plant),
+            "description": n.description,
+            "opened_at": iso(n.opened_at),
+            "closed_at": iso(n.closed_at),
+        }
+
+    @staticmethod
+    def render_hold(h: Hold) -> dict[str, Any]:
+        return {
+            "id": h.id,
+            "lot_id": h.lot,
+            "plant": h.plant,
+            "status": native(HOLD_STATUS, h.status, h.plant),
+            "reason_code": h.reason_code,
+            "reason": h.reason,
+            "placed_by": h.placed_by,
+            "placed_at": iso(h.placed_at),
+            "released_by": h.released_by,
+            "released_at": iso(h.released_at),
+        }
+
+    # -- reads
+
+    async def get_lots(self, request: Request) -> Response:
+        params = request.query_params
+        ids = split_keys(params.get("ids"))
+        records = (
+            [self.lots[i] for i in sorted(ids) if i in self.lots]
+            if ids
+            else sorted(self.lots.values(), key=lambda r: r.lot_id)
+        )
+        statuses = set(split_keys(params.get("status")))
+        plants, materials, suppliers = (set(split_keys(params.get(name))) for name in ("plant", "material", "supplier"))
+        matching = [
+            r
+            for r in records
+            if (not statuses or native(LOT_STATUS, r.status, r.plant) in statuses)
+            and (not plants or r.plant in plants)
+            and (not materials or r.material in materials)
+            and (not suppliers or r.supplier in suppliers)
+        ]
+        offset = query_int(request, "offset", 0)
+        limit = query_int(request, "limit", len(ids) if ids else DEFAULT_LIMIT, MAX_LIMIT)
+        page = matching[offset : offset + limit]
+        return JSONResponse({"items": [self.render_lot(r) for r in page], "total": len(matching)})
+
+    async def get_inspection_lots(self, request: Request) -> Response:
+        found = _select(request, self.inspection_lots, self.inspections_by_lot)
+        return JSONResponse({"items": [self.render_inspection(i) for i in found]})
+
+    async def get_nonconformances(self, request: Request) -> Response:
+        found = _select(request, self.nonconformances, self.ncs_by_lot)
+        return JSONResponse({"items": [self.render_nc(n) for n in found]})
+
+    async def get_holds(self, request: Request) -> Response:
+        found = _select(request, self.holds, self.holds_by_lot)
+        return JSONResponse({"items": [self.render_hold(h) for h in found]})
+
+    # -- writes
+
+    def active_holds(self, lot_id: str) -> list[Hold]:
+        return [self.holds[h] for h in self.holds_by_lot.get(lot_id, ()) if self.holds[h].status == "ACTIVE"]
+
+    def set_status(self, lot_id: str, status: str, at: datetime) -> None:
+        self.lots[lot_id] = replace(self.lots[lot_id], status=status, status_changed_at=at)
+
+    async def place_hold(self, request: Request) -> Response:
+        body = await json_object(request)
+        request_id = _text(body, "request_id") if "request_id" in body else None
+        if request_id in self.requests:
+            return JSONResponse(self.render_hold(self.holds[self.requests[request_id]]), status_code=200)
+        lot_id = _text(body, "lot_id")
+        fields = {f: _text(body, f) for f in ("reason_code", "reason", "placed_by")}
+        record = self.lots.get(lot_id)
+        if record is None:
+            raise HTTPException(404, f"lot {lot_id} is unknown to QMS")
+        now = datetime.now(UTC)
+        if not self.active_holds(record.lot_id) and record.status != "BLOCKED":
+            self.before_hold[record.lot_id] = record.status
+        self.last_hold += 1
+        hold = Hold(
+            f"QH-{self.last_hold:06d}",
+            record.lot_id,
+            record.plant,
+            "ACTIVE",
+            fields["reason_code"],
+            fields["reason"],
+            fields["placed_by"],
+            now,
+            None,
+            None,
+        )
+        self.holds[hold.id] = hold
+        self.holds_by_lot.setdefault(hold.lot, []).append(hold.id)
+        if request_id is not None:
+            self.requests[request_id] = hold.id
+        self.set_status(record.lot_id, "BLOCKED", now)
+        return JSONResponse(self.render_hold(hold), status_code=201)
+
+    async def release_hold(self, request: Request) -> Response:
+        hold = self.holds.get(request.path_params["hold_id"])
+        if hold is None:
+            raise HTTPException(404, f"hold {request.path_params['hold_id']} does not exist")
+        body = await json_object(request)
+        released_by, justification = _text(body, "released_by"), _text(body, "justification")
+        if hold.status == "ACTIVE":  # releasing a released hold again just answers it (idempotent retry)
+            now = datetime.now(UTC)
+            self.justifications[hold.id] = justification
+            hold = replace(hold, status="RELEASED", released_by=released_by, released_at=now)
+            self.holds[hold.id] = hold
+            if not self.active_holds(hold.lot):
+                self.set_status(hold.lot, self.before_hold.pop(hold.lot, "RELEASED"), now)
+        return JSONResponse(self.render_hold(hold))
+
+    def lot_state(self, lot_id: str) -> dict[str, Any] | None:
+        record = self.lots.get(lot_id)
+        if record is None:
+            return None
+        return {
+            "lot_id": record.lot_id,
+            "plant": record.plant,
+            "status": record.status,
+            "status_changed_at": iso(record.status_changed_at),
+            "holds": [
+                {"id": h, "status": self.holds[h].status, "justification": self.justifications.get(h)}
+                for h in self.holds_by_lot.get(lot_id, ())
+            ],
+        }
+
+
+def create_app(dataset: Dataset) -> Starlette:
+    """The QMS simulator."""
+    qms = Qms(dataset)
+    app = build_app(qms.routes(), qms.lot_state)
+    app.state.qms = qms
+    return app

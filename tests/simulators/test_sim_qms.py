@@ -1,0 +1,136 @@
+"""The QMS simulator over HTTP: batch reads, plant dialects, status filter, holds."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from simulators import Dataset
+
+LOT_CODES = {
+    "IN_INSPECTION": ("10", "Under inspection"),
+    "RELEASED": ("20", "Released"),
+    "REJECTED": ("30", "Rejected"),
+    "ON_HOLD": ("40", "Blocked"),
+}
+
+
+def native(plant: str, code: str, label: str) -> str:
+    return code if plant == "P100" else label
+
+
+def hold_body(lot_id: str, request_id: str | None = None) -> dict:
+    body = {"lot_id": lot_id, "reason_code": "DEV", "reason": "Deviation", "placed_by": "tester"}
+    return body if request_id is None else {**body, "request_id": request_id}
+
+
+async def test_lots_by_ids_returns_exactly_the_existing_ones(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+    wanted = list(small.lots)[5:40]
+    body = (await qms_client.get("/api/v1/lots", params={"ids": ",".join([*wanted, "B2699999"])})).json()
+    assert [item["lot_id"] for item in body["items"]] == sorted(wanted)
+    assert body["total"] == len(wanted)
+    for item in body["items"]:
+        lot = small.lots[item["lot_id"]]
+        assert (item["plant"], item["material"], item["supplier"]) == (lot.plant, lot.material, lot.supplier)
+        assert item["status"] == native(lot.plant, *LOT_CODES[lot.quality_status])
+
+
+async def test_p100_speaks_codes_where_p200_speaks_labels(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+    def first(plant: str) -> str:
+        return next(h.lot for h in small.holds.values() if h.plant == plant and h.status == "ACTIVE")
+
+    p100, p200 = first("P100"), first("P200")
+    lots = {
+        i["lot_id"]: i for i in (await qms_client.get("/api/v1/lots", params={"ids": f"{p100},{p200}"})).json()["items"]
+    }
+    assert (lots[p100]["status"], lots[p200]["status"]) == ("40", "Blocked")
+    holds = (await qms_client.get("/api/v1/holds", params={"lot_ids": f"{p100},{p200}"})).json()["items"]
+    active = {h["lot_id"]: h["status"] for h in holds if h["status"] in ("1", "Active")}
+    assert active == {p100: "1", p200: "Active"}
+    inspections = (await qms_client.get("/api/v1/inspection-lots", params={"lot_ids": f"{p100},{p200}"})).json()
+    assert {i["lot_id"]: i["status"] for i in inspections["items"]} == {p100: "3", p200: "Decision made"}
+
+
+async def test_status_filter_takes_each_dialect(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+    rejected = sorted(lot.id for lot in small.lots.values() if lot.quality_status == "REJECTED")
+    body = (await qms_client.get("/api/v1/lots", params={"status": "30,Rejected", "limit": "1000"})).json()
+    assert [i["lot_id"] for i in body["items"]] == rejected and body["total"] == len(rejected)
+    only_p100 = (await qms_client.get("/api/v1/lots", params={"status": "30", "limit": "1000"})).json()["items"]
+    assert {i["plant"] for i in only_p100} == {"P100"}
+    page = (
+        await qms_client.get(
+            "/api/v1/lots", params={"status": "30,Rejected", "plant": "P200,P300", "limit": "3", "offset": "2"}
+        )
+    ).json()
+    in_plants = [lot for lot in rejected if small.lots[lot].plant != "P100"]
+    assert [i["lot_id"] for i in page["items"]] == in_plants[2:5] and page["total"] == len(in_plants)
+
+
+async def test_inspection_lots_nonconformances_and_holds_by_keys(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+    lot = next(nc.lot for nc in small.nonconformances.values() if small.lots[nc.lot].quality_status == "REJECTED")
+    inspections = (await qms_client.get("/api/v1/inspection-lots", params={"lot_ids": lot})).json()["items"]
+    assert [i["lot_id"] for i in inspections] == [lot]
+    assert inspections[0]["usage_decision"]["code"] == "R"
+    assert "R" in {c["valuation"] for c in inspections[0]["characteristics"]}
+    by_id = (await qms_client.get("/api/v1/inspection-lots", params={"ids": inspections[0]["id"]})).json()["items"]
+    assert by_id == inspections
+    ncs = (await qms_client.get("/api/v1/nonconformances", params={"lot_ids": lot})).json()["items"]
+    assert {n["id"] for n in ncs} == {n.id for n in small.nonconformances.values() if n.lot == lot}
+    assert all(n["severity"] in ("minor", "major", "critical") for n in ncs)
+    some_holds = list(small.holds)[:5]
+    holds = (await qms_client.get("/api/v1/holds", params={"ids": ",".join([*some_holds, "QH-999999"])})).json()
+    assert [h["id"] for h in holds["items"]] == some_holds
+
+
+@pytest.mark.parametrize("path", ["/api/v1/inspection-lots", "/api/v1/nonconformances", "/api/v1/holds"])
+async def test_lists_need_keys(qms_client: httpx.AsyncClient, path: str) -> None:
+    response = await qms_client.get(path)
+    assert response.status_code == 400 and response.json()["error"]["message"]
+
+
+async def test_place_and_release_a_hold(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+    lot = next(lot for lot in small.lots.values() if lot.quality_status == "RELEASED" and lot.plant == "P200")
+    placed = await qms_client.post("/api/v1/holds", json=hold_body(lot.id, "req-1"))
+    assert placed.status_code == 201
+    hold = placed.json()
+    assert hold["status"] == "Active" and hold["lot_id"] == lot.id and hold["id"].startswith("QH-")
+    retried = await qms_client.post("/api/v1/holds", json=hold_body(lot.id, "req-1"))
+    assert retried.status_code == 200 and retried.json()["id"] == hold["id"]
+    status = (await qms_client.get("/api/v1/lots", params={"ids": lot.id})).json()["items"][0]["status"]
+    assert status == "Blocked"
+    released = await qms_client.post(
+        f"/api/v1/holds/{hold['id']}/release", json={"released_by": "qa", "justification": "investigated, no impact"}
+    )
+    assert released.status_code == 200 and released.json()["status"] == "Released"
+    assert released.json()["released_by"] == "qa"
+    status = (await qms_client.get("/api/v1/lots", params={"ids": lot.id})).json()["items"][0]["status"]
+    assert status == "Released"
+    again = await qms_client.post(
+        f"/api/v1/holds/{hold['id']}/release", json={"released_by": "someone else", "justification": "retry"}
+    )
+    assert again.status_code == 200 and again.json()["released_by"] == "qa"
+
+
+async def test_lot_stays_blocked_until_its_last_hold_is_released(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+    lot = next(lot for lot in small.lots.values() if lot.quality_status == "REJECTED" and lot.plant == "P100")
+    first = (await qms_client.post("/api/v1/holds", json=hold_body(lot.id))).json()
+    second = (await qms_client.post("/api/v1/holds", json=hold_body(lot.id))).json()
+    assert first["id"] != second["id"]
+    release = {"released_by": "qa", "justification": "done"}
+
+    async def status() -> str:
+        return (await qms_client.get("/api/v1/lots", params={"ids": lot.id})).json()["items"][0]["status"]
+
+    await qms_client.post(f"/api/v1/holds/{first['id']}/release", json=release)
+    assert await status() == "40"
+    await qms_client.post(f"/api/v1/holds/{second['id']}/release", json=release)
+    assert await status() == "30", "a rejected lot goes back to rejected, not released"
+
+
+async def test_hold_errors(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+    assert (await qms_client.post("/api/v1/holds", json=hold_body("B2699999"))).status_code == 404
+    incomplete = {"lot_id": next(iter(small.lots)), "reason": "x"}
+    assert (await qms_client.post("/api/v1/holds", json=incomplete)).status_code == 400
+    assert (await qms_client.post("/api/v1/holds", content=b"not json")).status_code == 400
+    release = {"released_by": "qa", "justification": "x"}
+    assert (await qms_client.post("/api/v1/holds/QH-999999/release", json=release)).status_code == 404
