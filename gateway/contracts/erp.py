@@ -153,9 +153,14 @@ class LotPage(BaseModel):
     total: int
 
 
-def _keys_of(entity_set: str, key_field: str):
+def _fields(row: type[Upstream]) -> list[str]:
+    """`$select` of exactly the fields the contract reads, so the ERP sends nothing more."""
+    return list(row.model_fields)
+
+
+def _keys_of(entity_set: str, key_field: str, row: type[Upstream]):
     async def send(erp: ErpConnector, request: Keys):
-        return await erp.read_by_keys(entity_set, key_field, request.keys)
+        return await erp.read_by_keys(entity_set, key_field, request.keys, select=_fields(row))
 
     return send
 
@@ -168,6 +173,7 @@ async def _list_batches(erp: ErpConnector, request: BatchQuery):
         top=request.top,
         skip=request.skip,
         orderby="Batch",
+        select=_fields(ErpBatch),
         count=True,
     )
 
@@ -181,7 +187,7 @@ PLANT_READ = register(
     Contract(
         "erp", "plant.read", 1, "Plants by plant code",
         request=Keys, response=OData[ErpPlant],
-        send=_keys_of("API_PLANT_SRV/A_Plant", "Plant"),
+        send=_keys_of("API_PLANT_SRV/A_Plant", "Plant", ErpPlant),
         adapt=lambda body: [
             Plant(id=p.Plant, name=p.PlantName, country=p.Country, city=p.CityName) for p in body.d.results
         ],
@@ -192,7 +198,7 @@ MATERIAL_READ = register(
     Contract(
         "erp", "material.read", 1, "Material master (A_Product) by material number",
         request=Keys, response=OData[ErpProduct],
-        send=_keys_of("API_PRODUCT_SRV/A_Product", "Product"),
+        send=_keys_of("API_PRODUCT_SRV/A_Product", "Product", ErpProduct),
         adapt=lambda body: [
             Material(
                 id=p.Product,
@@ -213,7 +219,7 @@ SUPPLIER_READ = register(
     Contract(
         "erp", "supplier.read", 1, "Suppliers by supplier number",
         request=Keys, response=OData[ErpSupplier],
-        send=_keys_of("API_BUSINESS_PARTNER/A_Supplier", "Supplier"),
+        send=_keys_of("API_BUSINESS_PARTNER/A_Supplier", "Supplier", ErpSupplier),
         adapt=lambda body: [
             Supplier(id=s.Supplier, name=s.SupplierName, country=s.Country) for s in body.d.results
         ],
@@ -224,7 +230,7 @@ BATCH_READ = register(
     Contract(
         "erp", "batch.read", 1, "Batch master by batch number",
         request=Keys, response=OData[ErpBatch],
-        send=_keys_of("API_BATCH_SRV/Batch", "Batch"),
+        send=_keys_of("API_BATCH_SRV/Batch", "Batch", ErpBatch),
         adapt=lambda body: [row.canonical() for row in body.d.results],
     )
 )  # fmt: skip
@@ -242,7 +248,7 @@ STOCK_READ = register(
     Contract(
         "erp", "stock.read", 1, "Booked stock per storage location and stock type, by batch",
         request=Keys, response=OData[ErpStockRow],
-        send=_keys_of("API_MATERIAL_STOCK_SRV/A_MatlStkInAcctMod", "Batch"),
+        send=_keys_of("API_MATERIAL_STOCK_SRV/A_MatlStkInAcctMod", "Batch", ErpStockRow),
         adapt=lambda body: [
             ErpStock(
                 lot_id=row.Batch,
@@ -261,7 +267,7 @@ ORDER_READ = register(
     Contract(
         "erp", "production_order.read", 1, "Production order headers by order number",
         request=Keys, response=OData[ErpOrder],
-        send=_keys_of("API_PRODUCTION_ORDER_2_SRV/A_ProductionOrder_2", "ManufacturingOrder"),
+        send=_keys_of("API_PRODUCTION_ORDER_2_SRV/A_ProductionOrder_2", "ManufacturingOrder", ErpOrder),
         adapt=lambda body: [
             ProductionOrder(
                 id=o.ManufacturingOrder,
@@ -283,7 +289,7 @@ MOVEMENT_READ = register(
     Contract(
         "erp", "material_document.read", 1, "Goods movements (material document items) by batch",
         request=Keys, response=OData[ErpMaterialDocumentItem],
-        send=_keys_of("API_MATERIAL_DOCUMENT_SRV/A_MaterialDocumentItem", "Batch"),
+        send=_keys_of("API_MATERIAL_DOCUMENT_SRV/A_MaterialDocumentItem", "Batch", ErpMaterialDocumentItem),
         adapt=lambda body: [
             GoodsMovement(
                 document=m.MaterialDocument,

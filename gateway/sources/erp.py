@@ -37,6 +37,7 @@ class ErpConnector(SourceConnector):
         top: int | None = None,
         skip: int | None = None,
         orderby: str | None = None,
+        select: Sequence[str] = (),
         count: bool = False,
     ) -> httpx.Response:
         return await self.get(
@@ -46,13 +47,18 @@ class ErpConnector(SourceConnector):
                 "$top": top,
                 "$skip": skip,
                 "$orderby": orderby,
+                "$select": ",".join(select) or None,
                 "$inlinecount": "allpages" if count else None,
             },
         )
 
-    async def read_by_keys(self, entity_set: str, key_field: str, keys: Sequence[str]) -> list[httpx.Response]:
+    async def read_by_keys(
+        self, entity_set: str, key_field: str, keys: Sequence[str], select: Sequence[str] = ()
+    ) -> list[httpx.Response]:
         """Every entity whose `key_field` is one of `keys`, in as few requests as URL length allows."""
         chunks = chunked(keys, self.settings.max_batch_keys)
         return list(
-            await asyncio.gather(*(self.query(entity_set, filter=any_of(key_field, chunk)) for chunk in chunks))
+            await asyncio.gather(
+                *(self.query(entity_set, filter=any_of(key_field, chunk), select=select) for chunk in chunks)
+            )
         )
