@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from gateway.demo import SIMULATORS
-from gateway.servers import free_port
+from gateway.servers import free_block
 
 LOTGRAPH = str(Path(sys.executable).parent / "lotgraph")
 
@@ -64,19 +64,18 @@ def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> N
 
 @contextmanager
 def running(seed: int = 42, lots: int = 20_000) -> Iterator[Stack]:
-    port = free_port()
-    sim_port = port + 10
+    port = free_block(5)  # the gateway on P, `lotgraph sim --port P` on P+1 … P+4
     env = dict(os.environ, LOTGRAPH_MODE="development")
     for offset, system in enumerate(SIMULATORS):
-        env[f"LOTGRAPH_SOURCES__{system.upper()}__URL"] = f"http://127.0.0.1:{sim_port + 1 + offset}"
+        env[f"LOTGRAPH_SOURCES__{system.upper()}__URL"] = f"http://127.0.0.1:{port + 1 + offset}"
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     sims = subprocess.Popen(
-        [LOTGRAPH, "--log-level", "warning", "sim", "--port", str(sim_port), "--seed", str(seed), "--lots", str(lots)],
+        [LOTGRAPH, "--log-level", "warning", "sim", "--port", str(port), "--seed", str(seed), "--lots", str(lots)],
         **quiet,
     )
     gateway = subprocess.Popen([LOTGRAPH, "--log-level", "warning", "run", "--port", str(port)], env=env, **quiet)
     try:
-        stack = Stack(gateway=f"http://127.0.0.1:{port}", first_sim_port=sim_port + 1)
+        stack = Stack(gateway=f"http://127.0.0.1:{port}", first_sim_port=port + 1)
         _wait(f"{stack.sim('mes')}/_admin/stats", sims)
         _wait(f"{stack.gateway}/healthz", gateway)
         yield stack

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
 import socket
 import threading
@@ -40,17 +41,47 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def free_block(size: int, host: str = "127.0.0.1") -> int:
+    """A first port of `size` consecutive free ports, for the demo's P, P+1 … layout.
+
+    Picked below Linux's ephemeral range (32768+), where outgoing connections cannot grab them meanwhile.
+    """
+    chooser = random.Random()
+    for _ in range(200):
+        first = chooser.randrange(20_000, 32_000 - size)
+        if all(_is_free(host, first + offset) for offset in range(size)):
+            return first
+    raise RuntimeError(f"no {size} consecutive free ports on {host}")
+
+
+def _is_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 class ServerGroup:
     def __init__(self) -> None:
         self._servers: list[tuple[Listener, _GroupedServer]] = []
+        self._sockets: dict[str, list[socket.socket] | None] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     def add(self, name: str, app: ASGIApp, host: str = "127.0.0.1", port: int | None = None) -> Listener:
-        listener = Listener(name, host, port or free_port(host))
+        """Serve `app` on `port`, or on a port the system picks (bound now, so no one can take it first)."""
+        sockets = None
+        if port is None:
+            sock = socket.socket()
+            sock.bind((host, 0))
+            sockets, port = [sock], sock.getsockname()[1]
+        listener = Listener(name, host, port)
         config = uvicorn.Config(
-            app, host=host, port=listener.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
+            app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
         )
         self._servers.append((listener, _GroupedServer(config)))
+        self._sockets[name] = sockets
         return listener
 
     @property
@@ -59,7 +90,10 @@ class ServerGroup:
 
     async def start(self) -> None:
         """Start every server; raise if any of them cannot (a port in use, a failing start-up)."""
-        self._tasks = [asyncio.create_task(server.serve()) for _, server in self._servers]
+        self._tasks = [
+            asyncio.create_task(server.serve(sockets=self._sockets[listener.name]))
+            for listener, server in self._servers
+        ]
         while not all(server.started for _, server in self._servers):
             failed = [task for task in self._tasks if task.done()]
             if failed:

@@ -16,7 +16,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.demo import SIMULATORS, plant_group
-from gateway.servers import ServerGroup, free_port
+from gateway.servers import ServerGroup, free_block
 from gateway.settings import Mode, Settings, local_sources
 from simulators import Dataset, generate
 
@@ -79,7 +79,7 @@ def dataset() -> Dataset:
 
 @pytest.fixture(scope="session")
 def plant(dataset: Dataset) -> Iterator[Plant]:
-    first_port = _free_block(len(SIMULATORS))
+    first_port = free_block(len(SIMULATORS))
     with plant_group(dataset, "127.0.0.1", first_port).running_in_thread():
         yield Plant(dataset, first_port)
 
@@ -108,23 +108,3 @@ def start_gateway(plant: Plant, **overrides: Any) -> Iterator[Gateway]:
 def gateway(plant: Plant) -> Iterator[Gateway]:
     with start_gateway(plant) as started:
         yield started
-
-
-def _free_block(size: int) -> int:
-    """A first port such that `size` consecutive ports are free (the demo's layout)."""
-    for _ in range(50):
-        first = free_port()
-        if all(_is_free(first + offset) for offset in range(1, size)):
-            return first
-    raise RuntimeError("no block of free ports on loopback")
-
-
-def _is_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True

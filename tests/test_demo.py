@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import _free_block
+from gateway.servers import free_block
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +37,7 @@ def _wait_healthy(url: str, process: subprocess.Popen[str], timeout: float = 90)
 def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c() -> None:
     queries = readme_queries()
     assert len(queries) >= 3, "the README documents example queries"
-    port = _free_block(5)
+    port = free_block(5)
     lotgraph = Path(sys.executable).parent / "lotgraph"
     process = subprocess.Popen(
         [str(lotgraph), "demo", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
