@@ -59,7 +59,7 @@ def example_queries(dataset: Dataset) -> list[tuple[str, str]]:
 
 
 def banner(group: ServerGroup, dataset: Dataset, seconds: float) -> str:
-    lines = [f"lotgraph demo: {len(dataset.lots)} lots generated in {seconds:.1f} s", ""]
+    lines = [f"lotgraph demo: a plant of {len(dataset.lots)} lots, ready in {seconds:.1f} s", ""]
     for listener in group.listeners:
         path = "/graphql" if listener.name == "gateway" else ""
         lines.append(f"  {listener.name:8} {listener.url}{path}")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import TypeVar
 
 import strawberry
+from strawberry.dataloader import DataLoader
 
 from gateway.context import GatewayContext
 from gateway.contracts import REGISTRY
@@ -17,6 +19,7 @@ from schema.production import ProductionOrder
 from schema.quality import Inspection
 
 Info = strawberry.Info[GatewayContext, None]
+T = TypeVar("T")
 
 
 @strawberry.input
@@ -62,6 +65,14 @@ def _missing(what: str, key: str) -> NotFound:
     return NotFound(f"no {what} '{key}'", argument="id")
 
 
+async def _existing(loader: DataLoader[str, T | None], key: str, what: str) -> T:
+    """The entity, or NOT_FOUND when its system of record does not know it."""
+    found = await loader.load(key)
+    if found is None:
+        raise _missing(what, key)
+    return found
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="A lot by id (batch number).")
@@ -94,38 +105,23 @@ class Query:
 
     @strawberry.field
     async def production_order(self, info: Info, id: strawberry.ID) -> ProductionOrder | None:
-        order = await info.context.loaders.production_order.load(id)
-        if order is None:
-            raise _missing("production order", id)
-        return ProductionOrder.of(order)
+        return ProductionOrder.of(await _existing(info.context.loaders.production_order, id, "production order"))
 
     @strawberry.field(description="A QMS inspection lot by its number.")
     async def inspection(self, info: Info, id: strawberry.ID) -> Inspection | None:
-        inspection = await info.context.loaders.inspection.load(id)
-        if inspection is None:
-            raise _missing("inspection", id)
-        return Inspection.of(inspection)
+        return Inspection.of(await _existing(info.context.loaders.inspection, id, "inspection"))
 
     @strawberry.field
     async def material(self, info: Info, id: strawberry.ID) -> Material | None:
-        material = await info.context.loaders.material.load(id)
-        if material is None:
-            raise _missing("material", id)
-        return Material.of(material)
+        return Material.of(await _existing(info.context.loaders.material, id, "material"))
 
     @strawberry.field
     async def supplier(self, info: Info, id: strawberry.ID) -> Supplier | None:
-        supplier = await info.context.loaders.supplier.load(id)
-        if supplier is None:
-            raise _missing("supplier", id)
-        return Supplier.of(supplier)
+        return Supplier.of(await _existing(info.context.loaders.supplier, id, "supplier"))
 
     @strawberry.field
     async def plant(self, info: Info, id: strawberry.ID) -> Plant | None:
-        plant = await info.context.loaders.plant.load(id)
-        if plant is None:
-            raise _missing("plant", id)
-        return Plant.of(plant)
+        return Plant.of(await _existing(info.context.loaders.plant, id, "plant"))
 
     @strawberry.field(description="Every service contract the gateway knows, with version and status.")
     def contracts(self, info: Info) -> list[ServiceContract]:

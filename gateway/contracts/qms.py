@@ -200,6 +200,10 @@ class LotQualityPage(BaseModel):
     total: int
 
 
+def _canonical_items(body: QmsLots | QmsInspectionLots | QmsNonconformances | QmsHolds) -> list:
+    return [item.canonical() for item in body.items]
+
+
 def _keyed(path: str, key_param: str):
     async def send(qms: SourceConnector, request: Keys):
         return await qms.get_keyed(path, key_param, request.keys)
@@ -229,7 +233,7 @@ LOT_QUALITY_READ = register(
         "qms", "lot_quality.read", 1, "Quality status of lots, by lot id",
         request=Keys, response=QmsLots,
         send=_keyed("/api/v1/lots", "ids"),
-        adapt=lambda body: [item.canonical() for item in body.items],
+        adapt=_canonical_items,
     )
 )  # fmt: skip
 
@@ -247,7 +251,7 @@ INSPECTION_BY_LOT = register(
         "qms", "inspection_lot.by_lot", 1, "Inspection lots with results and usage decision, by material lot",
         request=Keys, response=QmsInspectionLots,
         send=_keyed("/api/v1/inspection-lots", "lot_ids"),
-        adapt=lambda body: [item.canonical() for item in body.items],
+        adapt=_canonical_items,
     )
 )  # fmt: skip
 
@@ -256,7 +260,7 @@ INSPECTION_READ = register(
         "qms", "inspection_lot.read", 1, "Inspection lots by inspection lot number",
         request=Keys, response=QmsInspectionLots,
         send=_keyed("/api/v1/inspection-lots", "ids"),
-        adapt=lambda body: [item.canonical() for item in body.items],
+        adapt=_canonical_items,
     )
 )  # fmt: skip
 
@@ -265,7 +269,7 @@ NONCONFORMANCE_BY_LOT = register(
         "qms", "nonconformance.by_lot", 1, "Nonconformances by material lot",
         request=Keys, response=QmsNonconformances,
         send=_keyed("/api/v1/nonconformances", "lot_ids"),
-        adapt=lambda body: [item.canonical() for item in body.items],
+        adapt=_canonical_items,
     )
 )  # fmt: skip
 
@@ -274,6 +278,6 @@ HOLD_BY_LOT = register(
         "qms", "hold.by_lot", 1, "Quality holds by material lot",
         request=Keys, response=QmsHolds,
         send=_keyed("/api/v1/holds", "lot_ids"),
-        adapt=lambda body: [item.canonical() for item in body.items],
+        adapt=_canonical_items,
     )
 )  # fmt: skip
