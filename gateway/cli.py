@@ -43,6 +43,39 @@ def _sim(args: argparse.Namespace) -> None:
     asyncio.run(main())
 
 
+def _audit_verify(args: argparse.Namespace) -> None:
+    from gateway.settings import Settings
+    from gateway.store import Store
+
+    async def verify() -> int:
+        store = await Store.open(Settings().resolved_store_url)
+        try:
+            result = await store.audit.verify()
+        finally:
+            await store.aclose()
+        if result.ok:
+            print(f"audit log intact: {result.entries} entries, hash chain verified")
+            return 0
+        print(f"audit log TAMPERED: first bad entry is #{result.first_bad}: {result.problem}")
+        return 1
+
+    sys.exit(asyncio.run(verify()))
+
+
+def _policy_test(args: argparse.Namespace) -> None:
+    from policies.engine import PolicyEngine
+    from policies.testing import load_cases, run
+
+    engine = PolicyEngine()
+    outcomes = run(engine, load_cases())
+    failed = [outcome for outcome in outcomes if not outcome.passed]
+    for outcome in failed:
+        print(f"FAIL {outcome.describe()}")
+    print(f"policy set {engine.content_hash[:16]}: {len(engine.policies)} policies")
+    print(f"{len(outcomes) - len(failed)} passed, {len(failed)} failed")
+    sys.exit(1 if failed else 0)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="lotgraph", description=__doc__)
     root.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -52,6 +85,17 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--host", help="default: LOTGRAPH_HOST or 127.0.0.1")
     run.add_argument("--port", type=int, help="default: LOTGRAPH_PORT or 8000")
     run.set_defaults(handler=_run)
+
+    audit = commands.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
+    verify = audit.add_parser("verify", help="check the hash chain; name the first edited, removed or moved entry")
+    verify.set_defaults(handler=_audit_verify)
+
+    policy = commands.add_parser("policy", help="the Cedar policy set").add_subparsers(
+        dest="policy_command", required=True
+    )
+    policy.add_parser("test", help="run the allow/deny cases in policies/tests/*.yaml").set_defaults(
+        handler=_policy_test
+    )
 
     for name, handler, summary in (
         ("demo", _demo, "the gateway on PORT and the ERP, QMS, WMS, MES simulators on PORT+1..PORT+4"),

@@ -72,12 +72,19 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path(".lotgraph")
+    store_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; default: a SQLite file in the data directory."
+    )
     graphiql: bool | None = Field(default=None, description="Serve GraphiQL; default: only in development.")
     introspection: bool | None = Field(default=None, description="Allow introspection; default: development.")
     sources: Sources = Field(default_factory=lambda: Sources.model_validate({}))
     max_page_size: int = Field(default=1000, ge=1)
     max_genealogy_depth: int = Field(default=20, ge=1)
     default_genealogy_depth: int = Field(default=10, ge=1)
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"sqlite+aiosqlite:///{self.data_dir / 'lotgraph.db'}"
 
     @property
     def graphiql_enabled(self) -> bool:

@@ -6,7 +6,8 @@ admin API (`/_admin/stats`, `/_admin/faults`) to see what the gateway actually d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -108,3 +109,30 @@ def start_gateway(plant: Plant, **overrides: Any) -> Iterator[Gateway]:
 def gateway(plant: Plant) -> Iterator[Gateway]:
     with start_gateway(plant) as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL on loopback for the session (started here when none is configured)."""
+    from tests.services import postgres
+
+    with postgres() as url:
+        yield url
+
+
+@pytest.fixture
+async def postgres_url(postgres_server: str) -> AsyncIterator[str]:
+    """A fresh, empty database on the session's PostgreSQL, dropped after the test."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()

@@ -1,0 +1,27 @@
+"""The gateway's durable state (SQLAlchemy Core, async): SQLite under the data directory by default,
+PostgreSQL when `LOTGRAPH_STORE_URL` names one, so replicas share it."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.store.audit import AuditEntry, AuditLog, Verification
+from gateway.store.engine import migrate, open_engine
+
+__all__ = ["AuditEntry", "AuditLog", "Store", "Verification"]
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.audit = AuditLog(engine)
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        """Connect and migrate to the latest schema."""
+        engine = open_engine(url)
+        await migrate(engine)
+        return cls(engine)
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,162 @@
+"""The append-only, hash-chained audit log.
+
+Each entry's hash covers its content and the previous entry's hash, so editing, removing or
+reordering any entry breaks the chain from that point on, and `verify` names the first bad one.
+Appends are serialized (an advisory lock on PostgreSQL, one writer on SQLite) so replicas never fork
+the chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.store.tables import audit_log
+
+GENESIS = "0" * 64
+_LOCK_ID = 0x6C6F7467  # "lotg"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    resource: str
+    decision: str
+    policy_ids: tuple[str, ...]
+    reason: str
+    details: Mapping[str, Any]
+    correlation_id: str | None
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    entries: int
+    first_bad: int | None
+    problem: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad is None
+
+
+def entry_hash(prev_hash: str, seq: int, content: Mapping[str, Any]) -> str:
+    canonical = json.dumps({"prev": prev_hash, "seq": seq, **content}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _content(row: Mapping[str, Any]) -> dict[str, Any]:
+    at = row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=UTC)
+    return {
+        "at": at.isoformat(),
+        "actor": row["actor"],
+        "action": row["action"],
+        "resource": row["resource"],
+        "decision": row["decision"],
+        "policy_ids": list(row["policy_ids"]),
+        "reason": row["reason"],
+        "details": row["details"],
+        "correlation_id": row["correlation_id"],
+    }
+
+
+class AuditLog:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._local = asyncio.Lock()
+
+    async def append(
+        self,
+        *,
+        actor: str,
+        action: str,
+        resource: str,
+        decision: str,
+        reason: str,
+        policy_ids: Sequence[str] = (),
+        details: Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
+    ) -> AuditEntry:
+        row: dict[str, Any] = {
+            "at": datetime.now(UTC),
+            "actor": actor,
+            "action": action,
+            "resource": resource,
+            "decision": decision,
+            "policy_ids": list(policy_ids),
+            "reason": reason,
+            "details": json.loads(json.dumps(dict(details or {}), default=str)),
+            "correlation_id": correlation_id,
+        }
+        async with self._local, self.engine.begin() as conn:
+            await _lock_chain(conn)
+            last = (
+                await conn.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1))
+            ).first()
+            seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
+            row |= {"seq": seq, "prev_hash": prev, "hash": entry_hash(prev, seq, _content(row))}
+            await conn.execute(audit_log.insert().values(**row))
+        return _entry(row)
+
+    async def page(
+        self, *, actor: str | None = None, action: str | None = None, resource: str | None = None,
+        decision: str | None = None, after: int = 0, limit: int = 50,
+    ) -> list[AuditEntry]:  # fmt: skip
+        """Entries after sequence number `after`, oldest first, matching every filter given."""
+        conditions = [audit_log.c.seq > after]
+        for column, value in (("actor", actor), ("action", action), ("resource", resource), ("decision", decision)):
+            if value is not None:
+                conditions.append(audit_log.c[column] == value)
+        query = select(audit_log).where(and_(*conditions)).order_by(audit_log.c.seq).limit(limit)
+        async with self.engine.connect() as conn:
+            return [_entry(row._mapping) for row in await conn.execute(query)]
+
+    async def verify(self) -> Verification:
+        """Walk the chain from the start; the first entry whose link or content does not check out is named."""
+        prev, expected_seq, count = GENESIS, 1, 0
+        async with self.engine.connect() as conn:
+            result = await conn.stream(select(audit_log).order_by(audit_log.c.seq))
+            async for row in result.mappings():
+                count += 1
+                if row["seq"] != expected_seq:
+                    return Verification(count, row["seq"], f"entry {expected_seq} is missing before entry {row['seq']}")
+                if row["prev_hash"] != prev:
+                    return Verification(count, row["seq"], "does not follow the entry before it (removed or reordered)")
+                if entry_hash(prev, row["seq"], _content(row)) != row["hash"]:
+                    return Verification(count, row["seq"], "content does not match its hash (edited)")
+                prev, expected_seq = row["hash"], expected_seq + 1
+        return Verification(count, None, None)
+
+
+async def _lock_chain(conn: AsyncConnection) -> None:
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+
+
+def _entry(row: Mapping[str, Any]) -> AuditEntry:
+    return AuditEntry(
+        seq=row["seq"],
+        at=row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=UTC),
+        actor=row["actor"],
+        action=row["action"],
+        resource=row["resource"],
+        decision=row["decision"],
+        policy_ids=tuple(row["policy_ids"]),
+        reason=row["reason"],
+        details=row["details"],
+        correlation_id=row["correlation_id"],
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )

@@ -1,0 +1,59 @@
+"""The gateway's own state, as SQLAlchemy Core tables: operations and their steps (durable sagas),
+and the hash-chained audit log. The schema itself is owned by the Alembic migrations beside this file."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, MetaData, String, Table, Text, UniqueConstraint
+
+metadata = MetaData()
+
+operations = Table(
+    "operations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("idempotency_key", String(200), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("input", JSON, nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("result", JSON),
+    Column("error", Text),
+    Column("correlation_id", String(128)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("actor", "idempotency_key", name="uq_operations_actor_key"),
+)
+
+operation_steps = Table(
+    "operation_steps",
+    metadata,
+    Column("operation_id", ForeignKey("operations.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("system", String(8), nullable=False),
+    Column("lot_id", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("contract", String(100)),
+    Column("detail", JSON),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False, index=True),
+    Column("resource", String(200), nullable=False, index=True),
+    Column("decision", String(8), nullable=False),
+    Column("policy_ids", JSON, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("correlation_id", String(128)),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)

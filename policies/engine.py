@@ -1,0 +1,173 @@
+"""The Cedar engine wrapper: load the policy set and schema from this folder, decide, and say why.
+
+Policies are data the security team audits: every `permit`/`forbid` carries an `@id` (reported with
+each decision) and a `@reason` (the sentence a denied caller reads). One policy per `@id` block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cedarpy
+
+POLICY_DIR = Path(__file__).parent
+NAMESPACE = "Lotgraph"
+_POLICY_START = re.compile(r"^@id\(", re.MULTILINE)
+
+
+class PolicyError(ValueError):
+    """The policy set cannot be loaded: a syntax error, a schema violation, a missing or duplicate @id."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    id: str
+    effect: str
+    file: str
+    annotations: Mapping[str, str]
+    text: str
+
+    @property
+    def reason(self) -> str:
+        return self.annotations.get("reason", self.id)
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A Cedar entity: `Lotgraph::<type>::"<id>"` with attributes and parent entities."""
+
+    type: str
+    id: str
+    attrs: Mapping[str, Any]
+    parents: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def uid(self) -> dict[str, str]:
+        return {"type": f"{NAMESPACE}::{self.type}", "id": self.id}
+
+    def as_cedar(self) -> dict[str, Any]:
+        attrs = {
+            key: sorted(value) if isinstance(value, set | frozenset) else value for key, value in self.attrs.items()
+        }
+        parents = [{"type": f"{NAMESPACE}::{kind}", "id": ident} for kind, ident in self.parents]
+        return {"uid": self.uid, "attrs": attrs, "parents": parents}
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    allowed: bool
+    policy_ids: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+    @property
+    def explanation(self) -> str:
+        if self.policy_ids:
+            verdict = "allowed by" if self.allowed else "denied by"
+            return f"{self.action} {verdict} {', '.join(self.policy_ids)}: {' '.join(self.reasons)}"
+        return f"{self.action} denied: no policy permits it"
+
+
+@dataclass(frozen=True)
+class Request:
+    principal: Entity
+    action: str
+    resource: Entity
+    context: Mapping[str, Any]
+    entities: tuple[Entity, ...] = ()
+
+
+class PolicyEngine:
+    def __init__(self, directory: Path = POLICY_DIR) -> None:
+        self.directory = directory
+        self.schema_text = (directory / "lotgraph.cedarschema").read_text()
+        self.policies: list[Policy] = []
+        for path in sorted(directory.glob("*.cedar")):
+            self.policies += _split(path)
+        ids = [policy.id for policy in self.policies]
+        if duplicates := {i for i in ids if ids.count(i) > 1}:
+            raise PolicyError(f"policy ids used twice: {sorted(duplicates)}")
+        text = "\n".join(policy.text for policy in self.policies)
+        validation = cedarpy.validate_policies(text, self.schema_text)
+        if not validation.validation_passed:
+            raise PolicyError("policies do not fit the schema: " + "; ".join(map(str, validation.errors)))
+        self._policy_set = cedarpy.PolicySet.from_str(text)
+        self._schema = cedarpy.Schema.from_str(self.schema_text)
+        self._by_position = {f"policy{n}": policy for n, policy in enumerate(self.policies)}
+        self.content_hash = hashlib.sha256(
+            (self.schema_text + "\0" + "\0".join(p.text for p in self.policies)).encode()
+        ).hexdigest()
+
+    def decide(self, request: Request) -> Decision:
+        return self.decide_all([request])[0]
+
+    def decide_all(self, requests: Sequence[Request]) -> list[Decision]:
+        """One Cedar batch for many requests (e.g. every lot of a list) sharing one entity set."""
+        if not requests:
+            return []
+        entities: dict[tuple[str, str], Entity] = {}
+        for request in requests:
+            for entity in (request.principal, request.resource, *request.entities):
+                entities[(entity.type, entity.id)] = entity
+            for kind, ident in request.principal.parents:
+                entities.setdefault((kind, ident), Entity(kind, ident, {}))
+        cedar_requests = [
+            {
+                "principal": r.principal.uid,
+                "action": {"type": f"{NAMESPACE}::Action", "id": r.action},
+                "resource": r.resource.uid,
+                "context": dict(r.context),
+            }
+            for r in requests
+        ]
+        results = cedarpy.is_authorized_batch(
+            cedar_requests, self._policy_set, [e.as_cedar() for e in entities.values()], self._schema
+        )
+        return [self._decision(request.action, result) for request, result in zip(requests, results, strict=True)]
+
+    def _decision(self, action: str, result: cedarpy.AuthzResult) -> Decision:
+        if result.diagnostics.errors:
+            # A policy that fails to evaluate must never turn into an accidental allow.
+            return Decision(action, False, (), (f"policy evaluation failed: {result.diagnostics.errors}",))
+        deciding = [self._by_position[position] for position in result.diagnostics.reasons]
+        return Decision(
+            action=action,
+            allowed=result.allowed,
+            policy_ids=tuple(p.id for p in deciding),
+            reasons=tuple(p.reason for p in deciding),
+        )
+
+
+def _split(path: Path) -> list[Policy]:
+    """One `Policy` per `@id(...)` block of a file, each checked to hold exactly one policy."""
+    content = path.read_text()
+    starts = [match.start() for match in _POLICY_START.finditer(content)]
+    preamble = content[: starts[0] if starts else len(content)]
+    if any(line.strip() and not line.lstrip().startswith("//") for line in preamble.splitlines()):
+        raise PolicyError(f"{path.name}: every policy needs an @id annotation")
+    policies = []
+    for start, end in zip(starts, [*starts[1:], len(content)], strict=True):
+        text = _strip_trailing_comments(content[start:end])
+        try:
+            parsed = json.loads(cedarpy.policies_to_json_str(text))["staticPolicies"]
+        except Exception as exc:
+            raise PolicyError(f"{path.name}: cannot parse policy at offset {start}: {exc}") from exc
+        if len(parsed) != 1:
+            raise PolicyError(f"{path.name}: the block at offset {start} holds {len(parsed)} policies, not one")
+        (body,) = parsed.values()
+        annotations = body.get("annotations", {})
+        policies.append(Policy(annotations["id"], body["effect"], path.name, annotations, text))
+    return policies
+
+
+def _strip_trailing_comments(block: str) -> str:
+    lines = block.rstrip().splitlines()
+    while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith("//")):
+        lines.pop()
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,51 @@
+"""Builders for the Cedar entities lotgraph asks about, so callers never hand-write entity JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from policies.engine import Entity
+
+ALL_PLANTS = "*"
+GOVERNANCE = Entity("Governance", "lotgraph", {})
+
+
+def user(sub: str, roles: Iterable[str], plants: Iterable[str] = (), supplier: str | None = None) -> Entity:
+    plant_set = set(plants)
+    return Entity(
+        "User",
+        sub,
+        {
+            "sub": sub,
+            "plants": plant_set - {ALL_PLANTS},
+            "allPlants": ALL_PLANTS in plant_set,
+            "supplier": supplier or "",
+        },
+        tuple(("Role", role) for role in sorted(set(roles))),
+    )
+
+
+def lot(
+    lot_id: str,
+    *,
+    plant: str,
+    material: str,
+    supplier: str | None = None,
+    regulated: bool = False,
+    hold_placers: Iterable[str] = (),
+) -> Entity:
+    return Entity(
+        "Lot",
+        lot_id,
+        {
+            "plant": plant,
+            "material": material,
+            "supplier": supplier or "",
+            "regulated": regulated,
+            "holdPlacers": set(hold_placers),
+        },
+    )
+
+
+def material(material_id: str, *, regulated: bool) -> Entity:
+    return Entity("Material", material_id, {"regulated": regulated})

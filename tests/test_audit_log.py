@@ -1,0 +1,102 @@
+"""The audit log is append-only and hash-chained: any edit, removal or reordering is found and named."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from gateway.store import Store
+
+
+async def _store_with_entries(url: str, count: int = 5) -> Store:
+    store = await Store.open(url)
+    for index in range(count):
+        await store.audit.append(
+            actor=f"user-{index % 2}",
+            action="placeQualityHold",
+            resource=f"Lot::B{index}",
+            decision="ALLOW" if index % 3 else "DENY",
+            reason="test",
+            policy_ids=[f"policy-{index}"],
+            details={"before": {"QMS": "RELEASED"}, "after": {"QMS": "ON_HOLD"}},
+            correlation_id=f"cid-{index}",
+        )
+    return store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+async def test_untouched_chain_verifies_and_pages(store_url: str) -> None:
+    store = await _store_with_entries(store_url)
+    try:
+        result = await store.audit.verify()
+        assert result.ok and result.entries == 5
+        denied = await store.audit.page(decision="DENY")
+        assert [entry.resource for entry in denied] == ["Lot::B0", "Lot::B3"]
+        second_page = await store.audit.page(after=2, limit=2)
+        assert [entry.seq for entry in second_page] == [3, 4]
+        assert second_page[0].prev_hash == (await store.audit.page(after=1, limit=1))[0].hash
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("tamper", "first_bad"),
+    [
+        (["UPDATE audit_log SET reason = 'nothing to see' WHERE seq = 3"], 3),
+        (["DELETE FROM audit_log WHERE seq = 2"], 3),
+        (
+            [
+                "UPDATE audit_log SET seq = -2 WHERE seq = 2",
+                "UPDATE audit_log SET seq = 2 WHERE seq = 4",
+                "UPDATE audit_log SET seq = 4 WHERE seq = -2",
+            ],
+            2,
+        ),
+        (["UPDATE audit_log SET decision = CASE decision WHEN 'ALLOW' THEN 'DENY' ELSE 'ALLOW' END WHERE seq = 5"], 5),
+    ],
+    ids=["edited", "removed", "reordered", "decision-flipped"],
+)
+async def test_tampering_is_detected_and_named(store_url: str, tamper: list[str], first_bad: int) -> None:
+    store = await _store_with_entries(store_url)
+    try:
+        async with store.engine.begin() as conn:
+            for statement in tamper:
+                await conn.execute(text(statement))
+        result = await store.audit.verify()
+        assert not result.ok
+        assert result.first_bad == first_bad, result
+    finally:
+        await store.aclose()
+
+
+def test_cli_verify_reports_intact_and_tampered(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+
+    async def write_then(statement: str | None) -> None:
+        store = await (_store_with_entries(url) if statement is None else Store.open(url))
+        if statement:
+            async with store.engine.begin() as conn:
+                await conn.execute(text(statement))
+        await store.aclose()
+
+    env = dict(os.environ, LOTGRAPH_STORE_URL=url)
+    command = [str(Path(sys.executable).parent / "lotgraph"), "audit", "verify"]
+    asyncio.run(write_then(None))
+    intact = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert intact.returncode == 0 and "5 entries" in intact.stdout
+    asyncio.run(write_then("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 4"))
+    tampered = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert tampered.returncode == 1
+    assert "#4" in tampered.stdout

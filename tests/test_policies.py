@@ -1,0 +1,65 @@
+"""The Cedar policy set: every data-driven case holds, broken policy sets are refused, the CLI reports."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from policies.engine import POLICY_DIR, PolicyEngine, PolicyError
+from policies.testing import load_cases, run
+
+ENGINE = PolicyEngine()
+CASES = load_cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.file}:{c.name}" for c in CASES])
+def test_policy_case(case) -> None:  # type: ignore[no-untyped-def]
+    (outcome,) = run(ENGINE, [case])
+    assert outcome.passed, outcome.describe()
+
+
+def test_every_policy_has_an_id_and_a_reason() -> None:
+    assert len({p.id for p in ENGINE.policies}) == len(ENGINE.policies) > 0
+    assert all("reason" in p.annotations for p in ENGINE.policies)
+
+
+def _policy_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, target, ignore=shutil.ignore_patterns("*.py", "__pycache__", "tests"))
+    return target
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("permit (principal, action, resource);", "@id"),
+        ('@id("bad-attr")\npermit (principal, action == Lotgraph::Action::"readLot", resource)\n'
+         "when { resource.colour == \"red\" };", "schema"),
+        ('@id("internal-roles-read-their-plants")\npermit (principal, action, resource);', "twice"),
+    ],
+    ids=["missing-id", "unknown-attribute", "duplicate-id"],
+)  # fmt: skip
+def test_broken_policy_sets_are_refused(tmp_path: Path, text: str, problem: str) -> None:
+    directory = _policy_copy(tmp_path)
+    (directory / "zz-extra.cedar").write_text(text + "\n")
+    with pytest.raises(PolicyError, match=problem):
+        PolicyEngine(directory)
+
+
+def test_content_hash_changes_with_any_policy(tmp_path: Path) -> None:
+    directory = _policy_copy(tmp_path)
+    assert PolicyEngine(directory).content_hash == ENGINE.content_hash
+    reads = directory / "reads.cedar"
+    reads.write_text(reads.read_text().replace("Internal roles read", "Internal roles may read"))
+    assert PolicyEngine(directory).content_hash != ENGINE.content_hash
+
+
+def test_cli_runs_the_cases() -> None:
+    lotgraph = Path(sys.executable).parent / "lotgraph"
+    completed = subprocess.run([str(lotgraph), "policy", "test"], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert f"{len(CASES)} passed, 0 failed" in completed.stdout
