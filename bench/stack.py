@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,8 +65,19 @@ def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> N
 
 @contextmanager
 def running(seed: int = 42, lots: int = 20_000) -> Iterator[Stack]:
+    with tempfile.TemporaryDirectory(prefix="lotgraph-bench-") as data_dir:
+        yield from _running(seed, lots, data_dir)
+
+
+def _running(seed: int, lots: int, data_dir: str) -> Iterator[Stack]:
     port = free_block(5)  # the gateway on P, `lotgraph sim --port P` on P+1 … P+4
-    env = dict(os.environ, LOTGRAPH_MODE="development")
+    env = dict(
+        os.environ,
+        LOTGRAPH_MODE="development",
+        LOTGRAPH_DATA_DIR=data_dir,
+        LOTGRAPH_AUTH__ALLOW_ANONYMOUS="true",
+        LOTGRAPH_AUTH__ANONYMOUS_ROLES='["portal_reader"]',
+    )
     for offset, system in enumerate(SIMULATORS):
         env[f"LOTGRAPH_SOURCES__{system.upper()}__URL"] = f"http://127.0.0.1:{port + 1 + offset}"
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}

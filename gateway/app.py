@@ -18,8 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__, correlation
 from gateway.endpoint import GraphQLEndpoint
+from gateway.runtime import Runtime
 from gateway.settings import Settings
-from gateway.upstream import Upstream
 from schema import build_schema
 
 
@@ -50,21 +50,22 @@ class CorrelationMiddleware:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
-    upstream = Upstream.open(settings.sources)
-    graphql = GraphQLEndpoint(build_schema(introspection=settings.introspection_enabled), settings, upstream)
+    runtime = Runtime.create(settings)
+    graphql = GraphQLEndpoint(build_schema(introspection=settings.introspection_enabled), runtime)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
+            await runtime.start()
             yield
         finally:
-            await upstream.aclose()
+            await runtime.aclose()
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ready", "contracts": sorted(upstream.in_use())})
+        return JSONResponse({"status": "ready", "contracts": sorted(runtime.upstream.in_use())})
 
     app = Starlette(
         routes=[
@@ -75,6 +76,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=[Middleware(CorrelationMiddleware)],
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.upstream = upstream
+    app.state.runtime = runtime
     return app

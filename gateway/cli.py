@@ -1,4 +1,4 @@
-"""The `lotgraph` command: run the gateway, the demo plant, or only the simulators."""
+"""The `lotgraph` command: run the gateway, the demo plant, or only the simulators; mint development tokens."""
 
 from __future__ import annotations
 
@@ -76,6 +76,30 @@ def _policy_test(args: argparse.Namespace) -> None:
     sys.exit(1 if failed else 0)
 
 
+def _token(args: argparse.Namespace) -> None:
+    from datetime import timedelta
+
+    from gateway.auth import DevSigner
+    from gateway.settings import Mode, Settings
+
+    settings = Settings()
+    if settings.mode is Mode.PRODUCTION:
+        sys.exit("lotgraph token: refused in production mode; dev tokens exist for development (LOTGRAPH_MODE)")
+    auth = settings.auth
+    signer = DevSigner.load_or_create(auth.dev_key_path(settings.data_dir))
+    token = signer.mint(
+        args.sub or f"dev-{args.roles[0]}",
+        roles=args.roles,
+        plants=args.plants,
+        supplier_id=args.supplier,
+        amr=("pwd", "mfa") if args.mfa else ("pwd",),
+        ttl=timedelta(minutes=args.ttl_minutes),
+        issuer=auth.issuer,
+        audience=auth.audience,
+    )
+    print(token)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="lotgraph", description=__doc__)
     root.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -107,12 +131,30 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--seed", type=int, default=42, help="the same seed always gives the same plant")
         command.add_argument("--lots", type=int, default=20_000, help="how many lots the plant has")
         command.set_defaults(handler=handler)
+
+    token = commands.add_parser(
+        "token", help="print a development bearer token, signed with <data_dir>/dev-signing-key.pem"
+    )
+    token.add_argument(
+        "--role",
+        dest="roles",
+        action="append",
+        required=True,
+        help="repeatable; the demo's roles are in gateway.auth.DEV_PERSONAS",
+    )
+    token.add_argument("--plant", dest="plants", action="append", default=[], help="repeatable; * for every plant")
+    token.add_argument("--supplier", help="the supplier id a supplier acts for")
+    token.add_argument("--sub", help="subject; default: dev-ROLE")
+    token.add_argument("--mfa", action="store_true", help="as if the holder signed in with a second factor")
+    token.add_argument("--ttl-minutes", type=int, default=480)
+    token.set_defaults(handler=_token)
     return root
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request drowns everything else
     try:
         args.handler(args)
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ import gc
 import time
 
 from gateway.app import create_app
+from gateway.auth import AuthSettings, DevSigner, mint_personas
 from gateway.servers import ServerGroup
 from gateway.settings import Mode, Settings, local_sources
 from simulators import Dataset, create_apps, generate
@@ -28,11 +29,21 @@ def plant_group(dataset: Dataset, host: str, first_port: int, group: ServerGroup
     return group
 
 
-def demo_group(dataset: Dataset, host: str, port: int, settings: Settings | None = None) -> ServerGroup:
-    settings = settings or Settings(mode=Mode.DEVELOPMENT, host=host, port=port, sources=local_sources(port + 1))
+def demo_settings(host: str, port: int) -> Settings:
+    """Development mode, explicitly: GraphiQL, dev tokens, and anonymous reads as a portal reader."""
+    return Settings(
+        mode=Mode.DEVELOPMENT,
+        host=host,
+        port=port,
+        sources=local_sources(port + 1),
+        auth=AuthSettings(allow_anonymous=True, anonymous_roles=("portal_reader",)),
+    )
+
+
+def demo_group(dataset: Dataset, settings: Settings) -> ServerGroup:
     group = ServerGroup()
-    group.add("gateway", create_app(settings), host, port)
-    return plant_group(dataset, host, port + 1, group)
+    group.add("gateway", create_app(settings), settings.host, settings.port)
+    return plant_group(dataset, settings.host, settings.port + 1, group)
 
 
 def example_queries(dataset: Dataset) -> list[tuple[str, str]]:
@@ -58,7 +69,12 @@ def example_queries(dataset: Dataset) -> list[tuple[str, str]]:
     ]
 
 
-def banner(group: ServerGroup, dataset: Dataset, seconds: float) -> str:
+def persona_tokens(dataset: Dataset, settings: Settings) -> dict[str, str]:
+    signer = DevSigner.load_or_create(settings.auth.dev_key_path(settings.data_dir))
+    return mint_personas(signer, settings.auth, supplier_id=dataset.lots[dataset.recall_lot].supplier)
+
+
+def banner(group: ServerGroup, dataset: Dataset, seconds: float, tokens: dict[str, str]) -> str:
     lines = [f"lotgraph demo: a plant of {len(dataset.lots)} lots, ready in {seconds:.1f} s", ""]
     for listener in group.listeners:
         path = "/graphql" if listener.name == "gateway" else ""
@@ -66,17 +82,21 @@ def banner(group: ServerGroup, dataset: Dataset, seconds: float) -> str:
     lines += ["", "Open GraphiQL at the gateway URL and try:"]
     for title, query in example_queries(dataset):
         lines += [f"  # {title}", f"  {query}", ""]
-    lines.append("Ctrl-C stops everything.")
+    lines.append("Ready tokens (send as 'Authorization: Bearer <token>'; anonymous calls read as portal_reader):")
+    lines += [f"  {persona:16} {token}" for persona, token in tokens.items()]
+    lines += ["", "Ctrl-C stops everything."]
     return "\n".join(lines)
 
 
 async def run_demo(host: str, port: int, seed: int, lots: int) -> None:
     started = time.perf_counter()
     dataset = generate(seed=seed, lots=lots)
-    group = demo_group(dataset, host, port)
+    settings = demo_settings(host, port)
+    group = demo_group(dataset, settings)
+    tokens = persona_tokens(dataset, settings)
     generated = time.perf_counter() - started
 
     async def announce() -> None:
-        print(banner(group, dataset, generated), flush=True)
+        print(banner(group, dataset, generated, tokens), flush=True)
 
     await group.serve_until_signal(on_started=announce)

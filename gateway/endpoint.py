@@ -20,10 +20,11 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from gateway import correlation
+from gateway.auth import Unauthenticated
 from gateway.context import GatewayContext
 from gateway.errors import GatewayError
-from gateway.settings import Mode, Settings
-from gateway.upstream import Upstream
+from gateway.runtime import Runtime
+from gateway.settings import Mode
 
 
 def error_code(error: GraphQLError) -> str:
@@ -35,18 +36,35 @@ def error_code(error: GraphQLError) -> str:
 
 
 class GraphQLEndpoint(GraphQL[GatewayContext, None]):
-    def __init__(self, schema: Any, settings: Settings, upstream: Upstream) -> None:
-        super().__init__(schema, graphql_ide="graphiql" if settings.graphiql_enabled else None)
-        self.settings = settings
-        self.upstream = upstream
+    def __init__(self, schema: Any, runtime: Runtime) -> None:
+        super().__init__(schema, graphql_ide="graphiql" if runtime.settings.graphiql_enabled else None)
+        self.runtime = runtime
+        self.settings = runtime.settings
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> GatewayContext:
         return GatewayContext(
             request=request,
-            settings=self.settings,
-            upstream=self.upstream,
+            runtime=self.runtime,
+            principal=request.scope["lotgraph.principal"],
             correlation_id=correlation.current.get() or correlation.accept_or_new(None),
         )
+
+    async def authenticate(self, request: Request) -> Response | None:
+        """Put the caller on the request, or answer 401 saying why (before any GraphQL work is done)."""
+        try:
+            principal = await self.runtime.authenticator.authenticate(request.headers.get("authorization"))
+        except Unauthenticated as exc:
+            return JSONResponse(
+                {"errors": [{"message": exc.reason, "extensions": exc.extensions}]},
+                status_code=401,
+                headers={"WWW-Authenticate": exc.www_authenticate},
+            )
+        request.scope["lotgraph.principal"] = principal or self.runtime.settings.auth.anonymous_principal()
+        return None
+
+    def _wants_ide(self, request: Request) -> bool:
+        accept = request.headers.get("accept", "")
+        return self.graphql_ide is not None and request.method == "GET" and "text/html" in accept
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         response: GraphQLHTTPResponse = {"data": result.data}
@@ -72,8 +90,14 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
+        request = Request(scope, receive)
         try:
-            response = await self.run(Request(scope, receive))
+            if self._wants_ide(request):  # the IDE page itself is static; its queries authenticate like any other
+                request.scope["lotgraph.principal"] = self.settings.auth.anonymous_principal()
+                denied = None
+            else:
+                denied = await self.authenticate(request)
+            response = denied if denied is not None else await self.run(request)
         except HTTPException as exc:
             # A request that is not GraphQL at all still gets a GraphQL-shaped answer saying why.
             response = JSONResponse(

@@ -31,6 +31,15 @@ class NotFound(GatewayError):
     code = "NOT_FOUND"
 
 
+class Forbidden(GatewayError):
+    """A policy denied the request; `policyIds` names the policies that decided (empty: none permits it)."""
+
+    code = "FORBIDDEN"
+
+    def __init__(self, message: str, *, policy_ids: tuple[str, ...], action: str, resource: str) -> None:
+        super().__init__(message, policyIds=list(policy_ids), action=action, resource=resource)
+
+
 class UpstreamError(GatewayError):
     """A source system could not give a usable answer; `source` names it."""
 

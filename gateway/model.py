@@ -117,6 +117,7 @@ class ErpStock(Canonical):
     """Booked stock of a lot in one storage location and stock type."""
 
     lot_id: str
+    material_id: str
     plant_id: str
     storage_location: str
     status: StockStatus
@@ -279,3 +280,19 @@ class GenealogyLink(Canonical):
     quantity: float
     unit: str
     order_id: str
+
+
+class StockMoved(Canonical):
+    """A WMS status move of every handling unit of a lot."""
+
+    lot_id: str
+    handling_units: int
+    status: StockStatus
+
+
+class PostedDocument(Canonical):
+    """An ERP material document the gateway posted."""
+
+    document: str
+    year: str
+    items: int

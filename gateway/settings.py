@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, HttpUrl, model_validator
+from pydantic import BaseModel, Field, HttpUrl, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,10 +20,35 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from gateway.auth import AuthSettings
+
 
 class Mode(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+class UpstreamAuth(BaseModel):
+    """How the gateway proves itself to one upstream (`LOTGRAPH_SOURCES__ERP__AUTH__KIND=oauth2`, ...).
+
+    Lives here rather than in `gateway/sources/credentials.py` (which uses it) because the sources package
+    imports these settings."""
+
+    kind: Literal["none", "oauth2", "api_key"] = "none"
+    token_url: HttpUrl | None = Field(default=None, description="OAuth2 token endpoint (client credentials grant).")
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    scope: str | None = None
+    api_key: SecretStr | None = None
+    api_key_header: str = "X-API-Key"
+
+    @model_validator(mode="after")
+    def _complete(self) -> UpstreamAuth:
+        needed = {"none": (), "oauth2": ("token_url", "client_id", "client_secret"), "api_key": ("api_key",)}
+        missing = [name for name in needed[self.kind] if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"auth kind {self.kind} needs {', '.join(missing)}")
+        return self
 
 
 class SourceSettings(BaseModel):
@@ -37,6 +62,7 @@ class SourceSettings(BaseModel):
         default=200, ge=1, description="Keys per upstream request when a batch has to go in a URL."
     )
     max_connections: int = 50
+    auth: UpstreamAuth = UpstreamAuth()
 
 
 def _loopback_defaults(first_port: int) -> dict[str, dict[str, Any]]:
@@ -75,6 +101,7 @@ class Settings(BaseSettings):
     store_url: str | None = Field(
         default=None, description="SQLAlchemy async URL; default: a SQLite file in the data directory."
     )
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     graphiql: bool | None = Field(default=None, description="Serve GraphiQL; default: only in development.")
     introspection: bool | None = Field(default=None, description="Allow introspection; default: development.")
     sources: Sources = Field(default_factory=lambda: Sources.model_validate({}))

@@ -30,19 +30,22 @@ class Genealogy:
     direction: GenealogyDirection
     max_depth: int
     depth_reached: int = strawberry.field(description="How many levels had links (at most maxDepth).")
-    nodes: list[LotRef] = strawberry.field(description="Every lot in the graph, the root first.")
-    edges: list[GenealogyEdge]
+    nodes: list[LotRef] = strawberry.field(description="Every lot in the graph the caller may see, the root first.")
+    edges: list[GenealogyEdge] = strawberry.field(description="The links between lots the caller may see.")
+    redacted_count: int = strawberry.field(description="Lots in the graph the caller may not see (left out).")
 
     @classmethod
-    def of(cls, walk: Walk) -> Genealogy:
+    def of(cls, walk: Walk, readable: set[str]) -> Genealogy:
         from schema.lot import Lot
 
+        nodes = [n for n in walk.nodes.values() if n.lot_id in readable]
         return cls(
             root=strawberry.ID(walk.root),
             direction=walk.direction,
             max_depth=walk.max_depth,
             depth_reached=walk.levels,
-            nodes=[Lot(id=strawberry.ID(n.lot_id), material_hint=n.material_id) for n in walk.nodes.values()],
+            redacted_count=len(walk.nodes) - len(nodes),
+            nodes=[Lot(id=strawberry.ID(n.lot_id), material_hint=n.material_id, authorized=True) for n in nodes],
             edges=[
                 GenealogyEdge(
                     from_=strawberry.ID(e.consumed_lot_id),
@@ -52,5 +55,6 @@ class Genealogy:
                     production_order_id=e.order_id,
                 )
                 for e in walk.edges
+                if e.consumed_lot_id in readable and e.produced_lot_id in readable
             ],
         )

@@ -5,7 +5,10 @@ from __future__ import annotations
 import strawberry
 
 from gateway import model
+from gateway.context import GatewayContext
 from schema.enums import MaterialClass
+
+Info = strawberry.Info[GatewayContext, None]
 
 
 @strawberry.type(description="A plant (site) of the enterprise.")
@@ -28,8 +31,18 @@ class Material:
     base_unit: str
     group: str
     regulated: bool = strawberry.field(description="Subject to regulated-release rules (e.g. GMP).")
-    standard_price: float
-    currency: str
+    price: strawberry.Private[float]
+    price_currency: strawberry.Private[str]
+
+    @strawberry.field(description="Standard price per base unit (a cost field: internal roles only).")
+    async def standard_price(self, info: Info) -> float | None:
+        await info.context.guard.require_cost_read(self.id)
+        return self.price
+
+    @strawberry.field(description="Currency of the standard price (a cost field: internal roles only).")
+    async def currency(self, info: Info) -> str | None:
+        await info.context.guard.require_cost_read(self.id)
+        return self.price_currency
 
     @classmethod
     def of(cls, material: model.Material) -> Material:
@@ -40,8 +53,8 @@ class Material:
             base_unit=material.base_unit,
             group=material.group,
             regulated=material.regulated,
-            standard_price=material.standard_price,
-            currency=material.currency,
+            price=material.standard_price,
+            price_currency=material.currency,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from typing import TypeVar
 
@@ -10,7 +11,7 @@ from strawberry.dataloader import DataLoader
 
 from gateway.context import GatewayContext
 from gateway.contracts import REGISTRY
-from gateway.errors import NotFound, UpstreamError
+from gateway.errors import NotFound
 from resolvers import lots
 from schema.enums import QualityStatus
 from schema.lot import Lot
@@ -77,14 +78,9 @@ async def _existing(loader: DataLoader[str, T | None], key: str, what: str) -> T
 class Query:
     @strawberry.field(description="A lot by id (batch number).")
     async def lot(self, info: Info, id: strawberry.ID) -> Lot | None:
-        try:
-            batch = await info.context.loaders.batch.load(id)
-        except UpstreamError:
-            # The ERP is not the only witness: let the other systems' fields resolve, ERP's carry the error.
-            return Lot(id=id)
-        if batch is None:
-            raise _missing("lot", id)
-        return Lot(id=id, material_hint=batch.material_id)
+        await info.context.guard.require_lot_read(id)
+        batch = await info.context.loaders.batch.load(id)
+        return Lot(id=id, material_hint=batch.material_id if batch else None, authorized=True)
 
     @strawberry.field(description="Lots matching a filter, as a Relay connection.")
     async def lots(
@@ -92,10 +88,18 @@ class Query:
     ) -> LotConnection:
         where = lots.LotFilter(**vars(filter)) if filter else lots.LotFilter()
         ctx = info.context
+        supplier = ctx.guard.principal.supplier_id
+        if supplier and where.supplier is None:
+            # A supplier app sees only its own material: ask the source for exactly that, so pages stay full.
+            where = dataclasses.replace(where, supplier=supplier)
         result = await lots.page(ctx.upstream, ctx.loaders, where, first, after, ctx.settings.max_page_size)
+        readable = await ctx.guard.readable_lots(e.lot_id for e in result.entries)
         edges = [
-            LotEdge(cursor=e.cursor, node=Lot(id=strawberry.ID(e.lot_id), material_hint=e.material_id))
+            LotEdge(
+                cursor=e.cursor, node=Lot(id=strawberry.ID(e.lot_id), material_hint=e.material_id, authorized=True)
+            )
             for e in result.entries
+            if e.lot_id in readable
         ]
         return LotConnection(
             edges=edges,
@@ -105,11 +109,16 @@ class Query:
 
     @strawberry.field
     async def production_order(self, info: Info, id: strawberry.ID) -> ProductionOrder | None:
-        return ProductionOrder.of(await _existing(info.context.loaders.production_order, id, "production order"))
+        order = await _existing(info.context.loaders.production_order, id, "production order")
+        if order.lot_id:
+            await info.context.guard.require_lot_read(order.lot_id)
+        return ProductionOrder.of(order)
 
     @strawberry.field(description="A QMS inspection lot by its number.")
     async def inspection(self, info: Info, id: strawberry.ID) -> Inspection | None:
-        return Inspection.of(await _existing(info.context.loaders.inspection, id, "inspection"))
+        inspection = await _existing(info.context.loaders.inspection, id, "inspection")
+        await info.context.guard.require_lot_read(inspection.lot_id)
+        return Inspection.of(inspection)
 
     @strawberry.field
     async def material(self, info: Info, id: strawberry.ID) -> Material | None:

@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from simulators.credentials import Credentials, CredentialsMiddleware, TokenAuthority
 from simulators.web import json_object, query_int, rest_error
 
 ErrorBody = Callable[[int, str], dict[str, Any]]
@@ -291,17 +292,27 @@ def build_app(
     error_body: ErrorBody = rest_error,
     rate_limit_rps: float | None = None,
     middleware: Sequence[Middleware] = (),
+    require_credentials: Credentials | None = None,
 ) -> Starlette:
     """A simulator app: its own routes plus the shared admin API, faults and (optional) rate limit.
-    `middleware` runs inside the admin layer, so faults and statistics apply to what it answers too."""
+    `middleware` runs inside the admin layer, so faults and statistics apply to what it answers too.
+    `require_credentials` adds `POST /oauth/token` and a 401 for every other request without credentials."""
     admin = Admin(lot_state, error_body, rate_limit_rps)
+    admin_routes = admin.routes()
+    guard: list[Middleware] = []
+    if require_credentials is not None:
+        authority = TokenAuthority(require_credentials)
+        admin_routes.append(Route(f"{ADMIN_PREFIX}/tokens", authority.revoke_all, methods=["DELETE"]))
+        guard.append(
+            Middleware(CredentialsMiddleware, authority=authority, error_body=error_body, open_prefix=ADMIN_PREFIX)
+        )
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         return JSONResponse(error_body(exc.status_code, exc.detail), exc.status_code, headers=exc.headers)
 
     app = Starlette(
-        routes=[*admin.routes(), *routes],
-        middleware=[Middleware(AdminMiddleware, admin=admin, routes=routes), *middleware],
+        routes=[*admin_routes, *routes],
+        middleware=[Middleware(AdminMiddleware, admin=admin, routes=routes), *guard, *middleware],
         exception_handlers={HTTPException: http_error},
     )
     app.state.admin = admin

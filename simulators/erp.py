@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simulators.admin import build_app
+from simulators.credentials import Credentials
 from simulators.dataset import BLOCKING, Dataset
 from simulators.odata import EntitySet, Row, odata_error, to_date, to_decimal
 from simulators.web import json_object
@@ -453,8 +454,11 @@ class Erp:
         return {"batch": batches.rows[(lot_id,)], "etag": batches.etag((lot_id,)), "stock": rows}
 
 
-def create_app(dataset: Dataset, *, rate_limit_rps: float | None = None) -> Starlette:
-    """The ERP simulator; `rate_limit_rps` makes it answer 429 with Retry-After above that rate."""
+def create_app(
+    dataset: Dataset, *, rate_limit_rps: float | None = None, credentials: Credentials | None = None
+) -> Starlette:
+    """The ERP simulator; `rate_limit_rps` makes it answer 429 with Retry-After above that rate,
+    `credentials` makes it demand a token or API key."""
     erp = Erp(dataset)
     app = build_app(
         erp.routes(),
@@ -462,6 +466,7 @@ def create_app(dataset: Dataset, *, rate_limit_rps: float | None = None) -> Star
         error_body=odata_error,
         rate_limit_rps=rate_limit_rps,
         middleware=[Middleware(CsrfMiddleware)],
+        require_credentials=credentials,
     )
     app.state.erp = erp
     return app

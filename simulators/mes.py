@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulators.admin import build_app
+from simulators.credentials import Credentials
 from simulators.dataset import Dataset, Execution, QualityStatus
 from simulators.web import iso, json_object, split_keys
 
@@ -145,9 +146,9 @@ class Mes:
         }
 
 
-def create_app(dataset: Dataset) -> Starlette:
-    """The MES simulator."""
+def create_app(dataset: Dataset, *, credentials: Credentials | None = None) -> Starlette:
+    """The MES simulator; `credentials` makes it demand a token or API key."""
     mes = Mes(dataset)
-    app = build_app(mes.routes(), mes.lot_state)
+    app = build_app(mes.routes(), mes.lot_state, require_credentials=credentials)
     app.state.mes = mes
     return app

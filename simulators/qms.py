@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulators.admin import build_app
+from simulators.credentials import Credentials
 from simulators.dataset import Dataset, Hold, InspectionLot, Nonconformance, QualityStatus
 from simulators.web import iso, json_object, query_int, split_keys
 
@@ -315,9 +316,9 @@ class Qms:
         }
 
 
-def create_app(dataset: Dataset) -> Starlette:
-    """The QMS simulator."""
+def create_app(dataset: Dataset, *, credentials: Credentials | None = None) -> Starlette:
+    """The QMS simulator; `credentials` makes it demand a token or API key."""
     qms = Qms(dataset)
-    app = build_app(qms.routes(), qms.lot_state)
+    app = build_app(qms.routes(), qms.lot_state, require_credentials=credentials)
     app.state.qms = qms
     return app

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulators.admin import build_app
+from simulators.credentials import Credentials
 from simulators.dataset import Dataset, HandlingUnit
 from simulators.web import iso, json_object, split_keys
 
@@ -120,9 +121,9 @@ class Wms:
         }
 
 
-def create_app(dataset: Dataset) -> Starlette:
-    """The WMS simulator."""
+def create_app(dataset: Dataset, *, credentials: Credentials | None = None) -> Starlette:
+    """The WMS simulator; `credentials` makes it demand a token or API key."""
     wms = Wms(dataset)
-    app = build_app(wms.routes(), wms.lot_state)
+    app = build_app(wms.routes(), wms.lot_state, require_credentials=credentials)
     app.state.wms = wms
     return app

@@ -6,16 +6,20 @@ admin API (`/_admin/stats`, `/_admin/faults`) to see what the gateway actually d
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from gateway.app import create_app
+from gateway.auth import AuthSettings, DevSigner
 from gateway.demo import SIMULATORS, plant_group
 from gateway.servers import ServerGroup, free_block
 from gateway.settings import Mode, Settings, local_sources
@@ -58,17 +62,38 @@ class Plant:
 @dataclass
 class Gateway:
     url: str
+    settings: Settings
 
-    def execute(self, query: str, variables: dict[str, Any] | None = None, **headers: str) -> dict[str, Any]:
+    def token(
+        self, *roles: str, sub: str | None = None, plants: tuple[str, ...] = ("*",), supplier: str | None = None,
+        mfa: bool = False, auth_age: timedelta = timedelta(0),
+    ) -> str:  # fmt: skip
+        """A development token for this gateway (it trusts its own dev key in development mode)."""
+        signer = DevSigner.load_or_create(self.settings.auth.dev_key_path(self.settings.data_dir))
+        return signer.mint(
+            sub or f"test-{'-'.join(roles) or 'nobody'}",
+            roles=roles,
+            plants=plants,
+            supplier_id=supplier,
+            amr=("pwd", "mfa") if mfa else ("pwd",),
+            auth_time=datetime.now(UTC) - auth_age,
+            issuer=self.settings.auth.issuer,
+            audience=self.settings.auth.audience,
+        )
+
+    def execute(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         response = httpx.post(
             f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, headers=headers, timeout=60
         )
         assert response.headers["content-type"].startswith("application/json"), response.text
         return response.json()
 
-    def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    def data(self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None) -> dict[str, Any]:
         """Execute and insist on a clean answer."""
-        result = self.execute(query, variables)
+        result = self.execute(query, variables, token=token)
         assert "errors" not in result, result["errors"]
         return result["data"]
 
@@ -98,11 +123,21 @@ def start_gateway(plant: Plant, **overrides: Any) -> Iterator[Gateway]:
     sources = local_sources(plant.first_port)
     for system, changes in overrides.pop("sources", {}).items():
         sources = sources.model_copy(update={system: getattr(sources, system).model_copy(update=changes)})
-    settings = Settings(**{"mode": Mode.DEVELOPMENT, "sources": sources, **overrides})
-    group = ServerGroup()
-    listener = group.add("gateway", create_app(settings))
-    with group.running_in_thread():
-        yield Gateway(listener.url)
+    with tempfile.TemporaryDirectory(prefix="lotgraph-test-") as data_dir:
+        settings = Settings(
+            **{
+                "mode": Mode.DEVELOPMENT,
+                "sources": sources,
+                "data_dir": Path(data_dir),
+                # Anonymous callers read as portal readers, so graph tests need no token; security tests mint one.
+                "auth": AuthSettings(allow_anonymous=True, anonymous_roles=("portal_reader",)),
+                **overrides,
+            }
+        )
+        group = ServerGroup()
+        listener = group.add("gateway", create_app(settings))
+        with group.running_in_thread():
+            yield Gateway(listener.url, settings)
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,12 @@ import glob
 import os
 import pwd
 import random
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -43,7 +45,8 @@ SERVICE_USER = "lotgraph-test"  # unprivileged account the servers run as when w
 _APT_LOCK = "/run/lock/lotgraph-test-apt.lock"
 _SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _apt_updated = False
-_setup_lock = threading.Lock()
+_user_lock = threading.Lock()
+_apt_lock = threading.Lock()  # with the file lock, one apt-get at a time across threads and processes
 
 
 class ServiceUnavailable(RuntimeError):
@@ -57,7 +60,7 @@ class ServiceUnavailable(RuntimeError):
 def postgres() -> Iterator[str]:
     """Yield `postgresql+asyncpg://lotgraph@127.0.0.1:PORT/lotgraph_test` for a private, trust-auth cluster."""
     if url := os.environ.get(POSTGRES_URL_ENV):
-        _require(_postgres_accepts(url), f"PostgreSQL at {POSTGRES_URL_ENV}={url} does not accept connections")
+        _require(_postgres_problem(url), f"PostgreSQL at {POSTGRES_URL_ENV}={url}")
         yield url
         return
     bindir = _postgres_bindir()
@@ -84,7 +87,7 @@ def postgres() -> Iterator[str]:
             return f"postgresql+asyncpg://{POSTGRES_USER}@127.0.0.1:{port}/{database}"
 
         def ready(port: int) -> bool:
-            return _postgres_accepts(url(port, "postgres"))
+            return _postgres_problem(url(port, "postgres")) is None
 
         # SIGQUIT is PostgreSQL's immediate shutdown: nothing is worth flushing in a cluster about to be deleted.
         with _server("PostgreSQL", argv, ready, work, signal.SIGQUIT) as port:
@@ -96,7 +99,7 @@ def postgres() -> Iterator[str]:
 def redis() -> Iterator[str]:
     """Yield `redis://127.0.0.1:PORT/0` for a private Redis that keeps nothing on disk."""
     if url := os.environ.get(REDIS_URL_ENV):
-        _require(_redis_answers(url), f"Redis at {REDIS_URL_ENV}={url} does not answer PING")
+        _require(_redis_problem(url), f"Redis at {REDIS_URL_ENV}={url}")
         yield url
         return
     binary = _binary("Redis", "redis-server", "redis-server")
@@ -106,7 +109,7 @@ def redis() -> Iterator[str]:
             flags = {"port": port, "bind": "127.0.0.1", "save": "", "appendonly": "no", "dir": work, "logfile": ""}
             return [binary, *(item for key, value in flags.items() for item in (f"--{key}", str(value)))]
 
-        with _server("Redis", argv, lambda port: _redis_answers(f"redis://127.0.0.1:{port}/0"), work) as port:
+        with _server("Redis", argv, lambda port: _redis_problem(f"redis://127.0.0.1:{port}/0") is None, work) as port:
             yield f"redis://127.0.0.1:{port}/0"
 
 
@@ -114,7 +117,7 @@ def redis() -> Iterator[str]:
 def mosquitto() -> Iterator[str]:
     """Yield `mqtt://127.0.0.1:PORT` for a private, anonymous, non-persistent Mosquitto broker."""
     if url := os.environ.get(MQTT_URL_ENV):
-        _require(_mqtt_answers(url), f"MQTT broker at {MQTT_URL_ENV}={url} does not answer CONNECT")
+        _require(_mqtt_problem(url), f"MQTT broker at {MQTT_URL_ENV}={url}")
         yield url
         return
     binary = _binary("Mosquitto", "mosquitto", "mosquitto")
@@ -129,15 +132,15 @@ def mosquitto() -> Iterator[str]:
             _chown(config)
             return [binary, "-c", str(config)]
 
-        with _server("Mosquitto", argv, lambda port: _mqtt_answers(f"mqtt://127.0.0.1:{port}"), work) as port:
+        with _server("Mosquitto", argv, lambda port: _mqtt_problem(f"mqtt://127.0.0.1:{port}") is None, work) as port:
             yield f"mqtt://127.0.0.1:{port}"
 
 
 # --- readiness checks: real protocol exchanges, no extra dependencies ----------------------------------------------
 
 
-def _postgres_accepts(url: str) -> bool:
-    """True when asyncpg can log in: a TCP connect alone would pass while the server still refuses logins."""
+def _postgres_problem(url: str) -> str | None:
+    """None when asyncpg can log in (a TCP connect alone passes while the server still refuses logins), else why."""
 
     async def attempt() -> None:
         connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1), timeout=2)
@@ -145,9 +148,9 @@ def _postgres_accepts(url: str) -> bool:
 
     try:
         _in_thread(attempt())
-    except Exception:  # refused, still starting up, bad credentials, timeout: all mean "not usable yet"
-        return False
-    return True
+    except Exception as error:  # refused, still starting up, bad credentials, timeout: all mean "not usable yet"
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 async def _create_database(url: str, name: str) -> None:
@@ -167,19 +170,20 @@ def resp(*args: str) -> bytes:
     return b"".join(parts)
 
 
-def _redis_answers(url: str) -> bool:
+def _redis_problem(url: str) -> str | None:
+    """None when Redis answers PING (after AUTH, when the URL has a password), else why not."""
     parts = urlsplit(url)
     try:
         with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=2) as sock:
             if parts.password:
-                auth = (parts.username, parts.password) if parts.username else (parts.password,)
-                sock.sendall(resp("AUTH", *auth))
-                if not sock.recv(64).startswith(b"+OK"):
-                    return False
+                sock.sendall(resp("AUTH", *filter(None, (parts.username, parts.password))))
+                if not (answer := sock.recv(256)).startswith(b"+OK"):
+                    return f"AUTH answered {answer!r}"
             sock.sendall(resp("PING"))
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
+            answer = sock.recv(256)
+    except OSError as error:
+        return f"{type(error).__name__}: {error}"
+    return None if answer.startswith(b"+PONG") else f"PING answered {answer!r}"
 
 
 def mqtt_packet(kind: int, body: bytes) -> bytes:
@@ -208,15 +212,16 @@ def mqtt_connect(sock: socket.socket, client_id: str, username: str | None = Non
         raise ConnectionError(f"MQTT broker refused CONNECT: {connack!r}")
 
 
-def _mqtt_answers(url: str) -> bool:
+def _mqtt_problem(url: str) -> str | None:
+    """None when the broker accepts an MQTT CONNECT (with the URL's credentials, if any), else why not."""
     parts = urlsplit(url)
     try:
         with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 1883), timeout=2) as sock:
             mqtt_connect(sock, f"lotgraph-probe-{os.getpid()}", parts.username, parts.password)
             sock.sendall(mqtt_packet(0xE0, b""))  # DISCONNECT, so the broker logs a clean goodbye
-    except OSError:
-        return False
-    return True
+    except OSError as error:
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 # --- starting and stopping ---------------------------------------------------------------------------------------
@@ -258,12 +263,13 @@ def _server(
             _stop(process, stop_signal)
             raise ServiceUnavailable(
                 f"{name} did not accept connections on 127.0.0.1:{port} within {START_TIMEOUT:.0f} s "
-                f"(command: {' '.join(command)}). Its log ends:\n{_tail(log)}"
+                f"(command: {shlex.join(command)}). Its log ends:\n{_tail(log)}"
             )
+        _stop(process, stop_signal)  # it exited by itself: reap it and anything it left in its process group
         if "in use" not in _tail(log) or attempt == 2:
             raise ServiceUnavailable(
                 f"{name} exited with status {process.returncode} before accepting connections on 127.0.0.1:{port} "
-                f"(command: {' '.join(command)}). Its log ends:\n{_tail(log)}"
+                f"(command: {shlex.join(command)}). Its log ends:\n{_tail(log)}"
             )
     try:
         yield port
@@ -275,9 +281,25 @@ def _wait_until_ready(process: subprocess.Popen[bytes], ready: Callable[[int], b
     """Poll `ready(port)` until it holds (True), the process exits or START_TIMEOUT passes (False)."""
     deadline = time.monotonic() + START_TIMEOUT
     while process.poll() is None and time.monotonic() < deadline:
-        if ready(port):
+        if _listens(process.pid, port) and ready(port):
             return True
         time.sleep(0.05)
+    return False
+
+
+def _listens(pid: int, port: int) -> bool:
+    """True when `pid` itself holds the listening socket on 127.0.0.1:port.
+
+    Without this, a server of the same kind that took the port between our choice and our bind would answer the
+    readiness probe, and the test would talk to a stranger while ours is exiting with "address in use".
+    """
+    local = f"0100007F:{port:04X}"  # /proc/net/tcp spells 127.0.0.1 little-endian, ports big-endian
+    with suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1] == local and fields[3] == "0A":  # 0A: LISTEN
+                inode = f"socket:[{fields[9]}]"
+                return any(os.readlink(fd) == inode for fd in Path(f"/proc/{pid}/fd").iterdir())
     return False
 
 
@@ -319,22 +341,28 @@ def _free_port() -> int:
 def _run(what: str, argv: list[str], cwd: Path) -> None:
     result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, **_as_service_user())
     if result.returncode != 0:
-        output = (result.stdout + result.stderr).strip().splitlines()[-30:]
         raise ServiceUnavailable(
-            f"{what} failed with status {result.returncode} (command: {' '.join(argv)}):\n" + "\n".join(output)
+            f"{what} failed with status {result.returncode} (command: {shlex.join(argv)}):\n"
+            + _last_lines(result.stdout + result.stderr)
         )
 
 
-def _tail(log: Path, lines: int = 30) -> str:
+def _tail(log: Path) -> str:
     try:
-        return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]) or "(empty)"
+        return _last_lines(log.read_text(encoding="utf-8", errors="replace"))
     except OSError as error:
         return f"(log unreadable: {error})"
 
 
-def _require(ok: bool, failure: str) -> None:
-    if not ok:
-        raise ServiceUnavailable(f"{failure}. Start that server, or unset the variable to let the tests start one.")
+def _last_lines(output: str, count: int = 30) -> str:
+    return "\n".join(output.strip().splitlines()[-count:]) or "(no output)"
+
+
+def _require(problem: str | None, server: str) -> None:
+    if problem is not None:
+        raise ServiceUnavailable(
+            f"{server} is not usable ({problem}). Start that server, or unset the variable to let the tests start one."
+        )
 
 
 def _in_thread(coroutine: Any) -> Any:
@@ -362,28 +390,14 @@ def _service_user() -> pwd.struct_passwd | None:
     """None when we are not root; else the unprivileged account, created on first use (PostgreSQL refuses root)."""
     if os.geteuid() != 0:
         return None
-    with _setup_lock:
+    with _user_lock:
         try:
             return pwd.getpwnam(SERVICE_USER)
         except KeyError:
             pass
         useradd = shutil.which("useradd", path=_SBIN_PATH) or "useradd"
-        result = subprocess.run(
-            [
-                useradd,
-                "--system",
-                "--user-group",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                SERVICE_USER,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        options = "--system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin"
+        result = subprocess.run([useradd, *options.split(), SERVICE_USER], capture_output=True, text=True, check=False)
         try:
             return pwd.getpwnam(SERVICE_USER)  # a concurrent test process may have created it: fine either way
         except KeyError:
@@ -424,7 +438,7 @@ def _postgres_bindir() -> Path:
 
     if bindir := find():
         return bindir
-    _apt_install("PostgreSQL", "postgresql", ["postgres"])
+    _apt_install("PostgreSQL", "postgresql", ["postgres"], find)
     if bindir := find():
         return bindir
     raise ServiceUnavailable("PostgreSQL: apt-get installed postgresql, but initdb/postgres are still not found")
@@ -438,14 +452,17 @@ def _binary(name: str, executable: str, package: str) -> str:
 
     if path := find():
         return path
-    _apt_install(name, package, [executable])
+    _apt_install(name, package, [executable], find)
     if path := find():
         return path
     raise ServiceUnavailable(f"{name}: apt-get installed {package}, but {executable} is still not on PATH")
 
 
-def _apt_install(name: str, package: str, daemons: list[str]) -> None:
-    """`apt-get install` one package, serialised across processes, without letting it start its own daemon."""
+def _apt_install(name: str, package: str, daemons: list[str], present: Callable[[], object]) -> None:
+    """`apt-get install` one package, serialised across processes, without letting it start its own daemon.
+
+    `present` is asked again once we hold the lock: a concurrent test process may have installed it meanwhile.
+    """
     global _apt_updated
     apt_get = shutil.which("apt-get", path=_SBIN_PATH)
     if os.geteuid() != 0 or apt_get is None:
@@ -457,18 +474,24 @@ def _apt_install(name: str, package: str, daemons: list[str]) -> None:
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     lock_timeout = ["-o", "DPkg::Lock::Timeout=600"]
     Path(_APT_LOCK).parent.mkdir(parents=True, exist_ok=True)
-    with _setup_lock, open(_APT_LOCK, "w") as lock:
+    with _apt_lock, open(_APT_LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another test process may be running apt-get right now
+        if present():
+            return
+        print(f"tests/services.py: installing {package} with apt-get for {name}", file=sys.stderr)
         steps = [] if _apt_updated else [[apt_get, "-qq", *lock_timeout, "update"]]
         steps.append([apt_get, "-qq", "-y", *lock_timeout, "--no-install-recommends", "install", package])
         before = _daemon_pids(daemons)
         with _services_not_started():
             for step in steps:
-                result = subprocess.run(step, env=environment, capture_output=True, text=True, check=False)
-                if result.returncode != 0:
-                    output = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
+                try:
+                    result = subprocess.run(step, env=environment, capture_output=True, text=True, timeout=900)
+                    status, output = result.returncode, result.stdout + result.stderr
+                except subprocess.TimeoutExpired as timeout:
+                    status, output = "timeout after 900 s", str(timeout.output or "")
+                if status != 0:
                     raise ServiceUnavailable(
-                        f"{name}: `{' '.join(step)}` failed with status {result.returncode}:\n{output}\n"
+                        f"{name}: `{shlex.join(step)}` failed ({status}):\n{_last_lines(output)}\n"
                         f"Fix the package source, install {package} by hand, or set {_env_for(name)}."
                     )
                 _apt_updated = _apt_updated or step[-1] == "update"

@@ -73,7 +73,7 @@ class Contract(Generic[Req, Resp, Out]):
 
     def parse(self, response: httpx.Response) -> list[Out]:
         try:
-            payload = response.json()
+            payload = {} if response.status_code == 204 else response.json()
         except ValueError:
             raise self._violation("(body)", "is not valid JSON") from None
         try:

@@ -10,8 +10,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from gateway.codes import ERP_MATERIAL_TYPE, ERP_STOCK_TYPE, translate
 from gateway.contracts.base import Contract, Keys, Upstream, register
-from gateway.model import ErpStock, GoodsMovement, Lot, Material, Plant, ProductionOrder, Supplier
-from gateway.sources.erp import ErpConnector, all_equal
+from gateway.model import ErpStock, GoodsMovement, Lot, Material, Plant, PostedDocument, ProductionOrder, Supplier
+from gateway.sources.erp import ErpConnector, all_equal, quote
 
 R = TypeVar("R")
 _ODATA_DATE = re.compile(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$")
@@ -252,6 +252,7 @@ STOCK_READ = register(
         adapt=lambda body: [
             ErpStock(
                 lot_id=row.Batch,
+                material_id=row.Material,
                 plant_id=row.Plant,
                 storage_location=row.StorageLocation,
                 status=translate(ERP_STOCK_TYPE, row.InventoryStockType, field="InventoryStockType"),
@@ -307,5 +308,97 @@ MOVEMENT_READ = register(
             )
             for m in body.d.results
         ],
+    )
+)  # fmt: skip
+
+
+class PostingItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    movement_type: str = Field(pattern=r"^(321|343|344|350|551)$")
+    material: str
+    plant: str
+    storage_location: str
+    lot_id: str
+    quantity: float = Field(gt=0)
+    unit: str
+
+
+class GoodsMovementPosting(BaseModel):
+    """One material document: every item posts, or none does."""
+
+    model_config = ConfigDict(frozen=True)
+
+    items: tuple[PostingItem, ...] = Field(min_length=1)
+
+
+class ErpDocumentItems(Upstream):
+    results: list[dict[str, Any]]
+
+
+class ErpDocument(Upstream):
+    MaterialDocument: str
+    MaterialDocumentYear: str
+    to_MaterialDocumentItem: ErpDocumentItems
+
+
+class ErpPosted(Upstream):
+    d: ErpDocument
+
+
+class BatchRestriction(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    lot_id: str
+    restricted: bool
+
+
+class NoContent(Upstream):
+    """A write the ERP acknowledges with 204 and no body."""
+
+
+async def _post_document(erp: ErpConnector, request: GoodsMovementPosting):
+    items = [
+        {
+            "GoodsMovementType": i.movement_type,
+            "Material": i.material,
+            "Plant": i.plant,
+            "StorageLocation": i.storage_location,
+            "Batch": i.lot_id,
+            "QuantityInEntryUnit": f"{i.quantity:.3f}",
+            "EntryUnit": i.unit,
+        }
+        for i in request.items
+    ]
+    body = {"GoodsMovementCode": "04", "to_MaterialDocumentItem": {"results": items}}
+    return await erp.write("POST", "API_MATERIAL_DOCUMENT_SRV", "A_MaterialDocumentHeader", body)
+
+
+async def _restrict_batch(erp: ErpConnector, request: BatchRestriction):
+    path = f"Batch({quote(request.lot_id)})"
+    return await erp.patch_with_etag("API_BATCH_SRV", path, {"MatlBatchIsInRstrcdUseStock": request.restricted})
+
+
+GOODS_MOVEMENT_POST = register(
+    Contract(
+        "erp", "goods_movement.post", 1, "Post a material document moving stock between stock types (CSRF)",
+        request=GoodsMovementPosting, response=ErpPosted,
+        send=_post_document,
+        adapt=lambda body: [
+            PostedDocument(
+                document=body.d.MaterialDocument,
+                year=body.d.MaterialDocumentYear,
+                items=len(body.d.to_MaterialDocumentItem.results),
+            )
+        ],
+    )
+)  # fmt: skip
+
+BATCH_RESTRICT = register(
+    Contract(
+        "erp", "batch.restrict", 1, "Flag a batch restricted or unrestricted (CSRF, If-Match)",
+        request=BatchRestriction, response=NoContent,
+        send=_restrict_batch,
+        adapt=lambda body: [],
     )
 )  # fmt: skip

@@ -281,3 +281,49 @@ HOLD_BY_LOT = register(
         adapt=_canonical_items,
     )
 )  # fmt: skip
+
+
+class HoldPlacement(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    lot_id: str
+    reason_code: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+    placed_by: str
+    request_id: str = Field(description="QMS answers a repeated request id with the first hold: retries are safe.")
+
+
+class HoldRelease(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    hold_id: str
+    released_by: str
+    justification: str = Field(min_length=1)
+
+
+async def _place_hold(qms: SourceConnector, request: HoldPlacement):
+    return await qms.post("/api/v1/holds", request.model_dump())
+
+
+async def _release_hold(qms: SourceConnector, request: HoldRelease):
+    body = {"released_by": request.released_by, "justification": request.justification}
+    return await qms.post(f"/api/v1/holds/{request.hold_id}/release", body)
+
+
+HOLD_PLACE = register(
+    Contract(
+        "qms", "hold.place", 1, "Place a quality hold on a lot (idempotent by request id)",
+        request=HoldPlacement, response=QmsHold,
+        send=_place_hold,
+        adapt=lambda hold: [hold.canonical()],
+    )
+)  # fmt: skip
+
+HOLD_RELEASE = register(
+    Contract(
+        "qms", "hold.release", 1, "Release a quality hold (releasing a released hold answers it again)",
+        request=HoldRelease, response=QmsHold,
+        send=_release_hold,
+        adapt=lambda hold: [hold.canonical()],
+    )
+)  # fmt: skip

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import date
 
+from pydantic import BaseModel, ConfigDict
+
 from gateway.codes import WMS_V1_STATUS, WMS_V2_STATUS, translate
 from gateway.contracts.base import Contract, ContractStatus, Keys, Upstream, register
-from gateway.model import StockPosition
+from gateway.model import StockMoved, StockPosition, StockStatus
 from gateway.sources.connector import SourceConnector
 
 
@@ -98,6 +100,74 @@ STOCK_READ_V2 = register(
                 status=translate(WMS_V2_STATUS, p.stockStatus, field="stockStatus"),
             )
             for p in body.data
+        ],
+    )
+)  # fmt: skip
+
+
+class StockMove(BaseModel):
+    """Move every handling unit of a lot to one status (the quarantine move)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lot_id: str
+    status: StockStatus
+    reference: str
+
+
+_V1_STATUS_OF = {StockStatus.AVAILABLE: "AVAILABLE", StockStatus.QUALITY_INSPECTION: "QUARANTINE",
+                 StockStatus.BLOCKED: "BLOCKED"}  # fmt: skip
+
+
+class V1Moved(Upstream):
+    lot: str
+    moved: int
+    status: str
+
+
+class V2Moved(Upstream):
+    lotId: str
+    handlingUnits: int
+    stockStatus: str
+
+
+async def _v1_move(wms: SourceConnector, request: StockMove):
+    body = {"lot": request.lot_id, "to_status": _V1_STATUS_OF[request.status], "reference": request.reference}
+    return await wms.post("/v1/moves", body)
+
+
+async def _v2_move(wms: SourceConnector, request: StockMove):
+    body = {
+        "lotId": request.lot_id,
+        "targetStatus": _V1_STATUS_OF[request.status].lower(),
+        "reference": request.reference,
+    }
+    return await wms.post("/v2/stock-moves", body)
+
+
+STOCK_MOVE_V1 = register(
+    Contract(
+        "wms", "stock.move", 1, "Move a lot's handling units to a stock status (WMS API v1)",
+        request=StockMove, response=V1Moved,
+        send=_v1_move,
+        adapt=lambda m: [
+            StockMoved(lot_id=m.lot, handling_units=m.moved, status=translate(WMS_V1_STATUS, m.status, field="status"))
+        ],
+        status=ContractStatus.DEPRECATED,
+        sunset=date(2027, 6, 30),
+    )
+)  # fmt: skip
+
+STOCK_MOVE_V2 = register(
+    Contract(
+        "wms", "stock.move", 2, "Move a lot's handling units to a stock status (WMS API v2)",
+        request=StockMove, response=V2Moved,
+        send=_v2_move,
+        adapt=lambda m: [
+            StockMoved(
+                lot_id=m.lotId, handling_units=m.handlingUnits,
+                status=translate(WMS_V2_STATUS, m.stockStatus, field="stockStatus"),
+            )
         ],
     )
 )  # fmt: skip

@@ -15,6 +15,7 @@ import httpx
 from gateway import correlation
 from gateway.errors import NotFound, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from gateway.settings import SourceSettings
+from gateway.sources.credentials import upstream_auth
 
 
 def chunked(keys: Sequence[str], size: int) -> Iterable[Sequence[str]]:
@@ -36,13 +37,15 @@ class SourceConnector:
                 max_keepalive_connections=settings.max_connections,
             ),
             transport=transport,
+            auth=upstream_auth(name, settings.auth),
         )
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send one request with the current correlation id; map every failure onto a typed error."""
+    async def request(self, method: str, path: str, *, check: bool = True, **kwargs: Any) -> httpx.Response:
+        """Send one request with the current correlation id; map every failure onto a typed error
+        (HTTP error statuses too, unless `check` is False: then the caller reads the status itself)."""
         headers = dict(kwargs.pop("headers", None) or {})
         correlation_id = correlation.current.get()
         if correlation_id:
@@ -57,10 +60,11 @@ class SourceConnector:
             raise UpstreamUnavailable(
                 f"{self.name.upper()} is unreachable: {exc.__class__.__name__}", source=self.name
             ) from exc
-        self._raise_for_status(method, path, response)
+        if check:
+            self.raise_for_status(method, path, response)
         return response
 
-    def _raise_for_status(self, method: str, path: str, response: httpx.Response) -> None:
+    def raise_for_status(self, method: str, path: str, response: httpx.Response) -> None:
         status = response.status_code
         if status < 400:
             return

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 
+from gateway.errors import UpstreamRejected
 from gateway.sources.connector import SourceConnector, chunked
 
 ODATA_ROOT = "/sap/opu/odata/sap"
@@ -29,6 +31,46 @@ def all_equal(conditions: Mapping[str, str | None]) -> str | None:
 
 
 class ErpConnector(SourceConnector):
+    """OData reads, and writes with SAP's CSRF handshake and ETag concurrency control."""
+
+    _csrf_token: str | None = None
+
+    async def _csrf(self, service: str, *, renew: bool = False) -> str:
+        if renew or self._csrf_token is None:
+            response = await self.get(f"{ODATA_ROOT}/{service}/", headers={"x-csrf-token": "fetch"})
+            self._csrf_token = response.headers.get("x-csrf-token")
+            if not self._csrf_token:
+                raise UpstreamRejected("ERP handed out no CSRF token", source=self.name)
+        return self._csrf_token
+
+    async def write(
+        self, method: str, service: str, path: str, body: Any, headers: Mapping[str, str] | None = None,
+        *, check: bool = True,
+    ) -> httpx.Response:  # fmt: skip
+        """A write with a CSRF token, fetched once and renewed when the ERP says it expired."""
+        url = f"{ODATA_ROOT}/{service}/{path}"
+        for renew in (False, True):
+            token = await self._csrf(service, renew=renew)
+            response = await self.request(
+                method, url, check=False, json=body, headers={"x-csrf-token": token, **(headers or {})}
+            )
+            if not (response.status_code == 403 and response.headers.get("x-csrf-token") == "Required"):
+                break
+        if check:
+            self.raise_for_status(method, url, response)
+        return response
+
+    async def patch_with_etag(self, service: str, path: str, body: Any) -> httpx.Response:
+        """PATCH guarded by `If-Match`: re-read the ETag and try once more if someone changed it meanwhile."""
+        for _ in range(2):
+            current = await self.get(f"{ODATA_ROOT}/{service}/{path}")
+            etag = {"If-Match": current.headers["etag"]}
+            response = await self.write("PATCH", service, path, body, headers=etag, check=False)
+            if response.status_code != 412:
+                break
+        self.raise_for_status("PATCH", path, response)
+        return response
+
     async def query(
         self,
         entity_set: str,

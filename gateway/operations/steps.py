@@ -1,0 +1,129 @@
+"""What each step of an operation does in its system, through the versioned write contracts.
+
+Every step is safe to repeat: QMS deduplicates hold placements by request id and answers a released
+hold again; a WMS move to the status a lot already has changes nothing; the ERP step re-reads the
+lot's stock and posts only what is still in the wrong stock type. That is what lets an interrupted
+operation simply run its unfinished steps again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.contracts.base import Keys
+from gateway.contracts.erp import BatchRestriction, GoodsMovementPosting, PostingItem
+from gateway.contracts.qms import HoldPlacement, HoldRelease
+from gateway.contracts.wms import StockMove
+from gateway.errors import NotFound
+from gateway.model import ErpStock, HoldStatus, QualityHold, StockStatus
+from gateway.store.operations import Operation, Step
+from gateway.upstream import Upstream
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a step did: the contract it used, what it found before and left after, or why it was skipped."""
+
+    contract: str
+    detail: Mapping[str, Any]
+    skipped: bool = False
+
+
+StepRunner = Callable[[Upstream, Operation, Step], Awaitable[Outcome]]
+
+# Blocking moves unrestricted (01) and quality-inspection (02) stock to blocked; unblocking the reverse.
+BLOCK_MOVES = {StockStatus.AVAILABLE: "344", StockStatus.QUALITY_INSPECTION: "350"}
+UNBLOCK_MOVES = {StockStatus.BLOCKED: "343"}
+
+
+async def qms_place_hold(upstream: Upstream, op: Operation, step: Step) -> Outcome:
+    request = HoldPlacement(
+        lot_id=step.lot_id,
+        reason_code=op.input["reasonCode"],
+        reason=op.input["reason"],
+        placed_by=op.actor,
+        request_id=f"{op.id}/{step.lot_id}",
+    )
+    (hold,) = await upstream.call("qms", "hold.place", request)
+    return Outcome(upstream.contract("qms", "hold.place").name, {"holdId": hold.id, "after": "ON_HOLD"})
+
+
+async def qms_release_hold(upstream: Upstream, op: Operation, step: Step) -> Outcome:
+    request = HoldRelease(hold_id=op.input["holdId"], released_by=op.actor, justification=op.input["justification"])
+    (hold,) = await upstream.call("qms", "hold.release", request)
+    return Outcome(upstream.contract("qms", "hold.release").name, {"holdId": hold.id, "after": hold.status.value})
+
+
+async def _other_active_holds(upstream: Upstream, op: Operation, lot_id: str) -> list[str]:
+    holds: list[QualityHold] = await upstream.call("qms", "hold.by_lot", Keys(keys=(lot_id,)))
+    return [h.id for h in holds if h.status is HoldStatus.ACTIVE and h.id != op.input.get("holdId")]
+
+
+async def _wms_move(upstream: Upstream, op: Operation, step: Step, status: StockStatus) -> Outcome:
+    contract = upstream.contract("wms", "stock.move").name
+    try:
+        (moved,) = await upstream.call(
+            "wms", "stock.move", StockMove(lot_id=step.lot_id, status=status, reference=op.id)
+        )
+    except NotFound:
+        return Outcome(contract, {"reason": "the WMS holds no stock of this lot"}, skipped=True)
+    return Outcome(contract, {"handlingUnits": moved.handling_units, "after": moved.status.value})
+
+
+async def wms_block(upstream: Upstream, op: Operation, step: Step) -> Outcome:
+    return await _wms_move(upstream, op, step, StockStatus.BLOCKED)
+
+
+async def wms_unblock(upstream: Upstream, op: Operation, step: Step) -> Outcome:
+    if others := await _other_active_holds(upstream, op, step.lot_id):
+        return Outcome(upstream.contract("wms", "stock.move").name, {"reason": f"still held by {others}"}, True)
+    return await _wms_move(upstream, op, step, StockStatus.AVAILABLE)
+
+
+async def _erp_rebook(upstream: Upstream, step: Step, moves: Mapping[StockStatus, str], restricted: bool) -> Outcome:
+    stock: list[ErpStock] = await upstream.call("erp", "stock.read", Keys(keys=(step.lot_id,)))
+    before = sorted({row.status.value for row in stock if row.quantity > 0})
+    items = tuple(
+        PostingItem(
+            movement_type=moves[row.status],
+            material=row.material_id,
+            plant=row.plant_id,
+            storage_location=row.storage_location,
+            lot_id=row.lot_id,
+            quantity=row.quantity,
+            unit=row.unit,
+        )
+        for row in stock
+        if row.status in moves and row.quantity > 0
+    )
+    detail: dict[str, Any] = {"before": before}
+    if items:
+        (document,) = await upstream.call("erp", "goods_movement.post", GoodsMovementPosting(items=items))
+        detail |= {"document": document.document, "movements": sorted({i.movement_type for i in items})}
+    await upstream.call("erp", "batch.restrict", BatchRestriction(lot_id=step.lot_id, restricted=restricted))
+    detail["restricted"] = restricted
+    return Outcome(upstream.contract("erp", "goods_movement.post").name, detail)
+
+
+async def erp_block(upstream: Upstream, op: Operation, step: Step) -> Outcome:
+    return await _erp_rebook(upstream, step, BLOCK_MOVES, restricted=True)
+
+
+async def erp_unblock(upstream: Upstream, op: Operation, step: Step) -> Outcome:
+    if others := await _other_active_holds(upstream, op, step.lot_id):
+        return Outcome(
+            upstream.contract("erp", "goods_movement.post").name, {"reason": f"still held by {others}"}, True
+        )
+    return await _erp_rebook(upstream, step, UNBLOCK_MOVES, restricted=False)
+
+
+RUNNERS: Mapping[str, StepRunner] = {
+    "qms.place_hold": qms_place_hold,
+    "qms.release_hold": qms_release_hold,
+    "wms.block": wms_block,
+    "wms.unblock": wms_unblock,
+    "erp.block": erp_block,
+    "erp.unblock": erp_unblock,
+}

@@ -1,0 +1,47 @@
+"""The long-lived parts of one gateway process, opened once and shared by every request:
+upstream connectors, the store, the policy engine and the authenticator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.auth import Authenticator, build_authenticator
+from gateway.settings import Mode, Settings
+from gateway.store import Store
+from gateway.upstream import Upstream
+from policies.engine import PolicyEngine
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    upstream: Upstream
+    policies: PolicyEngine
+    authenticator: Authenticator
+    store: Store | None = field(default=None)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Runtime:
+        """Everything that needs no I/O; `start` opens the store."""
+        return cls(
+            settings=settings,
+            upstream=Upstream.open(settings.sources),
+            policies=PolicyEngine(),
+            authenticator=build_authenticator(
+                settings.auth, data_dir=settings.data_dir, development=settings.mode is Mode.DEVELOPMENT
+            ),
+        )
+
+    async def start(self) -> None:
+        self.store = await Store.open(self.settings.resolved_store_url)
+
+    async def aclose(self) -> None:
+        await self.upstream.aclose()
+        if self.store is not None:
+            await self.store.aclose()
+
+    @property
+    def opened_store(self) -> Store:
+        if self.store is None:
+            raise RuntimeError("the store is opened by the application's lifespan")
+        return self.store

@@ -1,0 +1,237 @@
+"""Durable operations: what a mutation set out to do across systems, and each step's progress.
+
+An operation is written before its first upstream call and every step's outcome right after it, so a
+gateway killed mid-operation finds, on restart, exactly which steps are left. The unique
+(actor, idempotency key) pair makes duplicates, concurrent or not, find the first operation instead of
+starting a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.errors import GatewayError
+from gateway.store.tables import operation_steps, operations
+
+
+class OperationState(StrEnum):
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    ABANDONED = "ABANDONED"
+
+
+class StepState(StrEnum):
+    PENDING = "PENDING"
+    DONE = "DONE"
+    SKIPPED = "SKIPPED"
+
+
+class IdempotencyConflict(GatewayError):
+    code = "IDEMPOTENCY_CONFLICT"
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    system: str
+    lot_id: str
+    action: str
+
+
+@dataclass
+class Step:
+    seq: int
+    system: str
+    lot_id: str
+    action: str
+    state: StepState
+    attempts: int
+    last_error: str | None
+    contract: str | None
+    detail: Mapping[str, Any] | None
+
+
+@dataclass
+class Operation:
+    id: str
+    kind: str
+    actor: str
+    idempotency_key: str
+    input: Mapping[str, Any]
+    state: OperationState
+    result: Mapping[str, Any] | None
+    error: str | None
+    correlation_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    steps: list[Step] = field(default_factory=list)
+
+
+def request_hash(kind: str, payload: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps({"kind": kind, **payload}, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class OperationStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def claim(
+        self,
+        *,
+        kind: str,
+        actor: str,
+        idempotency_key: str,
+        payload: Mapping[str, Any],
+        steps: Sequence[StepPlan],
+        correlation_id: str | None,
+    ) -> tuple[Operation, bool]:
+        """Record a new operation, or return the one this key already started (`created` False).
+
+        The same key with a different request is refused: silently answering with another request's
+        result would be worse than an error.
+        """
+        digest = request_hash(kind, payload)
+        now = datetime.now(UTC)
+        op_id = str(uuid.uuid4())
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    operations.insert().values(
+                        id=op_id, kind=kind, actor=actor, idempotency_key=idempotency_key, request_hash=digest,
+                        input=dict(payload), state=OperationState.PENDING.value, correlation_id=correlation_id,
+                        created_at=now, updated_at=now,
+                    )
+                )  # fmt: skip
+                if steps:
+                    await conn.execute(
+                        operation_steps.insert(),
+                        [
+                            {"operation_id": op_id, "seq": seq, "system": s.system, "lot_id": s.lot_id,
+                             "action": s.action, "state": StepState.PENDING.value, "attempts": 0, "updated_at": now}
+                            for seq, s in enumerate(steps, start=1)
+                        ],
+                    )  # fmt: skip
+        except IntegrityError:
+            existing = await self.by_key(actor, idempotency_key)
+            if existing is None:
+                raise
+            stored_hash = await self._hash(existing.id)
+            if stored_hash != digest:
+                raise IdempotencyConflict(
+                    f"idempotency key '{idempotency_key}' was already used for a different request",
+                    operationId=existing.id,
+                ) from None
+            return existing, False
+        created = await self.get(op_id)
+        assert created is not None
+        return created, True
+
+    async def _hash(self, op_id: str) -> str:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(operations.c.request_hash).where(operations.c.id == op_id))).scalar_one()
+
+    async def by_key(self, actor: str, idempotency_key: str) -> Operation | None:
+        query = select(operations.c.id).where(
+            operations.c.actor == actor, operations.c.idempotency_key == idempotency_key
+        )
+        async with self.engine.connect() as conn:
+            op_id = (await conn.execute(query)).scalar_one_or_none()
+        return await self.get(op_id) if op_id else None
+
+    async def get(self, op_id: str) -> Operation | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(operations).where(operations.c.id == op_id))).mappings().first()
+            if row is None:
+                return None
+            steps = (
+                await conn.execute(
+                    select(operation_steps)
+                    .where(operation_steps.c.operation_id == op_id)
+                    .order_by(operation_steps.c.seq)
+                )
+            ).mappings()
+            return _operation(row, [_step(s) for s in steps])
+
+    async def in_state(self, *states: OperationState) -> list[Operation]:
+        query = select(operations.c.id).where(operations.c.state.in_([s.value for s in states]))
+        async with self.engine.connect() as conn:
+            ids = (await conn.execute(query.order_by(operations.c.created_at))).scalars().all()
+        return [op for op in [await self.get(i) for i in ids] if op is not None]
+
+    async def record_step(
+        self, op_id: str, seq: int, *, state: StepState, error: str | None, contract: str | None,
+        detail: Mapping[str, Any] | None,
+    ) -> None:  # fmt: skip
+        now = datetime.now(UTC)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(operation_steps)
+                .where(operation_steps.c.operation_id == op_id, operation_steps.c.seq == seq)
+                .values(
+                    state=state.value, last_error=error, contract=contract,
+                    detail=json.loads(json.dumps(detail, default=str)) if detail is not None else None,
+                    attempts=operation_steps.c.attempts + 1, updated_at=now,
+                )
+            )  # fmt: skip
+            await conn.execute(update(operations).where(operations.c.id == op_id).values(updated_at=now))
+
+    async def finish(
+        self, op_id: str, state: OperationState, *, result: Mapping[str, Any] | None = None, error: str | None = None
+    ) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(operations)
+                .where(operations.c.id == op_id)
+                .values(
+                    state=state.value,
+                    result=json.loads(json.dumps(result, default=str)) if result is not None else None,
+                    error=error,
+                    updated_at=datetime.now(UTC),
+                )
+            )
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _operation(row: Mapping[str, Any], steps: list[Step]) -> Operation:
+    return Operation(
+        id=row["id"],
+        kind=row["kind"],
+        actor=row["actor"],
+        idempotency_key=row["idempotency_key"],
+        input=row["input"],
+        state=OperationState(row["state"]),
+        result=row["result"],
+        error=row["error"],
+        correlation_id=row["correlation_id"],
+        created_at=_utc(row["created_at"]),
+        updated_at=_utc(row["updated_at"]),
+        steps=steps,
+    )
+
+
+def _step(row: Mapping[str, Any]) -> Step:
+    return Step(
+        seq=row["seq"],
+        system=row["system"],
+        lot_id=row["lot_id"],
+        action=row["action"],
+        state=StepState(row["state"]),
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        contract=row["contract"],
+        detail=row["detail"],
+    )

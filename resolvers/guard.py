@@ -1,0 +1,116 @@
+"""Per-request authorization: Cedar decisions for this caller, with resource attributes fetched through
+the request's own loaders, batched (a list of lots is one Cedar batch) and cached per resource.
+
+Reads fail closed: if the system that knows a lot's plant and supplier cannot answer, the lot is not shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Iterable
+
+from strawberry.dataloader import DataLoader
+
+from gateway.auth import Principal
+from gateway.errors import Forbidden, NotFound
+from policies import entities
+from policies.engine import Decision, Entity, PolicyEngine, Request
+from resolvers.loaders import Loaders
+
+log = logging.getLogger("lotgraph.authz")
+
+
+def principal_entity(principal: Principal) -> Entity:
+    return entities.user(principal.sub, principal.roles, principal.plants, principal.supplier_id)
+
+
+class Guard:
+    def __init__(self, engine: PolicyEngine, principal: Principal, loaders: Loaders) -> None:
+        self.engine = engine
+        self.principal = principal
+        self.user = principal_entity(principal)
+        self.loaders = loaders
+        self._lot_reads: DataLoader[str, Decision] = DataLoader(self._decide_lot_reads)
+        self._cost_reads: DataLoader[str, Decision] = DataLoader(self._decide_cost_reads)
+
+    async def lot_entity(self, lot_id: str, *, with_holds: bool = False) -> Entity:
+        """The lot as Cedar sees it: plant, material and supplier from the ERP, regulated flag from the
+        material master, and (for releases) who placed its active holds, from the QMS."""
+        batch = await self.loaders.batch.load(lot_id)
+        if batch is None:
+            raise NotFound(f"no lot '{lot_id}'", argument="id")
+        material = await self.loaders.material.load(batch.material_id)
+        placers: list[str] = []
+        if with_holds:
+            placers = [h.placed_by for h in await self.loaders.holds.load(lot_id) if h.status.value == "ACTIVE"]
+        return entities.lot(
+            lot_id,
+            plant=batch.plant_id,
+            material=batch.material_id,
+            supplier=batch.supplier_id,
+            regulated=bool(material and material.regulated),
+            hold_placers=placers,
+        )
+
+    async def _decide_lot_reads(self, lot_ids: list[str]) -> list[Decision | BaseException]:
+        # gather, not a loop: every lot's look-ups then travel in the same loader batches.
+        resources = await asyncio.gather(*(self.lot_entity(lot_id) for lot_id in lot_ids), return_exceptions=True)
+        if failed := next((r for r in resources if isinstance(r, BaseException) and not isinstance(r, NotFound)), None):
+            raise failed
+        known = [r for r in resources if isinstance(r, Entity)]
+        decided = iter(self.engine.decide_all([Request(self.user, "readLot", r, {}) for r in known]))
+        results = [next(decided) if isinstance(r, Entity) else r for r in resources]
+        self._log("readLot", [r for r in results if isinstance(r, Decision)])
+        return results
+
+    async def _decide_cost_reads(self, material_ids: list[str]) -> list[Decision]:
+        materials = await self.loaders.material.load_many(material_ids)
+        requests = [
+            Request(self.user, "readCost", entities.material(mid, regulated=bool(m and m.regulated)), {})
+            for mid, m in zip(material_ids, materials, strict=True)
+        ]
+        decisions = self.engine.decide_all(requests)
+        self._log("readCost", decisions)
+        return decisions
+
+    async def readable_lots(self, lot_ids: Iterable[str]) -> set[str]:
+        """The subset of `lot_ids` this caller may read (unknown lots are simply not in it)."""
+        ids = list(dict.fromkeys(lot_ids))
+        results = await self._lot_reads.load_many(ids)
+        return {lot_id for lot_id, d in zip(ids, results, strict=True) if isinstance(d, Decision) and d.allowed}
+
+    async def require_lot_read(self, lot_id: str) -> None:
+        self._enforce(await self._lot_reads.load(lot_id), f"Lot::{lot_id}")
+
+    async def require_cost_read(self, material_id: str) -> None:
+        self._enforce(await self._cost_reads.load(material_id), f"Material::{material_id}")
+
+    def decide(self, action: str, resource: Entity, context: dict[str, object] | None = None) -> Decision:
+        decision = self.engine.decide(Request(self.user, action, resource, context or {}))
+        self._log(action, [decision])
+        return decision
+
+    def require(self, action: str, resource: Entity, context: dict[str, object] | None = None) -> Decision:
+        decision = self.decide(action, resource, context)
+        self._enforce(decision, f"{resource.type}::{resource.id}")
+        return decision
+
+    @staticmethod
+    def _enforce(decision: Decision, resource: str) -> None:
+        if not decision.allowed:
+            raise Forbidden(
+                decision.explanation, policy_ids=decision.policy_ids, action=decision.action, resource=resource
+            )
+
+    def _log(self, action: str, decisions: list[Decision]) -> None:
+        """Every decision is logged with the policies that determined it (aggregated per batch)."""
+        if not decisions:
+            return
+        outcomes = Counter((d.allowed, d.policy_ids) for d in decisions)
+        for (allowed, policy_ids), count in outcomes.items():
+            log.info(
+                "authz %s %s x%d principal=%s policies=%s",
+                action, "ALLOW" if allowed else "DENY", count, self.principal.sub, ",".join(policy_ids) or "-",
+            )  # fmt: skip

@@ -1,0 +1,130 @@
+"""Reads are governed by the Cedar policies on every path: direct id, lists, genealogy, nested references."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from simulators import Dataset
+from tests.conftest import Gateway, Plant, start_gateway
+
+
+def _supplier_lots(dataset: Dataset) -> tuple[str, str, str]:
+    """A supplier, one of its lots, and a lot of another supplier."""
+    own = next(lot for lot in dataset.lots.values() if lot.supplier)
+    other = next(lot for lot in dataset.lots.values() if lot.supplier and lot.supplier != own.supplier)
+    return own.supplier, own.id, other.id
+
+
+def _codes(result: dict) -> set[str]:
+    return {error["extensions"]["code"] for error in result.get("errors", [])}
+
+
+def test_supplier_reads_its_own_lot_but_not_anothers(gateway: Gateway, dataset: Dataset) -> None:
+    supplier, own, other = _supplier_lots(dataset)
+    token = gateway.token("supplier", plants=(), supplier=supplier)
+    query = "query($id: ID!) { lot(id: $id) { id qualityStatus supplier { id } } }"
+    assert gateway.data(query, {"id": own}, token=token)["lot"]["supplier"]["id"] == supplier
+    denied = gateway.execute(query, {"id": other}, token=token)
+    assert denied["data"] == {"lot": None}
+    error = denied["errors"][0]
+    assert error["extensions"]["code"] == "FORBIDDEN"
+    assert error["extensions"]["policyIds"] == []
+    assert "no policy permits" in error["message"]
+
+
+def test_supplier_lists_only_its_own_lots(gateway: Gateway, dataset: Dataset) -> None:
+    supplier, _, other = _supplier_lots(dataset)
+    token = gateway.token("supplier", plants=(), supplier=supplier)
+    own_count = sum(1 for lot in dataset.lots.values() if lot.supplier == supplier)
+    page = gateway.data("{ lots(first: 200) { totalCount edges { node { id supplier { id } } } } }", token=token)
+    assert page["lots"]["totalCount"] == own_count
+    assert {edge["node"]["supplier"]["id"] for edge in page["lots"]["edges"]} == {supplier}
+    other_supplier = dataset.lots[other].supplier
+    sneaky = gateway.execute(
+        "query($s: String!) { lots(filter: {supplier: $s}, first: 50) { edges { node { id } } } }",
+        {"s": other_supplier},
+        token=token,
+    )
+    assert sneaky["data"]["lots"]["edges"] == []
+
+
+def test_supplier_genealogy_and_nested_paths_hide_other_lots(gateway: Gateway, dataset: Dataset) -> None:
+    supplier, own, _ = _supplier_lots(dataset)
+    token = gateway.token("supplier", plants=(), supplier=supplier)
+    graph = gateway.data(
+        "query($id: ID!) { lot(id: $id) { genealogy(direction: DOWNSTREAM, maxDepth: 3) "
+        "{ redactedCount nodes { id supplier { id } } edges { from to } } } }",
+        {"id": own},
+        token=token,
+    )["lot"]["genealogy"]
+    assert all(node["supplier"] and node["supplier"]["id"] == supplier for node in graph["nodes"])
+    assert graph["redactedCount"] > 0, "the downstream lots exist but are not shown"
+    # An inspection of another supplier's lot must not open a side door to that lot.
+    foreign = next(i for i in dataset.inspection_lots.values() if dataset.lots[i.lot].supplier != supplier)
+    result = gateway.execute(
+        "query($id: ID!) { inspection(id: $id) { id lot { id } } }", {"id": foreign.id}, token=token
+    )
+    assert result["data"]["inspection"] is None and _codes(result) == {"FORBIDDEN"}
+
+
+def test_supplier_never_sees_cost(gateway: Gateway, dataset: Dataset) -> None:
+    supplier, own, _ = _supplier_lots(dataset)
+    result = gateway.execute(
+        "query($id: ID!) { lot(id: $id) { material { id standardPrice currency } } }",
+        {"id": own},
+        token=gateway.token("supplier", plants=(), supplier=supplier),
+    )
+    material = result["data"]["lot"]["material"]
+    assert material["id"] and material["standardPrice"] is None and material["currency"] is None
+    assert {e["extensions"]["policyIds"][0] for e in result["errors"]} == {"suppliers-never-see-cost"}
+    internal = gateway.data(
+        "query($id: ID!) { lot(id: $id) { material { standardPrice } } }",
+        {"id": own},
+        token=gateway.token("qa_manager"),
+    )
+    assert internal["lot"]["material"]["standardPrice"] > 0
+
+
+def test_plant_scoped_role_sees_only_its_plants(gateway: Gateway, dataset: Dataset) -> None:
+    token = gateway.token("plant_operator", plants=("P100",))
+    p100 = next(lot.id for lot in dataset.lots.values() if lot.plant == "P100")
+    p200 = next(lot.id for lot in dataset.lots.values() if lot.plant == "P200")
+    assert gateway.data("query($id: ID!) { lot(id: $id) { id } }", {"id": p100}, token=token)["lot"]["id"] == p100
+    denied = gateway.execute("query($id: ID!) { lot(id: $id) { id } }", {"id": p200}, token=token)
+    assert _codes(denied) == {"FORBIDDEN"}
+    page = gateway.data("{ lots(first: 100) { edges { node { id plant { id } } } } }", token=token)
+    assert {edge["node"]["plant"]["id"] for edge in page["lots"]["edges"]} <= {"P100"}
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [("Bearer not-a-jwt", "token"), ("Basic dXNlcjpwdw==", "Bearer")],
+)
+def test_bad_credentials_are_refused_with_401(gateway: Gateway, header: str, reason: str) -> None:
+    response = httpx.post(f"{gateway.url}/graphql", json={"query": "{ contracts { name } }"},
+                          headers={"Authorization": header})  # fmt: skip
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    body = response.json()
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert reason.lower() in body["errors"][0]["message"].lower()
+
+
+def test_production_refuses_anonymous_requests(plant: Plant, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from gateway.auth import AuthSettings
+    from gateway.settings import Mode
+
+    key = tmp_path / "idp.pem"
+    from gateway.auth import DevSigner
+
+    signer = DevSigner.load_or_create(tmp_path / "idp-private.pem")
+    key.write_text(__import__("json").dumps(signer.jwks()))
+    with start_gateway(plant, mode=Mode.PRODUCTION, auth=AuthSettings(key_file=key)) as gateway:
+        anonymous = httpx.post(f"{gateway.url}/graphql", json={"query": "{ contracts { name } }"})
+        token = signer.mint("someone", roles=("portal_reader",), plants=("*",), issuer=gateway.settings.auth.issuer,
+                            audience=gateway.settings.auth.audience)  # fmt: skip
+        allowed = gateway.execute("{ contracts { name } }", token=token)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert allowed["data"]["contracts"]
