@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.auth import Authenticator, build_authenticator
+from gateway.operations import Operations
 from gateway.settings import Mode, Settings
 from gateway.store import Store
 from gateway.upstream import Upstream
@@ -19,6 +20,7 @@ class Runtime:
     policies: PolicyEngine
     authenticator: Authenticator
     store: Store | None = field(default=None)
+    _operations: Operations | None = field(default=None)
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -33,12 +35,22 @@ class Runtime:
         )
 
     async def start(self) -> None:
+        """Open the store and resume whatever operations a previous run left pending."""
         self.store = await Store.open(self.settings.resolved_store_url)
+        self._operations = Operations.start(self.upstream, self.store, self.settings.operation_retry_seconds)
 
     async def aclose(self) -> None:
+        if self._operations is not None:
+            await self._operations.stop()
         await self.upstream.aclose()
         if self.store is not None:
             await self.store.aclose()
+
+    @property
+    def operations(self) -> Operations:
+        if self._operations is None:
+            raise RuntimeError("operations start with the application's lifespan")
+        return self._operations
 
     @property
     def opened_store(self) -> Store:

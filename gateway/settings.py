@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     introspection: bool | None = Field(default=None, description="Allow introspection; default: development.")
     sources: Sources = Field(default_factory=lambda: Sources.model_validate({}))
     max_page_size: int = Field(default=1000, ge=1)
+    operation_retry_seconds: float = Field(
+        default=5.0, gt=0, description="How often pending operations are retried (a system that was down returns)."
+    )
     max_genealogy_depth: int = Field(default=20, ge=1)
     default_genealogy_depth: int = Field(default=10, ge=1)
 

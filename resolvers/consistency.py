@@ -62,7 +62,7 @@ class Consistency:
         """False on any disagreement; True when every system answered alike; None when one could not be asked."""
         if self.disagreements:
             return False
-        return True if all(view.reachable for view in self.systems) else None
+        return True if all(view.reachable for view in self.systems if view.system in JUDGED) else None
 
 
 def most_usable(statuses: Iterable[StockStatus]) -> StockStatus | None:
@@ -99,8 +99,13 @@ async def assess(loaders: Loaders, lot_id: str) -> Consistency:
     return Consistency(systems=tuple(views), disagreements=tuple(disagreements(views)))
 
 
+# Systems of record for quality (QMS) and stock (WMS, ERP). MES owns execution and genealogy; its lot status
+# is shown beside them for reference, but a hold or release is not its business, so it is not judged.
+JUDGED = {System.QMS, System.WMS, System.ERP}
+
+
 def disagreements(views: Iterable[SystemView]) -> list[str]:
-    speaking = [view for view in views if view.stance is not None]
+    speaking = [view for view in views if view.stance is not None and view.system in JUDGED]
     if not speaking:
         return []
     reference = next((v for v in speaking if v.system is System.QMS), speaking[0])

@@ -82,6 +82,7 @@ class Loaders:
         self.inspections: DataLoader[str, list[Inspection]] = many("qms", "inspection_lot.by_lot", by_lot)
         self.nonconformances: DataLoader[str, list[Nonconformance]] = many("qms", "nonconformance.by_lot", by_lot)
         self.holds: DataLoader[str, list[QualityHold]] = many("qms", "hold.by_lot", by_lot)
+        self.hold: DataLoader[str, QualityHold | None] = one("qms", "hold.read", by_id)
         self.stock_positions: DataLoader[str, list[StockPosition]] = many("wms", "stock.read", by_lot)
         self.execution: DataLoader[str, ProductionExecution | None] = one(
             "mes", "execution.read", attrgetter("order_id")

@@ -9,10 +9,13 @@ import strawberry
 from graphql import GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
+from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from gateway import correlation
 from gateway.errors import GatewayError
+from schema.governance import GovernanceQuery
+from schema.mutation import Mutation
 from schema.query import Query
 
 log = logging.getLogger("lotgraph.graphql")
@@ -36,4 +39,4 @@ def build_schema(*, introspection: bool) -> Schema:
     extensions: list[Any] = [lambda: ParserCache(maxsize=1024), lambda: ValidationCache(maxsize=1024)]
     if not introspection:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
-    return Schema(query=Query, extensions=extensions)
+    return Schema(query=merge_types("Query", (Query, GovernanceQuery)), mutation=Mutation, extensions=extensions)

@@ -95,9 +95,7 @@ class Query:
         result = await lots.page(ctx.upstream, ctx.loaders, where, first, after, ctx.settings.max_page_size)
         readable = await ctx.guard.readable_lots(e.lot_id for e in result.entries)
         edges = [
-            LotEdge(
-                cursor=e.cursor, node=Lot(id=strawberry.ID(e.lot_id), material_hint=e.material_id, authorized=True)
-            )
+            LotEdge(cursor=e.cursor, node=Lot(id=strawberry.ID(e.lot_id), material_hint=e.material_id, authorized=True))
             for e in result.entries
             if e.lot_id in readable
         ]

@@ -73,12 +73,12 @@ def test_unreachable_source_is_unavailable(plant: Plant, dataset: Dataset) -> No
 
 
 def test_consistency_marks_an_unreachable_system(gateway: Gateway, plant: Plant, dataset: Dataset) -> None:
-    plant.fault("mes", down=True)
+    plant.fault("wms", down=True)
     consistency = gateway.data(
         "query($id: ID!) { lot(id: $id) { consistency { consistent systems { system reachable errorCode } } } }",
         {"id": _a_lot(dataset)},
     )["lot"]["consistency"]
     views = {view["system"]: view for view in consistency["systems"]}
-    assert views["MES"] == {"system": "MES", "reachable": False, "errorCode": "UPSTREAM_UNAVAILABLE"}
+    assert views["WMS"] == {"system": "WMS", "reachable": False, "errorCode": "UPSTREAM_UNAVAILABLE"}
     assert views["ERP"]["reachable"] is True
     assert consistency["consistent"] in (None, False)

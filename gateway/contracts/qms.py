@@ -273,6 +273,15 @@ NONCONFORMANCE_BY_LOT = register(
     )
 )  # fmt: skip
 
+HOLD_READ = register(
+    Contract(
+        "qms", "hold.read", 1, "Quality holds by hold id",
+        request=Keys, response=QmsHolds,
+        send=_keyed("/api/v1/holds", "ids"),
+        adapt=_canonical_items,
+    )
+)  # fmt: skip
+
 HOLD_BY_LOT = register(
     Contract(
         "qms", "hold.by_lot", 1, "Quality holds by material lot",

@@ -37,7 +37,7 @@ class ErpConnector(SourceConnector):
 
     async def _csrf(self, service: str, *, renew: bool = False) -> str:
         if renew or self._csrf_token is None:
-            response = await self.get(f"{ODATA_ROOT}/{service}/", headers={"x-csrf-token": "fetch"})
+            response = await self.request("GET", f"{ODATA_ROOT}/{service}/", headers={"x-csrf-token": "fetch"})
             self._csrf_token = response.headers.get("x-csrf-token")
             if not self._csrf_token:
                 raise UpstreamRejected("ERP handed out no CSRF token", source=self.name)

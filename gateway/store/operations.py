@@ -95,11 +95,13 @@ class OperationStore:
         payload: Mapping[str, Any],
         steps: Sequence[StepPlan],
         correlation_id: str | None,
+        extra: Mapping[str, Any] | None = None,
     ) -> tuple[Operation, bool]:
         """Record a new operation, or return the one this key already started (`created` False).
 
         The same key with a different request is refused: silently answering with another request's
-        result would be worse than an error.
+        result would be worse than an error. `extra` is stored with the input (e.g. an electronic
+        signature) but is not part of what makes two requests the same.
         """
         digest = request_hash(kind, payload)
         now = datetime.now(UTC)
@@ -109,7 +111,8 @@ class OperationStore:
                 await conn.execute(
                     operations.insert().values(
                         id=op_id, kind=kind, actor=actor, idempotency_key=idempotency_key, request_hash=digest,
-                        input=dict(payload), state=OperationState.PENDING.value, correlation_id=correlation_id,
+                        input=json.loads(json.dumps({**payload, **(extra or {})}, default=str)),
+                        state=OperationState.PENDING.value, correlation_id=correlation_id,
                         created_at=now, updated_at=now,
                     )
                 )  # fmt: skip

@@ -1,0 +1,144 @@
+"""Runs an operation's remaining steps in order, records each outcome, and leaves the operation
+visibly PENDING when a system cannot be reached: holds move forward only, so a failing step is
+retried (now with backoff, later by the resumer), never compensated by un-blocking anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import defaultdict
+from itertools import groupby
+
+from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from gateway.operations.steps import RUNNERS, Outcome
+from gateway.store.audit import AuditLog
+from gateway.store.operations import Operation, OperationState, OperationStore, Step, StepState
+from gateway.upstream import Upstream
+
+log = logging.getLogger("lotgraph.operations")
+TRANSIENT = (UpstreamUnavailable, UpstreamTimeout)
+# Blocking more is always safe: a hold goes on to the next system even when one is down.
+# A release stops at the first failure, so the systems after it stay held.
+PRESS_ON = {"placeQualityHold", "placeRecallHold"}
+
+
+class Executor:
+    def __init__(
+        self,
+        upstream: Upstream,
+        operations: OperationStore,
+        audit: AuditLog,
+        *,
+        attempts: int = 3,
+        backoff_seconds: float = 0.2,
+        concurrency: int = 16,
+    ) -> None:
+        self.upstream = upstream
+        self.operations = operations
+        self.audit = audit
+        self.attempts = attempts
+        self.backoff_seconds = backoff_seconds
+        self._limit = asyncio.Semaphore(concurrency)
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def run(self, op_id: str) -> Operation:
+        """Drive the operation as far as it goes now; duplicates wait for the run in progress."""
+        async with self._locks[op_id]:
+            op = await self._load(op_id)
+            if op.state is not OperationState.PENDING:
+                return op
+            pending = [step for step in op.steps if step.state is StepState.PENDING]
+            succeeded = True
+            # Steps of one system and action (e.g. every QMS hold of a recall) run together, systems in order.
+            for _, group in groupby(pending, key=lambda s: (s.system, s.action)):
+                succeeded &= all(await asyncio.gather(*(self._step(op, step) for step in group)))
+                if not succeeded and op.kind not in PRESS_ON:
+                    break
+            if succeeded:
+                await self._complete(op)
+            return await self._load(op_id)
+
+    async def _load(self, op_id: str) -> Operation:
+        op = await self.operations.get(op_id)
+        if op is None:
+            raise LookupError(f"no operation {op_id}")
+        return op
+
+    async def _step(self, op: Operation, step: Step) -> bool:
+        runner = RUNNERS[f"{step.system}.{step.action}"]
+        error: GatewayError | None = None
+        for attempt in range(self.attempts):
+            try:
+                async with self._limit:
+                    outcome: Outcome = await runner(self.upstream, op, step)
+            except TRANSIENT as exc:
+                error = exc
+                await asyncio.sleep(self.backoff_seconds * 2**attempt * (0.5 + random.random()))
+                continue
+            except GatewayError as exc:
+                error = exc
+                break
+            state = StepState.SKIPPED if outcome.skipped else StepState.DONE
+            await self.operations.record_step(
+                op.id, step.seq, state=state, error=None, contract=outcome.contract, detail=outcome.detail
+            )
+            return True
+        assert error is not None
+        message = f"{error.code}: {error}"
+        log.warning("operation %s step %s %s %s pending: %s", op.id, step.seq, step.system, step.lot_id, message)
+        await self.operations.record_step(
+            op.id, step.seq, state=StepState.PENDING, error=message, contract=None, detail=None
+        )
+        return False
+
+    async def _complete(self, op: Operation) -> None:
+        done = await self._load(op.id)
+        result = {
+            "lots": sorted({s.lot_id for s in done.steps}),
+            "systems": {
+                f"{s.system}:{s.lot_id}": {"state": s.state.value, "contract": s.contract, **(s.detail or {})}
+                for s in done.steps
+            },
+        }
+        await self.operations.finish(op.id, OperationState.COMPLETED, result=result)
+        await self.audit.append(
+            actor=op.actor,
+            action=f"{op.kind}.completed",
+            resource=f"Operation::{op.id}",
+            decision="ALLOW",
+            reason="every step completed",
+            details={"steps": result["systems"], "contracts": sorted({s.contract for s in done.steps if s.contract})},
+            correlation_id=op.correlation_id,
+        )
+
+
+class Resumer:
+    """Re-runs PENDING operations: once at start-up (a gateway killed mid-operation picks up where it
+    stopped) and then every `interval` seconds (a system that was down comes back)."""
+
+    def __init__(self, executor: Executor, interval: float) -> None:
+        self.executor = executor
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="lotgraph-resumer")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def resume_all(self) -> None:
+        for op in await self.executor.operations.in_state(OperationState.PENDING):
+            await self.executor.run(op.id)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.resume_all()
+            except Exception:
+                log.exception("resuming pending operations failed; trying again in %s s", self.interval)
+            await asyncio.sleep(self.interval)

@@ -1,0 +1,165 @@
+"""What the security team audits, as queries: the policy set, dry-run decisions, the audit log, and
+operations (pending ones first of all). Each is itself governed by the policies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry.scalars import JSON
+
+from gateway.context import GatewayContext
+from gateway.errors import BadUserInput, NotFound
+from gateway.store.operations import OperationState
+from policies import entities
+from policies.engine import Request
+from schema.operations import Operation
+
+Info = strawberry.Info[GatewayContext, None]
+
+
+@strawberry.type
+class Policy:
+    id: str
+    effect: str
+    file: str
+    annotations: JSON
+    text: str
+
+
+@strawberry.type(description="The active policy set; the hash changes whenever any policy or the schema does.")
+class PolicySet:
+    content_hash: str
+    policies: list[Policy]
+
+
+@strawberry.type
+class AuthorizationDecision:
+    allowed: bool
+    policy_ids: list[str] = strawberry.field(description="The policies that decided; empty when none permits.")
+    reasons: list[str]
+    explanation: str
+
+
+@strawberry.input(description="A hypothetical caller, as a token would describe them.")
+class PrincipalInput:
+    sub: str
+    roles: list[str]
+    plants: list[str] = strawberry.field(default_factory=list)
+    supplier_id: str | None = None
+
+
+@strawberry.input(description="A hypothetical lot.")
+class LotResourceInput:
+    id: str = "LOT"
+    plant: str = "P100"
+    material: str = "MATERIAL"
+    supplier: str | None = None
+    regulated: bool = False
+    hold_placers: list[str] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class AuditFilter:
+    actor: str | None = None
+    action: str | None = None
+    resource: str | None = None
+    decision: str | None = None
+
+
+@strawberry.type(description="One hash-chained audit entry.")
+class AuditEntry:
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    resource: str
+    decision: str
+    policy_ids: list[str]
+    reason: str
+    details: JSON
+    correlation_id: str | None
+    hash: str
+    prev_hash: str
+
+
+@strawberry.type
+class AuditPage:
+    entries: list[AuditEntry]
+    end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
+    has_next_page: bool
+
+
+def _require(info: Info, action: str) -> None:
+    info.context.guard.require(action, entities.GOVERNANCE)
+
+
+@strawberry.type
+class GovernanceQuery:
+    @strawberry.field(description="The active Cedar policy set (auditors).")
+    def policies(self, info: Info) -> PolicySet:
+        _require(info, "readPolicies")
+        engine = info.context.runtime.policies
+        return PolicySet(
+            content_hash=engine.content_hash,
+            policies=[Policy(id=p.id, effect=p.effect, file=p.file, annotations=dict(p.annotations), text=p.text)
+                      for p in engine.policies],
+        )  # fmt: skip
+
+    @strawberry.field(
+        description="Dry-run a decision for any principal and lot, with the policies that decide (auditors)."
+    )
+    def explain_authorization(
+        self,
+        info: Info,
+        principal: PrincipalInput,
+        action: str,
+        resource: LotResourceInput,
+        context: JSON | None = None,
+    ) -> AuthorizationDecision:
+        _require(info, "explainAuthorization")
+        user = entities.user(principal.sub, principal.roles, principal.plants, principal.supplier_id)
+        lot = entities.lot(
+            resource.id, plant=resource.plant, material=resource.material, supplier=resource.supplier,
+            regulated=resource.regulated, hold_placers=resource.hold_placers,
+        )  # fmt: skip
+        try:
+            decision = info.context.runtime.policies.decide(Request(user, action, lot, dict(context or {})))
+        except Exception as exc:  # cedar rejects unknown actions or ill-typed context
+            raise BadUserInput(f"cannot evaluate {action}: {exc}", argument="action") from exc
+        return AuthorizationDecision(
+            allowed=decision.allowed, policy_ids=list(decision.policy_ids), reasons=list(decision.reasons),
+            explanation=decision.explanation,
+        )  # fmt: skip
+
+    @strawberry.field(description="The audit log, oldest first (auditors).")
+    async def audit_log(
+        self, info: Info, filter: AuditFilter | None = None, first: int = 50, after: str | None = None
+    ) -> AuditPage:
+        _require(info, "readAudit")
+        if not 1 <= first <= 500:
+            raise BadUserInput("first must be between 1 and 500", argument="first")
+        start = int(after) if after and after.isdigit() else 0
+        conditions = vars(filter) if filter else {}
+        rows = await info.context.runtime.opened_store.audit.page(after=start, limit=first + 1, **conditions)
+        shown = rows[:first]
+        return AuditPage(
+            entries=[AuditEntry(**{**vars(e), "policy_ids": list(e.policy_ids), "details": dict(e.details)})
+                     for e in shown],
+            end_cursor=str(shown[-1].seq) if shown else None,
+            has_next_page=len(rows) > first,
+        )  # fmt: skip
+
+    @strawberry.field(description="Operations left pending, oldest first, with why (QA managers).")
+    async def pending_operations(self, info: Info) -> list[Operation]:
+        _require(info, "manageOperations")
+        return [Operation.of(op) for op in await info.context.runtime.operations.store.in_state(OperationState.PENDING)]
+
+    @strawberry.field(description="An operation by id: its own actor, or a QA manager.")
+    async def operation(self, info: Info, id: strawberry.ID) -> Operation | None:
+        op = await info.context.runtime.operations.store.get(id)
+        if op is None:
+            raise NotFound(f"no operation '{id}'", argument="id")
+        if op.actor != info.context.principal.sub:
+            _require(info, "manageOperations")
+        return Operation.of(op)

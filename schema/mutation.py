@@ -1,0 +1,70 @@
+"""The root Mutation: governed quality commands and operator actions on stuck operations."""
+
+from __future__ import annotations
+
+import strawberry
+
+from gateway.context import GatewayContext
+from resolvers import mutations
+from schema.enums import GenealogyDirection
+from schema.operations import Operation
+
+Info = strawberry.Info[GatewayContext, None]
+
+
+@strawberry.input
+class PlaceQualityHoldInput:
+    lot_id: strawberry.ID
+    reason_code: str
+    reason: str
+    idempotency_key: str = strawberry.field(description="Repeat a request with the same key to get the same result.")
+
+
+@strawberry.input
+class PlaceRecallHoldInput:
+    lot_id: strawberry.ID
+    direction: GenealogyDirection
+    max_depth: int
+    reason: str
+    idempotency_key: str
+
+
+@strawberry.input
+class ReleaseQualityHoldInput:
+    hold_id: strawberry.ID
+    justification: str
+    idempotency_key: str
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Block a lot in QMS, WMS and ERP.")
+    async def place_quality_hold(self, info: Info, input: PlaceQualityHoldInput) -> Operation:
+        op = await mutations.place_quality_hold(
+            info.context, input.lot_id, input.reason_code, input.reason, input.idempotency_key
+        )
+        return Operation.of(op)
+
+    @strawberry.mutation(description="Hold every lot of a genealogy (a recall) in QMS, WMS and ERP, in one operation.")
+    async def place_recall_hold(self, info: Info, input: PlaceRecallHoldInput) -> Operation:
+        op = await mutations.place_recall_hold(
+            info.context, input.lot_id, input.direction, input.max_depth, input.reason, input.idempotency_key
+        )
+        return Operation.of(op)
+
+    @strawberry.mutation(
+        description="Release a hold: an electronic signature by a QA manager, checked against every release rule."
+    )
+    async def release_quality_hold(self, info: Info, input: ReleaseQualityHoldInput) -> Operation:
+        op = await mutations.release_quality_hold(
+            info.context, input.hold_id, input.justification, input.idempotency_key
+        )
+        return Operation.of(op)
+
+    @strawberry.mutation(description="Run a pending operation's remaining steps now.")
+    async def retry_operation(self, info: Info, id: strawberry.ID) -> Operation:
+        return Operation.of(await mutations.retry_operation(info.context, id))
+
+    @strawberry.mutation(description="Stop retrying a pending operation; its systems stay as they are, audited.")
+    async def abandon_operation(self, info: Info, id: strawberry.ID, reason: str) -> Operation:
+        return Operation.of(await mutations.abandon_operation(info.context, id, reason))
