@@ -23,8 +23,9 @@ from simulators import Dataset
 from tests.conftest import Plant
 
 RECALL = """mutation($lot: ID!, $key: String!) {
-  placeRecallHold(input: {lotId: $lot, direction: DOWNSTREAM, maxDepth: 2, reason: "supplier notice", idempotencyKey: $key})
-  { id state lotIds steps { system state } } }"""
+  placeRecallHold(input: {
+    lotId: $lot, direction: DOWNSTREAM, maxDepth: 2, reason: "supplier notice", idempotencyKey: $key
+  }) { id state lotIds steps { system state } } }"""
 
 
 def _recall_root(dataset: Dataset, low: int = 60, high: int = 400) -> tuple[str, set[str]]:
