@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from bench import graph
+from bench import graph, holds
 from bench.stack import running
+from simulators import generate
 
 SEED, LOTS = 42, 20_000
 
 
 def main() -> None:
+    dataset = generate(seed=SEED, lots=LOTS)
     with running(SEED, LOTS) as stack:
-        for lines in (
-            graph.requests_per_source(stack),
-            graph.latency_vs_critical_path(stack),
-            graph.recall_genealogy(stack, SEED, LOTS),
+        for run in (
+            lambda: graph.requests_per_source(stack),
+            lambda: graph.latency_vs_critical_path(stack),
+            lambda: graph.recall_genealogy(stack, dataset),
+            lambda: holds.hold_and_release(stack, dataset, stack.data_dir),
+            lambda: holds.recall(stack, dataset, stack.data_dir),
         ):
-            print("\n".join(lines), flush=True)
+            print("\n".join(run()), flush=True)
             print()
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from bench.stack import Stack
-from simulators import generate
+from simulators import Dataset
 
 LIST_QUERY = """query($first: Int!) { lots(first: $first) { edges { node {
   id material { id description } stockPositions { handlingUnit status quantity }
@@ -93,8 +93,8 @@ def latency_vs_critical_path(stack: Stack, latency_ms: int = 20, runs: int = 40)
     ]
 
 
-def recall_genealogy(stack: Stack, seed: int, lots: int) -> list[str]:
-    recall_lot = generate(seed=seed, lots=lots).recall_lot
+def recall_genealogy(stack: Stack, dataset: Dataset) -> list[str]:
+    recall_lot, lots = dataset.recall_lot, len(dataset.lots)
     with httpx.Client(timeout=120) as client:
         _post(client, stack, GENEALOGY_QUERY, {"id": recall_lot})  # warm
         stack.reset_stats()

@@ -30,6 +30,7 @@ LOTGRAPH = str(Path(sys.executable).parent / "lotgraph")
 class Stack:
     gateway: str
     first_sim_port: int
+    data_dir: Path
 
     def sim(self, system: str) -> str:
         return f"http://127.0.0.1:{self.first_sim_port + SIMULATORS.index(system)}"
@@ -87,7 +88,7 @@ def _running(seed: int, lots: int, data_dir: str) -> Iterator[Stack]:
     )
     gateway = subprocess.Popen([LOTGRAPH, "--log-level", "warning", "run", "--port", str(port)], env=env, **quiet)
     try:
-        stack = Stack(gateway=f"http://127.0.0.1:{port}", first_sim_port=port + 1)
+        stack = Stack(gateway=f"http://127.0.0.1:{port}", first_sim_port=port + 1, data_dir=Path(data_dir))
         _wait(f"{stack.sim('mes')}/_admin/stats", sims)
         _wait(f"{stack.gateway}/healthz", gateway)
         yield stack

@@ -31,20 +31,16 @@ def lot(
     plant: str,
     material: str,
     supplier: str | None = None,
-    regulated: bool = False,
-    hold_placers: Iterable[str] = (),
+    regulated: bool | None = None,
+    hold_placers: Iterable[str] | None = None,
 ) -> Entity:
-    return Entity(
-        "Lot",
-        lot_id,
-        {
-            "plant": plant,
-            "material": material,
-            "supplier": supplier or "",
-            "regulated": regulated,
-            "holdPlacers": set(hold_placers),
-        },
-    )
+    """A lot; `regulated` and `hold_placers` are left out when not fetched (reads need neither)."""
+    attrs: dict[str, object] = {"plant": plant, "material": material, "supplier": supplier or ""}
+    if regulated is not None:
+        attrs["regulated"] = regulated
+    if hold_placers is not None:
+        attrs["holdPlacers"] = set(hold_placers)
+    return Entity("Lot", lot_id, attrs)
 
 
 def material(material_id: str, *, regulated: bool) -> Entity:

@@ -49,8 +49,8 @@ def _resource(spec: dict[str, Any]) -> Entity:
             plant=spec["plant"],
             material=spec.get("material", "MAT"),
             supplier=spec.get("supplier"),
-            regulated=spec.get("regulated", False),
-            hold_placers=spec.get("hold_placers", ()),
+            regulated=spec.get("regulated"),
+            hold_placers=spec.get("hold_placers"),
         )
     if kind == "Material":
         return entities.material(spec.get("id", "MAT"), regulated=spec.get("regulated", False))

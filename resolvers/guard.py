@@ -35,22 +35,25 @@ class Guard:
         self._lot_reads: DataLoader[str, Decision] = DataLoader(self._decide_lot_reads)
         self._cost_reads: DataLoader[str, Decision] = DataLoader(self._decide_cost_reads)
 
-    async def lot_entity(self, lot_id: str, *, with_holds: bool = False) -> Entity:
-        """The lot as Cedar sees it: plant, material and supplier from the ERP, regulated flag from the
-        material master, and (for releases) who placed its active holds, from the QMS."""
+    async def lot_entity(self, lot_id: str, *, for_change: bool = False) -> Entity:
+        """The lot as Cedar sees it: plant, material and supplier from the ERP batch; for decisions that change
+        the lot also the regulated flag (material master) and who placed its active holds (QMS)."""
         batch = await self.loaders.batch.load(lot_id)
         if batch is None:
             raise NotFound(f"no lot '{lot_id}'", argument="id")
-        material = await self.loaders.material.load(batch.material_id)
-        placers: list[str] = []
-        if with_holds:
-            placers = [h.placed_by for h in await self.loaders.holds.load(lot_id) if h.status.value == "ACTIVE"]
+        regulated, placers = None, None
+        if for_change:
+            material, holds = await asyncio.gather(
+                self.loaders.material.load(batch.material_id), self.loaders.holds.load(lot_id)
+            )
+            regulated = bool(material and material.regulated)
+            placers = [h.placed_by for h in holds if h.status.value == "ACTIVE"]
         return entities.lot(
             lot_id,
             plant=batch.plant_id,
             material=batch.material_id,
             supplier=batch.supplier_id,
-            regulated=bool(material and material.regulated),
+            regulated=regulated,
             hold_placers=placers,
         )
 

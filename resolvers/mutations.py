@@ -82,7 +82,7 @@ async def _start(
 async def place_quality_hold(ctx: GatewayContext, lot_id: str, reason_code: str, reason: str, key: str) -> Operation:
     _required(lotId=lot_id, reasonCode=reason_code, reason=reason, idempotencyKey=key)
     payload = {"lotId": lot_id, "reasonCode": reason_code, "reason": reason}
-    resource = await ctx.guard.lot_entity(lot_id)
+    resource = await ctx.guard.lot_entity(lot_id, for_change=True)
     await _governed(ctx, "placeQualityHold", [resource], {}, payload)
     return await _start(ctx, "placeQualityHold", key, payload, [lot_id], HOLD_STEPS)
 
@@ -107,7 +107,7 @@ async def place_recall_hold(
 
 
 async def _entities(ctx: GatewayContext, lot_ids: Sequence[str]) -> list[Entity]:
-    return list(await asyncio.gather(*(ctx.guard.lot_entity(lot_id) for lot_id in lot_ids)))
+    return list(await asyncio.gather(*(ctx.guard.lot_entity(lot_id, for_change=True) for lot_id in lot_ids)))
 
 
 def _passed(inspection: Inspection) -> bool:
@@ -141,7 +141,7 @@ async def release_quality_hold(ctx: GatewayContext, hold_id: str, justification:
     existing = await ctx.runtime.operations.store.by_key(ctx.principal.sub, key)
     if hold.status is not HoldStatus.ACTIVE and existing is None:
         raise BadUserInput(f"hold {hold_id} is not active (it is {hold.status.value})", argument="holdId")
-    resource = await ctx.guard.lot_entity(hold.lot_id, with_holds=True)
+    resource = await ctx.guard.lot_entity(hold.lot_id, for_change=True)
     evidence = await release_evidence(ctx, hold.lot_id, justification)
     await _governed(ctx, "releaseQualityHold", [resource], evidence, payload)
     signature = {

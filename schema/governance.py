@@ -55,8 +55,8 @@ class LotResourceInput:
     plant: str = "P100"
     material: str = "MATERIAL"
     supplier: str | None = None
-    regulated: bool = False
-    hold_placers: list[str] = strawberry.field(default_factory=list)
+    regulated: bool | None = None
+    hold_placers: list[str] | None = None
 
 
 @strawberry.input
