@@ -12,7 +12,7 @@ from typing import Any
 from gateway.context import GatewayContext
 from gateway.errors import BadUserInput, Forbidden, NotFound
 from gateway.model import HoldStatus, Inspection, NonconformanceState, UsageDecisionCode
-from gateway.operations.plans import HOLD_STEPS, RELEASE_STEPS, plan
+from gateway.operations.plans import DISPOSITION_STEPS, HOLD_STEPS, RELEASE_STEPS, plan
 from gateway.store.operations import Operation, OperationState
 from policies import entities
 from policies.engine import Decision, Entity
@@ -144,16 +144,35 @@ async def release_quality_hold(ctx: GatewayContext, hold_id: str, justification:
     resource = await ctx.guard.lot_entity(hold.lot_id, for_change=True)
     evidence = await release_evidence(ctx, hold.lot_id, justification)
     await _governed(ctx, "releaseQualityHold", [resource], evidence, payload)
-    signature = {
+    return await _start(
+        ctx, "releaseQualityHold", key, payload, [hold.lot_id], RELEASE_STEPS,
+        extra={"signature": _signature(ctx, "RELEASE")},
+    )  # fmt: skip
+
+
+def _signature(ctx: GatewayContext, meaning: str) -> dict[str, Any]:
+    """The signed record 21 CFR Part 11 §11.50 asks for: printed name, date and time, and meaning."""
+    return {
         "signerName": ctx.principal.name,
         "signerId": ctx.principal.sub,
         "signedAt": datetime.now(UTC).isoformat(),
-        "meaning": "RELEASE",
+        "meaning": meaning,
         "authenticatedWith": sorted(ctx.principal.amr),
     }
+
+
+async def disposition_lot(ctx: GatewayContext, lot_id: str, decision: str, reason: str, key: str) -> Operation:
+    _required(lotId=lot_id, idempotencyKey=key)
+    if decision not in DISPOSITION_STEPS:
+        raise BadUserInput(f"decision must be one of {', '.join(DISPOSITION_STEPS)}", argument="decision")
+    payload = {"lotId": lot_id, "decision": decision, "reason": reason}
+    resource = await ctx.guard.lot_entity(lot_id, for_change=True)
+    evidence = {**await release_evidence(ctx, lot_id, reason), "decision": decision}
+    await _governed(ctx, "dispositionLot", [resource], evidence, payload)
     return await _start(
-        ctx, "releaseQualityHold", key, payload, [hold.lot_id], RELEASE_STEPS, extra={"signature": signature}
-    )
+        ctx, "dispositionLot", key, payload, [lot_id], DISPOSITION_STEPS[decision],
+        extra={"signature": _signature(ctx, decision)},
+    )  # fmt: skip
 
 
 async def _operation(ctx: GatewayContext, op_id: str) -> Operation:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 import strawberry
 
 from gateway.context import GatewayContext
@@ -36,6 +38,22 @@ class ReleaseQualityHoldInput:
     idempotency_key: str
 
 
+@strawberry.enum(description="What becomes of a lot after quality has decided.")
+class DispositionDecision(Enum):
+    RELEASE = "RELEASE"
+    SCRAP = "SCRAP"
+    REWORK = "REWORK"
+    RETURN_TO_SUPPLIER = "RETURN_TO_SUPPLIER"
+
+
+@strawberry.input
+class DispositionLotInput:
+    lot_id: strawberry.ID
+    decision: DispositionDecision
+    reason: str
+    idempotency_key: str
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Block a lot in QMS, WMS and ERP.")
@@ -58,6 +76,16 @@ class Mutation:
     async def release_quality_hold(self, info: Info, input: ReleaseQualityHoldInput) -> Operation:
         op = await mutations.release_quality_hold(
             info.context, input.hold_id, input.justification, input.idempotency_key
+        )
+        return Operation.of(op)
+
+    @strawberry.mutation(
+        description="Decide a lot's fate (a signed QA decision): RELEASE unblocks, SCRAP posts 551/553/555 and "
+        "closes the WMS stock, REWORK and RETURN_TO_SUPPLIER keep it blocked."
+    )
+    async def disposition_lot(self, info: Info, input: DispositionLotInput) -> Operation:
+        op = await mutations.disposition_lot(
+            info.context, input.lot_id, input.decision.value, input.reason, input.idempotency_key
         )
         return Operation.of(op)
 

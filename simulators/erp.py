@@ -36,6 +36,8 @@ MOVES: dict[str, tuple[str, str | None]] = {
     "344": ("01", "07"),
     "350": ("02", "07"),
     "551": ("01", None),
+    "553": ("02", None),
+    "555": ("07", None),
 }
 ITEM_FIELDS = ("GoodsMovementType", "Material", "Plant", "StorageLocation", "Batch", "QuantityInEntryUnit", "EntryUnit")
 

@@ -37,6 +37,8 @@ INSPECTION_STATUS = {
 }
 NC_STATE = {"OPEN": ("1", "Open"), "IN_INVESTIGATION": ("2", "In investigation"), "CLOSED": ("3", "Closed")}
 HOLD_STATUS = {"ACTIVE": ("1", "Active"), "RELEASED": ("2", "Released")}
+# Disposition decision -> the lot status it leaves.
+DISPOSITION_STATUS = {"RELEASE": "RELEASED", "SCRAP": "REJECTED", "RETURN_TO_SUPPLIER": "REJECTED", "REWORK": "BLOCKED"}
 FROM_QUALITY = {
     QualityStatus.IN_INSPECTION: "IN_INSPECTION",
     QualityStatus.RELEASED: "RELEASED",
@@ -105,6 +107,7 @@ class Qms:
         self.ncs_by_lot = _by_lot(self.nonconformances)
         self.holds_by_lot = _by_lot(self.holds)
         self.requests: dict[str, str] = {}  # request_id -> hold id, so retried placements are idempotent
+        self.dispositions: dict[str, dict[str, str]] = {}  # request_id -> the recorded usage decision
         self.before_hold: dict[str, str] = {}  # status to restore once the last active hold is released
         self.justifications: dict[str, str] = {}  # hold id -> why it was released
         self.last_hold = len(self.holds)
@@ -135,6 +138,7 @@ class Qms:
             Route("/api/v1/holds", self.get_holds, methods=["GET"]),
             Route("/api/v1/holds", self.place_hold, methods=["POST"]),
             Route("/api/v1/holds/{hold_id}/release", self.release_hold, methods=["POST"]),
+            Route("/api/v1/lots/{lot_id}/disposition", self.record_disposition, methods=["POST"]),
         ]
 
     # -- rendering
@@ -299,6 +303,32 @@ class Qms:
             if not self.active_holds(hold.lot):
                 self.set_status(hold.lot, self.before_hold.pop(hold.lot, "RELEASED"), now)
         return JSONResponse(self.render_hold(hold))
+
+    async def record_disposition(self, request: Request) -> Response:
+        """A usage decision on the lot: RELEASE releases its holds; SCRAP and RETURN_TO_SUPPLIER reject it;
+        REWORK keeps it blocked. A repeated `request_id` answers the first decision."""
+        record = self.lots.get(request.path_params["lot_id"])
+        if record is None:
+            raise HTTPException(404, f"lot {request.path_params['lot_id']} is unknown to QMS")
+        body = await json_object(request)
+        decision, decided_by = _text(body, "decision"), _text(body, "decided_by")
+        if decision not in DISPOSITION_STATUS:
+            raise HTTPException(400, f"decision must be one of {', '.join(DISPOSITION_STATUS)}")
+        request_id = _text(body, "request_id")
+        if request_id not in self.dispositions:
+            now = datetime.now(UTC)
+            if decision == "RELEASE":
+                for hold in self.active_holds(record.lot_id):
+                    released = replace(hold, status="RELEASED", released_by=decided_by, released_at=now)
+                    self.holds[hold.id] = released
+                self.before_hold.pop(record.lot_id, None)
+            self.set_status(record.lot_id, DISPOSITION_STATUS[decision], now)
+            self.dispositions[request_id] = {"lot_id": record.lot_id, "decision": decision, "decided_by": decided_by,
+                                             "reason": _text(body, "reason"), "decided_at": iso(now)}  # fmt: skip
+        disposition = self.dispositions[request_id]
+        return JSONResponse(
+            {**disposition, "status": native(LOT_STATUS, self.lots[record.lot_id].status, record.plant)}
+        )
 
     def lot_state(self, lot_id: str) -> dict[str, Any] | None:
         record = self.lots.get(lot_id)

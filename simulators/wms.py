@@ -60,6 +60,7 @@ class Wms:
         for hu in dataset.handling_units:
             self.by_lot.setdefault(hu.lot, []).append(hu.id)
         self.moves: dict[str, list[dict[str, Any]]] = {}  # lot -> moves applied through the API
+        self.closed: set[str] = set()  # lots whose stock was closed (scrapped)
 
     def routes(self) -> list[Route]:
         return [
@@ -67,6 +68,8 @@ class Wms:
             Route("/v1/moves", self.move_v1, methods=["POST"]),
             Route("/v2/stock-positions", self.stock(render_v2, "lotIds", "data", counted=True), methods=["GET"]),
             Route("/v2/stock-moves", self.move_v2, methods=["POST"]),
+            Route("/v1/closures", self.close_v1, methods=["POST"]),
+            Route("/v2/stock-closures", self.close_v2, methods=["POST"]),
         ]
 
     def stock(
@@ -112,11 +115,34 @@ class Wms:
         moved = self.move(body.get("lotId"), target.upper() if isinstance(target, str) else None, body.get("reference"))
         return JSONResponse({"lotId": body["lotId"], "handlingUnits": moved, "stockStatus": target.lower()})
 
+    def close(self, lot: Any, reference: Any) -> int:
+        """Take every handling unit of `lot` off the books (scrapped); closing a closed lot closes nothing."""
+        if not isinstance(lot, str) or not lot:
+            raise HTTPException(400, "a lot id is required")
+        units = self.by_lot.pop(lot, [])
+        for hu in units:
+            del self.units[hu]
+        if units:
+            self.moves.setdefault(lot, []).append(
+                {"status": "CLOSED", "reference": reference, "at": iso(datetime.now(UTC))}
+            )
+        self.closed.add(lot)
+        return len(units)
+
+    async def close_v1(self, request: Request) -> Response:
+        body = await json_object(request)
+        return JSONResponse({"lot": body.get("lot"), "closed": self.close(body.get("lot"), body.get("reference"))})
+
+    async def close_v2(self, request: Request) -> Response:
+        body = await json_object(request)
+        closed = self.close(body.get("lotId"), body.get("reference"))
+        return JSONResponse({"lotId": body.get("lotId"), "handlingUnits": closed})
+
     def lot_state(self, lot_id: str) -> dict[str, Any] | None:
-        if lot_id not in self.by_lot:
+        if lot_id not in self.by_lot and lot_id not in self.closed:
             return None
         return {
-            "handling_units": [render_v1(self.units[hu]) for hu in self.by_lot[lot_id]],
+            "handling_units": [render_v1(self.units[hu]) for hu in self.by_lot.get(lot_id, ())],
             "moves": self.moves.get(lot_id, []),
         }
 

@@ -207,3 +207,28 @@ def test_every_attempt_is_audited_and_the_chain_verifies(ops_gateway: Gateway, d
     assert [(e["action"], e["decision"], e["policyIds"]) for e in page] == [("placeQualityHold", "DENY", [])]
     refused = ops_gateway.execute("{ auditLog { entries { seq } } }", token=ops_gateway.token("qa_manager"))
     assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+DISPOSITION = """mutation($lot: ID!, $decision: DispositionDecision!, $key: String!) {
+  dispositionLot(input: {lotId: $lot, decision: $decision, reason: "failed retest", idempotencyKey: $key}) {
+    state signature { meaning signerId } steps { system state contract detail } } }"""
+
+
+def test_scrap_posts_scrap_movements_and_closes_wms_stock(ops_gateway: Gateway, plant: Plant, dataset: Dataset) -> None:
+    lot = _releasable(dataset, USED, regulated=False)
+    ops_gateway.data(HOLD, {"lot": lot, "key": _key()}, token=ops_gateway.token("quality_engineer"))
+    manager = ops_gateway.token("qa_manager", sub="qp-dora", mfa=True)
+    op = ops_gateway.data(DISPOSITION, {"lot": lot, "decision": "SCRAP", "key": _key()}, token=manager)[
+        "dispositionLot"
+    ]
+    assert op["state"] == "COMPLETED"
+    assert op["signature"] == {"meaning": "SCRAP", "signerId": "qp-dora"}
+    assert _state(plant, "qms", lot)["status"] == "REJECTED"
+    assert _state(plant, "wms", lot)["handling_units"] == []
+    assert _state(plant, "erp", lot)["stock"] == []
+    erp_step = next(s for s in op["steps"] if s["system"] == "ERP")
+    assert erp_step["detail"]["movements"] == ["555"], "the held lot's blocked stock is scrapped from blocked"
+    unsigned = ops_gateway.execute(
+        DISPOSITION, {"lot": lot, "decision": "SCRAP", "key": _key()}, token=ops_gateway.token("qa_manager")
+    )
+    assert unsigned["errors"][0]["extensions"]["policyIds"] == ["release-needs-electronic-signature"]

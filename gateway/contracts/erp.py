@@ -315,7 +315,7 @@ MOVEMENT_READ = register(
 class PostingItem(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    movement_type: str = Field(pattern=r"^(321|343|344|350|551)$")
+    movement_type: str = Field(pattern=r"^(321|343|344|350|551|553|555)$")
     material: str
     plant: str
     storage_location: str

@@ -336,3 +336,35 @@ HOLD_RELEASE = register(
         adapt=lambda hold: [hold.canonical()],
     )
 )  # fmt: skip
+
+
+class DispositionRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    lot_id: str
+    decision: str = Field(pattern=r"^(RELEASE|SCRAP|REWORK|RETURN_TO_SUPPLIER)$")
+    reason: str = Field(min_length=1)
+    decided_by: str
+    request_id: str
+
+
+class QmsDisposition(Upstream):
+    lot_id: str
+    decision: str
+    decided_by: str
+    decided_at: datetime
+
+
+async def _record_disposition(qms: SourceConnector, request: DispositionRecord):
+    body = request.model_dump(exclude={"lot_id"})
+    return await qms.post(f"/api/v1/lots/{request.lot_id}/disposition", body)
+
+
+DISPOSITION_RECORD = register(
+    Contract(
+        "qms", "disposition.record", 1, "Record a lot's usage decision (idempotent by request id)",
+        request=DispositionRecord, response=QmsDisposition,
+        send=_record_disposition,
+        adapt=lambda d: [{"decision": d.decision, "decidedBy": d.decided_by, "decidedAt": d.decided_at.isoformat()}],
+    )
+)  # fmt: skip

@@ -171,3 +171,49 @@ STOCK_MOVE_V2 = register(
         ],
     )
 )  # fmt: skip
+
+
+class StockClosure(BaseModel):
+    """Take every handling unit of a scrapped lot off the books."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lot_id: str
+    reference: str
+
+
+class V1Closed(Upstream):
+    closed: int
+
+
+class V2Closed(Upstream):
+    handlingUnits: int
+
+
+async def _v1_close(wms: SourceConnector, request: StockClosure):
+    return await wms.post("/v1/closures", {"lot": request.lot_id, "reference": request.reference})
+
+
+async def _v2_close(wms: SourceConnector, request: StockClosure):
+    return await wms.post("/v2/stock-closures", {"lotId": request.lot_id, "reference": request.reference})
+
+
+STOCK_CLOSE_V1 = register(
+    Contract(
+        "wms", "stock.close", 1, "Close a scrapped lot's stock (WMS API v1)",
+        request=StockClosure, response=V1Closed,
+        send=_v1_close,
+        adapt=lambda c: [c.closed],
+        status=ContractStatus.DEPRECATED,
+        sunset=date(2027, 6, 30),
+    )
+)  # fmt: skip
+
+STOCK_CLOSE_V2 = register(
+    Contract(
+        "wms", "stock.close", 2, "Close a scrapped lot's stock (WMS API v2)",
+        request=StockClosure, response=V2Closed,
+        send=_v2_close,
+        adapt=lambda c: [c.handlingUnits],
+    )
+)  # fmt: skip

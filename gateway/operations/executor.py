@@ -80,6 +80,10 @@ class Executor:
             except GatewayError as exc:
                 error = exc
                 break
+            except Exception as exc:  # a bug must leave the step visibly pending, not kill the operation
+                log.exception("operation %s step %s failed unexpectedly", op.id, step.seq)
+                error = GatewayError(f"{exc.__class__.__name__}: {exc}")
+                break
             state = StepState.SKIPPED if outcome.skipped else StepState.DONE
             await self.operations.record_step(
                 op.id, step.seq, state=state, error=None, contract=outcome.contract, detail=outcome.detail

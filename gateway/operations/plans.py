@@ -9,6 +9,12 @@ from gateway.store.operations import StepPlan
 
 HOLD_STEPS = (("qms", "place_hold"), ("wms", "block"), ("erp", "block"))
 RELEASE_STEPS = (("qms", "release_hold"), ("wms", "unblock"), ("erp", "unblock"))
+DISPOSITION_STEPS = {
+    "RELEASE": (("qms", "disposition"), ("wms", "unblock"), ("erp", "unblock")),
+    "SCRAP": (("qms", "disposition"), ("wms", "close"), ("erp", "scrap")),
+    "REWORK": (("qms", "disposition"), ("wms", "block"), ("erp", "block")),
+    "RETURN_TO_SUPPLIER": (("qms", "disposition"), ("wms", "block"), ("erp", "block")),
+}
 
 
 def plan(steps: Sequence[tuple[str, str]], lot_ids: Sequence[str]) -> list[StepPlan]:

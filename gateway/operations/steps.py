@@ -14,8 +14,8 @@ from typing import Any
 
 from gateway.contracts.base import Keys
 from gateway.contracts.erp import BatchRestriction, GoodsMovementPosting, PostingItem
-from gateway.contracts.qms import HoldPlacement, HoldRelease
-from gateway.contracts.wms import StockMove
+from gateway.contracts.qms import DispositionRecord, HoldPlacement, HoldRelease
+from gateway.contracts.wms import StockClosure, StockMove
 from gateway.errors import NotFound
 from gateway.model import ErpStock, HoldStatus, QualityHold, StockStatus
 from gateway.store.operations import Operation, Step
@@ -35,7 +35,9 @@ StepRunner = Callable[[Upstream, Operation, Step], Awaitable[Outcome]]
 
 # Blocking moves unrestricted (01) and quality-inspection (02) stock to blocked; unblocking the reverse.
 BLOCK_MOVES = {StockStatus.AVAILABLE: "344", StockStatus.QUALITY_INSPECTION: "350"}
-UNBLOCK_MOVES = {StockStatus.BLOCKED: "343"}
+UNBLOCK_MOVES = {StockStatus.BLOCKED: "343", StockStatus.QUALITY_INSPECTION: "321"}
+# Scrapping takes stock off the books from whichever stock type holds it.
+SCRAP_MOVES = {StockStatus.AVAILABLE: "551", StockStatus.QUALITY_INSPECTION: "553", StockStatus.BLOCKED: "555"}
 
 
 async def qms_place_hold(upstream: Upstream, op: Operation, step: Step) -> Outcome:
@@ -119,6 +121,27 @@ async def erp_unblock(upstream: Upstream, op: Operation, step: Step) -> Outcome:
     return await _erp_rebook(upstream, step, UNBLOCK_MOVES, restricted=False)
 
 
+async def qms_disposition(upstream: Upstream, op: Operation, step: Step) -> Outcome:
+    request = DispositionRecord(
+        lot_id=step.lot_id,
+        decision=op.input["decision"],
+        reason=op.input["reason"],
+        decided_by=op.actor,
+        request_id=f"{op.id}/{step.lot_id}",
+    )
+    (recorded,) = await upstream.call("qms", "disposition.record", request)
+    return Outcome(upstream.contract("qms", "disposition.record").name, recorded)
+
+
+async def wms_close(upstream: Upstream, op: Operation, step: Step) -> Outcome:
+    (closed,) = await upstream.call("wms", "stock.close", StockClosure(lot_id=step.lot_id, reference=op.id))
+    return Outcome(upstream.contract("wms", "stock.close").name, {"handlingUnitsClosed": closed})
+
+
+async def erp_scrap(upstream: Upstream, op: Operation, step: Step) -> Outcome:
+    return await _erp_rebook(upstream, step, SCRAP_MOVES, restricted=True)
+
+
 RUNNERS: Mapping[str, StepRunner] = {
     "qms.place_hold": qms_place_hold,
     "qms.release_hold": qms_release_hold,
@@ -126,4 +149,7 @@ RUNNERS: Mapping[str, StepRunner] = {
     "wms.unblock": wms_unblock,
     "erp.block": erp_block,
     "erp.unblock": erp_unblock,
+    "qms.disposition": qms_disposition,
+    "wms.close": wms_close,
+    "erp.scrap": erp_scrap,
 }
