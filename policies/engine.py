@@ -19,6 +19,7 @@ import cedarpy
 POLICY_DIR = Path(__file__).parent
 NAMESPACE = "Lotgraph"
 _POLICY_START = re.compile(r"^@id\(", re.MULTILINE)
+_ACTIONS = re.compile(r"^\s*action\s+([\w\s,]+?)\s+appliesTo", re.MULTILINE)
 
 
 class PolicyError(ValueError):
@@ -99,6 +100,9 @@ class PolicyEngine:
             raise PolicyError("policies do not fit the schema: " + "; ".join(map(str, validation.errors)))
         self._policy_set = cedarpy.PolicySet.from_str(text)
         self._schema = cedarpy.Schema.from_str(self.schema_text)
+        self.actions = frozenset(
+            name.strip() for group in _ACTIONS.findall(self.schema_text) for name in group.split(",")
+        )
         self._by_position = {f"policy{n}": policy for n, policy in enumerate(self.policies)}
         self.content_hash = hashlib.sha256(
             (self.schema_text + "\0" + "\0".join(p.text for p in self.policies)).encode()

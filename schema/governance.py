@@ -118,13 +118,18 @@ class GovernanceQuery:
         context: JSON | None = None,
     ) -> AuthorizationDecision:
         _require(info, "explainAuthorization")
+        engine = info.context.runtime.policies
+        if action not in engine.actions:
+            raise BadUserInput(
+                f"unknown action {action!r}; known: {', '.join(sorted(engine.actions))}", argument="action"
+            )
         user = entities.user(principal.sub, principal.roles, principal.plants, principal.supplier_id)
         lot = entities.lot(
             resource.id, plant=resource.plant, material=resource.material, supplier=resource.supplier,
             regulated=resource.regulated, hold_placers=resource.hold_placers,
         )  # fmt: skip
         try:
-            decision = info.context.runtime.policies.decide(Request(user, action, lot, dict(context or {})))
+            decision = engine.decide(Request(user, action, lot, dict(context or {})))
         except Exception as exc:  # cedar rejects unknown actions or ill-typed context
             raise BadUserInput(f"cannot evaluate {action}: {exc}", argument="action") from exc
         return AuthorizationDecision(
