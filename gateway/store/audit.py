@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import and_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.store.tables import audit_log
+from gateway.store.tables import audit_log, record, utc
 
 GENESIS = "0" * 64
 _LOCK_ID = 0x6C6F7467  # "lotg"
@@ -58,9 +58,8 @@ def entry_hash(prev_hash: str, seq: int, content: Mapping[str, Any]) -> str:
 
 
 def _content(row: Mapping[str, Any]) -> dict[str, Any]:
-    at = row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=UTC)
     return {
-        "at": at.isoformat(),
+        "at": utc(row["at"]).isoformat(),
         "actor": row["actor"],
         "action": row["action"],
         "resource": row["resource"],
@@ -146,17 +145,4 @@ async def _lock_chain(conn: AsyncConnection) -> None:
 
 
 def _entry(row: Mapping[str, Any]) -> AuditEntry:
-    return AuditEntry(
-        seq=row["seq"],
-        at=row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=UTC),
-        actor=row["actor"],
-        action=row["action"],
-        resource=row["resource"],
-        decision=row["decision"],
-        policy_ids=tuple(row["policy_ids"]),
-        reason=row["reason"],
-        details=row["details"],
-        correlation_id=row["correlation_id"],
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
-    )
+    return record(AuditEntry, row, at=utc(row["at"]), policy_ids=tuple(row["policy_ids"]))

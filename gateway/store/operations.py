@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import GatewayError
-from gateway.store.tables import operation_steps, operations
+from gateway.store.tables import operation_steps, operations, record, utc
 
 
 class OperationState(StrEnum):
@@ -205,36 +205,16 @@ class OperationStore:
             )
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _operation(row: Mapping[str, Any], steps: list[Step]) -> Operation:
-    return Operation(
-        id=row["id"],
-        kind=row["kind"],
-        actor=row["actor"],
-        idempotency_key=row["idempotency_key"],
-        input=row["input"],
+    return record(
+        Operation,
+        row,
         state=OperationState(row["state"]),
-        result=row["result"],
-        error=row["error"],
-        correlation_id=row["correlation_id"],
-        created_at=_utc(row["created_at"]),
-        updated_at=_utc(row["updated_at"]),
+        created_at=utc(row["created_at"]),
+        updated_at=utc(row["updated_at"]),
         steps=steps,
     )
 
 
 def _step(row: Mapping[str, Any]) -> Step:
-    return Step(
-        seq=row["seq"],
-        system=row["system"],
-        lot_id=row["lot_id"],
-        action=row["action"],
-        state=StepState(row["state"]),
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        contract=row["contract"],
-        detail=row["detail"],
-    )
+    return record(Step, row, state=StepState(row["state"]))

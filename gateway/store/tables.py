@@ -3,6 +3,11 @@ and the hash-chained audit log. The schema itself is owned by the Alembic migrat
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
 from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 metadata = MetaData()
@@ -57,3 +62,17 @@ audit_log = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+
+T = TypeVar("T")
+
+
+def utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def record(cls: type[T], row: Mapping[str, Any], **overrides: Any) -> T:
+    """A dataclass from a table row: the row's columns that are fields of `cls`, then `overrides`."""
+    names = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{**{key: value for key, value in row.items() if key in names}, **overrides})
