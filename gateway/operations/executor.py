@@ -9,16 +9,19 @@ import asyncio
 import logging
 import random
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from itertools import groupby
+from typing import TypeVar
 
 from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
-from gateway.operations.steps import RUNNERS, Outcome
+from gateway.operations.steps import BATCH_RUNNERS, RUNNERS, BatchRunner, Outcome
 from gateway.store.audit import AuditLog
 from gateway.store.operations import Operation, OperationState, OperationStore, Step, StepState
 from gateway.upstream import Upstream
 
 log = logging.getLogger("lotgraph.operations")
 TRANSIENT = (UpstreamUnavailable, UpstreamTimeout)
+T = TypeVar("T")
 # Blocking more is always safe: a hold goes on to the next system even when one is down.
 # A release stops at the first failure, so the systems after it stay held.
 PRESS_ON = {"placeQualityHold", "placeRecallHold"}
@@ -52,8 +55,13 @@ class Executor:
             pending = [step for step in op.steps if step.state is StepState.PENDING]
             succeeded = True
             # Steps of one system and action (e.g. every QMS hold of a recall) run together, systems in order.
-            for _, group in groupby(pending, key=lambda s: (s.system, s.action)):
-                succeeded &= all(await asyncio.gather(*(self._step(op, step) for step in group)))
+            for (system, action), group in groupby(pending, key=lambda s: (s.system, s.action)):
+                steps = list(group)
+                batch = BATCH_RUNNERS.get(f"{system}.{action}") if len(steps) > 1 else None
+                if batch is not None:
+                    succeeded &= await self._steps_at_once(op, steps, batch)
+                else:
+                    succeeded &= all(await asyncio.gather(*(self._step(op, step) for step in steps)))
                 if not succeeded and op.kind not in PRESS_ON:
                     break
             if succeeded:
@@ -66,36 +74,50 @@ class Executor:
             raise LookupError(f"no operation {op_id}")
         return op
 
-    async def _step(self, op: Operation, step: Step) -> bool:
-        runner = RUNNERS[f"{step.system}.{step.action}"]
+    async def _attempt(self, op: Operation, run: Callable[[], Awaitable[T]]) -> T | GatewayError:
+        """`run`, retried with jittered backoff while the system is unavailable; the error if it never works."""
         error: GatewayError | None = None
         for attempt in range(self.attempts):
             try:
                 async with self._limit:
-                    outcome: Outcome = await runner(self.upstream, op, step)
+                    return await run()
             except TRANSIENT as exc:
                 error = exc
                 await asyncio.sleep(self.backoff_seconds * 2**attempt * (0.5 + random.random()))
-                continue
             except GatewayError as exc:
-                error = exc
-                break
+                return exc
             except Exception as exc:  # a bug must leave the step visibly pending, not kill the operation
-                log.exception("operation %s step %s failed unexpectedly", op.id, step.seq)
-                error = GatewayError(f"{exc.__class__.__name__}: {exc}")
-                break
-            state = StepState.SKIPPED if outcome.skipped else StepState.DONE
-            await self.operations.record_step(
-                op.id, step.seq, state=state, error=None, contract=outcome.contract, detail=outcome.detail
-            )
-            return True
+                log.exception("operation %s failed unexpectedly", op.id)
+                return GatewayError(f"{exc.__class__.__name__}: {exc}")
         assert error is not None
-        message = f"{error.code}: {error}"
-        log.warning("operation %s step %s %s %s pending: %s", op.id, step.seq, step.system, step.lot_id, message)
+        return error
+
+    async def _step(self, op: Operation, step: Step) -> bool:
+        runner = RUNNERS[f"{step.system}.{step.action}"]
+        result = await self._attempt(op, lambda: runner(self.upstream, op, step))
+        await self._record(op, step, result)
+        return not isinstance(result, GatewayError)
+
+    async def _steps_at_once(self, op: Operation, steps: list[Step], batch: BatchRunner) -> bool:
+        result = await self._attempt(op, lambda: batch(self.upstream, op, steps))
+        for step, outcome in zip(
+            steps, [result] * len(steps) if isinstance(result, GatewayError) else result, strict=True
+        ):
+            await self._record(op, step, outcome)
+        return not isinstance(result, GatewayError)
+
+    async def _record(self, op: Operation, step: Step, result: Outcome | GatewayError) -> None:
+        if isinstance(result, GatewayError):
+            message = f"{result.code}: {result}"
+            log.warning("operation %s step %s %s %s pending: %s", op.id, step.seq, step.system, step.lot_id, message)
+            await self.operations.record_step(
+                op.id, step.seq, state=StepState.PENDING, error=message, contract=None, detail=None
+            )
+            return
+        state = StepState.SKIPPED if result.skipped else StepState.DONE
         await self.operations.record_step(
-            op.id, step.seq, state=StepState.PENDING, error=message, contract=None, detail=None
+            op.id, step.seq, state=state, error=None, contract=result.contract, detail=result.detail
         )
-        return False
 
     async def _complete(self, op: Operation) -> None:
         done = await self._load(op.id)

@@ -8,7 +8,9 @@ operation simply run its unfinished steps again.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,22 +86,25 @@ async def wms_unblock(upstream: Upstream, op: Operation, step: Step) -> Outcome:
     return await _wms_move(upstream, op, step, StockStatus.AVAILABLE)
 
 
+def _postings(stock: Iterable[ErpStock], moves: Mapping[StockStatus, str]) -> Iterator[PostingItem]:
+    """The movements that take a lot's stock out of the stock types `moves` covers."""
+    for row in stock:
+        if row.status in moves and row.quantity > 0:
+            yield PostingItem(
+                movement_type=moves[row.status],
+                material=row.material_id,
+                plant=row.plant_id,
+                storage_location=row.storage_location,
+                lot_id=row.lot_id,
+                quantity=row.quantity,
+                unit=row.unit,
+            )
+
+
 async def _erp_rebook(upstream: Upstream, step: Step, moves: Mapping[StockStatus, str], restricted: bool) -> Outcome:
     stock: list[ErpStock] = await upstream.call("erp", "stock.read", Keys(keys=(step.lot_id,)))
     before = sorted({row.status.value for row in stock if row.quantity > 0})
-    items = tuple(
-        PostingItem(
-            movement_type=moves[row.status],
-            material=row.material_id,
-            plant=row.plant_id,
-            storage_location=row.storage_location,
-            lot_id=row.lot_id,
-            quantity=row.quantity,
-            unit=row.unit,
-        )
-        for row in stock
-        if row.status in moves and row.quantity > 0
-    )
+    items = tuple(_postings(stock, moves))
     detail: dict[str, Any] = {"before": before}
     if items:
         (document,) = await upstream.call("erp", "goods_movement.post", GoodsMovementPosting(items=items))
@@ -111,6 +116,32 @@ async def _erp_rebook(upstream: Upstream, step: Step, moves: Mapping[StockStatus
 
 async def erp_block(upstream: Upstream, op: Operation, step: Step) -> Outcome:
     return await _erp_rebook(upstream, step, BLOCK_MOVES, restricted=True)
+
+
+async def erp_block_many(upstream: Upstream, op: Operation, steps: Sequence[Step]) -> list[Outcome]:
+    """Block many lots (a recall) the way the ERP allows batching: one stock read per key batch, one
+    material document per `LOTS_PER_DOCUMENT` lots; only the batch flag is per lot (PATCH has no batch)."""
+    lot_ids = [step.lot_id for step in steps]
+    stock: list[ErpStock] = await upstream.call("erp", "stock.read", Keys(keys=tuple(lot_ids)))
+    rows_by_lot: dict[str, list[ErpStock]] = defaultdict(list)
+    for row in stock:
+        rows_by_lot[row.lot_id].append(row)
+    details: dict[str, dict[str, Any]] = {
+        lot: {"before": sorted({r.status.value for r in rows_by_lot[lot] if r.quantity > 0})} for lot in lot_ids
+    }
+    for start in range(0, len(lot_ids), LOTS_PER_DOCUMENT):
+        chunk = lot_ids[start : start + LOTS_PER_DOCUMENT]
+        items = tuple(item for lot in chunk for item in _postings(rows_by_lot[lot], BLOCK_MOVES))
+        if items:
+            (document,) = await upstream.call("erp", "goods_movement.post", GoodsMovementPosting(items=items))
+            for lot in {item.lot_id for item in items}:
+                moved = sorted({i.movement_type for i in items if i.lot_id == lot})
+                details[lot] |= {"document": document.document, "movements": moved}
+    await asyncio.gather(
+        *(upstream.call("erp", "batch.restrict", BatchRestriction(lot_id=lot, restricted=True)) for lot in lot_ids)
+    )
+    contract = upstream.contract("erp", "goods_movement.post").name
+    return [Outcome(contract, details[lot] | {"restricted": True}) for lot in lot_ids]
 
 
 async def erp_unblock(upstream: Upstream, op: Operation, step: Step) -> Outcome:
@@ -142,6 +173,9 @@ async def erp_scrap(upstream: Upstream, op: Operation, step: Step) -> Outcome:
     return await _erp_rebook(upstream, step, SCRAP_MOVES, restricted=True)
 
 
+BatchRunner = Callable[[Upstream, Operation, Sequence[Step]], Awaitable[list[Outcome]]]
+LOTS_PER_DOCUMENT = 50
+
 RUNNERS: Mapping[str, StepRunner] = {
     "qms.place_hold": qms_place_hold,
     "qms.release_hold": qms_release_hold,
@@ -153,3 +187,6 @@ RUNNERS: Mapping[str, StepRunner] = {
     "wms.close": wms_close,
     "erp.scrap": erp_scrap,
 }
+
+# Steps whose system takes many lots per request: the executor hands them the whole group at once.
+BATCH_RUNNERS: Mapping[str, BatchRunner] = {"erp.block": erp_block_many}
