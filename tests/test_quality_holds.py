@@ -232,3 +232,26 @@ def test_scrap_posts_scrap_movements_and_closes_wms_stock(ops_gateway: Gateway, 
         DISPOSITION, {"lot": lot, "decision": "SCRAP", "key": _key()}, token=ops_gateway.token("qa_manager")
     )
     assert unsigned["errors"][0]["extensions"]["policyIds"] == ["release-needs-electronic-signature"]
+
+
+def test_duplicates_across_two_replicas_on_postgresql_make_one_set_of_effects(
+    plant: Plant, dataset: Dataset, postgres_url: str
+) -> None:
+    lot = _releasable(dataset, USED, regulated=False)
+    key = _key()
+    with (
+        start_gateway(plant, store_url=postgres_url) as first,
+        start_gateway(plant, store_url=postgres_url, data_dir=first.settings.data_dir) as second,
+    ):
+        token = first.token("quality_engineer")
+        plant.reset_stats()
+        replicas = [first, second] * 5
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            results = list(pool.map(lambda gw: gw.execute(HOLD, {"lot": lot, "key": key}, token=token), replicas))
+    ids = {r["data"]["placeQualityHold"]["id"] for r in results}
+    assert len(ids) == 1, results
+    assert {r["data"]["placeQualityHold"]["state"] for r in results} == {"COMPLETED"}
+    assert plant.admin("qms", "GET", "stats").json()["by_endpoint"].get("POST /api/v1/holds") == 1
+    assert plant.admin("wms", "GET", "stats").json()["by_endpoint"].get("POST /v2/stock-moves") == 1
+    erp_routes = plant.admin("erp", "GET", "stats").json()["by_endpoint"]
+    assert sum(n for route, n in erp_routes.items() if route.startswith("POST")) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from itertools import groupby
@@ -22,6 +23,7 @@ from gateway.upstream import Upstream
 log = logging.getLogger("lotgraph.operations")
 TRANSIENT = (UpstreamUnavailable, UpstreamTimeout)
 T = TypeVar("T")
+LEASE_SECONDS = 15.0
 # Blocking more is always safe: a hold goes on to the next system even when one is down.
 # A release stops at the first failure, so the systems after it stay held.
 PRESS_ON = {"placeQualityHold", "placeRecallHold"}
@@ -45,28 +47,64 @@ class Executor:
         self.backoff_seconds = backoff_seconds
         self._limit = asyncio.Semaphore(concurrency)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.owner = uuid.uuid4().hex  # this process, as the holder of operation leases
 
     async def run(self, op_id: str) -> Operation:
-        """Drive the operation as far as it goes now; duplicates wait for the run in progress."""
+        """Drive the operation as far as it goes now. Duplicates in this process wait on a lock; another
+        replica running it holds the lease in the store, and this one waits for that run to finish."""
         async with self._locks[op_id]:
             op = await self._load(op_id)
             if op.state is not OperationState.PENDING:
                 return op
-            pending = [step for step in op.steps if step.state is StepState.PENDING]
-            succeeded = True
-            # Steps of one system and action (e.g. every QMS hold of a recall) run together, systems in order.
-            for (system, action), group in groupby(pending, key=lambda s: (s.system, s.action)):
-                steps = list(group)
-                batch = BATCH_RUNNERS.get(f"{system}.{action}") if len(steps) > 1 else None
-                if batch is not None:
-                    succeeded &= await self._steps_at_once(op, steps, batch)
-                else:
-                    succeeded &= all(await asyncio.gather(*(self._step(op, step) for step in steps)))
-                if not succeeded and op.kind not in PRESS_ON:
-                    break
-            if succeeded:
-                await self._complete(op)
-            return await self._load(op_id)
+            if not await self.operations.acquire(op_id, self.owner, LEASE_SECONDS):
+                return await self._await_other_runner(op_id)
+            try:
+                return await self._drive(op)
+            finally:
+                await self.operations.release(op_id, self.owner)
+
+    async def _await_other_runner(self, op_id: str) -> Operation:
+        deadline = asyncio.get_running_loop().time() + LEASE_SECONDS
+        op = await self._load(op_id)
+        while op.state is OperationState.PENDING and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+            op = await self._load(op_id)
+            if await self.operations.acquire(op_id, self.owner, LEASE_SECONDS):
+                await self.operations.release(op_id, self.owner)  # the other runner finished or died
+                break
+        return op
+
+    async def _drive(self, op: Operation) -> Operation:
+        heartbeat = asyncio.create_task(self._keep_lease(op.id))
+        try:
+            return await self._steps(op)
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+
+    async def _keep_lease(self, op_id: str) -> None:
+        """Renew the lease while running, so a short lease still covers a long recall but a crashed
+        runner's lease runs out soon and another replica (or the restarted one) takes over."""
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            await self.operations.acquire(op_id, self.owner, LEASE_SECONDS)
+
+    async def _steps(self, op: Operation) -> Operation:
+        pending = [step for step in op.steps if step.state is StepState.PENDING]
+        succeeded = True
+        # Steps of one system and action (e.g. every QMS hold of a recall) run together, systems in order.
+        for (system, action), group in groupby(pending, key=lambda s: (s.system, s.action)):
+            steps = list(group)
+            batch = BATCH_RUNNERS.get(f"{system}.{action}") if len(steps) > 1 else None
+            if batch is not None:
+                succeeded &= await self._steps_at_once(op, steps, batch)
+            else:
+                succeeded &= all(await asyncio.gather(*(self._step(op, step) for step in steps)))
+            if not succeeded and op.kind not in PRESS_ON:
+                break
+        if succeeded:
+            await self._complete(op)
+        return await self._load(op.id)
 
     async def _load(self, op_id: str) -> Operation:
         op = await self.operations.get(op_id)

@@ -13,11 +13,11 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -171,6 +171,32 @@ class OperationStore:
         async with self.engine.connect() as conn:
             ids = (await conn.execute(query.order_by(operations.c.created_at))).scalars().all()
         return [op for op in [await self.get(i) for i in ids] if op is not None]
+
+    async def acquire(self, op_id: str, owner: str, seconds: float) -> bool:
+        """Take (or extend) the right to run the operation; False while another runner holds it."""
+        now = datetime.now(UTC)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(operations)
+                .where(
+                    operations.c.id == op_id,
+                    or_(
+                        operations.c.lease_until.is_(None),
+                        operations.c.lease_until < now,
+                        operations.c.lease_owner == owner,
+                    ),
+                )
+                .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
+            )
+        return result.rowcount == 1
+
+    async def release(self, op_id: str, owner: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(operations)
+                .where(operations.c.id == op_id, operations.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
 
     async def record_step(
         self, op_id: str, seq: int, *, state: StepState, error: str | None, contract: str | None,

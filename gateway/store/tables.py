@@ -27,6 +27,8 @@ operations = Table(
     Column("correlation_id", String(128)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until", DateTime(timezone=True)),
     UniqueConstraint("actor", "idempotency_key", name="uq_operations_actor_key"),
 )
 
