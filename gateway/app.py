@@ -65,7 +65,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ready", "contracts": sorted(runtime.upstream.in_use())})
+        connectors = runtime.upstream.connectors
+        sources = [
+            {"name": c.name, "breaker": c.guarded.breaker.state.value}
+            for c in (connectors.erp, connectors.qms, connectors.wms, connectors.mes)
+        ]
+        return JSONResponse({"status": "ready", "sources": sources, "contracts": sorted(runtime.upstream.in_use())})
 
     app = Starlette(
         routes=[

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from gateway.auth import AuthSettings
+from gateway.resilience import ResilienceSettings
 
 
 class Mode(StrEnum):
@@ -63,6 +64,7 @@ class SourceSettings(BaseModel):
     )
     max_connections: int = 50
     auth: UpstreamAuth = UpstreamAuth()
+    resilience: ResilienceSettings = ResilienceSettings()
 
 
 def _loopback_defaults(first_port: int) -> dict[str, dict[str, Any]]:

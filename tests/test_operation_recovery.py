@@ -87,11 +87,6 @@ def _post(url: str, query: str, variables: dict, token: str) -> dict:
     return response.json()
 
 
-def _wms_blocked(plant: Plant, lot_id: str) -> bool:
-    state = httpx.get(f"{plant.url('wms')}/_admin/lots/{lot_id}")
-    return state.status_code == 404 or all(hu["status"] == "BLOCKED" for hu in state.json()["handling_units"])
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
@@ -129,10 +124,16 @@ def test_recall_killed_midway_resumes_after_restart(
         assert state == "COMPLETED"
         again = _post(url, RECALL, {"lot": root, "key": key}, _token(tmp_path, "qa_manager"))
         assert again["data"]["placeRecallHold"]["id"] == op["id"], "the idempotency key survives restarts"
+    with httpx.Client() as client:
+        _check_all_blocked(client, plant, lots)
+
+
+def _check_all_blocked(client: httpx.Client, plant: Plant, lots: set[str]) -> None:
     for lot_id in lots:
-        qms = httpx.get(f"{plant.url('qms')}/_admin/lots/{lot_id}").json()
+        qms = client.get(f"{plant.url('qms')}/_admin/lots/{lot_id}").json()
         assert qms["status"] == "BLOCKED", lot_id
-        assert _wms_blocked(plant, lot_id), lot_id
-        erp = httpx.get(f"{plant.url('erp')}/_admin/lots/{lot_id}").json()
+        wms = client.get(f"{plant.url('wms')}/_admin/lots/{lot_id}")
+        assert wms.status_code == 404 or all(hu["status"] == "BLOCKED" for hu in wms.json()["handling_units"])
+        erp = client.get(f"{plant.url('erp')}/_admin/lots/{lot_id}").json()
         assert {row["InventoryStockType"] for row in erp["stock"]} <= {"07"}, lot_id
         assert erp["batch"]["MatlBatchIsInRstrcdUseStock"] is True

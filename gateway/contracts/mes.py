@@ -80,7 +80,7 @@ class GenealogyStep(BaseModel):
 async def _genealogy_step(mes: SourceConnector, request: GenealogyStep):
     # POST search takes any number of lots in one request, so a walk costs one request per level.
     key = "consumed" if request.direction == "down" else "produced"
-    return await mes.post("/api/genealogy/search", {key: list(request.lots)})
+    return await mes.post("/api/genealogy/search", {key: list(request.lots)}, idempotent=True)
 
 
 def _execution(e: MesExecution) -> ProductionExecution:

@@ -23,7 +23,7 @@ from gateway.upstream import Upstream
 log = logging.getLogger("lotgraph.operations")
 TRANSIENT = (UpstreamUnavailable, UpstreamTimeout)
 T = TypeVar("T")
-LEASE_SECONDS = 15.0
+LEASE_SECONDS = 5.0  # short: a crashed runner blocks a takeover at most this long
 # Blocking more is always safe: a hold goes on to the next system even when one is down.
 # A release stops at the first failure, so the systems after it stay held.
 PRESS_ON = {"placeQualityHold", "placeRecallHold"}
@@ -121,6 +121,8 @@ class Executor:
                     return await run()
             except TRANSIENT as exc:
                 error = exc
+                if "breaker" in exc.details:  # the source's circuit is open: the resumer will come back later
+                    break
                 await asyncio.sleep(self.backoff_seconds * 2**attempt * (0.5 + random.random()))
             except GatewayError as exc:
                 return exc

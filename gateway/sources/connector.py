@@ -14,6 +14,7 @@ import httpx
 
 from gateway import correlation
 from gateway.errors import NotFound, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from gateway.resilience import Guarded
 from gateway.settings import SourceSettings
 from gateway.sources.credentials import upstream_auth
 
@@ -39,13 +40,21 @@ class SourceConnector:
             transport=transport,
             auth=upstream_auth(name, settings.auth),
         )
+        self.guarded = Guarded(name, settings.resilience)
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def request(self, method: str, path: str, *, check: bool = True, **kwargs: Any) -> httpx.Response:
-        """Send one request with the current correlation id; map every failure onto a typed error
-        (HTTP error statuses too, unless `check` is False: then the caller reads the status itself)."""
+    async def request(
+        self, method: str, path: str, *, check: bool = True, idempotent: bool | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Send one request through the source's protections (budget, breaker, bulkhead, rate limit),
+        retried only if `idempotent` (default: GET); map every failure onto a typed error (HTTP error
+        statuses too, unless `check` is False: then the caller reads the status itself)."""
+        retryable = method in ("GET", "HEAD") if idempotent is None else idempotent
+        return await self.guarded.call(lambda: self._send(method, path, check, **kwargs), idempotent=retryable)
+
+    async def _send(self, method: str, path: str, check: bool, **kwargs: Any) -> httpx.Response:
         headers = dict(kwargs.pop("headers", None) or {})
         correlation_id = correlation.current.get()
         if correlation_id:
@@ -74,7 +83,7 @@ class SourceConnector:
         if status in (408, 504):
             raise UpstreamTimeout(what, source=self.name, status=status)
         if status == 429 or status >= 500:
-            raise UpstreamUnavailable(what, source=self.name, status=status)
+            raise UpstreamUnavailable(what, source=self.name, status=status, retryAfter=_retry_after(response))
         raise UpstreamRejected(what, source=self.name, status=status)
 
     async def get(self, path: str, **params: Any) -> httpx.Response:
@@ -87,6 +96,14 @@ class SourceConnector:
         """GET a batch of keys as one comma-separated parameter, in as few requests as URL length allows."""
         chunks = chunked(keys, self.settings.max_batch_keys)
         return list(await asyncio.gather(*(self.get(path, **{key_param: ",".join(c)}, **params) for c in chunks)))
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """`Retry-After` in seconds (the HTTP-date form is rare from APIs and treated as absent)."""
+    try:
+        return max(0.0, float(response.headers["retry-after"]))
+    except (KeyError, ValueError):
+        return None
 
 
 def _drop_none(params: dict[str, Any]) -> dict[str, Any]:
