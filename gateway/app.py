@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__, correlation
 from gateway.endpoint import GraphQLEndpoint
+from gateway.limits import BodySizeLimit
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from schema import build_schema
@@ -51,7 +52,9 @@ class CorrelationMiddleware:
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     runtime = Runtime.create(settings)
-    graphql = GraphQLEndpoint(build_schema(introspection=settings.introspection_enabled), runtime)
+    graphql = GraphQLEndpoint(
+        build_schema(introspection=settings.introspection_enabled, limits=settings.limits), runtime
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -78,7 +81,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],
-        middleware=[Middleware(CorrelationMiddleware)],
+        middleware=[
+            Middleware(CorrelationMiddleware),
+            Middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes),
+        ],
         lifespan=lifespan,
     )
     app.state.runtime = runtime

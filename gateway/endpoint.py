@@ -7,6 +7,7 @@ production its message is masked and replaced by the correlation id that finds t
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from cross_web import HTTPException
@@ -62,6 +63,17 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         request.scope["lotgraph.principal"] = principal or self.runtime.settings.auth.anonymous_principal()
         return None
 
+    async def _run_within_budget(self, request: Request) -> Response:
+        budget = self.settings.limits.operation_timeout
+        try:
+            async with asyncio.timeout(budget):
+                return await self.run(request)
+        except TimeoutError:
+            # Any operation cut short stays recorded and is finished by the resumer, so nothing is lost.
+            message = f"the operation did not finish within {budget} s"
+            body = {"errors": [{"message": message, "extensions": {"code": "OPERATION_TIMEOUT", "limit": budget}}]}
+            return JSONResponse(body, status_code=504)
+
     def _wants_ide(self, request: Request) -> bool:
         accept = request.headers.get("accept", "")
         return self.graphql_ide is not None and request.method == "GET" and "text/html" in accept
@@ -97,7 +109,7 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
                 denied = None
             else:
                 denied = await self.authenticate(request)
-            response = denied if denied is not None else await self.run(request)
+            response = denied if denied is not None else await self._run_within_budget(request)
         except HTTPException as exc:
             # A request that is not GraphQL at all still gets a GraphQL-shaped answer saying why.
             response = JSONResponse(

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from gateway.auth import AuthSettings
+from gateway.limits import LimitSettings
 from gateway.resilience import ResilienceSettings
 
 
@@ -107,6 +108,7 @@ class Settings(BaseSettings):
     graphiql: bool | None = Field(default=None, description="Serve GraphiQL; default: only in development.")
     introspection: bool | None = Field(default=None, description="Allow introspection; default: development.")
     sources: Sources = Field(default_factory=lambda: Sources.model_validate({}))
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     max_page_size: int = Field(default=1000, ge=1)
     operation_retry_seconds: float = Field(
         default=5.0, gt=0, description="How often pending operations are retried (a system that was down returns)."

@@ -14,6 +14,7 @@ from strawberry.types import ExecutionContext
 
 from gateway import correlation
 from gateway.errors import GatewayError
+from gateway.limits import LimitSettings, limits_extension
 from schema.governance import GovernanceQuery
 from schema.mutation import Mutation
 from schema.query import Query
@@ -34,9 +35,13 @@ class Schema(strawberry.Schema):
                 log.error("unexpected error at %s [correlation_id=%s]", error.path, cid, exc_info=original)
 
 
-def build_schema(*, introspection: bool) -> Schema:
+def build_schema(*, introspection: bool, limits: LimitSettings | None = None) -> Schema:
     # Clients send the same few documents over and over: parse and validate each once.
-    extensions: list[Any] = [lambda: ParserCache(maxsize=1024), lambda: ValidationCache(maxsize=1024)]
+    extensions: list[Any] = [
+        lambda: ParserCache(maxsize=1024),
+        lambda: ValidationCache(maxsize=1024),
+        limits_extension(limits or LimitSettings()),
+    ]
     if not introspection:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return Schema(query=merge_types("Query", (Query, GovernanceQuery)), mutation=Mutation, extensions=extensions)

@@ -107,7 +107,7 @@ def test_consistency_spells_out_divergence(gateway: Gateway, dataset: Dataset) -
 
 
 def test_wms_v1_and_v2_give_identical_canonical_answers(gateway: Gateway, plant: Plant, dataset: Dataset) -> None:
-    lot_ids = [lot.id for lot in dataset.lots.values() if lot.remaining > 0][:40]
+    lot_ids = [lot.id for lot in dataset.lots.values() if lot.remaining > 0][:25]  # within the alias limit
     query = (
         "{ "
         + " ".join(
