@@ -9,18 +9,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from opentelemetry.instrumentation.starlette import StarletteInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__, correlation
 from gateway.endpoint import GraphQLEndpoint
 from gateway.limits import BodySizeLimit
+from gateway.resilience import BreakerState
 from gateway.runtime import Runtime
 from gateway.settings import Settings
+from gateway.store.operations import OperationState
 from schema import build_schema
 
 
@@ -49,6 +53,9 @@ class CorrelationMiddleware:
             correlation.current.reset(token)
 
 
+BREAKER_LEVEL = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     runtime = Runtime.create(settings)
@@ -75,11 +82,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ]
         return JSONResponse({"status": "ready", "sources": sources, "contracts": sorted(runtime.upstream.in_use())})
 
+    async def metrics(request: Request) -> Response:
+        """Prometheus exposition; gauges read from live state are refreshed at scrape time."""
+        connectors = runtime.upstream.connectors
+        for connector in (connectors.erp, connectors.qms, connectors.wms, connectors.mes):
+            state = connector.guarded.breaker.state
+            runtime.metrics.breaker.labels(connector.name).set(BREAKER_LEVEL[state])
+        runtime.metrics.pending_operations.set(len(await runtime.operations.store.in_state(OperationState.PENDING)))
+        return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics),
         ],
         middleware=[
             Middleware(CorrelationMiddleware),
@@ -88,4 +105,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    StarletteInstrumentor.instrument_app(app)
     return app

@@ -26,6 +26,7 @@ from gateway.context import GatewayContext
 from gateway.errors import GatewayError
 from gateway.runtime import Runtime
 from gateway.settings import Mode
+from gateway.telemetry import current_traceparent
 
 
 def error_code(error: GraphQLError) -> str:
@@ -116,4 +117,6 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
                 {"errors": [{"message": exc.reason, "extensions": {"code": "BAD_REQUEST"}}]},
                 status_code=exc.status_code,
             )
+        if traceparent := current_traceparent():
+            response.headers["traceparent"] = traceparent  # the trace to look up for this request
         await response(scope, receive, send)

@@ -9,6 +9,7 @@ from gateway.auth import Authenticator, build_authenticator
 from gateway.operations import Operations
 from gateway.settings import Mode, Settings
 from gateway.store import Store
+from gateway.telemetry import Metrics, setup_tracing
 from gateway.upstream import Upstream
 from policies.engine import PolicyEngine
 
@@ -19,15 +20,19 @@ class Runtime:
     upstream: Upstream
     policies: PolicyEngine
     authenticator: Authenticator
+    metrics: Metrics
     store: Store | None = field(default=None)
     _operations: Operations | None = field(default=None)
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
         """Everything that needs no I/O; `start` opens the store."""
+        setup_tracing(settings.telemetry)
+        metrics = Metrics()
         return cls(
             settings=settings,
-            upstream=Upstream.open(settings.sources),
+            metrics=metrics,
+            upstream=Upstream.open(settings.sources, metrics),
             policies=PolicyEngine(),
             authenticator=build_authenticator(
                 settings.auth, data_dir=settings.data_dir, development=settings.mode is Mode.DEVELOPMENT

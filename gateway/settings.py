@@ -23,6 +23,7 @@ from pydantic_settings import (
 from gateway.auth import AuthSettings
 from gateway.limits import LimitSettings
 from gateway.resilience import ResilienceSettings
+from gateway.telemetry import TelemetrySettings
 
 
 class Mode(StrEnum):
@@ -109,6 +110,7 @@ class Settings(BaseSettings):
     introspection: bool | None = Field(default=None, description="Allow introspection; default: development.")
     sources: Sources = Field(default_factory=lambda: Sources.model_validate({}))
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     max_page_size: int = Field(default=1000, ge=1)
     operation_retry_seconds: float = Field(
         default=5.0, gt=0, description="How often pending operations are retried (a system that was down returns)."

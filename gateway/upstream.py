@@ -15,11 +15,13 @@ from pydantic import BaseModel
 from gateway.contracts import REGISTRY, Contract, contract_for
 from gateway.settings import Sources
 from gateway.sources import Connectors
+from gateway.telemetry import Metrics
 
 
 class Upstream:
-    def __init__(self, sources: Sources, connectors: Connectors) -> None:
+    def __init__(self, sources: Sources, connectors: Connectors, metrics: Metrics | None = None) -> None:
         self.connectors = connectors
+        self.metrics = metrics or Metrics()
         self.contracts: dict[tuple[str, str], Contract[Any, Any, Any]] = {}
         for contract in REGISTRY.values():
             version = getattr(sources, contract.source).version
@@ -27,8 +29,8 @@ class Upstream:
             self.contracts[key] = contract_for(contract.source, contract.operation, version)
 
     @classmethod
-    def open(cls, sources: Sources) -> Upstream:
-        return cls(sources, Connectors.open(sources))
+    def open(cls, sources: Sources, metrics: Metrics | None = None) -> Upstream:
+        return cls(sources, Connectors.open(sources), metrics)
 
     async def aclose(self) -> None:
         await self.connectors.aclose()
@@ -38,7 +40,8 @@ class Upstream:
 
     async def call(self, source: str, operation: str, request: BaseModel) -> list[Any]:
         contract = self.contract(source, operation)
-        return await contract.call(getattr(self.connectors, source), request)
+        with self.metrics.upstream_call(source, contract.name):
+            return await contract.call(getattr(self.connectors, source), request)
 
     def in_use(self) -> set[str]:
         """Names of the contracts this gateway actually speaks."""

@@ -15,6 +15,7 @@ from strawberry.types import ExecutionContext
 from gateway import correlation
 from gateway.errors import GatewayError
 from gateway.limits import LimitSettings, limits_extension
+from gateway.telemetry import RequestMetrics
 from schema.governance import GovernanceQuery
 from schema.mutation import Mutation
 from schema.query import Query
@@ -41,6 +42,7 @@ def build_schema(*, introspection: bool, limits: LimitSettings | None = None) ->
         lambda: ParserCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),
         limits_extension(limits or LimitSettings()),
+        RequestMetrics,
     ]
     if not introspection:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))

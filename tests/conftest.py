@@ -21,6 +21,7 @@ import pytest
 from gateway.app import create_app
 from gateway.auth import AuthSettings, DevSigner
 from gateway.demo import SIMULATORS, plant_group
+from gateway.resilience import ResilienceSettings
 from gateway.servers import ServerGroup, free_block
 from gateway.settings import Mode, Settings, local_sources
 from simulators import Dataset, generate
@@ -121,6 +122,11 @@ def _no_lingering_faults(request: pytest.FixtureRequest) -> Iterator[None]:
 def start_gateway(plant: Plant, **overrides: Any) -> Iterator[Gateway]:
     """A gateway of its own over the session's plant, with settings overridden (e.g. a source's version)."""
     sources = local_sources(plant.first_port)
+    # Tests fault the shared simulators one after another: a breaker left open by one test must not fail
+    # the next, so test gateways only open a circuit when a test configures one (tests/test_resilience.py).
+    isolated = ResilienceSettings(breaker_min_calls=1_000_000)
+    sources = sources.model_copy(update={s: getattr(sources, s).model_copy(update={"resilience": isolated})
+                                         for s in SIMULATORS})  # fmt: skip
     for system, changes in overrides.pop("sources", {}).items():
         sources = sources.model_copy(update={system: getattr(sources, system).model_copy(update=changes)})
     with tempfile.TemporaryDirectory(prefix="lotgraph-test-") as data_dir:

@@ -18,6 +18,7 @@ from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from gateway.operations.steps import BATCH_RUNNERS, RUNNERS, BatchRunner, Outcome
 from gateway.store.audit import AuditLog
 from gateway.store.operations import Operation, OperationState, OperationStore, Step, StepState
+from gateway.telemetry import tracer
 from gateway.upstream import Upstream
 
 log = logging.getLogger("lotgraph.operations")
@@ -134,12 +135,16 @@ class Executor:
 
     async def _step(self, op: Operation, step: Step) -> bool:
         runner = RUNNERS[f"{step.system}.{step.action}"]
-        result = await self._attempt(op, lambda: runner(self.upstream, op, step))
+        with tracer.start_as_current_span(
+            f"step {step.system}.{step.action}", attributes={"lotgraph.lot": step.lot_id}
+        ):
+            result = await self._attempt(op, lambda: runner(self.upstream, op, step))
         await self._record(op, step, result)
         return not isinstance(result, GatewayError)
 
     async def _steps_at_once(self, op: Operation, steps: list[Step], batch: BatchRunner) -> bool:
-        result = await self._attempt(op, lambda: batch(self.upstream, op, steps))
+        with tracer.start_as_current_span(f"step {steps[0].system}.{steps[0].action} x{len(steps)}"):
+            result = await self._attempt(op, lambda: batch(self.upstream, op, steps))
         for step, outcome in zip(
             steps, [result] * len(steps) if isinstance(result, GatewayError) else result, strict=True
         ):

@@ -1,0 +1,107 @@
+"""Traces and metrics: where a request or an operation spent its time, and what the gateway is doing.
+
+Traces: an OpenTelemetry SDK tracer (W3C `traceparent` in and out; httpx spans carry it to every
+upstream), server spans from the Starlette instrumentation, and spans of our own per contract call and
+operation step. Exported to the console or nowhere (`LOTGRAPH_TELEMETRY__TRACES=console|none`);
+the trace id is also echoed to the client as `traceparent`.
+
+Metrics: Prometheus series in a registry of this gateway's own, served on `/metrics`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pydantic import BaseModel
+from strawberry.extensions import SchemaExtension
+
+tracer = trace.get_tracer("lotgraph")
+
+
+class TelemetrySettings(BaseModel):
+    traces: Literal["none", "console"] = "none"
+
+
+def setup_tracing(settings: TelemetrySettings) -> None:
+    """Install an SDK tracer provider once per process (real trace ids even when nothing is exported)."""
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": "lotgraph"}))
+    if settings.traces == "console":
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    trace.set_tracer_provider(provider)
+    HTTPXClientInstrumentor().instrument()
+
+
+def current_traceparent() -> str | None:
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+class Metrics:
+    """Every series the gateway exposes, in a registry of its own (several gateways can share a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "lotgraph_graphql_requests", "GraphQL requests by operation and outcome", ["operation", "outcome"],
+            registry=r,
+        )  # fmt: skip
+        self.request_seconds = Histogram(
+            "lotgraph_graphql_request_seconds", "GraphQL request latency", ["operation"], registry=r
+        )
+        self.upstream = Counter(
+            "lotgraph_upstream_requests", "Contract calls by source, contract and outcome",
+            ["source", "contract", "outcome"], registry=r,
+        )  # fmt: skip
+        self.upstream_seconds = Histogram(
+            "lotgraph_upstream_seconds", "Contract call latency", ["source", "contract"], registry=r
+        )
+        self.breaker = Gauge(
+            "lotgraph_breaker_state", "Circuit breaker per source: 0 closed, 1 half-open, 2 open", ["source"],
+            registry=r,
+        )  # fmt: skip
+        self.pending_operations = Gauge("lotgraph_pending_operations", "Operations waiting to be finished", registry=r)
+        self.disagreements = Counter(
+            "lotgraph_lot_disagreements", "Lots found with systems disagreeing, by judged pair", registry=r
+        )
+
+    @contextmanager
+    def upstream_call(self, source: str, contract: str) -> Iterator[None]:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            with tracer.start_as_current_span(f"contract {contract}", attributes={"lotgraph.source": source}):
+                yield
+        except Exception as exc:
+            outcome = getattr(exc, "code", exc.__class__.__name__)
+            raise
+        finally:
+            self.upstream.labels(source, contract, outcome).inc()
+            self.upstream_seconds.labels(source, contract).observe(time.perf_counter() - started)
+
+
+class RequestMetrics(SchemaExtension):
+    """Counts and times every GraphQL operation by name and outcome."""
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        context = self.execution_context
+        metrics: Metrics = context.context.runtime.metrics
+        name = context.operation_name or "anonymous"
+        outcome = "error" if context.result and context.result.errors else "ok"
+        metrics.requests.labels(name, outcome).inc()
+        metrics.request_seconds.labels(name).observe(time.perf_counter() - started)
