@@ -8,6 +8,7 @@ production its message is masked and replaced by the correlation id that finds t
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar
 from typing import Any
 
 from cross_web import HTTPException
@@ -17,16 +18,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 
 from gateway import correlation
-from gateway.auth import Unauthenticated
+from gateway.auth import Principal, Unauthenticated
 from gateway.context import GatewayContext
 from gateway.errors import GatewayError
+from gateway.limits import ClientRateLimits
 from gateway.runtime import Runtime
 from gateway.settings import Mode
 from gateway.telemetry import current_traceparent
+from gateway.trusted import DocumentRefused, TrustedDocuments
+
+_principal: ContextVar[Principal | None] = ContextVar("lotgraph_principal", default=None)
 
 
 def error_code(error: GraphQLError) -> str:
@@ -42,6 +47,17 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         super().__init__(schema, graphql_ide="graphiql" if runtime.settings.graphiql_enabled else None)
         self.runtime = runtime
         self.settings = runtime.settings
+        self.trusted = TrustedDocuments(runtime.settings.trusted_documents)
+        limits = runtime.settings.limits
+        self.client_limits = ClientRateLimits(limits.client_rps, limits.client_burst)
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """The request as strawberry parses it, with persisted documents resolved and the allowlist applied."""
+        data = await super().parse_http_body(request)
+        principal = _principal.get()
+        if isinstance(data, list) or principal is None:
+            return data
+        return self.trusted.resolve(data, principal)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> GatewayContext:
         return GatewayContext(
@@ -61,7 +77,13 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
                 status_code=401,
                 headers={"WWW-Authenticate": exc.www_authenticate},
             )
-        request.scope["lotgraph.principal"] = principal or self.runtime.settings.auth.anonymous_principal()
+        caller = principal or self.runtime.settings.auth.anonymous_principal()
+        if wait := self.client_limits.wait_for(caller.sub):
+            body = {"errors": [{"message": f"too many requests from {caller.sub}; retry in {wait:.1f} s",
+                                "extensions": {"code": "RATE_LIMITED", "retryAfter": round(wait, 3)}}]}  # fmt: skip
+            return JSONResponse(body, status_code=429, headers={"Retry-After": str(max(1, round(wait)))})
+        request.scope["lotgraph.principal"] = caller
+        _principal.set(caller)
         return None
 
     async def _run_within_budget(self, request: Request) -> Response:
@@ -111,6 +133,10 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
             else:
                 denied = await self.authenticate(request)
             response = denied if denied is not None else await self._run_within_budget(request)
+        except DocumentRefused as exc:
+            # APQ clients look for this exact answer (200 with the code) before sending the document.
+            status = 200 if exc.code == "PERSISTED_QUERY_NOT_FOUND" else 403
+            response = JSONResponse({"errors": [{"message": str(exc), "extensions": {"code": exc.code}}]}, status)
         except HTTPException as exc:
             # A request that is not GraphQL at all still gets a GraphQL-shaped answer saying why.
             response = JSONResponse(

@@ -9,6 +9,7 @@ before they are read, and a whole operation has a time budget.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
+from gateway.resilience import TokenBucket
+
 
 class LimitSettings(BaseModel):
     """`LOTGRAPH_LIMITS__MAX_DEPTH=12`, ..."""
@@ -44,6 +47,8 @@ class LimitSettings(BaseModel):
     default_list_size: int = Field(default=20, ge=1, description="What a list without `first` counts as.")
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     operation_timeout: float = Field(default=60.0, gt=0)
+    client_rps: float | None = Field(default=None, gt=0, description="Requests per second per caller (token subject).")
+    client_burst: int = Field(default=20, ge=1)
 
 
 @dataclass(frozen=True)
@@ -196,3 +201,25 @@ class BodySizeLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+class ClientRateLimits:
+    """A token bucket per caller, so one abusive client cannot take the gateway from the others."""
+
+    def __init__(self, rps: float | None, burst: int, max_clients: int = 100_000) -> None:
+        self.rps = rps
+        self.burst = burst
+        self.max_clients = max_clients
+        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def wait_for(self, client: str) -> float:
+        """0.0 when `client` may go ahead now; otherwise the seconds to wait (for `Retry-After`)."""
+        if self.rps is None:
+            return 0.0
+        bucket = self.buckets.get(client)
+        if bucket is None:
+            bucket = self.buckets[client] = TokenBucket(self.rps, self.burst)
+            if len(self.buckets) > self.max_clients:
+                self.buckets.popitem(last=False)
+        self.buckets.move_to_end(client)
+        return bucket.try_take()

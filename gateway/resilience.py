@@ -108,16 +108,22 @@ class TokenBucket:
         self.updated = clock()
         self._lock = asyncio.Lock()
 
+    def try_take(self) -> float:
+        """Take a token if there is one (0.0), else say how many seconds until there will be."""
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
     async def take(self) -> None:
         async with self._lock:
-            while True:
-                now = self.clock()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
+            wait = self.try_take()
+            while wait:  # the refill is time itself: sleeping until the next token is the wait
+                await asyncio.sleep(wait)
+                wait = self.try_take()
 
 
 class Guarded:

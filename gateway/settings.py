@@ -24,6 +24,7 @@ from gateway.auth import AuthSettings
 from gateway.limits import LimitSettings
 from gateway.resilience import ResilienceSettings
 from gateway.telemetry import TelemetrySettings
+from gateway.trusted import TrustedDocumentSettings
 
 
 class Mode(StrEnum):
@@ -111,6 +112,7 @@ class Settings(BaseSettings):
     sources: Sources = Field(default_factory=lambda: Sources.model_validate({}))
     limits: LimitSettings = Field(default_factory=LimitSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    trusted_documents: TrustedDocumentSettings = Field(default_factory=TrustedDocumentSettings)
     max_page_size: int = Field(default=1000, ge=1)
     operation_retry_seconds: float = Field(
         default=5.0, gt=0, description="How often pending operations are retried (a system that was down returns)."

@@ -1,0 +1,63 @@
+"""Persisted queries for everyone; registered operations only for clients in allowlist mode; per-client rate limits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from gateway.limits import LimitSettings
+from gateway.trusted import TrustedDocumentSettings, digest
+from tests.conftest import Plant, start_gateway
+
+REGISTERED = "query Contracts { contracts { name } }"
+OTHER = "{ contracts { name status } }"
+
+
+def _post(url: str, body: dict, token: str | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.post(f"{url}/graphql", json=body, headers=headers)
+
+
+def _persisted(document_hash: str) -> dict:
+    return {"persistedQuery": {"version": 1, "sha256Hash": document_hash}}
+
+
+def test_automatic_persisted_queries(plant: Plant) -> None:
+    with start_gateway(plant) as gateway:
+        unknown = _post(gateway.url, {"extensions": _persisted(digest(OTHER))})
+        registered = _post(gateway.url, {"query": OTHER, "extensions": _persisted(digest(OTHER))})
+        by_hash = _post(gateway.url, {"extensions": _persisted(digest(OTHER))})
+        forged = _post(gateway.url, {"query": REGISTERED, "extensions": _persisted(digest(OTHER))})
+    assert unknown.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+    assert registered.json()["data"]["contracts"] and by_hash.json() == registered.json()
+    assert forged.status_code == 403
+    assert forged.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_HASH_MISMATCH"
+
+
+def test_allowlisted_clients_run_registered_operations_only(plant: Plant, tmp_path: Path) -> None:
+    manifest = tmp_path / "operations.json"
+    manifest.write_text(json.dumps({digest(REGISTERED): REGISTERED}))
+    trusted = TrustedDocumentSettings(manifest=manifest, enforce_for_roles=("supplier",))
+    with start_gateway(plant, trusted_documents=trusted) as gateway:
+        supplier = gateway.token("supplier", plants=(), supplier="100001")
+        by_hash = _post(gateway.url, {"extensions": _persisted(digest(REGISTERED))}, supplier)
+        by_text = _post(gateway.url, {"query": REGISTERED}, supplier)
+        refused = _post(gateway.url, {"query": OTHER}, supplier)
+        internal = _post(gateway.url, {"query": OTHER}, gateway.token("quality_engineer"))
+    assert by_hash.json()["data"]["contracts"] and by_text.json()["data"]["contracts"]
+    assert refused.status_code == 403
+    assert refused.json()["errors"][0]["extensions"]["code"] == "OPERATION_NOT_ALLOWED"
+    assert internal.json()["data"]["contracts"], "allowlist mode applies to the configured clients only"
+
+
+def test_each_client_has_its_own_rate_limit(plant: Plant) -> None:
+    with start_gateway(plant, limits=LimitSettings(client_rps=0.5, client_burst=2)) as gateway:
+        greedy, patient = gateway.token("portal_reader", sub="greedy"), gateway.token("portal_reader", sub="patient")
+        answers = [_post(gateway.url, {"query": OTHER}, greedy) for _ in range(3)]
+        other = _post(gateway.url, {"query": OTHER}, patient)
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[2].json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert int(answers[2].headers["retry-after"]) >= 1
+    assert other.status_code == 200
