@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import logging
+import os
 import sys
 
 import uvicorn
+
+from gateway import logs
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -18,7 +20,7 @@ def _run(args: argparse.Namespace) -> None:
     settings = Settings(**{key: value for key, value in (("host", args.host), ("port", args.port)) if value})
     app = create_app(settings)
     gc.freeze()  # modules and schema live as long as the process: keep full collections short
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, log_config=None)
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -103,6 +105,12 @@ def _token(args: argparse.Namespace) -> None:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="lotgraph", description=__doc__)
     root.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    root.add_argument(
+        "--log-format",
+        default=os.environ.get("LOTGRAPH_LOG_FORMAT", "text"),
+        choices=["text", "json"],
+        help="json: one object per line with correlation and trace ids (LOTGRAPH_LOG_FORMAT)",
+    )
     commands = root.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="serve the gateway as configured by LOTGRAPH_* settings")
@@ -153,8 +161,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request drowns everything else
+    logs.configure(args.log_level, json_lines=args.log_format == "json")
     try:
         args.handler(args)
     except KeyboardInterrupt:

@@ -75,7 +75,7 @@ class Metrics:
         )  # fmt: skip
         self.pending_operations = Gauge("lotgraph_pending_operations", "Operations waiting to be finished", registry=r)
         self.disagreements = Counter(
-            "lotgraph_lot_disagreements", "Lots found with systems disagreeing, by judged pair", registry=r
+            "lotgraph_lot_disagreements", "Lots whose systems were found disagreeing when asked", registry=r
         )
 
     @contextmanager

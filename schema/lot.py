@@ -187,4 +187,7 @@ class Lot:
     @strawberry.field(description="What ERP, QMS, WMS and MES each say about this lot, and where they disagree.")
     async def consistency(self, info: Info) -> Consistency | None:
         await self._guard(info)
-        return Consistency.of(await consistency.assess(info.context.loaders, self.id))
+        result = await consistency.assess(info.context.loaders, self.id)
+        if result.disagreements:
+            info.context.runtime.metrics.disagreements.inc()
+        return Consistency.of(result)
