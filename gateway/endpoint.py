@@ -23,6 +23,7 @@ from strawberry.types import ExecutionResult
 
 from gateway import correlation
 from gateway.auth import Principal, Unauthenticated
+from gateway.cache import stale_reads
 from gateway.context import GatewayContext
 from gateway.errors import GatewayError
 from gateway.limits import ClientRateLimits
@@ -60,6 +61,7 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         return self.trusted.resolve(data, principal)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> GatewayContext:
+        stale_reads.set([])
         return GatewayContext(
             request=request,
             runtime=self.runtime,
@@ -105,8 +107,11 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         response: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
             response["errors"] = [self._format(error) for error in result.errors]
-        if result.extensions:
-            response["extensions"] = result.extensions
+        extensions = dict(result.extensions or {})
+        if stale := stale_reads.get():
+            extensions["stale"] = stale  # served from cache because the source failed: may be old
+        if extensions:
+            response["extensions"] = extensions
         return response
 
     def _format(self, error: GraphQLError) -> dict[str, Any]:

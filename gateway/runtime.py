@@ -32,7 +32,7 @@ class Runtime:
         return cls(
             settings=settings,
             metrics=metrics,
-            upstream=Upstream.open(settings.sources, metrics),
+            upstream=Upstream.open(settings.sources, metrics, settings.cache),
             policies=PolicyEngine(),
             authenticator=build_authenticator(
                 settings.auth, data_dir=settings.data_dir, development=settings.mode is Mode.DEVELOPMENT

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from gateway.auth import AuthSettings
+from gateway.cache import CacheSettings
 from gateway.limits import LimitSettings
 from gateway.resilience import ResilienceSettings
 from gateway.telemetry import TelemetrySettings
@@ -112,6 +113,7 @@ class Settings(BaseSettings):
     sources: Sources = Field(default_factory=lambda: Sources.model_validate({}))
     limits: LimitSettings = Field(default_factory=LimitSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     trusted_documents: TrustedDocumentSettings = Field(default_factory=TrustedDocumentSettings)
     max_page_size: int = Field(default=1000, ge=1)
     operation_retry_seconds: float = Field(

@@ -73,10 +73,18 @@ class Metrics:
             "lotgraph_breaker_state", "Circuit breaker per source: 0 closed, 1 half-open, 2 open", ["source"],
             registry=r,
         )  # fmt: skip
+        self.cache = Counter(
+            "lotgraph_cache_lookups", "Read cache lookups by contract and result (hit, miss, stale)",
+            ["contract", "result"], registry=r,
+        )  # fmt: skip
         self.pending_operations = Gauge("lotgraph_pending_operations", "Operations waiting to be finished", registry=r)
         self.disagreements = Counter(
             "lotgraph_lot_disagreements", "Lots whose systems were found disagreeing when asked", registry=r
         )
+
+    def count_cache(self, contract: str, result: str, n: int) -> None:
+        if n:
+            self.cache.labels(contract, result).inc(n)
 
     @contextmanager
     def upstream_call(self, source: str, contract: str) -> Iterator[None]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from gateway.cache import CacheSettings, ReadCache
 from gateway.contracts import REGISTRY, Contract, contract_for
 from gateway.settings import Sources
 from gateway.sources import Connectors
@@ -19,9 +20,13 @@ from gateway.telemetry import Metrics
 
 
 class Upstream:
-    def __init__(self, sources: Sources, connectors: Connectors, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, sources: Sources, connectors: Connectors, metrics: Metrics | None = None,
+        cache: CacheSettings | None = None,
+    ) -> None:  # fmt: skip
         self.connectors = connectors
         self.metrics = metrics or Metrics()
+        self.cache = ReadCache(cache or CacheSettings(), self.metrics.count_cache)
         self.contracts: dict[tuple[str, str], Contract[Any, Any, Any]] = {}
         for contract in REGISTRY.values():
             version = getattr(sources, contract.source).version
@@ -29,8 +34,8 @@ class Upstream:
             self.contracts[key] = contract_for(contract.source, contract.operation, version)
 
     @classmethod
-    def open(cls, sources: Sources, metrics: Metrics | None = None) -> Upstream:
-        return cls(sources, Connectors.open(sources), metrics)
+    def open(cls, sources: Sources, metrics: Metrics | None = None, cache: CacheSettings | None = None) -> Upstream:
+        return cls(sources, Connectors.open(sources), metrics, cache)
 
     async def aclose(self) -> None:
         await self.connectors.aclose()

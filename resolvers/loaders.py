@@ -38,9 +38,13 @@ def _one_each(
 ) -> Callable[[list[str]], Awaitable[Sequence[Any]]]:
     """Batch function answering one object (or None when the source does not know it) per key."""
 
+    async def fetch(missing: list[str]) -> dict[str, Any]:
+        found = {key_of(item): item for item in await upstream.call(source, operation, Keys(keys=missing))}
+        return {key: found.get(key) for key in missing}
+
     async def load(keys: list[str]) -> list[Any]:
-        found = {key_of(item): item for item in await upstream.call(source, operation, Keys(keys=keys))}
-        return [found.get(key) for key in keys]
+        values = await upstream.cache.load(f"{source}.{operation}", keys, fetch)
+        return [values[key] for key in keys]
 
     return load
 
@@ -50,11 +54,15 @@ def _all_each(
 ) -> Callable[[list[str]], Awaitable[Sequence[list[Any]]]]:
     """Batch function answering the list of objects belonging to each key (possibly empty)."""
 
-    async def load(keys: list[str]) -> list[list[Any]]:
+    async def fetch(missing: list[str]) -> dict[str, list[Any]]:
         grouped: dict[Hashable, list[Any]] = defaultdict(list)
-        for item in await upstream.call(source, operation, Keys(keys=keys)):
+        for item in await upstream.call(source, operation, Keys(keys=missing)):
             grouped[key_of(item)].append(item)
-        return [grouped.get(key, []) for key in keys]
+        return {key: grouped.get(key, []) for key in missing}
+
+    async def load(keys: list[str]) -> list[list[Any]]:
+        values = await upstream.cache.load(f"{source}.{operation}", keys, fetch)
+        return [values[key] for key in keys]
 
     return load
 

@@ -163,6 +163,7 @@ class Executor:
         await self.operations.record_step(
             op.id, step.seq, state=state, error=None, contract=result.contract, detail=result.detail
         )
+        await self.upstream.cache.invalidate_lot(step.lot_id)  # the next read shows what this step changed
 
     async def _complete(self, op: Operation) -> None:
         done = await self._load(op.id)
