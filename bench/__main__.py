@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import graph, holds
+from bench import graph, holds, resilience
 from bench.stack import running
 from simulators import generate
 
@@ -18,6 +18,8 @@ def main() -> None:
             lambda: graph.recall_genealogy(stack, dataset),
             lambda: holds.hold_and_release(stack, dataset, stack.data_dir),
             lambda: holds.recall(stack, dataset, stack.data_dir),
+            lambda: resilience.cold_and_warm(stack),
+            lambda: resilience.throughput(stack, dataset),
         ):
             print("\n".join(run()), flush=True)
             print()

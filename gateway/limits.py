@@ -43,7 +43,7 @@ class LimitSettings(BaseModel):
 
     max_depth: int = Field(default=12, ge=1)
     max_aliases: int = Field(default=30, ge=0)
-    max_cost: int = Field(default=100_000, ge=1)
+    max_cost: int = Field(default=200_000, ge=1)  # a 1,000-lot page with its stock, inspections and holds fits
     default_list_size: int = Field(default=20, ge=1, description="What a list without `first` counts as.")
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     operation_timeout: float = Field(default=60.0, gt=0)

@@ -1,0 +1,73 @@
+"""Benchmarks of the resilience work: the 100-lot query cold vs warm (cache), with one source at 2 s
+latency (the gateway's budget bounds it), and single-lot queries per second at 50 concurrent clients."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+import httpx
+
+from bench.graph import LIST_QUERY
+from bench.stack import Stack
+from simulators import Dataset
+
+SINGLE = "query($id: ID!) { lot(id: $id) { id material { description } qualityStatus } }"
+
+
+def _timed(client: httpx.Client, stack: Stack, first: int) -> float:
+    started = time.perf_counter()
+    client.post(f"{stack.gateway}/graphql", json={"query": LIST_QUERY, "variables": {"first": first}}).json()
+    return (time.perf_counter() - started) * 1000
+
+
+def cold_and_warm(stack: Stack, runs: int = 20) -> list[str]:
+    with httpx.Client(timeout=60) as client:
+        stack.reset_stats()
+        cold = _timed(client, stack, 100)
+        cold_requests = sum(stack.served().values())
+        stack.reset_stats()
+        warm = [_timed(client, stack, 100) for _ in range(runs)]
+        warm_requests = sum(stack.served().values()) / runs
+        slow = []
+        try:
+            httpx.post(f"{stack.sim('wms')}/_admin/faults", json={"latency_ms": 2000})
+            slow = [_timed(client, stack, 100) for _ in range(5)]
+        finally:
+            stack.clear_faults()
+    return [
+        "lots(first: 100) cold vs warm (master data and batches cached; statuses always asked)",
+        f"  cold {cold:.0f} ms ({cold_requests} upstream requests)  warm p50 {statistics.median(warm):.0f} ms "
+        f"({warm_requests:.0f} upstream requests per query)",
+        f"  WMS at 2 s latency: p50 {statistics.median(slow):.0f} ms  max {max(slow):.0f} ms "
+        "(stock fields wait for WMS; the rest of the query does not wait longer than WMS's budget)",
+    ]
+
+
+async def _clients(stack: Stack, lot_ids: list[str], clients: int, seconds: float) -> tuple[int, list[float]]:
+    deadline = time.perf_counter() + seconds
+    latencies: list[float] = []
+
+    async def client(index: int) -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            n = index
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                body = {"query": SINGLE, "variables": {"id": lot_ids[n % len(lot_ids)]}}
+                await http.post(f"{stack.gateway}/graphql", json=body)
+                latencies.append((time.perf_counter() - started) * 1000)
+                n += clients
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return len(latencies), latencies
+
+
+def throughput(stack: Stack, dataset: Dataset, clients: int = 50, seconds: float = 10.0) -> list[str]:
+    lot_ids = list(dataset.lots)[:2000]
+    count, latencies = asyncio.run(_clients(stack, lot_ids, clients, seconds))
+    return [
+        f"single-lot query, {clients} concurrent clients, one gateway process, {seconds:.0f} s",
+        f"  {count / seconds:.0f} requests/s  p50 {statistics.median(latencies):.0f} ms  "
+        f"p95 {statistics.quantiles(latencies, n=100)[94]:.0f} ms",
+    ]
