@@ -75,12 +75,24 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(request: Request) -> JSONResponse:
+        """Ready when the store answers; each source's breaker is shown (an open one degrades, not blocks)."""
         connectors = runtime.upstream.connectors
         sources = [
             {"name": c.name, "breaker": c.guarded.breaker.state.value}
             for c in (connectors.erp, connectors.qms, connectors.wms, connectors.mes)
         ]
-        return JSONResponse({"status": "ready", "sources": sources, "contracts": sorted(runtime.upstream.in_use())})
+        try:
+            await runtime.opened_store.ping()
+            store = "ok"
+        except Exception as exc:  # any failure to reach the store means: do not route traffic here
+            store = f"unavailable: {exc.__class__.__name__}"
+        body = {
+            "status": "ready" if store == "ok" else "not ready",
+            "store": store,
+            "sources": sources,
+            "contracts": sorted(runtime.upstream.in_use()),
+        }
+        return JSONResponse(body, status_code=200 if store == "ok" else 503)
 
     async def metrics(request: Request) -> Response:
         """Prometheus exposition; gauges read from live state are refreshed at scrape time."""
@@ -88,7 +100,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         for connector in (connectors.erp, connectors.qms, connectors.wms, connectors.mes):
             state = connector.guarded.breaker.state
             runtime.metrics.breaker.labels(connector.name).set(BREAKER_LEVEL[state])
-        runtime.metrics.pending_operations.set(len(await runtime.operations.store.in_state(OperationState.PENDING)))
+        runtime.metrics.pending_operations.set(await runtime.operations.store.count_in_state(OperationState.PENDING))
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app = Starlette(

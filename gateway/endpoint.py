@@ -81,6 +81,7 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
             )
         caller = principal or self.runtime.settings.auth.anonymous_principal()
         if wait := self.client_limits.wait_for(caller.sub):
+            self.runtime.metrics.rate_limited.inc()
             body = {"errors": [{"message": f"too many requests from {caller.sub}; retry in {wait:.1f} s",
                                 "extensions": {"code": "RATE_LIMITED", "retryAfter": round(wait, 3)}}]}  # fmt: skip
             return JSONResponse(body, status_code=429, headers={"Retry-After": str(max(1, round(wait)))})

@@ -77,6 +77,9 @@ class Metrics:
             "lotgraph_cache_lookups", "Read cache lookups by contract and result (hit, miss, stale)",
             ["contract", "result"], registry=r,
         )  # fmt: skip
+        self.rate_limited = Counter(
+            "lotgraph_rate_limit_rejections", "Requests refused by a per-client rate limit", registry=r
+        )
         self.pending_operations = Gauge("lotgraph_pending_operations", "Operations waiting to be finished", registry=r)
         self.disagreements = Counter(
             "lotgraph_lot_disagreements", "Lots whose systems were found disagreeing when asked", registry=r

@@ -106,8 +106,10 @@ def test_a_slow_source_costs_its_fields_a_bounded_wait(plant: Plant, dataset: Da
     assert result["errors"][0]["extensions"]["code"] == "UPSTREAM_TIMEOUT"
 
 
-def test_readyz_shows_each_sources_breaker(gateway: Gateway) -> None:
-    body = httpx.get(f"{gateway.url}/readyz").json()
+def test_readyz_shows_the_store_and_each_sources_breaker(gateway: Gateway) -> None:
+    response = httpx.get(f"{gateway.url}/readyz")
+    body = response.json()
+    assert response.status_code == 200 and body["store"] == "ok"
     assert {source["name"]: source["breaker"] for source in body["sources"]} == {
         "erp": "CLOSED", "qms": "CLOSED", "wms": "CLOSED", "mes": "CLOSED"
     }  # fmt: skip

@@ -57,7 +57,9 @@ def test_each_client_has_its_own_rate_limit(plant: Plant) -> None:
         greedy, patient = gateway.token("portal_reader", sub="greedy"), gateway.token("portal_reader", sub="patient")
         answers = [_post(gateway.url, {"query": OTHER}, greedy) for _ in range(3)]
         other = _post(gateway.url, {"query": OTHER}, patient)
+        metrics = httpx.get(f"{gateway.url}/metrics").text
     assert [a.status_code for a in answers] == [200, 200, 429]
+    assert "lotgraph_rate_limit_rejections_total 1.0" in metrics
     assert answers[2].json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
     assert int(answers[2].headers["retry-after"]) >= 1
     assert other.status_code == 200

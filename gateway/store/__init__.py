@@ -3,6 +3,7 @@ PostgreSQL when `LOTGRAPH_STORE_URL` names one, so replicas share it."""
 
 from __future__ import annotations
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.audit import AuditEntry, AuditLog, Verification
@@ -22,6 +23,10 @@ class Store:
         engine = open_engine(url)
         await migrate(engine)
         return cls(engine)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def aclose(self) -> None:
         await self.engine.dispose()

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -165,6 +165,11 @@ class OperationStore:
                 )
             ).mappings()
             return _operation(row, [_step(s) for s in steps])
+
+    async def count_in_state(self, *states: OperationState) -> int:
+        query = select(func.count()).select_from(operations).where(operations.c.state.in_([s.value for s in states]))
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).scalar_one()
 
     async def in_state(self, *states: OperationState) -> list[Operation]:
         query = select(operations.c.id).where(operations.c.state.in_([s.value for s in states]))
