@@ -15,8 +15,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-from aiocache import SimpleMemoryCache
+from aiocache import RedisCache, SimpleMemoryCache
+from aiocache.base import BaseCache
+from aiocache.serializers import PickleSerializer
 from pydantic import BaseModel, Field
 
 from gateway.errors import UpstreamError
@@ -46,6 +49,17 @@ class CacheSettings(BaseModel):
     stale_seconds: float = Field(default=600, ge=0, description="How long past its TTL an entry may stand in.")
 
 
+def _backend(redis_url: str | None) -> BaseCache:
+    """In memory by default; in Redis (pickled canonical objects) when replicas should share one cache."""
+    if redis_url is None:
+        return SimpleMemoryCache()
+    url = urlsplit(redis_url)
+    return RedisCache(
+        serializer=PickleSerializer(), namespace="lotgraph:cache", endpoint=url.hostname or "127.0.0.1",
+        port=url.port or 6379, db=int(url.path.strip("/") or 0), password=url.password,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class _Entry:
     value: Any
@@ -57,12 +71,13 @@ class ReadCache:
         self,
         settings: CacheSettings,
         count: Callable[[str, str, int], None],
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+        redis_url: str | None = None,
     ) -> None:
         self.settings = settings
-        self.clock = clock
+        self.clock = clock  # wall time: entries shared through Redis are compared across processes
         self.count = count  # (contract, "hit" | "miss" | "stale", n): the metrics hook
-        self.backend = SimpleMemoryCache()
+        self.backend: BaseCache = _backend(redis_url)
         self._inflight: dict[tuple[str, tuple[str, ...]], asyncio.Future[dict[str, Any]]] = {}
 
     async def load(
@@ -114,6 +129,9 @@ class ReadCache:
             raise
         finally:
             del self._inflight[flight]
+
+    async def aclose(self) -> None:
+        await self.backend.close()
 
     async def invalidate_lot(self, lot_id: str) -> None:
         for name in LOT_KEYED:

@@ -27,6 +27,7 @@ from gateway.cache import stale_reads
 from gateway.context import GatewayContext
 from gateway.errors import GatewayError
 from gateway.limits import ClientRateLimits
+from gateway.quota import RedisQuota
 from gateway.runtime import Runtime
 from gateway.settings import Mode
 from gateway.telemetry import current_traceparent
@@ -50,7 +51,12 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         self.settings = runtime.settings
         self.trusted = TrustedDocuments(runtime.settings.trusted_documents)
         limits = runtime.settings.limits
-        self.client_limits = ClientRateLimits(limits.client_rps, limits.client_burst)
+        shared = (
+            RedisQuota(runtime.redis, "client", limits.client_rps, limits.client_burst)
+            if runtime.redis is not None and limits.client_rps
+            else None
+        )
+        self.client_limits = ClientRateLimits(limits.client_rps, limits.client_burst, shared)
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
         """The request as strawberry parses it, with persisted documents resolved and the allowlist applied."""
@@ -80,7 +86,7 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
                 headers={"WWW-Authenticate": exc.www_authenticate},
             )
         caller = principal or self.runtime.settings.auth.anonymous_principal()
-        if wait := self.client_limits.wait_for(caller.sub):
+        if wait := await self.client_limits.wait_for(caller.sub):
             self.runtime.metrics.rate_limited.inc()
             body = {"errors": [{"message": f"too many requests from {caller.sub}; retry in {wait:.1f} s",
                                 "extensions": {"code": "RATE_LIMITED", "retryAfter": round(wait, 3)}}]}  # fmt: skip

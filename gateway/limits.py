@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
+from gateway.quota import RedisQuota
 from gateway.resilience import TokenBucket
 
 
@@ -204,18 +205,24 @@ class _TooLarge(Exception):
 
 
 class ClientRateLimits:
-    """A token bucket per caller, so one abusive client cannot take the gateway from the others."""
+    """A token bucket per caller, so one abusive client cannot take the gateway from the others; with a
+    shared quota (Redis) the limit holds across replicas."""
 
-    def __init__(self, rps: float | None, burst: int, max_clients: int = 100_000) -> None:
+    def __init__(
+        self, rps: float | None, burst: int, shared: RedisQuota | None = None, max_clients: int = 100_000
+    ) -> None:
         self.rps = rps
         self.burst = burst
+        self.shared = shared
         self.max_clients = max_clients
         self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
-    def wait_for(self, client: str) -> float:
+    async def wait_for(self, client: str) -> float:
         """0.0 when `client` may go ahead now; otherwise the seconds to wait (for `Retry-After`)."""
         if self.rps is None:
             return 0.0
+        if self.shared is not None:
+            return await self.shared.wait_for(client)
         bucket = self.buckets.get(client)
         if bucket is None:
             bucket = self.buckets[client] = TokenBucket(self.rps, self.burst)

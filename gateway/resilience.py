@@ -18,6 +18,7 @@ from typing import TypeVar
 from pydantic import BaseModel, Field
 
 from gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.quota import RedisQuota
 
 T = TypeVar("T")
 
@@ -127,15 +128,17 @@ class TokenBucket:
 
 
 class Guarded:
-    """Every protection for one source, applied around each upstream call."""
+    """Every protection for one source, applied around each upstream call. With a shared quota (Redis) the
+    source's rate limit holds across replicas; otherwise it is this process's own token bucket."""
 
-    def __init__(self, source: str, settings: ResilienceSettings) -> None:
+    def __init__(self, source: str, settings: ResilienceSettings, shared: RedisQuota | None = None) -> None:
         self.source = source
         self.settings = settings
         self.breaker = CircuitBreaker(source, settings)
         self.bulkhead = asyncio.Semaphore(settings.max_concurrent)
         rate = settings.rate_limit_rps
-        self.bucket = TokenBucket(rate, settings.rate_limit_burst) if rate else None
+        self.bucket = TokenBucket(rate, settings.rate_limit_burst) if rate and shared is None else None
+        self.shared = shared if rate else None
 
     async def call(self, send: Callable[[], Awaitable[T]], *, idempotent: bool) -> T:
         """`send` within the source's budget; retried only when repeating it cannot do harm."""
@@ -154,6 +157,8 @@ class Guarded:
             try:
                 if self.bucket:
                     await self.bucket.take()
+                if self.shared:
+                    await self._shared_quota()
                 async with self.bulkhead:
                     result = await send()
             except (UpstreamUnavailable, UpstreamTimeout) as exc:
@@ -168,6 +173,13 @@ class Guarded:
             self.breaker.record(True)
             return result
         raise AssertionError("unreachable")
+
+    async def _shared_quota(self) -> None:
+        assert self.shared is not None
+        wait = await self.shared.wait_for(self.source)
+        while wait:  # the quota's next window opens with time: sleeping until then is the wait
+            await asyncio.sleep(wait)
+            wait = await self.shared.wait_for(self.source)
 
     def _wait(self, attempt: int, error: UpstreamError) -> float:
         retry_after = error.details.get("retryAfter")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from redis.asyncio import Redis
+
 from gateway.auth import Authenticator, build_authenticator
 from gateway.operations import Operations
 from gateway.settings import Mode, Settings
@@ -21,6 +23,7 @@ class Runtime:
     policies: PolicyEngine
     authenticator: Authenticator
     metrics: Metrics
+    redis: Redis | None
     store: Store | None = field(default=None)
     _operations: Operations | None = field(default=None)
 
@@ -29,10 +32,12 @@ class Runtime:
         """Everything that needs no I/O; `start` opens the store."""
         setup_tracing(settings.telemetry)
         metrics = Metrics()
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         return cls(
             settings=settings,
             metrics=metrics,
-            upstream=Upstream.open(settings.sources, metrics, settings.cache),
+            redis=redis,
+            upstream=Upstream.open(settings.sources, metrics, settings.cache, redis, settings.redis_url),
             policies=PolicyEngine(),
             authenticator=build_authenticator(
                 settings.auth, data_dir=settings.data_dir, development=settings.mode is Mode.DEVELOPMENT
@@ -48,6 +53,8 @@ class Runtime:
         if self._operations is not None:
             await self._operations.stop()
         await self.upstream.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         if self.store is not None:
             await self.store.aclose()
 

@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis shared by replicas: read cache, client and source quotas (redis://host:6379/0).",
+    )
     trusted_documents: TrustedDocumentSettings = Field(default_factory=TrustedDocumentSettings)
     max_page_size: int = Field(default=1000, ge=1)
     operation_retry_seconds: float = Field(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
+from redis.asyncio import Redis
 
 from gateway.cache import CacheSettings, ReadCache
 from gateway.contracts import REGISTRY, Contract, contract_for
@@ -22,11 +23,11 @@ from gateway.telemetry import Metrics
 class Upstream:
     def __init__(
         self, sources: Sources, connectors: Connectors, metrics: Metrics | None = None,
-        cache: CacheSettings | None = None,
+        cache: CacheSettings | None = None, redis_url: str | None = None,
     ) -> None:  # fmt: skip
         self.connectors = connectors
         self.metrics = metrics or Metrics()
-        self.cache = ReadCache(cache or CacheSettings(), self.metrics.count_cache)
+        self.cache = ReadCache(cache or CacheSettings(), self.metrics.count_cache, redis_url=redis_url)
         self.contracts: dict[tuple[str, str], Contract[Any, Any, Any]] = {}
         for contract in REGISTRY.values():
             version = getattr(sources, contract.source).version
@@ -34,11 +35,15 @@ class Upstream:
             self.contracts[key] = contract_for(contract.source, contract.operation, version)
 
     @classmethod
-    def open(cls, sources: Sources, metrics: Metrics | None = None, cache: CacheSettings | None = None) -> Upstream:
-        return cls(sources, Connectors.open(sources), metrics, cache)
+    def open(
+        cls, sources: Sources, metrics: Metrics | None = None, cache: CacheSettings | None = None,
+        redis: Redis | None = None, redis_url: str | None = None,
+    ) -> Upstream:  # fmt: skip
+        return cls(sources, Connectors.open(sources, redis), metrics, cache, redis_url)
 
     async def aclose(self) -> None:
         await self.connectors.aclose()
+        await self.cache.aclose()
 
     def contract(self, source: str, operation: str) -> Contract[Any, Any, Any]:
         return self.contracts[(source, operation)]

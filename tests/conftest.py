@@ -177,3 +177,12 @@ async def postgres_url(postgres_server: str) -> AsyncIterator[str]:
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """A real Redis on loopback for the session (started here when none is configured)."""
+    from tests.services import redis
+
+    with redis() as url:
+        yield url

@@ -14,6 +14,7 @@ import httpx
 
 from gateway import correlation
 from gateway.errors import NotFound, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from gateway.quota import RedisQuota
 from gateway.resilience import Guarded
 from gateway.settings import SourceSettings
 from gateway.sources.credentials import upstream_auth
@@ -27,7 +28,13 @@ def chunked(keys: Sequence[str], size: int) -> Iterable[Sequence[str]]:
 class SourceConnector:
     """HTTP access to one source system with its own connection pool and timeouts."""
 
-    def __init__(self, name: str, settings: SourceSettings, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        name: str,
+        settings: SourceSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        quota: RedisQuota | None = None,
+    ):
         self.name = name
         self.settings = settings
         self.client = httpx.AsyncClient(
@@ -40,7 +47,7 @@ class SourceConnector:
             transport=transport,
             auth=upstream_auth(name, settings.auth),
         )
-        self.guarded = Guarded(name, settings.resilience)
+        self.guarded = Guarded(name, settings.resilience, quota)
 
     async def aclose(self) -> None:
         await self.client.aclose()
