@@ -2,7 +2,7 @@
 
 Traces: an OpenTelemetry SDK tracer (W3C `traceparent` in and out; httpx spans carry it to every
 upstream), server spans from the Starlette instrumentation, and spans of our own per contract call and
-operation step. Exported to the console or nowhere (`LOTGRAPH_TELEMETRY__TRACES=console|none`);
+operation step. Exported by OTLP/HTTP, to the console, or nowhere (`LOTGRAPH_TELEMETRY__TRACES`);
 the trace id is also echoed to the client as `traceparent`.
 
 Metrics: Prometheus series in a registry of this gateway's own, served on `/metrics`.
@@ -28,7 +28,10 @@ tracer = trace.get_tracer("lotgraph")
 
 
 class TelemetrySettings(BaseModel):
-    traces: Literal["none", "console"] = "none"
+    """`LOTGRAPH_TELEMETRY__TRACES=otlp` exports to OTEL_EXPORTER_OTLP_ENDPOINT (or `otlp_endpoint`)."""
+
+    traces: Literal["none", "console", "otlp"] = "none"
+    otlp_endpoint: str | None = None
 
 
 def setup_tracing(settings: TelemetrySettings) -> None:
@@ -38,6 +41,10 @@ def setup_tracing(settings: TelemetrySettings) -> None:
     provider = TracerProvider(resource=Resource.create({"service.name": "lotgraph"}))
     if settings.traces == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    elif settings.traces == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint)))
     trace.set_tracer_provider(provider)
     HTTPXClientInstrumentor().instrument()
 

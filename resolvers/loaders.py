@@ -28,6 +28,7 @@ from gateway.model import (
     StockPosition,
     Supplier,
 )
+from gateway.telemetry import tracer
 from gateway.upstream import Upstream
 
 T = TypeVar("T")
@@ -43,7 +44,8 @@ def _one_each(
         return {key: found.get(key) for key in missing}
 
     async def load(keys: list[str]) -> list[Any]:
-        values = await upstream.cache.load(f"{source}.{operation}", keys, fetch)
+        with tracer.start_as_current_span(f"batch {source}.{operation}", attributes={"lotgraph.keys": len(keys)}):
+            values = await upstream.cache.load(f"{source}.{operation}", keys, fetch)
         return [values[key] for key in keys]
 
     return load
@@ -61,7 +63,8 @@ def _all_each(
         return {key: grouped.get(key, []) for key in missing}
 
     async def load(keys: list[str]) -> list[list[Any]]:
-        values = await upstream.cache.load(f"{source}.{operation}", keys, fetch)
+        with tracer.start_as_current_span(f"batch {source}.{operation}", attributes={"lotgraph.keys": len(keys)}):
+            values = await upstream.cache.load(f"{source}.{operation}", keys, fetch)
         return [values[key] for key in keys]
 
     return load
