@@ -126,13 +126,26 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         extensions = dict(formatted.get("extensions") or {})
         if "code" not in extensions:
             extensions["code"] = error_code(error)
-        if extensions["code"] == "INTERNAL_SERVER_ERROR" and not isinstance(error.original_error, GatewayError):
-            cid = correlation.current.get()
-            extensions["correlationId"] = cid
-            if self.settings.mode is Mode.PRODUCTION:
-                formatted["message"] = f"Internal error; quote correlation id {cid} to find it in the logs."
+        internal = extensions["code"] == "INTERNAL_SERVER_ERROR"
+        unexpected = internal and not isinstance(error.original_error, GatewayError)
+        if unexpected:
+            extensions["correlationId"] = correlation.current.get()
+        if self.settings.mode is Mode.PRODUCTION:
+            formatted["message"] = self._masked(formatted["message"], extensions, unexpected)
         formatted["extensions"] = extensions
         return formatted
+
+    @staticmethod
+    def _masked(message: str, extensions: dict[str, Any], unexpected: bool) -> str:
+        """Production answers say what failed, never how: no stack traces, upstream paths or payload details."""
+        cid = correlation.current.get()
+        if unexpected:
+            return f"Internal error; quote correlation id {cid} to find it in the logs."
+        if isinstance(error_source := extensions.get("source"), str):
+            extensions.pop("status", None)
+            code = extensions["code"]
+            return f"{error_source.upper()} could not give a usable answer ({code}); correlation id {cid}."
+        return message
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

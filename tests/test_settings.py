@@ -52,3 +52,13 @@ def test_yaml_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: pyt
 def test_unknown_setting_is_refused() -> None:
     with pytest.raises(ValueError, match="not_a_setting"):
         Settings(not_a_setting=1)
+
+
+def test_production_masks_upstream_internals(plant: Plant, tmp_path: Path) -> None:
+    with start_gateway(plant, mode=Mode.PRODUCTION) as gateway:
+        plant.fault("qms", down=True)
+        result = gateway.execute('{ lot(id: "B2600010") { id qualityStatus } }')
+    error = result["errors"][0]
+    assert error["extensions"]["code"] == "UPSTREAM_UNAVAILABLE" and error["extensions"]["source"] == "qms"
+    assert "/api/v1" not in error["message"] and "503" not in error["message"]
+    assert "correlation id" in error["message"]
