@@ -6,11 +6,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 0x6C6F746D  # "lotm"
 
 
 def open_engine(url: str) -> AsyncEngine:
@@ -43,7 +44,9 @@ def _upgrade(connection: Connection) -> None:
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Apply every pending Alembic migration (idempotent; safe for several replicas starting at once on
-    PostgreSQL because Alembic runs in one transaction there)."""
+    """Apply every pending Alembic migration. Idempotent; on PostgreSQL replicas starting at once take
+    turns (an advisory lock held for the migration's transaction), so none sees a half-made schema."""
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK})
         await connection.run_sync(_upgrade)
