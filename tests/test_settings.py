@@ -60,5 +60,5 @@ def test_production_masks_upstream_internals(plant: Plant, tmp_path: Path) -> No
         result = gateway.execute('{ lot(id: "B2600010") { id qualityStatus } }')
     error = result["errors"][0]
     assert error["extensions"]["code"] == "UPSTREAM_UNAVAILABLE" and error["extensions"]["source"] == "qms"
-    assert "/api/v1" not in error["message"] and "503" not in error["message"]
+    assert "/api/v1" not in error["message"] and "answered 503" not in error["message"]
     assert "correlation id" in error["message"]
