@@ -63,3 +63,21 @@ def test_cli_runs_the_cases() -> None:
     completed = subprocess.run([str(lotgraph), "policy", "test"], capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert f"{len(CASES)} passed, 0 failed" in completed.stdout
+
+
+def test_batched_decisions_equal_one_by_one_even_when_a_policy_names_a_lot(tmp_path: Path) -> None:
+    from policies import entities
+    from policies.engine import Request
+
+    directory = _policy_copy(tmp_path)
+    (directory / "zz-recall.cedar").write_text(
+        '@id("quarantined-lot")\n@reason("This lot is under investigation.")\n'
+        'forbid (principal, action == Lotgraph::Action::"readLot", resource == Lotgraph::Lot::"B1");\n'
+    )
+    engine = PolicyEngine(directory)
+    reader = entities.user("pat", ["portal_reader"], ["*"])
+    lots = [entities.lot(lot_id, plant="P100", material="M") for lot_id in ("B1", "B2", "B3")]
+    batched = engine.decide_all([Request(reader, "readLot", lot, {}) for lot in lots])
+    assert batched == [engine.decide(Request(reader, "readLot", lot, {})) for lot in lots]
+    assert [d.allowed for d in batched] == [False, True, True]
+    assert batched[0].policy_ids == ("quarantined-lot",)
