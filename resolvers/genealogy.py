@@ -18,36 +18,26 @@ class Direction(StrEnum):
     DOWNSTREAM = "DOWNSTREAM"
 
 
-@dataclass(frozen=True)
-class Node:
-    lot_id: str
-    depth: int
-    material_id: str | None = None
-    plant_id: str | None = None
-
-
 @dataclass
 class Walk:
     root: str
     direction: Direction
     max_depth: int
-    nodes: dict[str, Node] = field(default_factory=dict)
+    nodes: dict[str, str | None] = field(default_factory=dict)  # lot id -> its material, where a link named it
     edges: list[GenealogyLink] = field(default_factory=list)
     levels: int = 0
-    upstream_requests: int = 0
 
 
 async def walk(upstream: Upstream, root: str, direction: Direction, max_depth: int) -> Walk:
     """Every lot within `max_depth` links of `root`, and every link followed to reach them."""
     down = direction is Direction.DOWNSTREAM
     result = Walk(root=root, direction=direction, max_depth=max_depth)
-    result.nodes[root] = Node(lot_id=root, depth=0)
+    result.nodes[root] = None
     seen_links: set[tuple[str, str, str]] = set()
     frontier = [root]
     for depth in range(1, max_depth + 1):
         step = GenealogyStep(direction="down" if down else "up", lots=tuple(frontier))
         links: list[GenealogyLink] = await upstream.call("mes", "genealogy.step", step)
-        result.upstream_requests += 1
         next_frontier: list[str] = []
         for link in links:
             key = (link.consumed_lot_id, link.produced_lot_id, link.order_id)
@@ -56,12 +46,12 @@ async def walk(upstream: Upstream, root: str, direction: Direction, max_depth: i
             seen_links.add(key)
             result.edges.append(link)
             if down:
-                reached = Node(link.produced_lot_id, depth, link.produced_material_id, link.produced_plant_id)
+                reached, material = link.produced_lot_id, link.produced_material_id
             else:
-                reached = Node(link.consumed_lot_id, depth, link.consumed_material_id, link.consumed_plant_id)
-            if reached.lot_id not in result.nodes:
-                result.nodes[reached.lot_id] = reached
-                next_frontier.append(reached.lot_id)
+                reached, material = link.consumed_lot_id, link.consumed_material_id
+            if reached not in result.nodes:
+                result.nodes[reached] = material
+                next_frontier.append(reached)
         if links:
             result.levels = depth
         if not next_frontier:

@@ -38,14 +38,16 @@ class Genealogy:
     def of(cls, walk: Walk, readable: set[str]) -> Genealogy:
         from schema.lot import Lot
 
-        nodes = [n for n in walk.nodes.values() if n.lot_id in readable]
+        shown = {lot_id: material for lot_id, material in walk.nodes.items() if lot_id in readable}
         return cls(
             root=strawberry.ID(walk.root),
             direction=walk.direction,
             max_depth=walk.max_depth,
             depth_reached=walk.levels,
-            redacted_count=len(walk.nodes) - len(nodes),
-            nodes=[Lot(id=strawberry.ID(n.lot_id), material_hint=n.material_id, authorized=True) for n in nodes],
+            redacted_count=len(walk.nodes) - len(shown),
+            nodes=[
+                Lot(id=strawberry.ID(lot), material_hint=material, authorized=True) for lot, material in shown.items()
+            ],
             edges=[
                 GenealogyEdge(
                     from_=strawberry.ID(e.consumed_lot_id),
