@@ -1,7 +1,8 @@
 """`create_app(settings)`: the gateway as one Starlette application.
 
-Routes: `/graphql` (queries; GraphiQL in development), `/healthz` (process alive), `/readyz` (ready to
-serve). Upstream connection pools open with the application's lifespan and close with it.
+Routes: `/graphql` (queries and mutations over HTTP; subscriptions over WebSocket or SSE; GraphiQL in
+development), `/webhooks/{source}` (plant events), `/healthz` (process alive), `/readyz` (ready to serve).
+Upstream connection pools open with the application's lifespan and close with it.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__, correlation
 from gateway.endpoint import GraphQLEndpoint
+from gateway.events.webhooks import WebhookEndpoint
 from gateway.limits import BodySizeLimit
 from gateway.resilience import BreakerState
 from gateway.runtime import Runtime
@@ -62,6 +64,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     graphql = GraphQLEndpoint(
         build_schema(introspection=settings.introspection_enabled, limits=settings.limits), runtime
     )
+
+    webhooks = WebhookEndpoint(runtime.events, settings.events.webhook_secrets)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -106,6 +110,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/webhooks/{source}", webhooks.receive, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),

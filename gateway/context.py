@@ -20,12 +20,18 @@ class GatewayContext:
     runtime: Runtime
     principal: Principal
     correlation_id: str
+    connection_params: dict[str, Any] | None = None  # a WebSocket's `connection_init` payload
     loaders: Loaders = field(init=False)
     guard: Guard = field(init=False)
 
     def __post_init__(self) -> None:
+        self.act_as(self.principal)
+
+    def act_as(self, principal: Principal) -> None:
+        """Decide for `principal` from now on (a WebSocket learns its caller only from `connection_init`)."""
+        self.principal = principal
         self.loaders = Loaders(self.runtime.upstream)
-        self.guard = Guard(self.runtime.policies, self.principal, self.loaders)
+        self.guard = Guard(self.runtime.policies, principal, self.loaders)
 
     @property
     def settings(self) -> Settings:

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import asyncio
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
 from cross_web import HTTPException
-from graphql import GraphQLError, GraphQLSyntaxError
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET, UnsetType
 
 from gateway import correlation
 from gateway.auth import Principal, Unauthenticated
@@ -30,21 +33,36 @@ from gateway.limits import ClientRateLimits
 from gateway.quota import RedisQuota
 from gateway.runtime import Runtime
 from gateway.settings import Mode
+from gateway.sse import event_stream, wants_event_stream
 from gateway.telemetry import current_traceparent
 from gateway.trusted import DocumentRefused, TrustedDocuments
+from schema import error_code
 
 _principal: ContextVar[Principal | None] = ContextVar("lotgraph_principal", default=None)
 
 
-def error_code(error: GraphQLError) -> str:
-    if isinstance(error, GraphQLSyntaxError):
-        return "GRAPHQL_PARSE_FAILED"
-    if error.original_error is None:
-        return "GRAPHQL_VALIDATION_FAILED" if error.path is None else "BAD_USER_INPUT"
-    return "INTERNAL_SERVER_ERROR"
+def _close_reason(text: str) -> str:
+    """WebSocket close reasons are at most 123 bytes."""
+    return text.encode()[:123].decode(errors="ignore")
+
+
+async def _close_at_expiry(websocket: WebSocket, expires_at: datetime) -> None:
+    await asyncio.sleep(max(0.0, (expires_at - datetime.now(UTC)).total_seconds()))
+    await websocket.close(4401, "token expired; reconnect with a fresh token and resume with `after`")
+
+
+class WebSocketAdapter(ASGIWebSocketAdapter):
+    """Closing twice is a no-op, so the gateway's own close code and reason (4401, 4403) reach the client
+    rather than the generic one strawberry sends after it."""
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.ws.application_state is not WebSocketState.DISCONNECTED:
+            await super().close(code, reason)
 
 
 class GraphQLEndpoint(GraphQL[GatewayContext, None]):
+    websocket_adapter_class = WebSocketAdapter
+
     def __init__(self, schema: Any, runtime: Runtime) -> None:
         super().__init__(schema, graphql_ide="graphiql" if runtime.settings.graphiql_enabled else None)
         self.runtime = runtime
@@ -71,9 +89,30 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         return GatewayContext(
             request=request,
             runtime=self.runtime,
-            principal=request.scope["lotgraph.principal"],
+            # A WebSocket names its caller in `connection_init`; until then it may do nothing (see on_ws_connect).
+            principal=request.scope.get("lotgraph.principal") or self.settings.auth.anonymous_principal(),
             correlation_id=correlation.current.get() or correlation.accept_or_new(None),
         )
+
+    async def on_ws_connect(self, context: GatewayContext) -> UnsetType | dict[str, object] | None:
+        """Authenticate a graphql-transport-ws connection: the token from `connection_init` (`Authorization`
+        or `token`), else the upgrade request's header. A refusal closes 4403 with the reason; an accepted
+        connection is closed 4401 when its token expires."""
+        websocket: WebSocket = context.request
+        params = context.connection_params or {}
+        token = params.get("Authorization") or params.get("authorization")
+        if token is None and isinstance(params.get("token"), str):
+            token = f"Bearer {params['token']}"
+        try:
+            principal = await self.runtime.authenticator.authenticate(token or websocket.headers.get("authorization"))
+        except Unauthenticated as exc:
+            await websocket.close(4403, _close_reason(f"unauthenticated: {exc.reason}"))
+            raise ConnectionRejectionError() from exc
+        caller = principal or self.settings.auth.anonymous_principal()
+        context.act_as(caller)
+        if caller.expires_at is not None:
+            websocket.scope["lotgraph.expiry"] = asyncio.create_task(_close_at_expiry(websocket, caller.expires_at))
+        return UNSET
 
     async def authenticate(self, request: Request) -> Response | None:
         """Put the caller on the request, or answer 401 saying why (before any GraphQL work is done)."""
@@ -124,8 +163,7 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
     def _format(self, error: GraphQLError) -> dict[str, Any]:
         formatted = dict(error.formatted)
         extensions = dict(formatted.get("extensions") or {})
-        if "code" not in extensions:
-            extensions["code"] = error_code(error)
+        extensions.setdefault("code", error_code(error))  # set by the schema; errors of the transport lack it
         internal = extensions["code"] == "INTERNAL_SERVER_ERROR"
         unexpected = internal and not isinstance(error.original_error, GatewayError)
         if unexpected:
@@ -148,8 +186,12 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         return message
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await super().__call__(scope, receive, send)
+        if scope["type"] == "websocket":
+            try:
+                return await super().__call__(scope, receive, send)
+            finally:
+                if (expiry := scope.get("lotgraph.expiry")) is not None:
+                    expiry.cancel()
         request = Request(scope, receive)
         try:
             if self._wants_ide(request):  # the IDE page itself is static; its queries authenticate like any other
@@ -157,7 +199,12 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
                 denied = None
             else:
                 denied = await self.authenticate(request)
-            response = denied if denied is not None else await self._run_within_budget(request)
+            if denied is not None:
+                response = denied
+            elif wants_event_stream(request):
+                response = await event_stream(self, request)
+            else:
+                response = await self._run_within_budget(request)
         except DocumentRefused as exc:
             # APQ clients look for this exact answer (200 with the code) before sending the document.
             status = 200 if exc.code == "PERSISTED_QUERY_NOT_FOUND" else 403

@@ -193,6 +193,14 @@ class Inspection(Canonical):
     results: tuple[InspectionResult, ...]
     usage_decision: UsageDecision | None
 
+    @property
+    def passed(self) -> bool:
+        """The usage decision if there is one, else every valued characteristic (and at least one) passed."""
+        if self.usage_decision is not None:
+            return self.usage_decision.code is UsageDecisionCode.ACCEPTED
+        verdicts = [r.passed for r in self.results if r.passed is not None]
+        return bool(verdicts) and all(verdicts)
+
 
 class Nonconformance(Canonical):
     id: str

@@ -1,5 +1,5 @@
 """The long-lived parts of one gateway process, opened once and shared by every request:
-upstream connectors, the store, the policy engine and the authenticator."""
+upstream connectors, the store, the policy engine, the authenticator and the event bus."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from gateway.auth import Authenticator, build_authenticator
+from gateway.events.hub import Events
 from gateway.operations import Operations
 from gateway.settings import Mode, Settings
 from gateway.store import Store
@@ -24,6 +25,7 @@ class Runtime:
     authenticator: Authenticator
     metrics: Metrics
     redis: Redis | None
+    events: Events
     store: Store | None = field(default=None)
     _operations: Operations | None = field(default=None)
 
@@ -33,11 +35,13 @@ class Runtime:
         setup_tracing(settings.telemetry)
         metrics = Metrics()
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        upstream = Upstream.open(settings.sources, metrics, settings.cache, redis, settings.redis_url)
         return cls(
             settings=settings,
             metrics=metrics,
             redis=redis,
-            upstream=Upstream.open(settings.sources, metrics, settings.cache, redis, settings.redis_url),
+            upstream=upstream,
+            events=Events.open(settings.events, settings.redis_url, upstream.cache, metrics),
             policies=PolicyEngine(),
             authenticator=build_authenticator(
                 settings.auth, data_dir=settings.data_dir, development=settings.mode is Mode.DEVELOPMENT
@@ -48,10 +52,12 @@ class Runtime:
         """Open the store and resume whatever operations a previous run left pending."""
         self.store = await Store.open(self.settings.resolved_store_url)
         self._operations = Operations.start(self.upstream, self.store, self.settings.operation_retry_seconds)
+        await self.events.start()
 
     async def aclose(self) -> None:
         if self._operations is not None:
             await self._operations.stop()
+        await self.events.aclose()
         await self.upstream.aclose()
         if self.redis is not None:
             await self.redis.aclose()

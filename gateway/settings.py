@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from gateway.auth import AuthSettings
 from gateway.cache import CacheSettings
+from gateway.events.settings import EventSettings
 from gateway.limits import LimitSettings
 from gateway.resilience import ResilienceSettings
 from gateway.telemetry import TelemetrySettings
@@ -116,9 +117,10 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     redis_url: str | None = Field(
         default=None,
-        description="Redis shared by replicas: read cache, client and source quotas (redis://host:6379/0).",
+        description="Redis shared by replicas: read cache, quotas, event stream (redis://host:6379/0).",
     )
     trusted_documents: TrustedDocumentSettings = Field(default_factory=TrustedDocumentSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
     max_page_size: int = Field(default=1000, ge=1)
     operation_retry_seconds: float = Field(
         default=5.0, gt=0, description="How often pending operations are retried (a system that was down returns)."

@@ -91,6 +91,21 @@ class Metrics:
         self.disagreements = Counter(
             "lotgraph_lot_disagreements", "Lots whose systems were found disagreeing when asked", registry=r
         )
+        self.events_ingested = Counter(
+            "lotgraph_events_ingested", "Plant events by source, type and outcome (accepted, duplicate)",
+            ["source", "type", "outcome"], registry=r,
+        )  # fmt: skip
+        self.events_rejected = Counter(
+            "lotgraph_events_rejected", "Events refused at ingest by source and code", ["source", "code"], registry=r
+        )
+        self.event_delivery_seconds = Histogram(
+            "lotgraph_event_delivery_seconds", "From ingest to a subscriber's transport", registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )  # fmt: skip
+        self.subscriptions = Gauge("lotgraph_subscriptions", "Live GraphQL subscriptions", registry=r)
+        self.subscribers_cut_off = Counter(
+            "lotgraph_subscribers_cut_off", "Subscriptions ended by the gateway, by reason", ["reason"], registry=r
+        )
 
     def count_cache(self, contract: str, result: str, n: int) -> None:
         if n:

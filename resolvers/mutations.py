@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.context import GatewayContext
 from gateway.errors import BadUserInput, Forbidden, NotFound
-from gateway.model import HoldStatus, Inspection, NonconformanceState, UsageDecisionCode
+from gateway.model import HoldStatus, NonconformanceState
 from gateway.operations.plans import DISPOSITION_STEPS, HOLD_STEPS, RELEASE_STEPS, plan
 from gateway.store.operations import Operation, OperationState
 from policies import entities
@@ -110,13 +110,6 @@ async def _entities(ctx: GatewayContext, lot_ids: Sequence[str]) -> list[Entity]
     return list(await asyncio.gather(*(ctx.guard.lot_entity(lot_id, for_change=True) for lot_id in lot_ids)))
 
 
-def _passed(inspection: Inspection) -> bool:
-    if inspection.usage_decision is not None:
-        return inspection.usage_decision.code is UsageDecisionCode.ACCEPTED
-    verdicts = [r.passed for r in inspection.results if r.passed is not None]
-    return bool(verdicts) and all(verdicts)
-
-
 async def release_evidence(ctx: GatewayContext, lot_id: str, justification: str) -> dict[str, Any]:
     """What the release rules look at, gathered from the systems of record and the caller's token."""
     inspections = await ctx.loaders.inspections.load(lot_id)
@@ -127,7 +120,7 @@ async def release_evidence(ctx: GatewayContext, lot_id: str, justification: str)
         "mfa": ctx.principal.has_mfa,
         "authAgeSeconds": age if age is not None else 2**31,
         "justified": bool(justification.strip()),
-        "latestInspectionPassed": latest is not None and _passed(latest),
+        "latestInspectionPassed": latest is not None and latest.passed,
         "openNonconformances": sum(1 for nc in nonconformances if nc.state is not NonconformanceState.CLOSED),
     }
 

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSyntaxError
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
 from strawberry.tools import merge_types
@@ -19,15 +19,28 @@ from gateway.telemetry import RequestMetrics
 from schema.governance import GovernanceQuery
 from schema.mutation import Mutation
 from schema.query import Query
+from schema.subscription import Subscription
 
 log = logging.getLogger("lotgraph.graphql")
 
 
+def error_code(error: GraphQLError) -> str:
+    """The code of an error graphql-core raised on its own (a `GatewayError` brings its own)."""
+    if isinstance(error, GraphQLSyntaxError):
+        return "GRAPHQL_PARSE_FAILED"
+    if error.original_error is None:
+        return "GRAPHQL_VALIDATION_FAILED" if error.path is None else "BAD_USER_INPUT"
+    return "INTERNAL_SERVER_ERROR"
+
+
 class Schema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
-        """Expected errors (upstream down, bad input) are one log line; only bugs get a traceback."""
+        """Give every error its `extensions.code` (whatever the transport), and log it: expected errors
+        (upstream down, bad input) are one line; only bugs get a traceback."""
         cid = correlation.current.get()
         for error in errors:
+            if "code" not in (error.extensions or {}):
+                error.extensions = {**(error.extensions or {}), "code": error_code(error)}
             original = error.original_error
             if original is None or isinstance(original, GatewayError):
                 code = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION_FAILED")
@@ -46,4 +59,9 @@ def build_schema(*, introspection: bool, limits: LimitSettings | None = None) ->
     ]
     if not introspection:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
-    return Schema(query=merge_types("Query", (Query, GovernanceQuery)), mutation=Mutation, extensions=extensions)
+    return Schema(
+        query=merge_types("Query", (Query, GovernanceQuery)),
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+    )

@@ -3,6 +3,7 @@
 import strawberry
 
 from gateway import model
+from gateway.events.envelope import EventType as EventKind
 from resolvers.genealogy import Direction as _Direction
 
 QualityStatus = strawberry.enum(model.QualityStatus, description="Whether quality lets a lot be used.")
@@ -18,3 +19,4 @@ GenealogyDirection = strawberry.enum(
     name="GenealogyDirection",
     description="UPSTREAM: what went into a lot. DOWNSTREAM: where it went.",
 )
+EventType = strawberry.enum(EventKind, name="EventType", description="What happened, in the canonical event model.")

@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 
 from gateway.context import GatewayContext
 from gateway.errors import BadUserInput, NotFound
+from gateway.store import operations as store
 from gateway.store.operations import OperationState
 from policies import entities
 from policies.engine import Request
@@ -165,6 +166,11 @@ class GovernanceQuery:
         op = await info.context.runtime.operations.store.get(id)
         if op is None:
             raise NotFound(f"no operation '{id}'", argument="id")
-        if op.actor != info.context.principal.sub:
-            _require(info, "manageOperations")
+        require_operation_access(info, op)
         return Operation.of(op)
+
+
+def require_operation_access(info: Info, op: store.Operation) -> None:
+    """An operation is visible to its own actor and to whoever may manage operations."""
+    if op.actor != info.context.principal.sub:
+        _require(info, "manageOperations")

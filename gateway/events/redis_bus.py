@@ -1,0 +1,100 @@
+"""The bus on Redis Streams, shared by every replica: one stream, trimmed to about `retention` entries.
+
+Dedupe and append are one Lua script, so two replicas ingesting the same event (an ERP poll, a webhook
+retried to another replica) store it once. Each replica tails the stream with XREAD from where it started
+and hands every entry to its own fan-out; replay is XRANGE from the client's cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from redis.asyncio import Redis
+
+from gateway.events.bus import Bus, CursorExpired, position
+from gateway.events.envelope import Event
+from gateway.events.fanout import Fanout
+
+log = logging.getLogger("lotgraph.events")
+
+STREAM = "lotgraph:events"
+SEEN = "lotgraph:events:seen:"
+PAGE = 500
+
+# KEYS: stream, seen-key; ARGV: event json, dedupe seconds, retention. Returns the new entry id, or false.
+APPEND = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return false end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[1])
+redis.call('SET', KEYS[2], id, 'EX', ARGV[2])
+return id
+"""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisBus(Bus):
+    def __init__(self, fanout: Fanout, url: str, retention: int, dedupe_seconds: float) -> None:
+        super().__init__(fanout)
+        self.redis = Redis.from_url(url)
+        self._tail_client = Redis.from_url(url)  # XREAD BLOCK holds its connection
+        self.retention = retention
+        self.dedupe_seconds = int(dedupe_seconds)
+        self._append = self.redis.register_script(APPEND)
+        self._tail: asyncio.Task[None] | None = None
+
+    async def publish(self, event: Event) -> Event | None:
+        entry = await self._append(
+            keys=[STREAM, SEEN + event.id], args=[event.model_dump_json(), self.dedupe_seconds, self.retention]
+        )
+        return None if entry is None else event.at(_text(entry))
+
+    async def replay(self, after: str) -> AsyncIterator[Event]:
+        start = position(after)
+        info = await self._info()
+        deleted = _text(info.get(b"max-deleted-entry-id", b"0-0")) if info else "0-0"
+        if start < position(deleted):
+            raise CursorExpired(f"events after {after} are no longer retained", argument="after")
+        cursor = after
+        while entries := await self.redis.xrange(STREAM, min=f"({cursor}", count=PAGE):
+            for entry_id, fields in entries:
+                cursor = _text(entry_id)
+                yield Event.model_validate_json(fields[b"event"]).at(cursor)
+
+    async def _info(self) -> dict[bytes, object] | None:
+        try:
+            return await self.redis.xinfo_stream(STREAM)
+        except Exception as exc:  # the stream does not exist until the first event
+            if "no such key" in str(exc).lower():
+                return None
+            raise
+
+    async def start(self) -> None:
+        info = await self._info()
+        last = _text(info[b"last-generated-id"]) if info else "0-0"
+        self._tail = asyncio.create_task(self._follow(last), name="lotgraph-event-tail")
+
+    async def _follow(self, last: str) -> None:
+        while True:
+            try:
+                answer = await self._tail_client.xread({STREAM: last}, count=PAGE, block=1000)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reading the event stream failed; retrying")
+                await asyncio.sleep(1)
+                continue
+            for _stream, entries in answer or ():
+                for entry_id, fields in entries:
+                    last = _text(entry_id)
+                    self.fanout.deliver(Event.model_validate_json(fields[b"event"]).at(last))
+
+    async def aclose(self) -> None:
+        if self._tail is not None:
+            self._tail.cancel()
+            await asyncio.gather(self._tail, return_exceptions=True)
+        await self._tail_client.aclose()
+        await self.redis.aclose()

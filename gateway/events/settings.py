@@ -1,0 +1,58 @@
+"""Event settings (`LOTGRAPH_EVENTS__...`): bus retention, subscriber limits, ingest sources, containment."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, SecretStr
+
+from gateway.events.envelope import EventType
+
+
+class MqttSettings(BaseModel):
+    """The plant's MQTT broker (`mqtt://host:1883`, `mqtts://...`); unset: MES events arrive as webhooks."""
+
+    url: str | None = None
+    topics: list[str] = Field(
+        default_factory=lambda: ["+/+/+/+/production/#"],
+        description="ISA-95 topic filters (enterprise/site/area/line/...) the gateway subscribes to, QoS 1.",
+    )
+    client_id: str | None = Field(
+        default=None, description="Persistent session id; default: lotgraph-<host>-<port>, one per replica."
+    )
+    shared_group: str | None = Field(
+        default="lotgraph", description="MQTT shared subscription group, so replicas split the messages."
+    )
+
+
+class Trigger(BaseModel):
+    """Events that start a containment hold: of this type and, if `passed` is set, with that inspection verdict."""
+
+    type: EventType
+    passed: bool | None = None
+
+
+class ContainmentSettings(BaseModel):
+    enabled: bool = True
+    triggers: list[Trigger] = Field(
+        default_factory=lambda: [
+            Trigger(type=EventType.INSPECTION_COMPLETED, passed=False),
+            Trigger(type=EventType.NONCONFORMANCE_OPENED),
+        ]
+    )
+    principal: str = Field(default="svc-containment", description="The service principal the holds act as.")
+    plants: list[str] = Field(default_factory=lambda: ["*"], description="Plants the service principal may hold in.")
+    reason_code: str = "CONTAINMENT"
+
+
+class EventSettings(BaseModel):
+    retention: int = Field(default=100_000, ge=100, description="Events kept on the bus for resuming subscribers.")
+    dedupe_seconds: float = Field(default=86_400, gt=0, description="How long an event id is remembered.")
+    subscriber_queue: int = Field(default=1_000, ge=1, description="Events a subscriber may fall behind.")
+    max_subscriptions: int = Field(default=10_000, ge=1, description="Live subscriptions one process accepts.")
+    heartbeat_seconds: float = Field(default=15, gt=0, description="Keep-alive interval for idle SSE streams.")
+    webhook_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Standard Webhooks secret (whsec_...) per source; a source without one is refused.",
+    )
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    erp_poll_seconds: float = Field(default=5.0, ge=0, description="ERP change feed polling interval; 0 = off.")
+    containment: ContainmentSettings = Field(default_factory=ContainmentSettings)
