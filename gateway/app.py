@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__, correlation
 from gateway.endpoint import GraphQLEndpoint
+from gateway.events.containment import Containment
 from gateway.events.webhooks import WebhookEndpoint
 from gateway.limits import BodySizeLimit
 from gateway.resilience import BreakerState
@@ -61,6 +62,8 @@ BREAKER_LEVEL = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     runtime = Runtime.create(settings)
+    if settings.events.containment.enabled:
+        runtime.events.reactions.append(Containment(runtime, settings.events.containment))
     graphql = GraphQLEndpoint(
         build_schema(introspection=settings.introspection_enabled, limits=settings.limits), runtime
     )

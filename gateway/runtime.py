@@ -51,7 +51,9 @@ class Runtime:
     async def start(self) -> None:
         """Open the store and resume whatever operations a previous run left pending."""
         self.store = await Store.open(self.settings.resolved_store_url)
-        self._operations = Operations.start(self.upstream, self.store, self.settings.operation_retry_seconds)
+        self._operations = Operations.start(
+            self.upstream, self.store, self.settings.operation_retry_seconds, self.events
+        )
         await self.events.start()
 
     async def aclose(self) -> None:

@@ -13,7 +13,7 @@ from gateway.context import GatewayContext
 from gateway.errors import BadUserInput, Forbidden, NotFound
 from gateway.model import HoldStatus, NonconformanceState
 from gateway.operations.plans import DISPOSITION_STEPS, HOLD_STEPS, RELEASE_STEPS, plan
-from gateway.store.operations import Operation, OperationState
+from gateway.store.operations import NEEDS_ATTENTION, Operation, OperationState
 from policies import entities
 from policies.engine import Decision, Entity
 from resolvers import genealogy
@@ -175,26 +175,30 @@ async def _operation(ctx: GatewayContext, op_id: str) -> Operation:
     return op
 
 
-async def _operator(ctx: GatewayContext, action: str, op_id: str, details: Mapping[str, Any]) -> Operation:
+async def _operator(
+    ctx: GatewayContext, action: str, op_id: str, details: Mapping[str, Any], states: Sequence[OperationState]
+) -> Operation:
     """Operator actions on operations: allowed to QA managers, audited either way."""
     op = await _operation(ctx, op_id)
     decision = ctx.guard.decide("manageOperations", entities.GOVERNANCE)
     await _audit(ctx, action, f"Operation::{op_id}", decision, details)
     if not decision.allowed:
         raise Forbidden(decision.explanation, policy_ids=decision.policy_ids, action=action, resource="Operation")
-    if op.state is not OperationState.PENDING:
-        raise BadUserInput(f"operation {op_id} is {op.state.value}, not PENDING", argument="id")
+    if op.state not in states:
+        wanted = " or ".join(state.value for state in states)
+        raise BadUserInput(f"operation {op_id} is {op.state.value}, not {wanted}", argument="id")
     return op
 
 
 async def retry_operation(ctx: GatewayContext, op_id: str) -> Operation:
-    await _operator(ctx, "retryOperation", op_id, {})
+    # A BLOCKED operation was refused before it started: retrying it would bypass that decision.
+    await _operator(ctx, "retryOperation", op_id, {}, [OperationState.PENDING])
     return await ctx.runtime.operations.executor.run(op_id)
 
 
 async def abandon_operation(ctx: GatewayContext, op_id: str, reason: str) -> Operation:
     _required(reason=reason)
-    op = await _operator(ctx, "abandonOperation", op_id, {"reason": reason})
+    op = await _operator(ctx, "abandonOperation", op_id, {"reason": reason}, NEEDS_ATTENTION)
     left = [f"{s.system}:{s.lot_id}" for s in op.steps if s.state.value == "PENDING"]
     await ctx.runtime.operations.store.finish(
         op_id, OperationState.ABANDONED, error=f"abandoned: {reason}; not done: {left}"

@@ -11,7 +11,7 @@ from strawberry.scalars import JSON
 from gateway.context import GatewayContext
 from gateway.errors import BadUserInput, NotFound
 from gateway.store import operations as store
-from gateway.store.operations import OperationState
+from gateway.store.operations import NEEDS_ATTENTION
 from policies import entities
 from policies.engine import Request
 from schema.operations import Operation
@@ -159,7 +159,7 @@ class GovernanceQuery:
     @strawberry.field(description="Operations left pending, oldest first, with why (QA managers).")
     async def pending_operations(self, info: Info) -> list[Operation]:
         _require(info, "manageOperations")
-        return [Operation.of(op) for op in await info.context.runtime.operations.store.in_state(OperationState.PENDING)]
+        return [Operation.of(op) for op in await info.context.runtime.operations.store.in_state(*NEEDS_ATTENTION)]
 
     @strawberry.field(description="An operation by id: its own actor, or a QA manager.")
     async def operation(self, info: Info, id: strawberry.ID) -> Operation | None:

@@ -9,7 +9,9 @@ from strawberry.scalars import JSON
 
 from gateway.store import operations as store
 
-OperationState = strawberry.enum(store.OperationState, description="PENDING operations are retried until done.")
+OperationState = strawberry.enum(
+    store.OperationState, description="PENDING operations are retried until done; BLOCKED ones wait for a person."
+)
 StepState = strawberry.enum(store.StepState)
 
 

@@ -40,8 +40,10 @@ class Executor:
         attempts: int = 3,
         backoff_seconds: float = 0.2,
         concurrency: int = 16,
+        announce: Callable[[Operation], Awaitable[None]] | None = None,
     ) -> None:
         self.upstream = upstream
+        self.announce = announce  # told the operation's state after every run (the event bus)
         self.operations = operations
         self.audit = audit
         self.attempts = attempts
@@ -105,7 +107,10 @@ class Executor:
                 break
         if succeeded:
             await self._complete(op)
-        return await self._load(op.id)
+        done = await self._load(op.id)
+        if self.announce is not None:
+            await self.announce(done)
+        return done
 
     async def _load(self, op_id: str) -> Operation:
         op = await self.operations.get(op_id)
