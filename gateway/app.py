@@ -82,7 +82,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(request: Request) -> JSONResponse:
-        """Ready when the store answers; each source's breaker is shown (an open one degrades, not blocks)."""
+        """Ready when the store answers; each source's breaker and the event bus are shown (a failing one
+        degrades, not blocks: queries still work, and webhook senders retry)."""
         connectors = runtime.upstream.connectors
         sources = [
             {"name": c.name, "breaker": c.guarded.breaker.state.value}
@@ -93,9 +94,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             store = "ok"
         except Exception as exc:  # any failure to reach the store means: do not route traffic here
             store = f"unavailable: {exc.__class__.__name__}"
+        try:
+            await runtime.events.bus.ping()
+            bus = "ok"
+        except Exception as exc:  # shown, not fatal: see the docstring
+            bus = f"unavailable: {exc.__class__.__name__}"
         body = {
             "status": "ready" if store == "ok" else "not ready",
             "store": store,
+            "bus": bus,
             "sources": sources,
             "contracts": sorted(runtime.upstream.in_use()),
         }

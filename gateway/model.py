@@ -304,3 +304,20 @@ class PostedDocument(Canonical):
     document: str
     year: str
     items: int
+
+
+class ErpPosting(Canonical):
+    """One entry of the ERP change feed (a goods movement or a batch change), in posting order."""
+
+    sequence: int
+    kind: str  # GOODS_MOVEMENT | BATCH_CHANGE
+    lot_id: str
+    material_id: str
+    plant_id: str
+    movement_type: str | None
+    quantity: float | None
+    unit: str | None
+    stock_status: StockStatus | None  # where the stock went; None when it left the books (scrap) or for batch changes
+    batch_restricted: bool | None
+    document: str | None
+    posted_at: datetime

@@ -3,12 +3,15 @@ upstream connectors, the store, the policy engine, the authenticator and the eve
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
 from gateway.auth import Authenticator, build_authenticator
 from gateway.events.hub import Events
+from gateway.events.mqtt import MqttIngest
+from gateway.events.polling import ErpChangeFeed
 from gateway.operations import Operations
 from gateway.settings import Mode, Settings
 from gateway.store import Store
@@ -28,6 +31,7 @@ class Runtime:
     events: Events
     store: Store | None = field(default=None)
     _operations: Operations | None = field(default=None)
+    _feeds: list[MqttIngest | ErpChangeFeed] = field(default_factory=list)
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -49,14 +53,24 @@ class Runtime:
         )
 
     async def start(self) -> None:
-        """Open the store and resume whatever operations a previous run left pending."""
+        """Open the store, resume whatever operations a previous run left pending, start the event feeds."""
         self.store = await Store.open(self.settings.resolved_store_url)
         self._operations = Operations.start(
             self.upstream, self.store, self.settings.operation_retry_seconds, self.events
         )
         await self.events.start()
+        events = self.settings.events
+        if events.mqtt.url:
+            client_id = f"lotgraph-{socket.gethostname()}-{self.settings.port}"
+            self._feeds.append(MqttIngest(events.mqtt, self.events, client_id))
+        if events.erp_poll_seconds:
+            self._feeds.append(ErpChangeFeed(self.upstream, self.events, self.store.cursors, events.erp_poll_seconds))
+        for feed in self._feeds:
+            feed.start()
 
     async def aclose(self) -> None:
+        for feed in self._feeds:
+            await feed.aclose()
         if self._operations is not None:
             await self._operations.stop()
         await self.events.aclose()

@@ -21,6 +21,7 @@ import pytest
 from gateway.app import create_app
 from gateway.auth import AuthSettings, DevSigner
 from gateway.demo import SIMULATORS, plant_group
+from gateway.events.settings import EventSettings
 from gateway.resilience import ResilienceSettings
 from gateway.servers import ServerGroup, free_block
 from gateway.settings import Mode, Settings, local_sources
@@ -137,6 +138,8 @@ def start_gateway(plant: Plant, **overrides: Any) -> Iterator[Gateway]:
                 "data_dir": Path(data_dir),
                 # Anonymous callers read as portal readers, so graph tests need no token; security tests mint one.
                 "auth": AuthSettings(allow_anonymous=True, anonymous_roles=("portal_reader",)),
+                # Tests count the requests the simulators serve: polling the ERP is asked for where it is tested.
+                "events": EventSettings(erp_poll_seconds=0),
                 **overrides,
             }
         )

@@ -10,7 +10,17 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from gateway.codes import ERP_MATERIAL_TYPE, ERP_STOCK_TYPE, translate
 from gateway.contracts.base import Contract, Keys, Upstream, register
-from gateway.model import ErpStock, GoodsMovement, Lot, Material, Plant, PostedDocument, ProductionOrder, Supplier
+from gateway.model import (
+    ErpPosting,
+    ErpStock,
+    GoodsMovement,
+    Lot,
+    Material,
+    Plant,
+    PostedDocument,
+    ProductionOrder,
+    Supplier,
+)
 from gateway.sources.erp import ErpConnector, all_equal, quote
 
 R = TypeVar("R")
@@ -400,5 +410,61 @@ BATCH_RESTRICT = register(
         request=BatchRestriction, response=NoContent,
         send=_restrict_batch,
         adapt=lambda body: [],
+    )
+)  # fmt: skip
+
+
+def _odata_moment(value: Any) -> Any:
+    """`/Date(1767225600000)/` -> aware datetime; anything else left for pydantic."""
+    if isinstance(value, str) and (match := _ODATA_DATE.match(value)):
+        return datetime.fromtimestamp(int(match.group(1)) / 1000, tz=UTC)
+    return value
+
+
+class ErpChange(Upstream):
+    ChangeSequence: int
+    ChangeType: str
+    Material: str
+    Plant: str
+    Batch: str
+    MaterialDocument: str = ""
+    GoodsMovementType: str = ""
+    QuantityInEntryUnit: float | None = None
+    EntryUnit: str = ""
+    StockType: str = ""
+    BatchRestricted: bool | None = None
+    PostedAt: Annotated[datetime, BeforeValidator(_odata_moment)]
+
+    def canonical(self) -> ErpPosting:
+        return ErpPosting(
+            sequence=self.ChangeSequence, kind=self.ChangeType, lot_id=self.Batch, material_id=self.Material,
+            plant_id=self.Plant, movement_type=self.GoodsMovementType or None, quantity=self.QuantityInEntryUnit,
+            unit=self.EntryUnit or None, batch_restricted=self.BatchRestricted,
+            stock_status=translate(ERP_STOCK_TYPE, self.StockType, field="StockType") if self.StockType else None,
+            document=self.MaterialDocument or None, posted_at=self.PostedAt,
+        )  # fmt: skip
+
+
+class ChangeQuery(BaseModel):
+    """The next page of the change feed after a sequence number."""
+
+    model_config = ConfigDict(frozen=True)
+
+    after: int = Field(ge=0)
+    limit: int = Field(default=500, ge=1, le=5000)
+
+
+async def _changes(erp: ErpConnector, request: ChangeQuery):
+    return await erp.query(
+        "API_CHANGE_FEED_SRV/Changes", filter=f"ChangeSequence gt '{request.after}'", orderby="ChangeSequence",
+        top=request.limit,
+    )  # fmt: skip
+
+
+CHANGE_READ = register(
+    Contract(
+        "erp", "change.read", 1, "Postings and batch changes after a sequence number (the ERP's change feed)",
+        request=ChangeQuery, response=OData[ErpChange], send=_changes,
+        adapt=lambda body: [c.canonical() for c in body.d.results],
     )
 )  # fmt: skip

@@ -45,6 +45,9 @@ class Bus(ABC):
     def replay(self, after: str) -> AsyncIterator[Event]:
         """Events after the cursor, oldest first; `CursorExpired` if some of them are past retention."""
 
+    async def ping(self) -> None:  # noqa: B027 - the in-memory bus is always there
+        """Raise if the backend cannot be reached."""
+
     async def start(self) -> None:  # noqa: B027 - the in-memory bus has nothing to start
         """Begin handing events to the fan-out."""
 

@@ -72,6 +72,9 @@ class RedisBus(Bus):
                 return None
             raise
 
+    async def ping(self) -> None:
+        await self.redis.ping()
+
     async def start(self) -> None:
         info = await self._info()
         last = _text(info[b"last-generated-id"]) if info else "0-0"

@@ -7,6 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.audit import AuditEntry, AuditLog, Verification
+from gateway.store.cursors import IngestCursors
 from gateway.store.engine import migrate, open_engine
 
 __all__ = ["AuditEntry", "AuditLog", "Store", "Verification"]
@@ -16,6 +17,7 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.audit = AuditLog(engine)
+        self.cursors = IngestCursors(engine)
 
     @classmethod
     async def open(cls, url: str) -> Store:

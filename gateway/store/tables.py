@@ -65,6 +65,14 @@ audit_log = Table(
     Column("hash", String(64), nullable=False),
 )
 
+ingest_cursors = Table(
+    "ingest_cursors",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("cursor", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 
 T = TypeVar("T")
 

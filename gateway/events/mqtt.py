@@ -1,0 +1,80 @@
+"""MES events from the plant's MQTT broker (ISA-95 topics: enterprise/site/area/line/...).
+
+A persistent session (clean_session off, a stable client id per replica) and QoS 1 make the broker keep
+what arrives while the gateway is away; a shared subscription (`$share/<group>/...`) gives each message to one
+replica. Payloads are the MES's native events, normalized like its webhooks; one that cannot be normalized
+is logged with the reason and counted (MQTT has no answer to send back), never half-ingested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from gateway.events.hub import Events
+from gateway.events.normalize import RejectedEvent, normalize
+from gateway.events.settings import MqttSettings
+
+log = logging.getLogger("lotgraph.events.mqtt")
+SOURCE = "mes"
+
+
+class MqttIngest:
+    def __init__(self, settings: MqttSettings, events: Events, client_id: str) -> None:
+        assert settings.url is not None
+        self.settings = settings
+        self.events = events
+        self.client_id = settings.client_id or client_id
+        self.url = urlsplit(settings.url)
+        self.connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def topics(self) -> list[str]:
+        group = self.settings.shared_group
+        return [f"$share/{group}/{topic}" if group else topic for topic in self.settings.topics]
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="lotgraph-mqtt")
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._session()
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                log.warning("MQTT broker %s: %s; reconnecting in %.1f s", self.url.hostname, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+
+    async def _session(self) -> None:
+        async with aiomqtt.Client(
+            self.url.hostname or "127.0.0.1", port=self.url.port or (8883 if self.url.scheme == "mqtts" else 1883),
+            identifier=self.client_id, clean_session=False, username=self.url.username, password=self.url.password,
+            tls_params=aiomqtt.TLSParameters() if self.url.scheme == "mqtts" else None,
+        ) as client:  # fmt: skip
+            for topic in self.topics():
+                await client.subscribe(topic, qos=1)
+            self.connected.set()
+            log.info("subscribed to %s at %s as %s", self.topics(), self.url.hostname, self.client_id)
+            async for message in client.messages:
+                await self._receive(str(message.topic), message.payload)
+
+    async def _receive(self, topic: str, payload: object) -> None:
+        if not isinstance(payload, bytes | bytearray | str):
+            payload = b""
+        try:
+            event = normalize(SOURCE, bytes(payload) if not isinstance(payload, str) else payload)
+        except RejectedEvent as exc:
+            self.events.metrics.events_rejected.labels(SOURCE, exc.code).inc()
+            log.warning("MQTT message on %s refused (%s): %s", topic, exc.code, exc)
+            return
+        await self.events.ingest(event)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
