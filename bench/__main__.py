@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import graph, holds, resilience
+from bench import events, graph, holds, resilience
 from bench.stack import running
 from simulators import generate
 
@@ -20,6 +20,7 @@ def main() -> None:
             lambda: holds.recall(stack, dataset, stack.data_dir),
             lambda: resilience.cold_and_warm(stack),
             lambda: resilience.throughput(stack, dataset),
+            lambda: events.subscriptions(stack, dataset),
         ):
             print("\n".join(run()), flush=True)
             print()

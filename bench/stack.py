@@ -6,6 +6,8 @@ so the figures are the gateway's own.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import subprocess
@@ -26,11 +28,16 @@ from gateway.servers import free_block
 LOTGRAPH = str(Path(sys.executable).parent / "lotgraph")
 
 
+# Signs the simulators' webhooks to the gateway (bench only; never a real secret).
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"lotgraph-bench-webhook-secret-32").decode()
+
+
 @dataclass
 class Stack:
     gateway: str
     first_sim_port: int
     data_dir: Path
+    gateway_pid: int
 
     def sim(self, system: str) -> str:
         return f"http://127.0.0.1:{self.first_sim_port + SIMULATORS.index(system)}"
@@ -78,6 +85,7 @@ def _running(seed: int, lots: int, data_dir: str) -> Iterator[Stack]:
         LOTGRAPH_DATA_DIR=data_dir,
         LOTGRAPH_AUTH__ALLOW_ANONYMOUS="true",
         LOTGRAPH_AUTH__ANONYMOUS_ROLES='["portal_reader"]',
+        LOTGRAPH_EVENTS__WEBHOOK_SECRETS=json.dumps({"qms": WEBHOOK_SECRET, "mes": WEBHOOK_SECRET}),
     )
     for offset, system in enumerate(SIMULATORS):
         env[f"LOTGRAPH_SOURCES__{system.upper()}__URL"] = f"http://127.0.0.1:{port + 1 + offset}"
@@ -88,9 +96,12 @@ def _running(seed: int, lots: int, data_dir: str) -> Iterator[Stack]:
     )
     gateway = subprocess.Popen([LOTGRAPH, "--log-level", "warning", "run", "--port", str(port)], env=env, **quiet)
     try:
-        stack = Stack(gateway=f"http://127.0.0.1:{port}", first_sim_port=port + 1, data_dir=Path(data_dir))
+        stack = Stack(f"http://127.0.0.1:{port}", port + 1, Path(data_dir), gateway.pid)
         _wait(f"{stack.sim('mes')}/_admin/stats", sims)
         _wait(f"{stack.gateway}/healthz", gateway)
+        for system in ("qms", "mes"):  # the plant pushes its events to the gateway
+            target = {"webhook": {"url": f"{stack.gateway}/webhooks/{system}", "secret": WEBHOOK_SECRET}}
+            httpx.put(f"{stack.sim(system)}/_admin/events", json=target).raise_for_status()
         yield stack
     finally:
         for process in (gateway, sims):

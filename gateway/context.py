@@ -3,7 +3,8 @@ and this request's own loaders and authorization guard (fresh per request, so no
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from gateway.auth import Principal
@@ -21,17 +22,21 @@ class GatewayContext:
     principal: Principal
     correlation_id: str
     connection_params: dict[str, Any] | None = None  # a WebSocket's `connection_init` payload
-    loaders: Loaders = field(init=False)
-    guard: Guard = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.act_as(self.principal)
+    @cached_property
+    def loaders(self) -> Loaders:
+        """Made on first use: a subscription that never loads anything (most) never pays for them."""
+        return Loaders(self.runtime.upstream)
+
+    @cached_property
+    def guard(self) -> Guard:
+        return Guard(self.runtime.policies, self.principal, self.loaders)
 
     def act_as(self, principal: Principal) -> None:
         """Decide for `principal` from now on (a WebSocket learns its caller only from `connection_init`)."""
         self.principal = principal
-        self.loaders = Loaders(self.runtime.upstream)
-        self.guard = Guard(self.runtime.policies, principal, self.loaders)
+        self.__dict__.pop("loaders", None)
+        self.__dict__.pop("guard", None)
 
     @property
     def settings(self) -> Settings:

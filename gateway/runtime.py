@@ -18,6 +18,7 @@ from gateway.store import Store
 from gateway.telemetry import Metrics, setup_tracing
 from gateway.upstream import Upstream
 from policies.engine import PolicyEngine
+from resolvers.guard import ReadDecisions
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Runtime:
     store: Store | None = field(default=None)
     _operations: Operations | None = field(default=None)
     _feeds: list[MqttIngest | ErpChangeFeed] = field(default_factory=list)
+    event_reads: ReadDecisions = field(default_factory=ReadDecisions)  # subscribers' decisions, shared
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:

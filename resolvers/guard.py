@@ -15,6 +15,7 @@ from strawberry.dataloader import DataLoader
 
 from gateway.auth import Principal
 from gateway.errors import Forbidden, NotFound
+from gateway.events.envelope import Event
 from policies import entities
 from policies.engine import Decision, Entity, PolicyEngine, Request
 from resolvers.loaders import Loaders
@@ -117,3 +118,28 @@ class Guard:
                 "authz %s %s x%d principal=%s policies=%s",
                 action, "ALLOW" if allowed else "DENY", count, self.principal.sub, ",".join(policy_ids) or "-",
             )  # fmt: skip
+
+
+class ReadDecisions:
+    """`readLot` decisions for events, shared by every subscription of the process: keyed by what the policies
+    look at (the caller's roles, plants and supplier; the lot's plant, material and supplier), so a thousand
+    subscribers with the same kind of token cost one Cedar call per kind of lot, not a thousand.
+    Policies are loaded once per process, so a decision stays right; the memo is bounded."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._decided: dict[tuple[object, ...], bool] = {}
+
+    def allowed(self, guard: Guard, event: Event) -> bool:
+        if event.lot is None or event.plant is None:
+            return False  # plant events always name their lot; anything else is not for lot readers
+        who = guard.principal
+        key = (who.roles, who.plants, who.supplier_id, event.plant, event.lot.material, event.lot.supplier)
+        allowed = self._decided.get(key)
+        if allowed is None:
+            if len(self._decided) >= self.limit:
+                self._decided.clear()
+            resource = entities.lot(event.lot.id, plant=event.plant, material=event.lot.material or "",
+                                    supplier=event.lot.supplier)  # fmt: skip
+            allowed = self._decided[key] = guard.decide("readLot", resource).allowed
+        return allowed

@@ -18,7 +18,6 @@ from gateway.errors import GatewayError
 from gateway.events.bus import Position, position
 from gateway.events.envelope import Event, EventType
 from gateway.events.fanout import Listener
-from policies import entities
 
 
 class TokenExpired(GatewayError):
@@ -27,25 +26,6 @@ class TokenExpired(GatewayError):
 
 class TooManySubscriptions(GatewayError):
     code = "TOO_MANY_SUBSCRIPTIONS"
-
-
-class EventReader:
-    """What one subscriber may see: authorization decisions memoized by the attributes policies look at."""
-
-    def __init__(self, ctx: GatewayContext) -> None:
-        self.ctx = ctx
-        self._decided: dict[tuple[str | None, str | None, str | None], bool] = {}
-
-    def may_read(self, event: Event) -> bool:
-        if event.lot is None or event.plant is None:
-            return False  # plant events always name their lot; anything else is not for lot readers
-        signature = (event.plant, event.lot.material, event.lot.supplier)
-        allowed = self._decided.get(signature)
-        if allowed is None:
-            resource = entities.lot(event.lot.id, plant=event.plant, material=event.lot.material or "",
-                                    supplier=event.lot.supplier)  # fmt: skip
-            allowed = self._decided[signature] = self.ctx.guard.decide("readLot", resource).allowed
-        return allowed
 
 
 def _deadline(ctx: GatewayContext) -> float | None:
@@ -71,7 +51,7 @@ class Subscription:
     def __init__(self, ctx: GatewayContext, accept: Callable[[Event], bool], *, authorize: bool = True) -> None:
         self.ctx = ctx
         self.accept = accept
-        self.reader = EventReader(ctx) if authorize else None
+        self.authorize = authorize
         self._listener: Listener | None = None
 
     def __enter__(self) -> Subscription:
@@ -88,7 +68,7 @@ class Subscription:
             self.ctx.runtime.metrics.subscriptions.dec()
 
     def _visible(self, event: Event) -> bool:
-        return self.reader is None or self.reader.may_read(event)
+        return not self.authorize or self.ctx.runtime.event_reads.allowed(self.ctx.guard, event)
 
     async def stream(self, after: str | None = None) -> AsyncIterator[Event]:
         """Events after `after` (within retention), then live ones, each once, in bus order."""

@@ -1,0 +1,192 @@
+"""Event benchmarks: QMS state change -> subscriber latency with 1,000 subscribers connected, events per second
+one gateway process carries from webhook to subscribers, and gateway memory with 1,000 idle subscriptions.
+
+Subscribers are graphql-transport-ws clients in this process (one event loop), so the latency figures include
+this client's own work of receiving 1,000 copies of each event; the gateway's share is smaller, not larger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+from standardwebhooks.webhooks import Webhook
+
+from bench.stack import WEBHOOK_SECRET, Stack
+from simulators import Dataset
+
+SUBSCRIBE = "subscription($types: [EventType!]) { qualityEvents(filter: {types: $types}) { id lotId } }"
+
+
+class Subscriber:
+    """One graphql-transport-ws connection with one subscription; `on_event(lot_id, id)` per event."""
+
+    def __init__(self, url: str, on_event: Callable[[str, str], None]) -> None:
+        self.url = url.replace("http", "ws", 1) + "/graphql"
+        self.on_event = on_event
+        self.ready = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self, types: list[str]) -> None:
+        async with websockets.connect(self.url, subprotocols=["graphql-transport-ws"], max_queue=None) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            await ws.recv()
+            payload = {"query": SUBSCRIBE, "variables": {"types": types}}
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+            self.ready.set()
+            async for raw in ws:
+                message = json.loads(raw)
+                if message.get("type") == "next":
+                    event = message["payload"]["data"]["qualityEvents"]
+                    self.on_event(event["lotId"], event["id"])
+
+
+async def _connect(url: str, count: int, types: list[str], on_event: Callable[[str, str], None]) -> list[Subscriber]:
+    subscribers = [Subscriber(url, on_event) for _ in range(count)]
+    for batch in range(0, count, 100):  # connect in waves: a thousand handshakes at once would time out
+        for s in subscribers[batch : batch + 100]:
+            s.task = asyncio.create_task(s.run(types))
+        await asyncio.gather(*(s.ready.wait() for s in subscribers[batch : batch + 100]))
+    await asyncio.sleep(0.5)  # the last subscriptions reach the fan-out
+    return subscribers
+
+
+async def _close(subscribers: list[Subscriber]) -> None:
+    for s in subscribers:
+        if s.task is not None:
+            s.task.cancel()
+    await asyncio.gather(*(s.task for s in subscribers if s.task is not None), return_exceptions=True)
+
+
+def _undecided(dataset: Dataset, count: int) -> list[Any]:
+    return [i for i in dataset.inspection_lots.values() if i.usage_decision is None][:count]
+
+
+def _passing(inspection: Any) -> dict[str, Any]:
+    results = [{"code": c.code, "result": (c.lower_limit + c.upper_limit) / 2} for c in inspection.characteristics]
+    return {"results": results, "decided_by": "bench"}
+
+
+async def _all_arrived(arrived: asyncio.Event, seconds: float) -> None:
+    """Wait for every delivery, or report what arrived by the deadline."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(arrived.wait(), seconds)
+
+
+async def _latency(stack: Stack, dataset: Dataset, subscribers: int, events: int) -> list[str]:
+    inspections = _undecided(dataset, events)
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    arrived = asyncio.Event()
+
+    def received(lot_id: str, _event_id: str) -> None:
+        if lot_id in sent:
+            latencies.append(time.perf_counter() - sent[lot_id])
+            if len(latencies) == subscribers * len(inspections):
+                arrived.set()
+
+    connected = await _connect(stack.gateway, subscribers, ["INSPECTION_COMPLETED"], received)
+    qms = stack.sim("qms")
+    async with httpx.AsyncClient(timeout=30) as client:
+        for inspection in inspections:
+            sent[inspection.lot] = time.perf_counter()
+            response = await client.post(
+                f"{qms}/api/v1/inspection-lots/{inspection.id}/results", json=_passing(inspection)
+            )
+            response.raise_for_status()
+            await asyncio.sleep(0.2)
+        await _all_arrived(arrived, 30)
+    await _close(connected)
+    ms = sorted(1000 * x for x in latencies)
+    p50, p95 = ms[len(ms) // 2], ms[int(len(ms) * 0.95)]
+    return [
+        f"event latency, QMS inspection result -> subscriber, {subscribers} subscribers, {len(sent)} events:",
+        f"  deliveries {len(ms)} of {subscribers * len(sent)}, p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {ms[-1]:.0f} ms",
+    ]
+
+
+def _signed(source_id: str, lot: Any) -> tuple[str, dict[str, str]]:
+    now = datetime.now(UTC)
+    status = "20" if lot.plant == "P100" else "Released"
+    record = {"lot_id": lot.id, "plant": lot.plant, "material": lot.material, "supplier": lot.supplier,
+              "status": status, "status_changed_at": now.isoformat()}  # fmt: skip
+    body = json.dumps({"id": source_id, "type": "lot.status_changed", "source": "qms", "occurred_at": now.isoformat(),
+                       "plant": lot.plant, "data": {"lot": record, "previous_status": status}})  # fmt: skip
+    headers = {"webhook-id": source_id, "webhook-timestamp": str(int(now.timestamp())),
+               "webhook-signature": Webhook(WEBHOOK_SECRET).sign(source_id, now, body)}  # fmt: skip
+    return body, headers
+
+
+async def _throughput(stack: Stack, dataset: Dataset, subscribers: int, events: int) -> list[str]:
+    delivered = 0
+    arrived = asyncio.Event()
+
+    def received(_lot: str, _event: str) -> None:
+        nonlocal delivered
+        delivered += 1
+        if delivered == subscribers * events:
+            arrived.set()
+
+    connected = await _connect(stack.gateway, subscribers, ["LOT_STATUS_CHANGED"], received)
+    lots = list(dataset.lots.values())
+    bodies = [_signed(f"bench-{uuid.uuid4().hex}", lots[i % len(lots)]) for i in range(events)]
+    queue: asyncio.Queue[tuple[str, dict[str, str]]] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+
+    async def sender(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            body, headers = queue.get_nowait()
+            (await client.post(f"{stack.gateway}/webhooks/qms", content=body, headers=headers)).raise_for_status()
+
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=32)) as client:
+        await asyncio.gather(*(sender(client) for _ in range(32)))
+    ingested = time.perf_counter() - started
+    await _all_arrived(arrived, 60)
+    total = time.perf_counter() - started
+    await _close(connected)
+    return [
+        f"throughput, signed webhooks -> bus -> {subscribers} subscribers, {events} events:",
+        f"  ingest {events / ingested:.0f} events/s; delivered {delivered} of {subscribers * events} in {total:.1f} s "
+        f"= {events / total:.0f} events/s ({delivered / total:.0f} deliveries/s)",
+    ]
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+async def _memory(stack: Stack, subscribers: int) -> list[str]:
+    before = _rss_mib(stack.gateway_pid)
+    connected = await _connect(stack.gateway, subscribers, ["HOLD_PLACED"], lambda *_: None)
+    await asyncio.sleep(1)
+    after = _rss_mib(stack.gateway_pid)
+    await _close(connected)
+    return [
+        f"gateway memory with {subscribers} idle subscriptions: {before:.0f} MiB -> {after:.0f} MiB "
+        f"({(after - before) * 1024 / subscribers:.0f} KiB per subscription)",
+    ]
+
+
+def subscriptions(stack: Stack, dataset: Dataset) -> list[str]:
+    async def run() -> list[str]:
+        return [
+            *await _memory(stack, 1000),
+            *await _latency(stack, dataset, 1000, 20),
+            *await _throughput(stack, dataset, 100, 2000),
+        ]
+
+    return asyncio.run(run())
