@@ -3,6 +3,7 @@
 `build_app` wraps a simulator's routes into a Starlette app with the `/_admin` routes and one pure ASGI
 middleware that counts requests by route template, records correlation ids, enforces rate limits and
 injects the configured fault. Keeping all of it here means the four simulators misbehave identically.
+A simulator that emits events also gets `/_admin/events`, where its event target is set and its outbox shown.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import math
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -27,6 +29,7 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simulators.credentials import Credentials, CredentialsMiddleware, TokenAuthority
+from simulators.events import Emitter
 from simulators.web import json_object, query_int, rest_error
 
 ErrorBody = Callable[[int, str], dict[str, Any]]
@@ -162,6 +165,36 @@ class Admin:
         return JSONResponse(state)
 
 
+class EventsAdmin:
+    """`/_admin/events`: where a simulator's events go (PUT) and what became of them (GET)."""
+
+    def __init__(self, emitter: Emitter) -> None:
+        self.emitter = emitter
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(f"{ADMIN_PREFIX}/events", self.get_events, methods=["GET"]),
+            Route(f"{ADMIN_PREFIX}/events", self.set_target, methods=["PUT"]),
+        ]
+
+    async def get_events(self, request: Request) -> Response:
+        return JSONResponse(self.emitter.stats())
+
+    async def set_target(self, request: Request) -> Response:
+        try:
+            target = self.emitter.configure(await json_object(request))
+        except ValidationError as exc:  # reported without the input, which may hold the secret
+            errors = exc.errors(include_url=False, include_input=False)
+            raise HTTPException(400, f"invalid event target: {errors}") from exc
+        return JSONResponse({"target": target})
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """Delivery stops with the app (it starts with the first event that has somewhere to go)."""
+        yield
+        await self.emitter.aclose()
+
+
 def malform(value: Any) -> None:
     """In every list, replace the first non-`__` key of each object with `{"malformed": true}`, in place."""
     if isinstance(value, dict):
@@ -293,12 +326,17 @@ def build_app(
     rate_limit_rps: float | None = None,
     middleware: Sequence[Middleware] = (),
     require_credentials: Credentials | None = None,
+    emitter: Emitter | None = None,
 ) -> Starlette:
     """A simulator app: its own routes plus the shared admin API, faults and (optional) rate limit.
     `middleware` runs inside the admin layer, so faults and statistics apply to what it answers too.
-    `require_credentials` adds `POST /oauth/token` and a 401 for every other request without credentials."""
+    `require_credentials` adds `POST /oauth/token` and a 401 for every other request without credentials.
+    `emitter` (the simulator's outbox) adds `/_admin/events` and stops delivering when the app shuts down."""
     admin = Admin(lot_state, error_body, rate_limit_rps)
     admin_routes = admin.routes()
+    events = EventsAdmin(emitter) if emitter is not None else None
+    if events is not None:
+        admin_routes += events.routes()
     guard: list[Middleware] = []
     if require_credentials is not None:
         authority = TokenAuthority(require_credentials)
@@ -314,6 +352,9 @@ def build_app(
         routes=[*admin_routes, *routes],
         middleware=[Middleware(AdminMiddleware, admin=admin, routes=routes), *guard, *middleware],
         exception_handlers={HTTPException: http_error},
+        lifespan=events.lifespan if events is not None else None,
     )
     app.state.admin = admin
+    if emitter is not None:
+        app.state.events = emitter
     return app

@@ -72,7 +72,7 @@ def _at(day: float) -> datetime:
     return EPOCH + timedelta(days=day)
 
 
-def _round(quantity: float, unit: str) -> float:
+def round_quantity(quantity: float, unit: str) -> float:
     """Pieces are whole numbers; everything else keeps three decimals like SAP quantities."""
     return float(max(1, round(quantity))) if unit == "EA" else round(quantity, 3)
 
@@ -126,11 +126,11 @@ def _lot_counts(total: int) -> list[int]:
     return [*counts, total - sum(counts)]
 
 
-def _base_quantity(rng: random.Random, material: Material) -> float:
+def base_quantity(rng: random.Random, material: Material) -> float:
     if material.bulk:
-        return _round(rng.uniform(15000, 30000), material.unit)
+        return round_quantity(rng.uniform(15000, 30000), material.unit)
     scale = {"KG": 800.0, "L": 1000.0, "M": 4000.0, "EA": 20000.0}[material.unit]
-    return _round(scale * rng.uniform(0.25, 1.5), material.unit)
+    return round_quantity(scale * rng.uniform(0.25, 1.5), material.unit)
 
 
 def _build_genealogy(
@@ -153,7 +153,7 @@ def _build_genealogy(
             day = max([target] + [drafts[i].day + rng.uniform(0.3, 2.0) for i in inputs])
             plant = material.plant or rng.choice(PLANTS).id
             lot = len(drafts)
-            drafts.append(_Draft(material, plant, day, _base_quantity(rng, material), inputs, []))
+            drafts.append(_Draft(material, plant, day, base_quantity(rng, material), inputs, []))
             for i in inputs:
                 drafts[i].consumers.append(lot)
             if tier == 0:
@@ -186,8 +186,8 @@ def _settle(rng: random.Random, drafts: list[_Draft], now: float) -> dict[tuple[
             shares = [rng.uniform(0.5, 1.5) for _ in d.consumers]
             scale = d.quantity * used / sum(shares)
             for consumer, share in zip(d.consumers, shares, strict=True):
-                link_qty[i, consumer] = _round(share * scale, d.material.unit)
-            d.remaining = 0.0 if used == 1.0 else _round(d.quantity * (1 - used), d.material.unit)
+                link_qty[i, consumer] = round_quantity(share * scale, d.material.unit)
+            d.remaining = 0.0 if used == 1.0 else round_quantity(d.quantity * (1 - used), d.material.unit)
         elif d.material.tier == 6:
             d.remaining = 0.0 if d.day < now - 10 or r < 0.6 else d.quantity
         else:
@@ -296,7 +296,7 @@ def _production(
     for d in sorted((d for d in drafts if d.order_id), key=lambda d: d.order_id):
         m = d.material
         running = d.status is QualityStatus.IN_INSPECTION and d.day > now - 1.5
-        scrap = _round(d.quantity * rng.uniform(0.0, 0.03), m.unit) if rng.random() < 0.6 else 0.0
+        scrap = round_quantity(d.quantity * rng.uniform(0.0, 0.03), m.unit) if rng.random() < 0.6 else 0.0
         line = f"{d.plant}-L{rng.randint(1, 4):02d}"
         routing = ROUTINGS[m.tier]
         done = len(routing) // 2 if running else len(routing)
@@ -307,7 +307,7 @@ def _production(
                 work_center=f"{center}-{d.plant[1]}{line[-1]}",
                 completed_at=_at(d.started + (d.day - d.started) * (k + 1) / len(routing)) if k < done else None,
                 yield_quantity=d.quantity if k < done else 0.0,
-                scrap_quantity=_round(scrap / len(routing), m.unit) if scrap else 0.0,
+                scrap_quantity=round_quantity(scrap / len(routing), m.unit) if scrap else 0.0,
             )
             for k, (description, center) in enumerate(routing)
         )
@@ -316,7 +316,7 @@ def _production(
             material=m.id,
             plant=d.plant,
             lot=d.id,
-            quantity=_round(d.quantity + scrap, m.unit),
+            quantity=round_quantity(d.quantity + scrap, m.unit),
             unit=m.unit,
             status="REL" if running else "TECO",
             planned_start=_at(d.started - rng.uniform(0.5, 3.0)),
@@ -435,7 +435,7 @@ def _nonconformances(rng: random.Random, drafts: list[_Draft], now: float) -> di
     return ncs
 
 
-def _sscc(serial: int) -> str:
+def sscc(serial: int) -> str:
     """An 18-digit SSCC with its GS1 mod-10 check digit."""
     body = f"34012345{serial:09d}"
     total = sum(map(mul, map(int, body), SSCC_WEIGHTS))
@@ -464,7 +464,7 @@ def _stock(
         wms = WMS_STATUS[stale.get(("wms", d.id), d.status)]
         count = rng.randint(1, 4) if d.remaining >= 4 else 1
         shares = [rng.uniform(0.6, 1.4) for _ in range(count)]
-        quantities = [_round(d.remaining * s / sum(shares), m.unit) for s in shares[:-1]]
+        quantities = [round_quantity(d.remaining * s / sum(shares), m.unit) for s in shares[:-1]]
         quantities.append(round(d.remaining - sum(quantities), 3))
         updated = _at(max(t for t in (d.day, d.decided, d.held) if t is not None))
         for quantity in quantities:
@@ -472,7 +472,7 @@ def _stock(
             location = f"{zone}-{rng.randint(1, 24):02d}-{rng.randint(1, 8):02d}-{rng.randint(1, 4)}"
             units.append(
                 HandlingUnit(
-                    id=_sscc(len(units) + 1),
+                    id=sscc(len(units) + 1),
                     lot=d.id,
                     material=m.id,
                     warehouse=WAREHOUSES[d.plant],

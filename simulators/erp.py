@@ -2,14 +2,16 @@
 
 It keeps its own copy of master data, batches, stock and material documents in OData wire form, and
 exercises what makes SAP writes awkward for a gateway: CSRF tokens, ETag/If-Match on batches, stock moves
-through material documents, and a rate limit answered with 429.
+through material documents, and a rate limit answered with 429. ERP pushes nothing: a client that wants its
+changes reads the change feed (`API_CHANGE_FEED_SRV/Changes`), one row per posted document item or batch change,
+from the last sequence number it has seen.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -22,15 +24,20 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simulators.admin import build_app
+from simulators.catalog import STORAGE_LOCATIONS
 from simulators.credentials import Credentials
 from simulators.dataset import BLOCKING, Dataset
 from simulators.odata import EntitySet, Row, odata_error, to_date, to_decimal
+from simulators.records import Material
 from simulators.web import json_object
 
 BASE = "/sap/opu/odata/sap"
 WRITE_METHODS = {"POST", "PATCH", "PUT", "MERGE", "DELETE"}
-# Movement type -> (from stock type, to stock type); None means the stock leaves the books (scrap).
-MOVES: dict[str, tuple[str, str | None]] = {
+# Movement type -> (from stock type, to stock type); None means the stock enters the books (a goods receipt) or
+# leaves them (an issue to a production order, scrap).
+MOVES: dict[str, tuple[str | None, str | None]] = {
+    "101": (None, "02"),
+    "261": ("01", None),
     "321": ("02", "01"),
     "343": ("07", "01"),
     "344": ("01", "07"),
@@ -39,9 +46,11 @@ MOVES: dict[str, tuple[str, str | None]] = {
     "553": ("02", None),
     "555": ("07", None),
 }
+# What clients may post; receipts from and issues to production orders come from the plant's integration.
+POSTABLE = ("321", "343", "344", "350", "551", "553", "555")
 ITEM_FIELDS = ("GoodsMovementType", "Material", "Plant", "StorageLocation", "Batch", "QuantityInEntryUnit", "EntryUnit")
 
-STRING, BOOL, DECIMAL, DATE = "string", "bool", "decimal", "date"
+STRING, NUMBER, BOOL, DECIMAL, DATE = "string", "number", "bool", "decimal", "date"
 
 
 def _entity_sets() -> dict[str, EntitySet]:
@@ -158,6 +167,25 @@ def _entity_sets() -> dict[str, EntitySet]:
                     "MaterialDocument": STRING,
                     "GoodsMovementCode": STRING,
                     "PostingDate": DATE,
+                },
+            ),
+            EntitySet(
+                "API_CHANGE_FEED_SRV",
+                "Changes",
+                ("ChangeSequence",),
+                {
+                    "ChangeSequence": NUMBER,
+                    "ChangeType": STRING,  # GOODS_MOVEMENT / BATCH_CHANGE
+                    "MaterialDocument": STRING,
+                    "GoodsMovementType": STRING,
+                    "Material": STRING,
+                    "Plant": STRING,
+                    "Batch": STRING,
+                    "QuantityInEntryUnit": DECIMAL,
+                    "EntryUnit": STRING,
+                    "StockType": STRING,  # after the movement; "" when the stock left the books
+                    "BatchRestricted": BOOL,
+                    "PostedAt": DATE,
                 },
             ),
         )
@@ -286,6 +314,7 @@ class Erp:
         _load(self.sets, dataset)
         documents = self.sets["A_MaterialDocumentItem"].rows
         self.last_document = max((int(key[1]) for key in documents), default=4900000000)
+        self.last_change = 0  # the change feed starts with this ERP: it records what happens from now on
 
     @staticmethod
     def base(request: Request) -> str:
@@ -342,8 +371,31 @@ class Erp:
         body = await json_object(request)
         if set(body) != {"MatlBatchIsInRstrcdUseStock"} or not isinstance(body["MatlBatchIsInRstrcdUseStock"], bool):
             raise HTTPException(400, "only MatlBatchIsInRstrcdUseStock (boolean) can be changed")
-        batches.put({**batches.rows[key], **body})
+        row = {**batches.rows[key], **body}
+        batches.put(row)
+        self.record_change("BATCH_CHANGE", row, datetime.now(UTC))
         return Response(status_code=204, headers={"ETag": batches.etag(key)})
+
+    def record_change(self, change_type: str, fields: Row, at: datetime) -> None:
+        """Append to the change feed: `fields` names the batch (and, for a goods movement, the document item)."""
+        self.last_change += 1
+        batch = self.sets["Batch"].rows.get((fields["Batch"],), {})
+        self.sets["Changes"].put(
+            {
+                "ChangeSequence": str(self.last_change),
+                "ChangeType": change_type,
+                "MaterialDocument": fields.get("MaterialDocument", ""),
+                "GoodsMovementType": fields.get("GoodsMovementType", ""),
+                "Material": fields["Material"],
+                "Plant": fields["Plant"],
+                "Batch": fields["Batch"],
+                "QuantityInEntryUnit": fields.get("QuantityInEntryUnit", to_decimal(0)),
+                "EntryUnit": fields.get("EntryUnit", ""),
+                "StockType": fields.get("StockType", ""),
+                "BatchRestricted": batch.get("MatlBatchIsInRstrcdUseStock", False),
+                "PostedAt": to_date(at),
+            }
+        )
 
     async def post_document(self, request: Request) -> Response:
         body = await json_object(request)
@@ -352,19 +404,29 @@ class Erp:
         if not isinstance(items, list) or not items:
             raise HTTPException(400, "to_MaterialDocumentItem.results must list at least one item")
         moves = [self.parse_item(item) for item in items]
+        year, document = self.post(moves, str(body.get("GoodsMovementCode", "04")))
+        base = self.base(request)
+        entity = self.sets["A_MaterialDocumentHeader"].render((year, document), base)
+        keys = [(year, document, f"{n:04d}") for n in range(1, len(moves) + 1)]
+        entity["to_MaterialDocumentItem"] = {
+            "results": [self.sets["A_MaterialDocumentItem"].render(k, base) for k in keys]
+        }
+        return JSONResponse({"d": entity}, status_code=201)
+
+    def post(self, moves: list[tuple[Row, Decimal]], code: str, order: str = "") -> tuple[str, str]:
+        """Post one material document, every item or none (400 when stock cannot cover them), each item also a
+        GOODS_MOVEMENT in the change feed; returns the document's year and number."""
         self.check_stock(moves)
         posted = datetime.now(UTC)
         self.last_document += 1
         year, document = str(posted.year), str(self.last_document)
-        base = self.base(request)
         header = {
             "MaterialDocumentYear": year,
             "MaterialDocument": document,
-            "GoodsMovementCode": str(body.get("GoodsMovementCode", "04")),
+            "GoodsMovementCode": code,
             "PostingDate": to_date(posted),
         }
         self.sets["A_MaterialDocumentHeader"].put(header)
-        rendered = []
         for n, (item, quantity) in enumerate(moves, start=1):
             self.move(item, quantity)
             row = {
@@ -375,22 +437,99 @@ class Erp:
                 "QuantityInEntryUnit": to_decimal(quantity),
                 "PostingDate": header["PostingDate"],
                 "PurchaseOrder": "",
-                "ManufacturingOrder": "",
+                "ManufacturingOrder": order,
             }
             self.sets["A_MaterialDocumentItem"].put(row)
-            rendered.append(self.sets["A_MaterialDocumentItem"].render((year, document, f"{n:04d}"), base))
-        entity = self.sets["A_MaterialDocumentHeader"].render((year, document), base)
-        entity["to_MaterialDocumentItem"] = {"results": rendered}
-        return JSONResponse({"d": entity}, status_code=201)
+            self.record_change(
+                "GOODS_MOVEMENT", {**row, "StockType": MOVES[item["GoodsMovementType"]][1] or ""}, posted
+            )
+        return year, document
+
+    def record_production(
+        self,
+        order: str,
+        batch: str,
+        material: Material,
+        plant: str,
+        quantity: float,
+        at: datetime,
+        issues: Iterable[tuple[str, float]],
+    ) -> str:
+        """A production order confirmed complete (what the plant's integration posts): one material document that
+        receives the new batch into quality inspection stock (101) and issues each consumed batch from unrestricted
+        stock (261), then the batch and the technically completed order. Nothing is recorded if unrestricted stock
+        cannot cover an issue (400). Returns the material document number."""
+        storage = STORAGE_LOCATIONS[material.tier]
+        moves = [self.item("101", material.id, plant, storage, batch, quantity, material.unit)]
+        stock = self.sets["A_MatlStkInAcctMod"]
+        for consumed, used in issues:
+            unrestricted = sorted(key for key in stock.indexes["Batch"].get(consumed, ()) if key[4] == "01")
+            if not unrestricted:
+                raise HTTPException(400, f"batch {consumed} has no unrestricted stock to issue")
+            row = stock.rows[unrestricted[0]]
+            material_id, plant_id, location, unit = (
+                row[f] for f in ("Material", "Plant", "StorageLocation", "MaterialBaseUnit")
+            )
+            moves.append(self.item("261", material_id, plant_id, location, consumed, used, unit))
+        _, document = self.post(moves, "02", order)
+        country = self.sets["A_Plant"].rows[(plant,)]["Country"]
+        self.sets["Batch"].put(
+            {
+                "Batch": batch,
+                "Material": material.id,
+                "Plant": plant,
+                "Supplier": "",
+                "SupplierBatch": "",
+                "ManufactureDate": to_date(at),
+                "ShelfLifeExpirationDate": to_date(at + timedelta(days=material.shelf_life_days)),
+                "MatlBatchIsInRstrcdUseStock": False,
+                "CountryOfOrigin": country,
+                "PurchaseOrder": "",
+                "ManufacturingOrder": order,
+                "Customer": "",
+            }
+        )
+        self.sets["A_ProductionOrder_2"].put(
+            {
+                "ManufacturingOrder": order,
+                "Material": material.id,
+                "ProductionPlant": plant,
+                "Batch": batch,
+                "TotalQuantity": to_decimal(quantity),
+                "ProductionUnit": material.unit,
+                "OrderStatus": "TECO",
+                "MfgOrderPlannedStartDate": to_date(at),
+                "MfgOrderActualReleaseDate": to_date(at),
+            }
+        )
+        return document
+
+    @staticmethod
+    def item(
+        movement: str, material: str, plant: str, storage: str, batch: str, quantity: float, unit: str
+    ) -> tuple[Row, Decimal]:
+        """One document item, as `parse_item` reads it from a request."""
+        amount = to_decimal(quantity)
+        row = {
+            "GoodsMovementType": movement,
+            "Material": material,
+            "Plant": plant,
+            "StorageLocation": storage,
+            "Batch": batch,
+            "QuantityInEntryUnit": amount,
+            "EntryUnit": unit,
+        }
+        return row, Decimal(amount)
 
     @staticmethod
     def parse_item(item: Any) -> tuple[Row, Decimal]:
         if not isinstance(item, dict) or any(not isinstance(item.get(f), str | int | float) for f in ITEM_FIELDS):
             raise HTTPException(400, f"every item needs {', '.join(ITEM_FIELDS)}")
         row = {f: str(item[f]) for f in ITEM_FIELDS}
-        if row["GoodsMovementType"] not in MOVES:
+        if row["GoodsMovementType"] not in POSTABLE:
             raise HTTPException(
-                400, f"goods movement type {row['GoodsMovementType']} is not supported here (only {', '.join(MOVES)})"
+                400,
+                f"goods movement type {row['GoodsMovementType']} is not supported here (only {', '.join(POSTABLE)})",
             )
         try:
             quantity = Decimal(row["QuantityInEntryUnit"])
@@ -405,7 +544,10 @@ class Erp:
         needed: dict[tuple[str, ...], Decimal] = {}
         stock = self.sets["A_MatlStkInAcctMod"]
         for item, quantity in moves:
-            source = self.stock_key(item, MOVES[item["GoodsMovementType"]][0])
+            source_type = MOVES[item["GoodsMovementType"]][0]
+            if source_type is None:
+                continue  # a receipt needs no stock
+            source = self.stock_key(item, source_type)
             needed[source] = needed.get(source, Decimal(0)) + quantity
             row = stock.rows.get(source)
             if row is not None and row["MaterialBaseUnit"] != item["EntryUnit"]:
@@ -426,12 +568,13 @@ class Erp:
     def move(self, item: Row, quantity: Decimal) -> None:
         stock = self.sets["A_MatlStkInAcctMod"]
         source_type, target_type = MOVES[item["GoodsMovementType"]]
-        source = self.stock_key(item, source_type)
-        left = Decimal(stock.rows[source]["MatlWrhsStkQtyInMatlBaseUnit"]) - quantity
-        if left > 0:
-            stock.put({**stock.rows[source], "MatlWrhsStkQtyInMatlBaseUnit": to_decimal(left)})
-        else:
-            stock.delete(source)
+        if source_type is not None:
+            source = self.stock_key(item, source_type)
+            left = Decimal(stock.rows[source]["MatlWrhsStkQtyInMatlBaseUnit"]) - quantity
+            if left > 0:
+                stock.put({**stock.rows[source], "MatlWrhsStkQtyInMatlBaseUnit": to_decimal(left)})
+            else:
+                stock.delete(source)
         if target_type is not None:
             target = self.stock_key(item, target_type)
             row = stock.rows.get(target)

@@ -2,11 +2,19 @@
 
 Genealogy links are indexed both ways (by consumed and by produced lot) and pre-rendered, because a recall
 walks thousands of lots per level and `POST /api/genealogy/search` must answer such a frontier at once.
+
+MES is also where production happens: a confirmation creates an order and a lot, and is published as a
+`production.completed` event (`simulators.events`); `completion_hooks` let the plant's integration layer
+(`simulators.integration`) pass it on to ERP, QMS and WMS.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,8 +24,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulators.admin import build_app
+from simulators.catalog import ROUTINGS
 from simulators.credentials import Credentials
 from simulators.dataset import Dataset, Execution, QualityStatus
+from simulators.events import Emitter
+from simulators.records import Material, Operation
 from simulators.web import iso, json_object, split_keys
 
 MES_STATUS = {
@@ -27,6 +38,53 @@ MES_STATUS = {
     QualityStatus.REJECTED: "REJECTED",
 }
 DIRECTIONS = ("consumed", "produced")
+LINE = re.compile(r"[A-Za-z0-9_.-]{1,40}")  # a line id is an MQTT topic level: no '/', '+' or '#'
+
+
+@dataclass(frozen=True, slots=True)
+class Consumption:
+    lot: str
+    material: str
+    plant: str
+    quantity: float
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A production completion MES accepted: what the plant's integration passes on to the other systems."""
+
+    order_id: str
+    lot: str
+    material: Material
+    plant: str
+    line: str
+    quantity: float
+    completed_at: datetime
+    consumed: tuple[Consumption, ...]
+
+
+def render_completion(c: Completion) -> dict[str, Any]:
+    return {
+        "order_id": c.order_id,
+        "lot_id": c.lot,
+        "material": c.material.id,
+        "plant": c.plant,
+        "line": c.line,
+        "quantity": c.quantity,
+        "unit": c.material.unit,
+        "completed_at": iso(c.completed_at),
+        "consumed": [{"lot_id": x.lot, "quantity": x.quantity, "unit": x.unit} for x in c.consumed],
+    }
+
+
+def _quantity(value: Any, unit: str, what: str) -> float:
+    """A positive quantity with SAP's three decimals; pieces (EA) must be whole."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise HTTPException(400, f"{what} must be a number")
+    if round(value, 3) <= 0 or (unit == "EA" and value != int(value)):
+        raise HTTPException(400, f"{what} must be positive{' and whole (EA)' if unit == 'EA' else ''}")
+    return round(float(value), 3)
 
 
 def render_execution(e: Execution) -> dict[str, Any]:
@@ -57,9 +115,17 @@ def render_execution(e: Execution) -> dict[str, Any]:
 
 
 class Mes:
-    """The MES state and request handlers."""
+    """The MES state, its production (announced through `events`) and request handlers."""
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(self, dataset: Dataset, events: Emitter) -> None:
+        self.events = events
+        self.materials = dataset.materials  # master data with BOMs, as MES receives it from ERP
+        self.plants = set(dataset.plants)
+        # Every lot MES can be told to consume (the batch master it receives from ERP): lot -> (material, plant).
+        self.directory = {lot.id: (lot.material, lot.plant) for lot in dataset.lots.values()}
+        self.last_lot = max(int(lot[3:]) for lot in dataset.lots)  # lot ids are B26 + a serial
+        self.last_order = max((int(order) for order in dataset.orders), default=1000000)
+        self.completion_hooks: list[Callable[[Completion], None]] = []  # run before MES records a completion
         self.executions = {e.order_id: render_execution(e) for e in dataset.executions.values()}
         self.order_of_lot = {e.lot: e.order_id for e in dataset.executions.values()}
         self.lots = {
@@ -73,23 +139,27 @@ class Mes:
             if lot.tier > 0
         }
         self.links: dict[str, dict[str, list[dict[str, Any]]]] = {d: {} for d in DIRECTIONS}
-        lots = dataset.lots
         for link in dataset.links:
-            consumed, produced = lots[link.consumed_lot], lots[link.produced_lot]
-            rendered = {
-                "consumed_lot": consumed.id,
-                "consumed_material": consumed.material,
-                "consumed_plant": consumed.plant,
-                "produced_lot": produced.id,
-                "produced_material": produced.material,
-                "produced_plant": produced.plant,
-                "quantity": link.quantity,
-                "unit": link.unit,
-                "order_id": link.order_id,
-                "consumed_at": iso(link.consumed_at),
-            }
-            self.links["consumed"].setdefault(consumed.id, []).append(rendered)
-            self.links["produced"].setdefault(produced.id, []).append(rendered)
+            self.link(link.consumed_lot, link.produced_lot, link.quantity, link.unit, link.order_id, link.consumed_at)
+
+    def link(self, consumed: str, produced: str, quantity: float, unit: str, order_id: str, at: datetime) -> None:
+        """Record one genealogy edge, pre-rendered, in both indexes."""
+        consumed_material, consumed_plant = self.directory[consumed]
+        produced_material, produced_plant = self.directory[produced]
+        rendered = {
+            "consumed_lot": consumed,
+            "consumed_material": consumed_material,
+            "consumed_plant": consumed_plant,
+            "produced_lot": produced,
+            "produced_material": produced_material,
+            "produced_plant": produced_plant,
+            "quantity": quantity,
+            "unit": unit,
+            "order_id": order_id,
+            "consumed_at": iso(at),
+        }
+        self.links["consumed"].setdefault(consumed, []).append(rendered)
+        self.links["produced"].setdefault(produced, []).append(rendered)
 
     def routes(self) -> list[Route]:
         return [
@@ -97,6 +167,8 @@ class Mes:
             Route("/api/lots", self.get_lots, methods=["GET"]),
             Route("/api/genealogy", self.get_genealogy, methods=["GET"]),
             Route("/api/genealogy/search", self.search_genealogy, methods=["POST"]),
+            Route("/api/confirmations", self.post_confirmation, methods=["POST"]),
+            Route("/api/lots/{lot_id}/scrap", self.post_scrap, methods=["POST"]),
         ]
 
     async def get_executions(self, request: Request) -> Response:
@@ -132,6 +204,115 @@ class Mes:
                 raise HTTPException(400, f"{direction} must be a list of lot ids")
         return self.genealogy(body)
 
+    def complete(
+        self, material: str, plant: str, line: str, quantity: float, consumed: Iterable[tuple[str, float]]
+    ) -> dict[str, Any]:
+        """Confirm a production completion: a new order and lot, a COMPLETED execution and the genealogy of the
+        consumed lots; announced as `production.completed`. Answers what the event carries. A completion hook
+        may refuse it (HTTPException) before anything is recorded."""
+        produced = self.materials.get(material)
+        if produced is None or produced.tier == 0:
+            raise HTTPException(400, f"{material} is not a material MES produces")
+        if plant not in self.plants:
+            raise HTTPException(400, f"plant {plant} does not exist")
+        if not LINE.fullmatch(line):
+            raise HTTPException(400, "line must be 1 to 40 letters, digits, '_', '.' or '-'")
+        quantity = _quantity(quantity, produced.unit, "quantity")
+        consumption = []
+        for lot, used in consumed:
+            if lot not in self.directory:
+                raise HTTPException(400, f"consumed lot {lot} is unknown to MES")
+            lot_material, lot_plant = self.directory[lot]
+            unit = self.materials[lot_material].unit
+            consumption.append(
+                Consumption(lot, lot_material, lot_plant, _quantity(used, unit, f"quantity of {lot}"), unit)
+            )
+        if not consumption or len({c.lot for c in consumption}) != len(consumption):
+            raise HTTPException(400, "consumed must name each consumed lot once, and at least one")
+        completion = Completion(
+            order_id=f"{self.last_order + 1}",
+            lot=f"B26{self.last_lot + 1:05d}",
+            material=produced,
+            plant=plant,
+            line=line,
+            quantity=quantity,
+            completed_at=datetime.now(UTC),
+            consumed=tuple(consumption),
+        )
+        for hook in self.completion_hooks:
+            hook(completion)
+        self.record(completion)
+        rendered = render_completion(completion)
+        self.events.emit("production.completed", plant, rendered, topic="production/completed")
+        return rendered
+
+    def record(self, c: Completion) -> None:
+        """Keep an accepted completion: its execution (every operation done), the new lot and its genealogy."""
+        self.last_order, self.last_lot = int(c.order_id), int(c.lot[3:])
+        at, m = c.completed_at, c.material
+        operations = tuple(
+            Operation(f"{(k + 1) * 10:04d}", description, f"{center}-{c.plant[1]}{c.line[-1]}", at, c.quantity, 0.0)
+            for k, (description, center) in enumerate(ROUTINGS[m.tier])
+        )
+        execution = Execution(
+            c.order_id, c.lot, m.id, c.plant, c.line, "COMPLETED", at, at, c.quantity, 0.0, m.unit, operations
+        )
+        self.executions[c.order_id] = render_execution(execution)
+        self.order_of_lot[c.lot] = c.order_id
+        self.directory[c.lot] = (m.id, c.plant)
+        self.lots[c.lot] = {"lot_id": c.lot, "material": m.id, "plant": c.plant, "status": "QC_PENDING"}
+        for used in c.consumed:
+            self.link(used.lot, c.lot, used.quantity, used.unit, c.order_id, at)
+
+    def scrap(self, lot_id: str, quantity: float, reason: str) -> dict[str, Any]:
+        """Scrap part of a produced lot on its execution (good quantity down, scrap up); announced as
+        `production.scrapped`."""
+        order_id = self.order_of_lot.get(lot_id)
+        if order_id is None:
+            raise HTTPException(404, f"lot {lot_id} has no production execution in MES")
+        execution = self.executions[order_id]
+        quantity = _quantity(quantity, execution["unit"], "quantity")
+        if quantity > execution["good_quantity"]:
+            raise HTTPException(400, f"lot {lot_id} has only {execution['good_quantity']} {execution['unit']} good")
+        self.executions[order_id] = {
+            **execution,
+            "good_quantity": round(execution["good_quantity"] - quantity, 3),
+            "scrap_quantity": round(execution["scrap_quantity"] + quantity, 3),
+        }
+        scrapped = {
+            "lot_id": lot_id,
+            "order_id": order_id,
+            "material": execution["material"],
+            "plant": execution["plant"],
+            "line": execution["line"],
+            "quantity": quantity,
+            "unit": execution["unit"],
+            "reason": reason,
+        }
+        self.events.emit("production.scrapped", execution["plant"], scrapped, topic="production/scrapped")
+        return scrapped
+
+    async def post_confirmation(self, request: Request) -> Response:
+        body = await json_object(request)
+        texts = [body.get(f) for f in ("material", "plant", "line")]
+        if not all(isinstance(t, str) and t for t in texts):
+            raise HTTPException(400, "material, plant and line must be non-empty strings")
+        consumed = body.get("consumed")
+        if not isinstance(consumed, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("lot_id"), str) for c in consumed
+        ):
+            raise HTTPException(400, 'consumed must be a list of {"lot_id", "quantity"}')
+        done = self.complete(*texts, body.get("quantity"), [(c["lot_id"], c.get("quantity")) for c in consumed])
+        return JSONResponse(done, status_code=201)
+
+    async def post_scrap(self, request: Request) -> Response:
+        body = await json_object(request)
+        reason = body.get("reason")
+        if not isinstance(reason, str) or not reason:
+            raise HTTPException(400, "reason must be a non-empty string")
+        scrapped = self.scrap(request.path_params["lot_id"], body.get("quantity"), reason)
+        return JSONResponse(scrapped, status_code=201)
+
     def lot_state(self, lot_id: str) -> dict[str, Any] | None:
         lot = self.lots.get(lot_id)
         consumed_in = [link["produced_lot"] for link in self.links["consumed"].get(lot_id, ())]
@@ -147,8 +328,9 @@ class Mes:
 
 
 def create_app(dataset: Dataset, *, credentials: Credentials | None = None) -> Starlette:
-    """The MES simulator; `credentials` makes it demand a token or API key."""
-    mes = Mes(dataset)
-    app = build_app(mes.routes(), mes.lot_state, require_credentials=credentials)
+    """The MES simulator; `credentials` makes it demand a token or API key. Its events are on the ISA-95 area
+    `production`, on the line the event names."""
+    mes = Mes(dataset, Emitter("mes", area="production", line="all"))
+    app = build_app(mes.routes(), mes.lot_state, require_credentials=credentials, emitter=mes.events)
     app.state.mes = mes
     return app

@@ -1,14 +1,15 @@
 """Just enough OData v2 for the ERP simulator to look like SAP S/4HANA.
 
-A recursive-descent `$filter` parser (`eq`, `ne`, `and`, `or`, parentheses, `'...'` strings with `''`
-escaping, `true`/`false`), the other query options, and `EntitySet`: rows kept in their wire form and
-indexed by the fields clients batch on, so an `or`-joined list of thousands of keys is answered from the
+A recursive-descent `$filter` parser (`eq`, `ne`, `gt`, `ge`, `lt`, `le`, `and`, `or`, parentheses, `'...'`
+strings with `''` escaping, `true`/`false`), the other query options, and `EntitySet`: rows kept in their wire
+form and indexed by the fields clients batch on, so an `or`-joined list of thousands of keys is answered from the
 index instead of a scan.
 """
 
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -25,7 +26,15 @@ Key = tuple[str, ...]
 Predicate = Callable[[Row], bool]
 
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-KEYWORDS = {"eq", "ne", "and", "or", "true", "false"}
+COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "lt": operator.lt,
+    "le": operator.le,
+}
+KEYWORDS = {*COMPARISONS, "and", "or", "true", "false"}
 TOKEN = re.compile(r"\s*(?:(?P<open>\()|(?P<close>\))|'(?P<string>(?:[^']|'')*)'|(?P<word>[A-Za-z_]\w*))")
 DATE = re.compile(r"/Date\((-?\d+)\)/")
 
@@ -54,7 +63,7 @@ def bad_request(message: str) -> HTTPException:
 @dataclass(frozen=True, slots=True)
 class Compare:
     field: str
-    op: str  # eq / ne
+    op: str  # one of COMPARISONS
     value: str | bool
 
 
@@ -82,7 +91,7 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
 
 class _Parser:
     """disjunction := conjunction ('or' conjunction)*; conjunction := factor ('and' factor)*;
-    factor := '(' disjunction ')' | Field ('eq' | 'ne') literal."""
+    factor := '(' disjunction ')' | Field ('eq' | 'ne' | 'gt' | 'ge' | 'lt' | 'le') literal."""
 
     def __init__(self, tokens: list[tuple[str, str]]) -> None:
         self.tokens = tokens
@@ -115,8 +124,8 @@ class _Parser:
         if field in KEYWORDS:
             raise bad_request(f"$filter: expected a field name, got {field!r}")
         op = self.expect("word")
-        if op not in ("eq", "ne"):
-            raise bad_request(f"$filter: unsupported operator {op!r} (only eq and ne)")
+        if op not in COMPARISONS:
+            raise bad_request(f"$filter: unsupported operator {op!r} (only {', '.join(COMPARISONS)})")
         kind, value = self.next()
         if kind == "string":
             return Compare(field, op, value)
@@ -165,6 +174,7 @@ def _date_key(value: str) -> int:
 
 SORT_KEYS: dict[str, Callable[[Any], Any]] = {
     "string": str,
+    "number": int,  # a string of digits on the wire (a sequence number), compared and sorted as an integer
     "bool": bool,
     "decimal": Decimal,
     "date": _date_key,
@@ -195,6 +205,13 @@ class EntitySet:
         # Single keys are always indexed; composite-key sets index only the fields clients batch on.
         fields_to_index = dict.fromkeys((*key, *indexed) if len(key) == 1 else indexed)
         self.indexes: dict[str, dict[Any, set[Key]]] = {f: {} for f in fields_to_index}
+        # Rows come in key order; a key that is not all strings sorts in its fields' types ('9' before '10').
+        kinds = [SORT_KEYS[self.fields[f]] for f in key]
+        self.key_order: Callable[[Key], Any] | None = (
+            None
+            if all(kind is str for kind in kinds)
+            else lambda k: tuple(kind(value) for kind, value in zip(kinds, k, strict=True))
+        )
 
     def key_of(self, row: Row) -> Key:
         return tuple([row[f] for f in self.key])
@@ -243,11 +260,9 @@ class EntitySet:
     def compile(self, expr: Expr) -> Predicate:
         """A predicate for `expr`; an `or` of `eq` terms on one field becomes a set-membership test."""
         if isinstance(expr, Compare):
-            field, value = expr.field, self.literal(expr)
+            field, value, test = expr.field, self.literal(expr), COMPARISONS[expr.op]
             convert = SORT_KEYS[self.field(field)]
-            if expr.op == "eq":
-                return lambda row: convert(row[field]) == value
-            return lambda row: convert(row[field]) != value
+            return lambda row: test(convert(row[field]), value)
         if expr.op == "and":
             parts = [self.compile(term) for term in expr.terms]
             return lambda row: all(part(row) for part in parts)
@@ -264,16 +279,17 @@ class EntitySet:
         )
 
     def literal(self, compare: Compare) -> Any:
-        """The literal converted to the field's type, so `'125.0'` equals a stored `"125.000"`."""
+        """The literal converted to the field's type, so `'125.0'` equals a stored `"125.000"` and
+        `ChangeSequence gt '9'` compares numbers."""
         kind = self.field(compare.field)
         if (kind == "bool") != isinstance(compare.value, bool):
             raise bad_request(f"$filter: {compare.field} cannot be compared with {compare.value!r}")
-        if kind == "decimal":
-            try:
-                return Decimal(str(compare.value))
-            except InvalidOperation as exc:
-                raise bad_request(f"$filter: {compare.value!r} is not a decimal") from exc
-        return SORT_KEYS[kind](compare.value)
+        if kind == "bool" and compare.op not in ("eq", "ne"):
+            raise bad_request(f"$filter: {compare.field} is a boolean, only eq and ne apply")
+        try:
+            return SORT_KEYS[kind](compare.value)
+        except (InvalidOperation, ValueError) as exc:
+            raise bad_request(f"$filter: {compare.value!r} is not a {kind}") from exc
 
     def candidates(self, expr: Expr) -> set[Key] | None:
         """Keys that may match, from the indexes; None when the expression needs a full scan."""
@@ -321,7 +337,9 @@ class EntitySet:
     def query(self, params: Mapping[str, str], base: str) -> dict[str, Any]:
         """Answer a collection GET: filter, order, page, select, and wrap in `{"d": {"results": ...}}`."""
         query = self.parse_query(params)
-        keys = sorted(self.rows if query.candidates is None else query.candidates & self.rows.keys())
+        keys = sorted(
+            self.rows if query.candidates is None else query.candidates & self.rows.keys(), key=self.key_order
+        )
         if query.predicate is not None:
             keys = [key for key in keys if query.predicate(self.rows[key])]
         if query.orderby is not None:

@@ -2,10 +2,13 @@
 
 Its quirk is the plant dialect: plant P100 still reports statuses as numeric codes, the newer plants as
 text labels, so a client has to normalise per plant. Records are kept canonical and translated on output.
+Every change is also announced as an event (`simulators.events`), in the same dialect as the REST answers.
 """
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -18,8 +21,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulators.admin import build_app
+from simulators.catalog import CHARACTERISTICS
 from simulators.credentials import Credentials
 from simulators.dataset import Dataset, Hold, InspectionLot, Nonconformance, QualityStatus
+from simulators.events import Emitter
+from simulators.records import Characteristic, UsageDecision
 from simulators.web import iso, json_object, query_int, split_keys
 
 NUMERIC_PLANTS = {"P100"}
@@ -45,7 +51,10 @@ FROM_QUALITY = {
     QualityStatus.REJECTED: "REJECTED",
     QualityStatus.ON_HOLD: "BLOCKED",
 }
+SEVERITIES = ("minor", "major", "critical")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 10_000
+# An event announcing a change: (type, name of the changed record in the event data, the record rendered).
+Cause = tuple[str, str, dict[str, Any]]
 
 
 def native(table: Mapping[str, tuple[str, str]], value: str, plant: str) -> str:
@@ -89,6 +98,16 @@ def _select(request: Request, records: Mapping[str, R], by_lot: Mapping[str, lis
     return [records[i] for i in chosen if i in records and (not wanted_lots or records[i].lot in wanted_lots)]
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _valuated(characteristic: Characteristic, result: float) -> Characteristic:
+    """The characteristic with its result: valuation A within the limits (inclusive), R outside."""
+    passed = characteristic.lower_limit <= result <= characteristic.upper_limit
+    return replace(characteristic, result=result, valuation="A" if passed else "R")
+
+
 def _text(body: Mapping[str, Any], field: str) -> str:
     value = body.get(field)
     if not isinstance(value, str) or not value:
@@ -97,9 +116,10 @@ def _text(body: Mapping[str, Any], field: str) -> str:
 
 
 class Qms:
-    """The QMS state and request handlers."""
+    """The QMS state, its changes (each announced through `events`) and request handlers."""
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(self, dataset: Dataset, events: Emitter) -> None:
+        self.events = events
         self.inspection_lots: dict[str, InspectionLot] = dict(dataset.inspection_lots)
         self.nonconformances: dict[str, Nonconformance] = dict(dataset.nonconformances)
         self.holds: dict[str, Hold] = dict(dataset.holds)
@@ -110,7 +130,15 @@ class Qms:
         self.dispositions: dict[str, dict[str, str]] = {}  # request_id -> the recorded usage decision
         self.before_hold: dict[str, str] = {}  # status to restore once the last active hold is released
         self.justifications: dict[str, str] = {}  # hold id -> why it was released
+        self.closers: dict[str, str] = {}  # nonconformance id -> who closed it here
         self.last_hold = len(self.holds)
+        self.last_nc = len(self.nonconformances)
+        self.last_inspection = max((int(i[2:]) for i in self.inspection_lots), default=0)
+        self.plans: dict[str, tuple[Characteristic, ...]] = {}  # material -> its inspection plan, without results
+        for inspection in self.inspection_lots.values():
+            if inspection.material not in self.plans:
+                blank = tuple(replace(c, result=None, valuation=None) for c in inspection.characteristics)
+                self.plans[inspection.material] = blank
         changed: dict[str, datetime] = {}
         for inspection in self.inspection_lots.values():
             if inspection.usage_decision is not None:
@@ -134,7 +162,10 @@ class Qms:
         return [
             Route("/api/v1/lots", self.get_lots, methods=["GET"]),
             Route("/api/v1/inspection-lots", self.get_inspection_lots, methods=["GET"]),
+            Route("/api/v1/inspection-lots/{inspection_id}/results", self.post_results, methods=["POST"]),
             Route("/api/v1/nonconformances", self.get_nonconformances, methods=["GET"]),
+            Route("/api/v1/nonconformances", self.post_nonconformance, methods=["POST"]),
+            Route("/api/v1/nonconformances/{nc_id}/close", self.post_close, methods=["POST"]),
             Route("/api/v1/holds", self.get_holds, methods=["GET"]),
             Route("/api/v1/holds", self.place_hold, methods=["POST"]),
             Route("/api/v1/holds/{hold_id}/release", self.release_hold, methods=["POST"]),
@@ -253,8 +284,24 @@ class Qms:
     def active_holds(self, lot_id: str) -> list[Hold]:
         return [self.holds[h] for h in self.holds_by_lot.get(lot_id, ()) if self.holds[h].status == "ACTIVE"]
 
-    def set_status(self, lot_id: str, status: str, at: datetime) -> None:
-        self.lots[lot_id] = replace(self.lots[lot_id], status=status, status_changed_at=at)
+    def announce(self, lot_id: str, cause: Cause) -> None:
+        """Emit `cause` with the lot as it is now."""
+        kind, name, rendered = cause
+        record = self.lots[lot_id]
+        self.events.emit(kind, record.plant, {name: rendered, "lot": self.render_lot(record)})
+
+    def set_status(self, lot_id: str, status: str, at: datetime, *causes: Cause) -> None:
+        """Change the lot's status. What caused the change is announced first (showing the lot as changed), then
+        `lot.status_changed` if the status is really a different one."""
+        previous = self.lots[lot_id]
+        record = self.lots[lot_id] = replace(previous, status=status, status_changed_at=at)
+        for cause in causes:
+            self.announce(lot_id, cause)
+        if previous.status != status:
+            previous_status = native(LOT_STATUS, previous.status, record.plant)
+            self.events.emit(
+                "lot.status_changed", record.plant, {"lot": self.render_lot(record), "previous_status": previous_status}
+            )
 
     async def place_hold(self, request: Request) -> Response:
         body = await json_object(request)
@@ -286,8 +333,9 @@ class Qms:
         self.holds_by_lot.setdefault(hold.lot, []).append(hold.id)
         if request_id is not None:
             self.requests[request_id] = hold.id
-        self.set_status(record.lot_id, "BLOCKED", now)
-        return JSONResponse(self.render_hold(hold), status_code=201)
+        rendered = self.render_hold(hold)
+        self.set_status(record.lot_id, "BLOCKED", now, ("hold.placed", "hold", rendered))
+        return JSONResponse(rendered, status_code=201)
 
     async def release_hold(self, request: Request) -> Response:
         hold = self.holds.get(request.path_params["hold_id"])
@@ -300,8 +348,11 @@ class Qms:
             self.justifications[hold.id] = justification
             hold = replace(hold, status="RELEASED", released_by=released_by, released_at=now)
             self.holds[hold.id] = hold
-            if not self.active_holds(hold.lot):
-                self.set_status(hold.lot, self.before_hold.pop(hold.lot, "RELEASED"), now)
+            released = ("hold.released", "hold", self.render_hold(hold))
+            if self.active_holds(hold.lot):
+                self.announce(hold.lot, released)
+            else:
+                self.set_status(hold.lot, self.before_hold.pop(hold.lot, "RELEASED"), now, released)
         return JSONResponse(self.render_hold(hold))
 
     async def record_disposition(self, request: Request) -> Response:
@@ -317,18 +368,131 @@ class Qms:
         request_id = _text(body, "request_id")
         if request_id not in self.dispositions:
             now = datetime.now(UTC)
+            released: list[Cause] = []
             if decision == "RELEASE":
                 for hold in self.active_holds(record.lot_id):
-                    released = replace(hold, status="RELEASED", released_by=decided_by, released_at=now)
-                    self.holds[hold.id] = released
+                    self.holds[hold.id] = replace(hold, status="RELEASED", released_by=decided_by, released_at=now)
+                    released.append(("hold.released", "hold", self.render_hold(self.holds[hold.id])))
                 self.before_hold.pop(record.lot_id, None)
-            self.set_status(record.lot_id, DISPOSITION_STATUS[decision], now)
+            self.set_status(record.lot_id, DISPOSITION_STATUS[decision], now, *released)
             self.dispositions[request_id] = {"lot_id": record.lot_id, "decision": decision, "decided_by": decided_by,
                                              "reason": _text(body, "reason"), "decided_at": iso(now)}  # fmt: skip
         disposition = self.dispositions[request_id]
         return JSONResponse(
             {**disposition, "status": native(LOT_STATUS, self.lots[record.lot_id].status, record.plant)}
         )
+
+    def record_results(self, inspection_id: str, results: Mapping[str, float], decided_by: str) -> InspectionLot:
+        """Record a result for every characteristic (valuated A within the limits, R outside) and make the usage
+        decision: A if all pass, else R. The lot becomes released or rejected; a lot under an active hold stays
+        blocked and returns to the decided status once its holds are released."""
+        inspection = self.inspection_lots.get(inspection_id)
+        if inspection is None:
+            raise HTTPException(404, f"inspection lot {inspection_id} does not exist")
+        if inspection.status == "DECIDED":
+            raise HTTPException(409, f"inspection lot {inspection_id} already has a usage decision")
+        codes = {c.code for c in inspection.characteristics}
+        if set(results) != codes:
+            missing, unknown = sorted(codes - set(results)), sorted(set(results) - codes)
+            raise HTTPException(
+                400, f"results must cover exactly {sorted(codes)} (missing {missing}, unknown {unknown})"
+            )
+        now = datetime.now(UTC)
+        characteristics = tuple(_valuated(c, results[c.code]) for c in inspection.characteristics)
+        accepted = all(c.valuation == "A" for c in characteristics)
+        decided = replace(
+            inspection,
+            status="DECIDED",
+            characteristics=characteristics,
+            usage_decision=UsageDecision("A" if accepted else "R", decided_by, now),
+        )
+        self.inspection_lots[decided.id] = decided
+        status = "RELEASED" if accepted else "REJECTED"
+        completed = ("inspection.completed", "inspection", self.render_inspection(decided))
+        if self.active_holds(decided.lot):
+            self.before_hold[decided.lot] = status
+            self.announce(decided.lot, completed)
+        else:
+            self.set_status(decided.lot, status, now, completed)
+        return decided
+
+    def open_nonconformance(self, lot_id: str, category: str, severity: str, description: str) -> Nonconformance:
+        record = self.lots.get(lot_id)
+        if record is None:
+            raise HTTPException(404, f"lot {lot_id} is unknown to QMS")
+        if severity not in SEVERITIES:
+            raise HTTPException(400, f"severity must be one of {', '.join(SEVERITIES)}")
+        self.last_nc += 1
+        nc = Nonconformance(
+            f"NC-{self.last_nc:06d}",
+            lot_id,
+            record.plant,
+            category,
+            severity,
+            "OPEN",
+            description,
+            datetime.now(UTC),
+            None,
+        )
+        self.nonconformances[nc.id] = nc
+        self.ncs_by_lot.setdefault(lot_id, []).append(nc.id)
+        self.announce(lot_id, ("nonconformance.opened", "nonconformance", self.render_nc(nc)))
+        return nc
+
+    def close_nonconformance(self, nc_id: str, closed_by: str) -> Nonconformance:
+        """Close it; closing a closed nonconformance again just answers it (and announces nothing)."""
+        nc = self.nonconformances.get(nc_id)
+        if nc is None:
+            raise HTTPException(404, f"nonconformance {nc_id} does not exist")
+        if nc.state != "CLOSED":
+            nc = self.nonconformances[nc_id] = replace(nc, state="CLOSED", closed_at=datetime.now(UTC))
+            self.closers[nc_id] = closed_by
+            self.announce(nc.lot, ("nonconformance.closed", "nonconformance", self.render_nc(nc)))
+        return nc
+
+    def plan(self, material: str) -> tuple[Characteristic, ...]:
+        """The material's inspection plan; one drawn like the dataset's (2 to 4 characteristics) if it has none."""
+        if material not in self.plans:
+            rng = random.Random(material)
+            drawn = rng.sample(CHARACTERISTICS, rng.randint(2, 4))
+            self.plans[material] = tuple(Characteristic(*c, result=None, valuation=None) for c in drawn)
+        return self.plans[material]
+
+    def receive_production(self, lot_id: str, material: str, plant: str, at: datetime) -> InspectionLot:
+        """A produced lot arrives (the plant's integration): in inspection, with a new production inspection lot
+        (origin 04) for the material's plan."""
+        self.lots[lot_id] = QualityRecord(lot_id, plant, material, "", "IN_INSPECTION", at)
+        self.last_inspection += 1
+        inspection = InspectionLot(
+            f"04{self.last_inspection:010d}", lot_id, plant, material, "04", "CREATED", at, self.plan(material), None
+        )
+        self.inspection_lots[inspection.id] = inspection
+        self.inspections_by_lot.setdefault(lot_id, []).append(inspection.id)
+        return inspection
+
+    async def post_results(self, request: Request) -> Response:
+        body = await json_object(request)
+        results, decided_by = body.get("results"), _text(body, "decided_by")
+        if not isinstance(results, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("code"), str) and _is_number(r.get("result")) for r in results
+        ):
+            raise HTTPException(400, 'results must be a list of {"code": <characteristic>, "result": <number>}')
+        by_code = {r["code"]: float(r["result"]) for r in results}
+        if len(by_code) != len(results):
+            raise HTTPException(400, "each characteristic takes one result")
+        inspection = self.record_results(request.path_params["inspection_id"], by_code, decided_by)
+        return JSONResponse(self.render_inspection(inspection))
+
+    async def post_nonconformance(self, request: Request) -> Response:
+        body = await json_object(request)
+        fields = {f: _text(body, f) for f in ("lot_id", "category", "severity", "description")}
+        nc = self.open_nonconformance(**fields)
+        return JSONResponse(self.render_nc(nc), status_code=201)
+
+    async def post_close(self, request: Request) -> Response:
+        body = await json_object(request)
+        nc = self.close_nonconformance(request.path_params["nc_id"], _text(body, "closed_by"))
+        return JSONResponse(self.render_nc(nc))
 
     def lot_state(self, lot_id: str) -> dict[str, Any] | None:
         record = self.lots.get(lot_id)
@@ -343,12 +507,17 @@ class Qms:
                 {"id": h, "status": self.holds[h].status, "justification": self.justifications.get(h)}
                 for h in self.holds_by_lot.get(lot_id, ())
             ],
+            "nonconformances": [
+                {"id": n, "state": self.nonconformances[n].state, "closed_by": self.closers.get(n)}
+                for n in self.ncs_by_lot.get(lot_id, ())
+            ],
         }
 
 
 def create_app(dataset: Dataset, *, credentials: Credentials | None = None) -> Starlette:
-    """The QMS simulator; `credentials` makes it demand a token or API key."""
-    qms = Qms(dataset)
-    app = build_app(qms.routes(), qms.lot_state, require_credentials=credentials)
+    """The QMS simulator; `credentials` makes it demand a token or API key. Its events are on the ISA-95 area
+    `quality`, line `lab`."""
+    qms = Qms(dataset, Emitter("qms", area="quality", line="lab"))
+    app = build_app(qms.routes(), qms.lot_state, require_credentials=credentials, emitter=qms.events)
     app.state.qms = qms
     return app

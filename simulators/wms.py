@@ -18,8 +18,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulators.admin import build_app
+from simulators.catalog import WAREHOUSES, ZONES
 from simulators.credentials import Credentials
-from simulators.dataset import Dataset, HandlingUnit
+from simulators.dataset import Dataset, HandlingUnit, sscc
+from simulators.records import Material
 from simulators.web import iso, json_object, split_keys
 
 STATUSES = ("AVAILABLE", "QUARANTINE", "BLOCKED", "DAMAGED")
@@ -61,6 +63,7 @@ class Wms:
             self.by_lot.setdefault(hu.lot, []).append(hu.id)
         self.moves: dict[str, list[dict[str, Any]]] = {}  # lot -> moves applied through the API
         self.closed: set[str] = set()  # lots whose stock was closed (scrapped)
+        self.last_serial = max((int(hu.id[8:17]) for hu in dataset.handling_units), default=0)  # of the SSCCs
 
     def routes(self) -> list[Route]:
         return [
@@ -137,6 +140,19 @@ class Wms:
         body = await json_object(request)
         closed = self.close(body.get("lotId"), body.get("reference"))
         return JSONResponse({"lotId": body.get("lotId"), "handlingUnits": closed})
+
+    def receive(self, lot: str, material: Material, plant: str, quantity: float, at: datetime) -> HandlingUnit:
+        """A produced lot arrives (the plant's integration): one handling unit in the plant's warehouse, in
+        quarantine until quality releases it."""
+        self.last_serial += 1
+        zone, n = ZONES[material.tier], self.last_serial
+        location = f"{zone}-{n % 24 + 1:02d}-{n % 8 + 1:02d}-{n % 4 + 1}"
+        hu = HandlingUnit(
+            sscc(n), lot, material.id, WAREHOUSES[plant], zone, location, quantity, material.unit, "QUARANTINE", at
+        )
+        self.units[hu.id] = hu
+        self.by_lot.setdefault(lot, []).append(hu.id)
+        return hu
 
     def lot_state(self, lot_id: str) -> dict[str, Any] | None:
         if lot_id not in self.by_lot and lot_id not in self.closed:

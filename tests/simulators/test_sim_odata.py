@@ -52,7 +52,8 @@ def test_a_long_key_list_parses_flat() -> None:
     "text",
     [
         "Batch eq",
-        "Batch gt '1'",
+        "Batch like '1'",
+        "gt gt '1'",
         "Batch eq 'x' or",
         "(Batch eq 'x'",
         "Batch eq 'x')",
@@ -87,6 +88,31 @@ def test_filter_on_an_unknown_field_or_with_the_wrong_type_is_a_bad_request() ->
         with pytest.raises(HTTPException) as raised:
             es.query({"$filter": bad}, BASE)
         assert raised.value.status_code == 400, bad
+
+
+def test_ordering_comparisons_use_the_field_type() -> None:
+    es = stock()
+    assert [r["Batch"] for r in results(es, **{"$filter": "Qty gt '9.5'"})] == ["B1", "B2"]
+    assert [r["Batch"] for r in results(es, **{"$filter": "Qty le '9' and Plant ge 'P100'"})] == ["B0", "B3"]
+    assert [r["Batch"] for r in results(es, **{"$filter": "Posted lt '/Date(2000)/'"})] == ["B0", "B1"]
+    with pytest.raises(HTTPException) as raised:
+        es.query({"$filter": "Blocked gt false"}, BASE)
+    assert raised.value.status_code == 400
+
+
+def test_a_number_key_compares_and_sorts_as_an_integer() -> None:
+    es = EntitySet("SRV", "Changes", ("Seq",), {"Seq": "number", "Kind": "string"})
+    for n in (1, 2, 9, 10, 11, 100):
+        es.put({"Seq": str(n), "Kind": "x"})
+    assert [r["Seq"] for r in results(es)] == ["1", "2", "9", "10", "11", "100"]
+    assert [r["Seq"] for r in results(es, **{"$filter": "Seq gt '9'"})] == ["10", "11", "100"]
+    assert [r["Seq"] for r in results(es, **{"$filter": "Seq gt '2'", "$orderby": "Seq desc", "$top": "2"})] == [
+        "100",
+        "11",
+    ]
+    with pytest.raises(HTTPException) as raised:
+        es.query({"$filter": "Seq gt 'ten'"}, BASE)
+    assert raised.value.status_code == 400
 
 
 def test_orderby_uses_the_field_type() -> None:
