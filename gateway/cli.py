@@ -26,7 +26,7 @@ def _run(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from gateway.demo import run_demo
 
-    asyncio.run(run_demo(args.host, args.port, args.seed, args.lots))
+    asyncio.run(run_demo(args.host, args.port, args.seed, args.lots, args.shift_seconds, args.mqtt_url))
 
 
 def _sim(args: argparse.Namespace) -> None:
@@ -139,6 +139,10 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--seed", type=int, default=42, help="the same seed always gives the same plant")
         command.add_argument("--lots", type=int, default=20_000, help="how many lots the plant has")
         command.set_defaults(handler=handler)
+        if name == "demo":
+            command.add_argument("--shift-seconds", type=float, default=3.0,
+                                 help="one simulated production step this often; 0 = no shift")  # fmt: skip
+            command.add_argument("--mqtt-url", help="MES publishes to this MQTT broker (default: webhooks)")
 
     token = commands.add_parser(
         "token", help="print a development bearer token, signed with <data_dir>/dev-signing-key.pem"

@@ -1,27 +1,41 @@
 """`lotgraph demo`: the four simulated systems and the gateway, one process, embedded defaults.
 
 The gateway listens on P, and ERP, QMS, WMS and MES on P+1 … P+4, so a newcomer has a whole plant
-behind GraphiQL with one command.
+behind GraphiQL with one command. A simulated production shift makes the plant's systems change state
+every few seconds, and they push their events to the gateway (signed webhooks; MES over MQTT when a broker
+is given), so subscriptions have something to show without anyone clicking.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import gc
+import secrets
 import time
+from typing import Any
+
+from pydantic import SecretStr
+from starlette.applications import Starlette
 
 from gateway.app import create_app
 from gateway.auth import AuthSettings, DevSigner, mint_personas
+from gateway.events.settings import EventSettings, MqttSettings
 from gateway.servers import ServerGroup
 from gateway.settings import Mode, Settings, local_sources
 from simulators import Dataset, create_apps, generate
+from simulators.shift import Shift
 
 SIMULATORS = ("erp", "qms", "wms", "mes")
 
 
-def plant_group(dataset: Dataset, host: str, first_port: int, group: ServerGroup | None = None) -> ServerGroup:
-    """The four simulators on consecutive ports from `first_port`."""
+def plant_group(
+    dataset: Dataset, host: str, first_port: int, group: ServerGroup | None = None,
+    apps: dict[str, Starlette] | None = None,
+) -> ServerGroup:  # fmt: skip
+    """The four simulators (`apps`, or fresh ones) on consecutive ports from `first_port`."""
     group = group or ServerGroup()
-    apps = create_apps(dataset)
+    apps = apps or create_apps(dataset)
     # The plant's state is long-lived: keep the collector from re-scanning it on every full collection.
     gc.freeze()
     for offset, name in enumerate(SIMULATORS):
@@ -29,7 +43,7 @@ def plant_group(dataset: Dataset, host: str, first_port: int, group: ServerGroup
     return group
 
 
-def demo_settings(host: str, port: int) -> Settings:
+def demo_settings(host: str, port: int, webhook_secret: str, mqtt_url: str | None = None) -> Settings:
     """Development mode, explicitly: GraphiQL, dev tokens, and anonymous reads as a portal reader."""
     return Settings(
         mode=Mode.DEVELOPMENT,
@@ -37,13 +51,33 @@ def demo_settings(host: str, port: int) -> Settings:
         port=port,
         sources=local_sources(port + 1),
         auth=AuthSettings(allow_anonymous=True, anonymous_roles=("portal_reader",)),
+        events=EventSettings(
+            webhook_secrets={"qms": SecretStr(webhook_secret), "mes": SecretStr(webhook_secret)},
+            mqtt=MqttSettings(url=mqtt_url),
+        ),
     )
 
 
-def demo_group(dataset: Dataset, settings: Settings) -> ServerGroup:
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret, fresh per demo run (the plant and the gateway share it in this process)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def plant_events(settings: Settings, secret: str, mqtt_url: str | None) -> dict[str, dict[str, Any]]:
+    """Where the simulated QMS and MES send their events: the gateway's webhooks, or MES to the broker."""
+    gateway = f"http://{settings.host}:{settings.port}/webhooks"
+    mes = (
+        {"mqtt": {"url": mqtt_url, "enterprise": "acme"}}
+        if mqtt_url
+        else {"webhook": {"url": f"{gateway}/mes", "secret": secret}}
+    )
+    return {"qms": {"webhook": {"url": f"{gateway}/qms", "secret": secret}}, "mes": mes}
+
+
+def demo_group(dataset: Dataset, settings: Settings, apps: dict[str, Starlette]) -> ServerGroup:
     group = ServerGroup()
     group.add("gateway", create_app(settings), settings.host, settings.port)
-    return plant_group(dataset, settings.host, settings.port + 1, group)
+    return plant_group(dataset, settings.host, settings.port + 1, group, apps)
 
 
 def example_queries(dataset: Dataset) -> list[tuple[str, str]]:
@@ -84,19 +118,36 @@ def banner(group: ServerGroup, dataset: Dataset, seconds: float, tokens: dict[st
         lines += [f"  # {title}", f"  {query}", ""]
     lines.append("Ready tokens (send as 'Authorization: Bearer <token>'; anonymous calls read as portal_reader):")
     lines += [f"  {persona:16} {token}" for persona, token in tokens.items()]
-    lines += ["", "Ctrl-C stops everything."]
+    lines += [
+        "",
+        "A production shift is running: watch it with",
+        "  subscription { qualityEvents { cursor type plant lotId payload } }",
+        "",
+        "Ctrl-C stops everything.",
+    ]
     return "\n".join(lines)
 
 
-async def run_demo(host: str, port: int, seed: int, lots: int) -> None:
+async def run_demo(
+    host: str, port: int, seed: int, lots: int, shift_seconds: float = 3.0, mqtt_url: str | None = None
+) -> None:
     started = time.perf_counter()
     dataset = generate(seed=seed, lots=lots)
-    settings = demo_settings(host, port)
-    group = demo_group(dataset, settings)
+    secret = new_webhook_secret()
+    settings = demo_settings(host, port, secret, mqtt_url)
+    apps = create_apps(dataset, events=plant_events(settings, secret, mqtt_url))
+    group = demo_group(dataset, settings, apps)
     tokens = persona_tokens(dataset, settings)
     generated = time.perf_counter() - started
+    shift: list[asyncio.Task[None]] = []
 
     async def announce() -> None:
         print(banner(group, dataset, generated, tokens), flush=True)
+        if shift_seconds > 0:
+            shift.append(asyncio.create_task(Shift.for_apps(apps, seed, shift_seconds).run(), name="shift"))
 
-    await group.serve_until_signal(on_started=announce)
+    try:
+        await group.serve_until_signal(on_started=announce)
+    finally:
+        for task in shift:
+            task.cancel()

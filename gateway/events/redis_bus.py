@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -55,7 +56,7 @@ class RedisBus(Bus):
     async def replay(self, after: str) -> AsyncIterator[Event]:
         start = position(after)
         info = await self._info()
-        deleted = _text(info.get(b"max-deleted-entry-id", b"0-0")) if info else "0-0"
+        deleted = _text(info.get("max-deleted-entry-id", "0-0")) if info else "0-0"
         if start < position(deleted):
             raise CursorExpired(f"events after {after} are no longer retained", argument="after")
         cursor = after
@@ -64,7 +65,7 @@ class RedisBus(Bus):
                 cursor = _text(entry_id)
                 yield Event.model_validate_json(fields[b"event"]).at(cursor)
 
-    async def _info(self) -> dict[bytes, object] | None:
+    async def _info(self) -> dict[str, Any] | None:
         try:
             return await self.redis.xinfo_stream(STREAM)
         except Exception as exc:  # the stream does not exist until the first event
@@ -77,7 +78,7 @@ class RedisBus(Bus):
 
     async def start(self) -> None:
         info = await self._info()
-        last = _text(info[b"last-generated-id"]) if info else "0-0"
+        last = _text(info["last-generated-id"]) if info else "0-0"
         self._tail = asyncio.create_task(self._follow(last), name="lotgraph-event-tail")
 
     async def _follow(self, last: str) -> None:
