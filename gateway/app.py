@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             "status": "ready" if store == "ok" else "not ready",
             "store": store,
             "bus": bus,
+            "feeds": runtime.feed_status(),
             "sources": sources,
             "contracts": sorted(runtime.upstream.in_use()),
         }

@@ -82,6 +82,10 @@ class Runtime:
         if self.store is not None:
             await self.store.aclose()
 
+    def feed_status(self) -> dict[str, str]:
+        """Each event feed (MQTT, ERP polling) and how it is doing, for `/readyz`."""
+        return {feed.name: feed.status for feed in self._feeds}
+
     @property
     def operations(self) -> Operations:
         if self._operations is None:

@@ -32,6 +32,12 @@ class MqttIngest:
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    name = "mqtt"
+
+    @property
+    def status(self) -> str:
+        return "subscribed" if self.connected.is_set() else "connecting"
+
     def topics(self) -> list[str]:
         group = self.settings.shared_group
         return [f"$share/{group}/{topic}" if group else topic for topic in self.settings.topics]

@@ -46,11 +46,14 @@ def to_event(posting: ErpPosting, supplier: str | None) -> Event | None:
 
 
 class ErpChangeFeed:
+    name = "erp_poll"
+
     def __init__(self, upstream: Upstream, events: Events, cursors: IngestCursors, interval: float) -> None:
         self.upstream = upstream
         self.events = events
         self.cursors = cursors
         self.interval = interval
+        self.status = "starting"  # then "ok", or why the last poll failed
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -61,9 +64,12 @@ class ErpChangeFeed:
             try:
                 while await self.poll() == PAGE:
                     pass  # a full page: there may be more right away
+                self.status = "ok"
             except GatewayError as exc:
+                self.status = f"failing: {exc.code}"
                 log.warning("polling the ERP change feed failed (%s): %s", exc.code, exc)
-            except Exception:
+            except Exception as exc:
+                self.status = f"failing: {exc.__class__.__name__}"
                 log.exception("polling the ERP change feed failed")
             await asyncio.sleep(self.interval)
 
