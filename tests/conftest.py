@@ -189,3 +189,12 @@ def redis_server() -> Iterator[str]:
 
     with redis() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def mqtt_server() -> Iterator[str]:
+    """A real Mosquitto on loopback for the session (started here when none is configured)."""
+    from tests.services import mosquitto
+
+    with mosquitto() as url:
+        yield url

@@ -1,0 +1,193 @@
+"""Plant events end to end, on a plant of its own (these tests change lots the shared plant's tests rely on):
+a failed QMS inspection reaches subscribers and is contained across WMS and ERP; a MES completion arrives over
+real MQTT and the new lot is queryable with its genealogy; a hold's ERP postings come back through the polled
+change feed."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.demo import plant_group
+from gateway.events.settings import EventSettings, MqttSettings
+from gateway.servers import free_block
+from simulators import Dataset, create_apps, generate
+from simulators.shift import Shift
+from tests.conftest import Plant, start_gateway
+from tests.events import QUALITY_EVENTS, SECRET, WsClient
+
+WEBHOOKS = {"qms": SECRET, "mes": SECRET}
+
+
+@pytest.fixture(scope="module")
+def own_plant() -> Iterator[tuple[Plant, Shift]]:
+    dataset = generate(seed=7, lots=3000)
+    apps = create_apps(dataset)
+    first_port = free_block(4)
+    with plant_group(dataset, "127.0.0.1", first_port, apps=apps).running_in_thread():
+        yield Plant(dataset, first_port), Shift.for_apps(apps, seed=7)
+
+
+def _send_events(plant: Plant, system: str, target: dict[str, Any]) -> None:
+    plant.admin(system, "PUT", "events", json=target)
+
+
+def _record(plant: Plant, inspection_id: str, results: dict[str, Any]) -> None:
+    """An inspector records results in the QMS (the state change the QMS then reports)."""
+    response = httpx.post(f"{plant.url('qms')}/api/v1/inspection-lots/{inspection_id}/results", json=results)
+    assert response.status_code == 200, response.text
+
+
+async def _until(check: Any, within: float = 20.0) -> Any:
+    """Poll `check()` until it returns something truthy (the gateway works asynchronously after an event)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not (result := check()):
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.25)
+    return result
+
+
+def _failing_results(dataset: Dataset, shift: Shift) -> tuple[str, str, dict[str, Any]]:
+    """An inspection still undecided in the QMS, of a lot in stock, and results failing its first characteristic."""
+    inspection = next(
+        i for i in dataset.inspection_lots.values()
+        if shift.qms.inspection_lots[i.id].usage_decision is None and dataset.lots[i.lot].remaining > 0
+        and i.lot not in dataset.divergent
+    )  # fmt: skip
+    first, *rest = inspection.characteristics
+    results = [{"code": first.code, "result": first.upper_limit + (first.upper_limit - first.lower_limit)}]
+    results += [{"code": c.code, "result": (c.lower_limit + c.upper_limit) / 2} for c in rest]
+    return inspection.id, inspection.lot, {"results": results, "decided_by": "lab-tech-7"}
+
+
+LOT_STATE = """query($id: ID!) { lot(id: $id) { qualityStatus holds { status placedBy reasonCode }
+  stockPositions { status } consistency { consistent disagreements } } }"""
+
+
+async def test_a_failed_inspection_reaches_subscribers_and_is_contained(own_plant: tuple[Plant, Shift]) -> None:
+    plant, shift = own_plant
+    inspection_id, lot_id, results = _failing_results(plant.dataset, shift)
+    with start_gateway(plant, events=EventSettings(webhook_secrets=WEBHOOKS)) as gateway:
+        _send_events(plant, "qms", {"webhook": {"url": f"{gateway.url}/webhooks/qms", "secret": SECRET}})
+        try:
+            token = gateway.token("quality_engineer")
+            async with WsClient.connect(gateway.url, token) as ws:
+                await ws.acknowledged()
+                types = ["INSPECTION_COMPLETED", "LOT_STATUS_CHANGED", "HOLD_PLACED"]
+                await ws.subscribe("q", QUALITY_EVENTS, {"filter": {"types": types}})
+                await asyncio.sleep(0.3)
+                _record(plant, inspection_id, results)
+                inspected = await ws.event("q")
+                assert (inspected["type"], inspected["source"]) == ("INSPECTION_COMPLETED", "qms")
+                assert inspected["lotId"] == lot_id
+                assert inspected["payload"]["passed"] is False and inspected["payload"]["id"] == inspection_id
+                changed = await ws.event("q")
+                assert changed["type"] == "LOT_STATUS_CHANGED" and changed["payload"]["quality_status"] == "REJECTED"
+                # Containment: the hold placed by the service principal shows up as events too.
+                later = await ws.events_until("q", lambda e: e["type"] == "HOLD_PLACED" and e["source"] == "lotgraph")
+                assert all(e["lotId"] == lot_id for e in later)
+
+            def contained() -> dict[str, Any] | None:
+                lot = gateway.data(LOT_STATE, {"id": lot_id})["lot"]
+                return lot if lot["consistency"]["consistent"] else None
+
+            lot = await _until(contained)
+            assert {"status": "ACTIVE", "placedBy": "svc-containment", "reasonCode": "CONTAINMENT"} in lot["holds"]
+            assert lot["qualityStatus"] == "ON_HOLD"
+            assert lot["stockPositions"] and {p["status"] for p in lot["stockPositions"]} == {"BLOCKED"}
+            erp = plant.admin("erp", "GET", f"lots/{lot_id}").json()
+            held = [row for row in erp["stock"] if float(row["MatlWrhsStkQtyInMatlBaseUnit"]) > 0]
+            assert held and {row["InventoryStockType"] for row in held} == {"07"}, erp["stock"]
+        finally:
+            _send_events(plant, "qms", {})
+
+
+async def test_a_refused_containment_is_blocked_and_listed(own_plant: tuple[Plant, Shift]) -> None:
+    """Containment limited to another plant: Cedar refuses, and the hold waits, visibly, for a person."""
+    plant, shift = own_plant
+    dataset = plant.dataset
+    inspection_id, lot_id, results = _failing_results(dataset, shift)
+    elsewhere = next(p for p in ("P100", "P200", "P300") if p != dataset.lots[lot_id].plant)
+    events = EventSettings(webhook_secrets=WEBHOOKS, containment={"plants": [elsewhere]})
+    with start_gateway(plant, events=events) as gateway:
+        _send_events(plant, "qms", {"webhook": {"url": f"{gateway.url}/webhooks/qms", "secret": SECRET}})
+        try:
+            _record(plant, inspection_id, results)
+            token = gateway.token("qa_manager")
+            query = "{ pendingOperations { kind state actor error lotIds } }"
+
+            def blocked() -> list[dict[str, Any]]:
+                ops = gateway.data(query, token=token)["pendingOperations"]
+                return [op for op in ops if lot_id in op["lotIds"] and op["state"] == "BLOCKED"]
+
+            (op,) = await _until(blocked)
+            assert op["actor"] == "svc-containment" and op["kind"] == "placeQualityHold"
+            assert op["error"].startswith("FORBIDDEN")
+            holds = gateway.data(LOT_STATE, {"id": lot_id})["lot"]["holds"]
+            assert not [h for h in holds if h["placedBy"] == "svc-containment"], "a refused hold did nothing"
+        finally:
+            _send_events(plant, "qms", {})
+
+
+async def test_a_mes_completion_over_mqtt_is_streamed_and_the_new_lot_is_queryable(
+    own_plant: tuple[Plant, Shift], mqtt_server: str
+) -> None:
+    plant, shift = own_plant
+    mqtt = MqttSettings(url=mqtt_server, client_id=f"lotgraph-test-{uuid.uuid4().hex[:8]}")
+    with start_gateway(plant, events=EventSettings(webhook_secrets=WEBHOOKS, mqtt=mqtt)) as gateway:
+        await _until(lambda: httpx.get(f"{gateway.url}/readyz").json()["feeds"].get("mqtt") == "subscribed")
+        _send_events(plant, "mes", {"mqtt": {"url": mqtt_server, "enterprise": "acme"}})
+        try:
+            material = next(m for m in shift.mes.materials.values() if m.tier == 3 and shift.components(m))
+            consumed = shift.components(material)
+            assert consumed
+            body = {"material": material.id, "plant": material.plant, "line": f"{material.plant}-L01", "quantity": 100,
+                    "consumed": [{"lot_id": lot, "quantity": qty} for lot, qty in consumed]}  # fmt: skip
+            async with WsClient.connect(gateway.url, gateway.token("plant_operator")) as ws:
+                await ws.acknowledged()
+                await ws.subscribe("p", QUALITY_EVENTS, {"filter": {"types": ["PRODUCTION_COMPLETED"]}})
+                await asyncio.sleep(0.3)
+                async with httpx.AsyncClient() as client:
+                    confirmed = await client.post(f"{plant.url('mes')}/api/confirmations", json=body)
+                assert confirmed.status_code == 201, confirmed.text
+                new_lot = confirmed.json()["lot_id"]
+                event = await ws.event("p")
+            assert (event["type"], event["source"], event["lotId"], event["plant"]) == (
+                "PRODUCTION_COMPLETED", "mes", new_lot, material.plant)  # fmt: skip
+            assert {c["lot_id"] for c in event["payload"]["consumed"]} == {lot for lot, _ in consumed}
+            query = """query($id: ID!) { lot(id: $id) { id material { id } qualityStatus
+                         genealogy(direction: UPSTREAM, maxDepth: 1) { nodes { id } } } }"""
+            lot = gateway.data(query, {"id": new_lot})["lot"]
+            assert lot["material"]["id"] == material.id and lot["qualityStatus"] == "IN_INSPECTION"
+            assert {lot for lot, _ in consumed} <= {node["id"] for node in lot["genealogy"]["nodes"]}
+        finally:
+            _send_events(plant, "mes", {})
+
+
+async def test_a_hold_comes_back_through_the_erp_change_feed(own_plant: tuple[Plant, Shift]) -> None:
+    """The hold's own event is published by the mutation; the ERP's postings for it arrive by polling."""
+    plant, _ = own_plant
+    lot = next(
+        lot for lot in plant.dataset.lots.values()
+        if lot.quality_status == "RELEASED" and lot.remaining > 0 and lot.id not in plant.dataset.divergent
+    )  # fmt: skip
+    with start_gateway(plant, events=EventSettings(webhook_secrets=WEBHOOKS, erp_poll_seconds=0.3)) as gateway:
+        async with WsClient.connect(gateway.url, gateway.token("quality_engineer")) as ws:
+            await ws.acknowledged()
+            await ws.subscribe("s", QUALITY_EVENTS, {"filter": {"types": ["LOT_STATUS_CHANGED", "HOLD_PLACED"]}})
+            await asyncio.sleep(0.3)
+            hold = """mutation($lot: ID!) { placeQualityHold(input: {lotId: $lot, reasonCode: "QH01",
+                      reason: "feed test", idempotencyKey: "feed-test"}) { state } }"""
+            placed = gateway.data(hold, {"lot": lot.id}, token=gateway.token("quality_engineer"))
+            assert placed["placeQualityHold"]["state"] == "COMPLETED"
+            seen = await ws.events_until("s", lambda e: e["source"] == "erp")
+        assert any(e["type"] == "HOLD_PLACED" and e["source"] == "lotgraph" and e["lotId"] == lot.id for e in seen)
+        erp = seen[-1]
+        assert erp["lotId"] == lot.id and erp["type"] == "LOT_STATUS_CHANGED" and erp["supplier"] == lot.supplier
+        assert erp["payload"]["stock_status"] == "BLOCKED" or erp["payload"].get("batch_restricted") is True
