@@ -186,7 +186,8 @@ async def test_a_hold_comes_back_through_the_erp_change_feed(own_plant: tuple[Pl
                       reason: "feed test", idempotencyKey: "feed-test"}) { state } }"""
             placed = gateway.data(hold, {"lot": lot.id}, token=gateway.token("quality_engineer"))
             assert placed["placeQualityHold"]["state"] == "COMPLETED"
-            seen = await ws.events_until("s", lambda e: e["source"] == "erp")
+            # The feed is read from its start: earlier tests' postings (other lots) may come first.
+            seen = await ws.events_until("s", lambda e: e["source"] == "erp" and e["lotId"] == lot.id)
         assert any(e["type"] == "HOLD_PLACED" and e["source"] == "lotgraph" and e["lotId"] == lot.id for e in seen)
         erp = seen[-1]
         assert erp["lotId"] == lot.id and erp["type"] == "LOT_STATUS_CHANGED" and erp["supplier"] == lot.supplier
