@@ -1,12 +1,15 @@
 """Static checks of the container and deployment files (parsed, never run: CI has no Docker or cluster)."""
 
 import json
+import os
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
+from gateway.settings import Mode, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -120,9 +123,30 @@ def test_compose_gateway_points_at_postgres_and_redis():
     store, redis = urlsplit(env["LOTGRAPH_STORE_URL"]), urlsplit(env["LOTGRAPH_REDIS_URL"])
     assert store.scheme.startswith("postgresql") and (store.hostname, store.port) == ("postgres", 5432)
     assert redis.scheme == "redis" and (redis.hostname, redis.port) == ("redis", 6379)
-    assert env["LOTGRAPH_BUS"] == env["LOTGRAPH_CACHE"] == "redis"
     for source in ("ERP", "QMS", "WMS", "MES"):
         assert env[f"LOTGRAPH_SOURCES__{source}__URL"]
+
+
+def _interpolated(value: str) -> str:
+    """Compose's `${VAR:-default}` / `${VAR:?message}` as an operator without those variables set would get it
+    (a required variable gets a stand-in)."""
+    return re.sub(r"\$\{\w+(?::-([^}]*(?:\{\})?)|:\?[^}]*)?\}", lambda m: m.group(1) or "set-by-operator", value)
+
+
+def test_compose_and_kubernetes_environments_are_settings_the_gateway_accepts(monkeypatch: pytest.MonkeyPatch):
+    """Every LOTGRAPH_* variable the manifests set must parse: a misspelt or mistyped one stops every replica."""
+    configmap = next(d for d in K8S_DOCS if d.get("kind") == "ConfigMap")["data"]
+    secret = next(d for d in K8S_DOCS if d.get("kind") == "Secret")["stringData"]
+    for env in (
+        {k: _interpolated(str(v)) for k, v in environment(SERVICES["gateway"]).items()},
+        {**configmap, **{k: v for k, v in secret.items() if k.startswith("LOTGRAPH_")}},
+    ):
+        for name in [n for n in os.environ if n.startswith("LOTGRAPH_")]:
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, str(value))
+        settings = Settings()
+        assert settings.mode is Mode.PRODUCTION and settings.redis_url
 
 
 def test_compose_nginx_proxies_websockets_to_gateway():
