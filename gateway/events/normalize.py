@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -17,6 +17,8 @@ from gateway.codes import QMS_LOT_STATUS, UnknownCode, qms_translate
 from gateway.contracts.qms import QmsHold, QmsInspectionLot, QmsLot, QmsNonconformance
 from gateway.events.envelope import Event, EventType, LotRef
 from gateway.model import Canonical, LotQuality
+
+Record = TypeVar("Record", bound=BaseModel)
 
 
 class RejectedEvent(ValueError):
@@ -49,8 +51,21 @@ def _event(
                  occurred=native.occurred_at, payload=body)  # fmt: skip
 
 
+def _record(native: NativeEvent, key: str | None, model: type[Record], canonical: Callable[[Record], Any]) -> Any:
+    """`native.data[key]` (or all of `data`) validated by `model` and made canonical; a problem is named by its
+    place in the body."""
+    where = "data" if key is None else f"data.{key}"
+    try:
+        return canonical(model.model_validate(native.data if key is None else native.data.get(key)))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise MalformedEvent(f"{'.'.join([where, *map(str, error['loc'])])}: {error['msg']}") from exc
+    except UnknownCode as exc:
+        raise MalformedEvent(f"{where}.{exc.field}: {exc}") from exc
+
+
 def _qms_lot(native: NativeEvent) -> LotQuality:
-    return QmsLot.model_validate(native.data.get("lot")).canonical()
+    return _record(native, "lot", QmsLot, QmsLot.canonical)
 
 
 def _ref(lot: LotQuality) -> LotRef:
@@ -59,22 +74,26 @@ def _ref(lot: LotQuality) -> LotRef:
 
 def _qms_status(native: NativeEvent) -> Event:
     lot = _qms_lot(native)
-    previous = native.data.get("previous_status")
-    before = previous and qms_translate(QMS_LOT_STATUS, lot.plant_id, previous, field="previous_status")
+    before = None
+    if previous := native.data.get("previous_status"):
+        try:
+            before = qms_translate(QMS_LOT_STATUS, lot.plant_id, previous, field="previous_status")
+        except UnknownCode as exc:
+            raise MalformedEvent(f"data.previous_status: {exc}") from exc
     payload = {"system": "QMS", "quality_status": lot.status.value, "changed_at": lot.changed_at.isoformat(),
                "previous_quality_status": before and before.value}  # fmt: skip
     return _event(native, "qms", EventType.LOT_STATUS_CHANGED, _ref(lot), payload)
 
 
 def _qms_inspection(native: NativeEvent) -> Event:
-    inspection = QmsInspectionLot.model_validate(native.data.get("inspection")).canonical()
+    inspection = _record(native, "inspection", QmsInspectionLot, QmsInspectionLot.canonical)
     payload = {**inspection.model_dump(mode="json"), "passed": inspection.passed}
     return _event(native, "qms", EventType.INSPECTION_COMPLETED, _ref(_qms_lot(native)), payload)
 
 
-def _qms_record(kind: EventType, field: str, model: type[QmsNonconformance] | type[QmsHold]) -> Callable[..., Event]:
+def _qms_record(kind: EventType, key: str, model: type[QmsNonconformance] | type[QmsHold]) -> Callable[..., Event]:
     def normalize(native: NativeEvent) -> Event:
-        record = model.model_validate(native.data.get(field)).canonical()
+        record = _record(native, key, model, model.canonical)
         return _event(native, "qms", kind, _ref(_qms_lot(native)), record)
 
     return normalize
@@ -109,7 +128,7 @@ class MesScrap(BaseModel):
 
 def _mes(kind: EventType, model: type[MesCompletion] | type[MesScrap]) -> Callable[..., Event]:
     def normalize(native: NativeEvent) -> Event:
-        record = model.model_validate(native.data)
+        record = _record(native, None, model, lambda record: record)
         payload = {"system": "MES", **record.model_dump(mode="json")}
         return _event(native, "mes", kind, LotRef(id=record.lot_id, material=record.material), payload)
 
@@ -145,9 +164,7 @@ def normalize(source: str, body: bytes | str) -> Event:
         raise UnknownEventType(f"unknown {source} event type '{native.type}' (known: {known})")
     try:
         return normalizer(native)
-    except ValidationError as exc:
-        raise MalformedEvent(f"{native.type}: {_first_problem(exc)}") from exc
-    except UnknownCode as exc:
+    except MalformedEvent as exc:
         raise MalformedEvent(f"{native.type}: {exc}") from exc
 
 

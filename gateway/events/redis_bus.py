@@ -1,7 +1,9 @@
-"""The bus on Redis Streams, shared by every replica: one stream, trimmed to about `retention` entries.
+"""The bus on Redis Streams, shared by every replica: one stream, trimmed to between `retention` and 110% of it.
 
-Dedupe and append are one Lua script, so two replicas ingesting the same event (an ERP poll, a webhook
-retried to another replica) store it once. Each replica tails the stream with XREAD from where it started
+Dedupe, append and trimming are one Lua script, so two replicas ingesting the same event (an ERP poll, a webhook
+retried to another replica) store it once, and the id of the newest entry trimmed is recorded beside the stream:
+Redis's own `max-deleted-entry-id` follows XDEL only, not MAXLEN trimming, so it cannot tell a resuming client
+that events after its cursor are gone. Each replica tails the stream with XREAD from where it started
 and hands every entry to its own fan-out; replay is XRANGE from the client's cursor.
 """
 
@@ -22,13 +24,22 @@ log = logging.getLogger("lotgraph.events")
 
 STREAM = "lotgraph:events"
 SEEN = "lotgraph:events:seen:"
+TRIMMED = "lotgraph:events:trimmed"
 PAGE = 500
 
-# KEYS: stream, seen-key; ARGV: event json, dedupe seconds, retention. Returns the new entry id, or false.
+# KEYS: stream, seen-key, trimmed-key; ARGV: event json, dedupe seconds, retention, trim batch.
+# Returns the new entry id, or false for a duplicate. Trims exactly the oldest entries past `retention`, once
+# `batch` of them have piled up (amortized cost), and records the newest id it removed.
 APPEND = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return false end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[1])
+local id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[1])
 redis.call('SET', KEYS[2], id, 'EX', ARGV[2])
+local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[3])
+if excess >= tonumber(ARGV[4]) then
+  local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[3])
+  redis.call('SET', KEYS[3], gone[#gone][1])
+end
 return id
 """
 
@@ -44,20 +55,21 @@ class RedisBus(Bus):
         self._tail_client = Redis.from_url(url)  # XREAD BLOCK holds its connection
         self.retention = retention
         self.dedupe_seconds = int(dedupe_seconds)
+        self.trim_batch = max(1, retention // 10)
         self._append = self.redis.register_script(APPEND)
         self._tail: asyncio.Task[None] | None = None
 
     async def publish(self, event: Event) -> Event | None:
         entry = await self._append(
-            keys=[STREAM, SEEN + event.id], args=[event.model_dump_json(), self.dedupe_seconds, self.retention]
+            keys=[STREAM, SEEN + event.id, TRIMMED],
+            args=[event.model_dump_json(), self.dedupe_seconds, self.retention, self.trim_batch],
         )
         return None if entry is None else event.at(_text(entry))
 
     async def replay(self, after: str) -> AsyncIterator[Event]:
         start = position(after)
-        info = await self._info()
-        deleted = _text(info.get("max-deleted-entry-id", "0-0")) if info else "0-0"
-        if start < position(deleted):
+        trimmed = await self.redis.get(TRIMMED)
+        if trimmed is not None and start < position(_text(trimmed)):
             raise CursorExpired(f"events after {after} are no longer retained", argument="after")
         cursor = after
         while entries := await self.redis.xrange(STREAM, min=f"({cursor}", count=PAGE):
