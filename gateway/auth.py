@@ -473,6 +473,8 @@ class DevSigner:
             "sub": sub,
             "name": name or sub,
             "roles": sorted(set(roles)),
+            # A router in front enforces @requiresScopes on `scope`; lotgraph's scopes are its role names.
+            "scope": " ".join(sorted(set(roles))),
             "plants": sorted(set(plants)),
             "amr": sorted(set(amr)),
             "auth_time": int((auth_time or now).timestamp()),

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from strawberry.dataloader import DataLoader
 
 from gateway.contracts.base import Keys
+from gateway.errors import NotFound
 from gateway.model import (
     ErpStock,
     GoodsMovement,
@@ -99,3 +100,11 @@ class Loaders:
             "mes", "execution.read", attrgetter("order_id")
         )
         self.mes_lot: DataLoader[str, MesLot | None] = one("mes", "lot.read", by_lot)
+
+
+async def existing(loader: DataLoader[str, T | None], key: str, what: str) -> T:
+    """The entity, or NOT_FOUND (naming the `id` argument) when its system of record does not know it."""
+    found = await loader.load(key)
+    if found is None:
+        raise NotFound(f"no {what} '{key}'", argument="id")
+    return found

@@ -22,6 +22,7 @@ from schema.query import Query
 from schema.subscription import Subscription
 
 log = logging.getLogger("lotgraph.graphql")
+FEDERATION_VERSION = "2.7"  # @authenticated and @requiresScopes, which routers enforce, need 2.5 or newer
 
 
 def error_code(error: GraphQLError) -> str:
@@ -33,7 +34,7 @@ def error_code(error: GraphQLError) -> str:
     return "INTERNAL_SERVER_ERROR"
 
 
-class Schema(strawberry.Schema):
+class Schema(strawberry.federation.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         """Give every error its `extensions.code` (whatever the transport), and log it: expected errors
         (upstream down, bad input) are one line; only bugs get a traceback."""
@@ -60,6 +61,7 @@ def build_schema(*, introspection: bool, limits: LimitSettings | None = None) ->
     if not introspection:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return Schema(
+        federation_version=FEDERATION_VERSION,
         query=merge_types("Query", (Query, GovernanceQuery)),
         mutation=Mutation,
         subscription=Subscription,

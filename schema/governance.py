@@ -14,6 +14,7 @@ from gateway.store import operations as store
 from gateway.store.operations import NEEDS_ATTENTION
 from policies import entities
 from policies.engine import Request
+from schema.access import AUTHENTICATED, guarded_by
 from schema.operations import Operation
 
 Info = strawberry.Info[GatewayContext, None]
@@ -97,7 +98,7 @@ def _require(info: Info, action: str) -> None:
 
 @strawberry.type
 class GovernanceQuery:
-    @strawberry.field(description="The active Cedar policy set (auditors).")
+    @strawberry.field(description="The active Cedar policy set (auditors).", directives=guarded_by("readPolicies"))
     def policies(self, info: Info) -> PolicySet:
         _require(info, "readPolicies")
         engine = info.context.runtime.policies
@@ -108,7 +109,8 @@ class GovernanceQuery:
         )  # fmt: skip
 
     @strawberry.field(
-        description="Dry-run a decision for any principal and lot, with the policies that decide (auditors)."
+        description="Dry-run a decision for any principal and lot, with the policies that decide (auditors).",
+        directives=guarded_by("explainAuthorization"),
     )
     def explain_authorization(
         self,
@@ -138,7 +140,7 @@ class GovernanceQuery:
             explanation=decision.explanation,
         )  # fmt: skip
 
-    @strawberry.field(description="The audit log, oldest first (auditors).")
+    @strawberry.field(description="The audit log, oldest first (auditors).", directives=guarded_by("readAudit"))
     async def audit_log(
         self, info: Info, filter: AuditFilter | None = None, first: int = 50, after: str | None = None
     ) -> AuditPage:
@@ -156,12 +158,15 @@ class GovernanceQuery:
             has_next_page=len(rows) > first,
         )  # fmt: skip
 
-    @strawberry.field(description="Operations left pending, oldest first, with why (QA managers).")
+    @strawberry.field(
+        description="Operations left pending, oldest first, with why (QA managers).",
+        directives=guarded_by("manageOperations"),
+    )
     async def pending_operations(self, info: Info) -> list[Operation]:
         _require(info, "manageOperations")
         return [Operation.of(op) for op in await info.context.runtime.operations.store.in_state(*NEEDS_ATTENTION)]
 
-    @strawberry.field(description="An operation by id: its own actor, or a QA manager.")
+    @strawberry.field(description="An operation by id: its own actor, or a QA manager.", directives=AUTHENTICATED)
     async def operation(self, info: Info, id: strawberry.ID) -> Operation | None:
         op = await info.context.runtime.operations.store.get(id)
         if op is None:

@@ -11,6 +11,7 @@ from gateway import model
 from gateway.context import GatewayContext
 from gateway.errors import BadUserInput, NotFound
 from resolvers import consistency, genealogy
+from schema.access import guarded_by
 from schema.consistency import Consistency
 from schema.enums import GenealogyDirection, QualityStatus, StockStatus
 from schema.genealogy import Genealogy
@@ -55,14 +56,23 @@ class GoodsMovement:
     production_order_id: str | None
 
 
-@strawberry.type(
+@strawberry.federation.type(
+    keys=["id"],
+    directives=guarded_by("readLot"),
     description="A material lot (batch), with what every system of record says about it. Every field that "
-    "comes from a source system is nullable: when that system fails, its fields carry the error and the rest resolve."
+    "comes from a source system is nullable: when that system fails, its fields carry the error and the rest resolve.",
 )
 class Lot:
     id: strawberry.ID
     material_hint: strawberry.Private[str | None] = None
     authorized: strawberry.Private[bool] = False
+
+    @classmethod
+    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Lot:
+        """A lot by id, for `Query.lot` and for a router's `_entities`: the same Cedar decision either way."""
+        await info.context.guard.require_lot_read(id)
+        batch = await info.context.loaders.batch.load(id)
+        return cls(id=id, material_hint=batch.material_id if batch else None, authorized=True)
 
     async def _guard(self, info: Info) -> None:
         """Every field of a lot is governed, whichever path reached it (lists and genealogy pre-authorize)."""

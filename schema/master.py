@@ -6,12 +6,14 @@ import strawberry
 
 from gateway import model
 from gateway.context import GatewayContext
+from resolvers.loaders import existing
+from schema.access import AUTHENTICATED, guarded_by
 from schema.enums import MaterialClass
 
 Info = strawberry.Info[GatewayContext, None]
 
 
-@strawberry.type(description="A plant (site) of the enterprise.")
+@strawberry.type(description="A plant (site) of the enterprise.", directives=AUTHENTICATED)
 class Plant:
     id: strawberry.ID
     name: str
@@ -23,7 +25,9 @@ class Plant:
         return cls(id=strawberry.ID(plant.id), name=plant.name, country=plant.country, city=plant.city)
 
 
-@strawberry.type(description="A material definition from the ERP material master.")
+@strawberry.federation.type(
+    keys=["id"], directives=AUTHENTICATED, description="A material definition from the ERP material master."
+)
 class Material:
     id: strawberry.ID
     description: str
@@ -34,15 +38,25 @@ class Material:
     price: strawberry.Private[float]
     price_currency: strawberry.Private[str]
 
-    @strawberry.field(description="Standard price per base unit (a cost field: internal roles only).")
+    @strawberry.field(
+        description="Standard price per base unit (a cost field: internal roles only).",
+        directives=guarded_by("readCost"),
+    )
     async def standard_price(self, info: Info) -> float | None:
         await info.context.guard.require_cost_read(self.id)
         return self.price
 
-    @strawberry.field(description="Currency of the standard price (a cost field: internal roles only).")
+    @strawberry.field(
+        description="Currency of the standard price (a cost field: internal roles only).",
+        directives=guarded_by("readCost"),
+    )
     async def currency(self, info: Info) -> str | None:
         await info.context.guard.require_cost_read(self.id)
         return self.price_currency
+
+    @classmethod
+    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Material:
+        return cls.of(await existing(info.context.loaders.material, id, "material"))
 
     @classmethod
     def of(cls, material: model.Material) -> Material:
@@ -58,11 +72,15 @@ class Material:
         )
 
 
-@strawberry.type
+@strawberry.federation.type(keys=["id"], directives=AUTHENTICATED, description="A supplier from the ERP master.")
 class Supplier:
     id: strawberry.ID
     name: str
     country: str
+
+    @classmethod
+    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Supplier:
+        return cls.of(await existing(info.context.loaders.supplier, id, "supplier"))
 
     @classmethod
     def of(cls, supplier: model.Supplier) -> Supplier:

@@ -9,6 +9,8 @@ import strawberry
 
 from gateway import model
 from gateway.context import GatewayContext
+from resolvers.loaders import existing
+from schema.access import guarded_by
 from schema.master import Material, Plant
 
 if TYPE_CHECKING:
@@ -53,7 +55,9 @@ class ProductionExecution:
         )
 
 
-@strawberry.type(description="An ERP production order (ISA-95 production request).")
+@strawberry.federation.type(
+    keys=["id"], directives=guarded_by("readLot"), description="An ERP production order (ISA-95 production request)."
+)
 class ProductionOrder:
     id: strawberry.ID
     material_id: strawberry.Private[str]
@@ -85,6 +89,14 @@ class ProductionOrder:
     async def execution(self, info: Info) -> ProductionExecution | None:
         execution = await info.context.loaders.execution.load(self.id)
         return ProductionExecution.of(execution) if execution else None
+
+    @classmethod
+    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> ProductionOrder:
+        """An order by id (`Query.productionOrder`, a router's `_entities`), readable with the lot it made."""
+        order = await existing(info.context.loaders.production_order, id, "production order")
+        if order.lot_id:
+            await info.context.guard.require_lot_read(order.lot_id)
+        return cls.of(order)
 
     @classmethod
     def of(cls, order: model.ProductionOrder) -> ProductionOrder:

@@ -9,6 +9,8 @@ import strawberry
 
 from gateway import model
 from gateway.context import GatewayContext
+from resolvers.loaders import existing
+from schema.access import guarded_by
 from schema.enums import HoldStatus, InspectionStatus, NonconformanceState, UsageDecisionCode
 
 if TYPE_CHECKING:
@@ -36,7 +38,11 @@ class UsageDecision:
     decided_at: datetime
 
 
-@strawberry.type(description="A QMS inspection lot: the quality test of a material lot.")
+@strawberry.federation.type(
+    keys=["id"],
+    directives=guarded_by("readLot"),
+    description="A QMS inspection lot: the quality test of a material lot.",
+)
 class Inspection:
     id: strawberry.ID
     lot_id: strawberry.Private[str]
@@ -59,6 +65,13 @@ class Inspection:
             return self.usage_decision.code is model.UsageDecisionCode.ACCEPTED
         verdicts = [r.passed for r in self.results if r.passed is not None]
         return all(verdicts) if verdicts else None
+
+    @classmethod
+    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Inspection:
+        """An inspection lot by number (`Query.inspection`, a router's `_entities`), readable with its lot."""
+        inspection = await existing(info.context.loaders.inspection, id, "inspection")
+        await info.context.guard.require_lot_read(inspection.lot_id)
+        return cls.of(inspection)
 
     @classmethod
     def of(cls, inspection: model.Inspection) -> Inspection:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date
-from typing import TypeVar
 
 import strawberry
-from strawberry.dataloader import DataLoader
 
 from gateway.context import GatewayContext
 from gateway.contracts import REGISTRY
-from gateway.errors import NotFound
 from resolvers import lots
+from resolvers.loaders import existing
+from schema.access import AUTHENTICATED
 from schema.enums import QualityStatus
 from schema.lot import Lot
 from schema.master import Material, Plant, Supplier
@@ -20,7 +19,6 @@ from schema.production import ProductionOrder
 from schema.quality import Inspection
 
 Info = strawberry.Info[GatewayContext, None]
-T = TypeVar("T")
 
 
 @strawberry.input
@@ -62,25 +60,11 @@ class ServiceContract:
     in_use: bool = strawberry.field(description="This gateway is configured to speak this version.")
 
 
-def _missing(what: str, key: str) -> NotFound:
-    return NotFound(f"no {what} '{key}'", argument="id")
-
-
-async def _existing(loader: DataLoader[str, T | None], key: str, what: str) -> T:
-    """The entity, or NOT_FOUND when its system of record does not know it."""
-    found = await loader.load(key)
-    if found is None:
-        raise _missing(what, key)
-    return found
-
-
 @strawberry.type
 class Query:
     @strawberry.field(description="A lot by id (batch number).")
     async def lot(self, info: Info, id: strawberry.ID) -> Lot | None:
-        await info.context.guard.require_lot_read(id)
-        batch = await info.context.loaders.batch.load(id)
-        return Lot(id=id, material_hint=batch.material_id if batch else None, authorized=True)
+        return await Lot.resolve_reference(info, id)
 
     @strawberry.field(description="Lots matching a filter, as a Relay connection.")
     async def lots(
@@ -107,30 +91,27 @@ class Query:
 
     @strawberry.field
     async def production_order(self, info: Info, id: strawberry.ID) -> ProductionOrder | None:
-        order = await _existing(info.context.loaders.production_order, id, "production order")
-        if order.lot_id:
-            await info.context.guard.require_lot_read(order.lot_id)
-        return ProductionOrder.of(order)
+        return await ProductionOrder.resolve_reference(info, id)
 
     @strawberry.field(description="A QMS inspection lot by its number.")
     async def inspection(self, info: Info, id: strawberry.ID) -> Inspection | None:
-        inspection = await _existing(info.context.loaders.inspection, id, "inspection")
-        await info.context.guard.require_lot_read(inspection.lot_id)
-        return Inspection.of(inspection)
+        return await Inspection.resolve_reference(info, id)
 
     @strawberry.field
     async def material(self, info: Info, id: strawberry.ID) -> Material | None:
-        return Material.of(await _existing(info.context.loaders.material, id, "material"))
+        return await Material.resolve_reference(info, id)
 
     @strawberry.field
     async def supplier(self, info: Info, id: strawberry.ID) -> Supplier | None:
-        return Supplier.of(await _existing(info.context.loaders.supplier, id, "supplier"))
+        return await Supplier.resolve_reference(info, id)
 
     @strawberry.field
     async def plant(self, info: Info, id: strawberry.ID) -> Plant | None:
-        return Plant.of(await _existing(info.context.loaders.plant, id, "plant"))
+        return Plant.of(await existing(info.context.loaders.plant, id, "plant"))
 
-    @strawberry.field(description="Every service contract the gateway knows, with version and status.")
+    @strawberry.field(
+        description="Every service contract the gateway knows, with version and status.", directives=AUTHENTICATED
+    )
     def contracts(self, info: Info) -> list[ServiceContract]:
         in_use = info.context.upstream.in_use()
         return [

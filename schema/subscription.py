@@ -14,6 +14,7 @@ from gateway.events import envelope
 from gateway.events.envelope import PLANT_EVENTS
 from gateway.store.operations import OperationState
 from resolvers import subscriptions
+from schema.access import AUTHENTICATED, guarded_by
 from schema.enums import EventType
 from schema.governance import require_operation_access
 from schema.operations import Operation
@@ -73,7 +74,9 @@ class QualityEventFilter:
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(description="Status changes of lots, as any system of record reports them.")
+    @strawberry.subscription(
+        description="Status changes of lots, as any system of record reports them.", directives=guarded_by("readLot")
+    )
     async def lot_status_changed(
         self, info: Info, filter: LotStatusFilter | None = None
     ) -> AsyncGenerator[QualityEvent, None]:
@@ -84,7 +87,8 @@ class Subscription:
 
     @strawberry.subscription(
         description="Quality events (inspections, nonconformances, holds, status, production, scrap). "
-        "With `after`, every retained event after that cursor comes first, then live ones: none twice, none lost."
+        "With `after`, every retained event after that cursor comes first, then live ones: none twice, none lost.",
+        directives=guarded_by("readLot"),
     )
     async def quality_events(
         self, info: Info, filter: QualityEventFilter | None = None, after: str | None = None
@@ -95,7 +99,9 @@ class Subscription:
         async for event in subscriptions.events(info.context, accept, after):
             yield QualityEvent.of(event)
 
-    @strawberry.subscription(description="An operation's state now, then after each change, until it is finished.")
+    @strawberry.subscription(
+        description="An operation's state now, then after each change, until it is finished.", directives=AUTHENTICATED
+    )
     async def operation_updated(self, info: Info, id: strawberry.ID) -> AsyncGenerator[Operation, None]:
         store = info.context.runtime.operations.store
         with subscriptions.Subscription(info.context, subscriptions.operation_filter(id), authorize=False) as sub:
