@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint format clean
+.PHONY: run test bench lint format clean schema
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+	.ci/schema-check $(BIN)/lotgraph
+
+# The published SDL, printed from the live schema: run after every schema change, commit the result.
+schema: $(STAMP)
+	$(BIN)/lotgraph --log-level warning schema write
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -78,6 +78,30 @@ def _policy_test(args: argparse.Namespace) -> None:
     sys.exit(1 if failed else 0)
 
 
+def _schema_write(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from schema.published import PUBLISHED, write
+
+    print(f"wrote {write(Path(args.output) if args.output else PUBLISHED)}")
+
+
+def _schema_check(args: argparse.Namespace) -> None:
+    from schema.compatibility import SchemaSourceError, compare, read_against
+    from schema.published import live_sdl
+
+    try:
+        old_sdl, label = read_against(args.against)
+        report = compare(old_sdl, live_sdl())
+    except SchemaSourceError as error:
+        print(f"lotgraph schema check: {error}", file=sys.stderr)
+        sys.exit(2)  # could not check: not the same as a breaking change
+    for line in report.lines():
+        print(line)
+    print(f"schema check against {label}: {report.summary()}")
+    sys.exit(0 if report.ok else 1)
+
+
 def _token(args: argparse.Namespace) -> None:
     from datetime import timedelta
 
@@ -128,6 +152,18 @@ def parser() -> argparse.ArgumentParser:
     policy.add_parser("test", help="run the allow/deny cases in policies/tests/*.yaml").set_defaults(
         handler=_policy_test
     )
+
+    schema = commands.add_parser("schema", help="the published SDL, schema/schema.graphql").add_subparsers(
+        dest="schema_command", required=True
+    )
+    write = schema.add_parser("write", help="write the live schema's SDL to schema/schema.graphql")
+    write.add_argument("--output", help="write to this file instead")
+    write.set_defaults(handler=_schema_write)
+    check = schema.add_parser(
+        "check", help="list breaking and dangerous changes since an older schema; fail on a breaking one"
+    )
+    check.add_argument("--against", required=True, help="an SDL file, or a git ref (its schema/schema.graphql)")
+    check.set_defaults(handler=_schema_check)
 
     for name, handler, summary in (
         ("demo", _demo, "the gateway on PORT and the ERP, QMS, WMS, MES simulators on PORT+1..PORT+4"),
