@@ -23,6 +23,7 @@ from gateway import __version__, correlation
 from gateway.endpoint import GraphQLEndpoint
 from gateway.events.containment import Containment
 from gateway.events.webhooks import WebhookEndpoint
+from gateway.federation.supergraph import federate
 from gateway.limits import BodySizeLimit
 from gateway.resilience import BreakerState
 from gateway.runtime import Runtime
@@ -64,9 +65,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     runtime = Runtime.create(settings)
     if settings.events.containment.enabled:
         runtime.events.reactions.append(Containment(runtime, settings.events.containment))
-    graphql = GraphQLEndpoint(
-        build_schema(introspection=settings.introspection_enabled, limits=settings.limits), runtime
-    )
+    schema = build_schema(introspection=settings.introspection_enabled, limits=settings.limits)
+    runtime.subgraphs = federate(schema, settings.subgraphs)
+    graphql = GraphQLEndpoint(schema, runtime)
 
     webhooks = WebhookEndpoint(runtime.events, settings.events.webhook_secrets)
 
@@ -105,6 +106,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             "bus": bus,
             "feeds": runtime.feed_status(),
             "sources": sources,
+            "subgraphs": [
+                {"name": name, "breaker": client.connector.guarded.breaker.state.value}
+                for name, client in runtime.subgraphs.items()
+            ],
             "contracts": sorted(runtime.upstream.in_use()),
         }
         return JSONResponse(body, status_code=200 if store == "ok" else 503)

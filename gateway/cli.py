@@ -15,10 +15,15 @@ from gateway import logs
 
 def _run(args: argparse.Namespace) -> None:
     from gateway.app import create_app
+    from gateway.federation.client import FederationError
     from gateway.settings import Settings
 
     settings = Settings(**{key: value for key, value in (("host", args.host), ("port", args.port)) if value})
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except FederationError as exc:  # the operator's mistake or a peer's outage: one line, not a traceback
+        print(f"lotgraph: cannot start: {exc}", file=sys.stderr)
+        sys.exit(2)
     gc.freeze()  # modules and schema live as long as the process: keep full collections short
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, log_config=None)
 

@@ -13,6 +13,7 @@ from gateway.settings import Settings
 from gateway.upstream import Upstream
 from resolvers.guard import Guard
 from resolvers.loaders import Loaders
+from resolvers.remote import RemoteEntities
 
 
 @dataclass
@@ -31,6 +32,17 @@ class GatewayContext:
     @cached_property
     def guard(self) -> Guard:
         return Guard(self.runtime.policies, self.principal, self.loaders)
+
+    @cached_property
+    def remote(self) -> RemoteEntities:
+        """Batched `_entities` requests to the remote subgraphs this gateway federates."""
+        return RemoteEntities(self.runtime.subgraphs, self.authorization)
+
+    @property
+    def authorization(self) -> str | None:
+        """The caller's own `Authorization` credential as it arrived (HTTP header or `connection_init`)."""
+        params = self.connection_params or {}
+        return params.get("Authorization") or params.get("authorization") or self.request.headers.get("authorization")
 
     def act_as(self, principal: Principal) -> None:
         """Decide for `principal` from now on (a WebSocket learns its caller only from `connection_init`)."""

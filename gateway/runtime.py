@@ -12,6 +12,7 @@ from gateway.auth import Authenticator, build_authenticator
 from gateway.events.hub import Events
 from gateway.events.mqtt import MqttIngest
 from gateway.events.polling import ErpChangeFeed
+from gateway.federation.client import SubgraphClient
 from gateway.operations import Operations
 from gateway.settings import Mode, Settings
 from gateway.store import Store
@@ -34,6 +35,7 @@ class Runtime:
     _operations: Operations | None = field(default=None)
     _feeds: list[MqttIngest | ErpChangeFeed] = field(default_factory=list)
     event_reads: ReadDecisions = field(default_factory=ReadDecisions)  # subscribers' decisions, shared
+    subgraphs: dict[str, SubgraphClient] = field(default_factory=dict)  # remote subgraphs lotgraph federates
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -77,6 +79,8 @@ class Runtime:
             await self._operations.stop()
         await self.events.aclose()
         await self.upstream.aclose()
+        for subgraph in self.subgraphs.values():
+            await subgraph.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         if self.store is not None:

@@ -72,6 +72,17 @@ class SourceSettings(BaseModel):
     resilience: ResilienceSettings = ResilienceSettings()
 
 
+class SubgraphSettings(SourceSettings):
+    """A remote GraphQL subgraph lotgraph federates (`LOTGRAPH_SUBGRAPHS__LIMS__URL=http://lims/graphql`): the
+    fields its SDL adds to lotgraph's entities join lotgraph's schema at start-up. Reached like a source system
+    (timeouts, credentials, resilience), plus fixed headers and, if trusted, the caller's own token."""
+
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="Sent with every request (API keys).")
+    forward_authorization: bool = Field(
+        default=False, description="Pass the caller's bearer token on (for a subgraph that trusts lotgraph's issuer)."
+    )
+
+
 def _loopback_defaults(first_port: int) -> dict[str, dict[str, Any]]:
     """Sources at consecutive loopback ports (ERP, QMS, WMS, MES), as `lotgraph demo` lays them out."""
     return {
@@ -124,6 +135,9 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=1000, ge=1)
     operation_retry_seconds: float = Field(
         default=5.0, gt=0, description="How often pending operations are retried (a system that was down returns)."
+    )
+    subgraphs: dict[str, SubgraphSettings] = Field(
+        default_factory=dict, description="Remote subgraphs whose entity fields lotgraph federates, by name."
     )
     max_genealogy_depth: int = Field(default=20, ge=1)
     default_genealogy_depth: int = Field(default=10, ge=1)

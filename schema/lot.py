@@ -74,13 +74,13 @@ class Lot:
         batch = await info.context.loaders.batch.load(id)
         return cls(id=id, material_hint=batch.material_id if batch else None, authorized=True)
 
-    async def _guard(self, info: Info) -> None:
+    async def require_read(self, info: Info) -> None:
         """Every field of a lot is governed, whichever path reached it (lists and genealogy pre-authorize)."""
         if not self.authorized:
             await info.context.guard.require_lot_read(self.id)
 
     async def _batch(self, info: Info) -> model.Lot:
-        await self._guard(info)
+        await self.require_read(info)
         batch = await info.context.loaders.batch.load(self.id)
         if batch is None:
             raise NotFound(f"ERP has no batch {self.id}", source="erp")
@@ -88,7 +88,7 @@ class Lot:
 
     @strawberry.field
     async def material(self, info: Info) -> Material | None:
-        await self._guard(info)
+        await self.require_read(info)
         material_id = self.material_hint or (await self._batch(info)).material_id
         material = await info.context.loaders.material.load(material_id)
         return Material.of(material) if material else None
@@ -140,41 +140,41 @@ class Lot:
 
     @strawberry.field(description="QMS quality status; null when QMS has no record of the lot.")
     async def quality_status(self, info: Info) -> QualityStatus | None:
-        await self._guard(info)
+        await self.require_read(info)
         quality = await info.context.loaders.lot_quality.load(self.id)
         return quality.status if quality else None
 
     @strawberry.field(description="ERP stock by storage location and stock type.")
     async def booked_stock(self, info: Info) -> list[BookedStock] | None:
-        await self._guard(info)
+        await self.require_read(info)
         rows = await info.context.loaders.erp_stock.load(self.id)
         return [BookedStock(**row.model_dump(exclude={"lot_id", "material_id"})) for row in rows]
 
     @strawberry.field(description="WMS stock by handling unit.")
     async def stock_positions(self, info: Info) -> list[StockPosition] | None:
-        await self._guard(info)
+        await self.require_read(info)
         positions = await info.context.loaders.stock_positions.load(self.id)
         return [StockPosition(**p.model_dump(exclude={"lot_id", "material_id"})) for p in positions]
 
     @strawberry.field
     async def movements(self, info: Info) -> list[GoodsMovement] | None:
-        await self._guard(info)
+        await self.require_read(info)
         items = await info.context.loaders.movements.load(self.id)
         return [GoodsMovement(**m.model_dump(exclude={"lot_id", "material_id", "plant_id"})) for m in items]
 
     @strawberry.field
     async def inspections(self, info: Info) -> list[Inspection] | None:
-        await self._guard(info)
+        await self.require_read(info)
         return [Inspection.of(i) for i in await info.context.loaders.inspections.load(self.id)]
 
     @strawberry.field
     async def nonconformances(self, info: Info) -> list[Nonconformance] | None:
-        await self._guard(info)
+        await self.require_read(info)
         return [Nonconformance.of(n) for n in await info.context.loaders.nonconformances.load(self.id)]
 
     @strawberry.field
     async def holds(self, info: Info) -> list[QualityHold] | None:
-        await self._guard(info)
+        await self.require_read(info)
         return [QualityHold.of(h) for h in await info.context.loaders.holds.load(self.id)]
 
     @strawberry.field(
@@ -186,7 +186,7 @@ class Lot:
         direction: GenealogyDirection,
         max_depth: int | None = None,
     ) -> Genealogy | None:
-        await self._guard(info)
+        await self.require_read(info)
         settings = info.context.settings
         depth = settings.default_genealogy_depth if max_depth is None else max_depth
         if not 1 <= depth <= settings.max_genealogy_depth:
@@ -196,7 +196,7 @@ class Lot:
 
     @strawberry.field(description="What ERP, QMS, WMS and MES each say about this lot, and where they disagree.")
     async def consistency(self, info: Info) -> Consistency | None:
-        await self._guard(info)
+        await self.require_read(info)
         result = await consistency.assess(info.context.loaders, self.id)
         if result.disagreements:
             info.context.runtime.metrics.disagreements.inc()

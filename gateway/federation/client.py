@@ -1,0 +1,68 @@
+"""One remote subgraph over HTTP: its SDL at start-up, GraphQL requests (`_entities`) while serving.
+
+Requests go through a `SourceConnector`, so a subgraph gets what every source gets: timeouts, credentials,
+retries of reads, breaker and bulkhead, correlation id, and failures mapped to `UPSTREAM_*` codes naming it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from gateway.errors import UpstreamRejected
+from gateway.settings import SubgraphSettings
+from gateway.sources.connector import SourceConnector
+from gateway.sources.credentials import upstream_auth
+
+SERVICE_SDL = "{ _service { sdl } }"
+
+
+class FederationError(RuntimeError):
+    """A subgraph cannot join lotgraph's schema: unreachable at start-up, or its SDL conflicts with lotgraph's."""
+
+
+def fetch_sdl(name: str, settings: SubgraphSettings) -> str:
+    """The subgraph's `_service { sdl }`, read once at start-up (before the event loop runs)."""
+    headers = {key: value.get_secret_value() for key, value in settings.headers.items()}
+    timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
+    try:
+        with httpx.Client(auth=upstream_auth(name, settings.auth), timeout=timeout) as client:
+            response = client.post(str(settings.url), json={"query": SERVICE_SDL}, headers=headers)
+            response.raise_for_status()
+            return response.json()["data"]["_service"]["sdl"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise FederationError(
+            f"subgraph {name} at {settings.url}: cannot read its SDL ({exc.__class__.__name__}: {exc})"
+        ) from exc
+
+
+class SubgraphClient:
+    def __init__(self, name: str, settings: SubgraphSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.connector = SourceConnector(name, settings)
+        self._headers = {key: value.get_secret_value() for key, value in settings.headers.items()}
+
+    async def execute(self, query: str, variables: dict[str, Any], authorization: str | None) -> dict[str, Any]:
+        """One GraphQL request; the answer's `data` and `errors` as sent (a read, so retried like one)."""
+        headers = dict(self._headers)
+        if authorization and self.settings.forward_authorization:
+            headers["Authorization"] = authorization
+        response = await self.connector.request(
+            "POST",
+            str(self.settings.url),
+            json={"query": query, "variables": variables},
+            headers=headers,
+            idempotent=True,
+        )
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or not ("data" in answer or "errors" in answer):
+            raise UpstreamRejected(f"subgraph {self.name} did not answer with a GraphQL response", source=self.name)
+        return answer
+
+    async def aclose(self) -> None:
+        await self.connector.aclose()

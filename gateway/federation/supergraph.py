@@ -1,0 +1,56 @@
+"""The schema lotgraph serves when it federates remote subgraphs: its own, extended by what they add to its
+entities, with resolvers that plan `_entities` requests. Built once at start-up; a subgraph that cannot be read
+or that conflicts stops the start with a `FederationError` saying which and why."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import strawberry
+from graphql import GraphQLObjectType, GraphQLResolveInfo
+from strawberry.federation.schema_directives import Key
+
+from gateway.federation.client import SubgraphClient, fetch_sdl
+from gateway.federation.composition import Subgraph, compose, extend
+from gateway.settings import SubgraphSettings
+from resolvers.remote import Authorize, wire
+
+
+def entities(schema: strawberry.Schema) -> dict[str, type]:
+    """lotgraph's entity types (those with `@key`) by GraphQL name, with their Python classes."""
+    found = {}
+    for concrete in schema.schema_converter.type_map.values():
+        definition = concrete.definition
+        if any(isinstance(d, Key) for d in getattr(definition, "directives", None) or ()):
+            found[definition.name] = definition.origin
+    return found
+
+
+def _authorizer(origin: type) -> Authorize:
+    """An entity's own read check (`Lot.require_read`) guards the fields subgraphs add to it; entities without
+    one were authorized when they were resolved (an order with its lot, a material for any caller)."""
+    check: Callable[[Any, GraphQLResolveInfo], Awaitable[None]] | None = getattr(origin, "require_read", None)
+
+    async def authorize(source: Any, info: GraphQLResolveInfo) -> None:
+        if check is not None:
+            await check(source, info)
+
+    return authorize
+
+
+def federate(schema: strawberry.Schema, subgraphs: Mapping[str, SubgraphSettings]) -> dict[str, SubgraphClient]:
+    """Extend `schema` in place with every configured subgraph's additions; the clients to reach them."""
+    if not subgraphs:
+        return {}
+    own_sdl = str(schema)
+    found = entities(schema)
+    composition = compose(schema._schema, found, [Subgraph(n, fetch_sdl(n, s)) for n, s in subgraphs.items()])
+    extended = extend(schema._schema, composition)
+    wire(extended, composition, {name: _authorizer(origin) for name, origin in found.items()})
+    service = extended.type_map["_Service"]
+    assert isinstance(service, GraphQLObjectType)
+    service.fields["sdl"].resolve = lambda *_: own_sdl  # a router composing lotgraph gets lotgraph's own fields
+    extended._strawberry_schema = schema  # type: ignore[attr-defined]
+    schema._schema = extended
+    return {name: SubgraphClient(name, settings) for name, settings in subgraphs.items()}
