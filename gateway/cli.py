@@ -107,6 +107,22 @@ def _schema_check(args: argparse.Namespace) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+def _supergraph(args: argparse.Namespace) -> None:
+    from gateway.federation.client import FederationError
+    from gateway.federation.composition import supergraph_sdl
+    from gateway.federation.supergraph import federate
+    from gateway.settings import Settings
+    from schema import build_schema
+
+    schema = build_schema(introspection=True)
+    try:
+        federate(schema, Settings().subgraphs)
+    except FederationError as exc:
+        print(f"lotgraph supergraph: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(supergraph_sdl(schema._schema))
+
+
 def _token(args: argparse.Namespace) -> None:
     from datetime import timedelta
 
@@ -169,6 +185,10 @@ def parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--against", required=True, help="an SDL file, or a git ref (its schema/schema.graphql)")
     check.set_defaults(handler=_schema_check)
+
+    commands.add_parser(
+        "supergraph", help="print the schema lotgraph serves with the configured remote subgraphs (LOTGRAPH_SUBGRAPHS)"
+    ).set_defaults(handler=_supergraph)
 
     for name, handler, summary in (
         ("demo", _demo, "the gateway on PORT and the ERP, QMS, WMS, MES simulators on PORT+1..PORT+4"),

@@ -51,6 +51,7 @@ class Runtime:
             upstream=upstream,
             events=Events.open(settings.events, settings.redis_url, upstream.cache, metrics),
             policies=PolicyEngine(),
+            subgraphs={name: SubgraphClient(name, subgraph) for name, subgraph in settings.subgraphs.items()},
             authenticator=build_authenticator(
                 settings.auth, data_dir=settings.data_dir, development=settings.mode is Mode.DEVELOPMENT
             ),

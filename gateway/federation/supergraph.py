@@ -11,7 +11,7 @@ import strawberry
 from graphql import GraphQLObjectType, GraphQLResolveInfo
 from strawberry.federation.schema_directives import Key
 
-from gateway.federation.client import SubgraphClient, fetch_sdl
+from gateway.federation.client import fetch_sdl
 from gateway.federation.composition import Subgraph, compose, extend
 from gateway.settings import SubgraphSettings
 from resolvers.remote import Authorize, wire
@@ -39,10 +39,10 @@ def _authorizer(origin: type) -> Authorize:
     return authorize
 
 
-def federate(schema: strawberry.Schema, subgraphs: Mapping[str, SubgraphSettings]) -> dict[str, SubgraphClient]:
-    """Extend `schema` in place with every configured subgraph's additions; the clients to reach them."""
+def federate(schema: strawberry.Schema, subgraphs: Mapping[str, SubgraphSettings]) -> None:
+    """Extend `schema` in place with every configured subgraph's additions."""
     if not subgraphs:
-        return {}
+        return
     own_sdl = str(schema)
     found = entities(schema)
     composition = compose(schema._schema, found, [Subgraph(n, fetch_sdl(n, s)) for n, s in subgraphs.items()])
@@ -53,4 +53,3 @@ def federate(schema: strawberry.Schema, subgraphs: Mapping[str, SubgraphSettings
     service.fields["sdl"].resolve = lambda *_: own_sdl  # a router composing lotgraph gets lotgraph's own fields
     extended._strawberry_schema = schema  # type: ignore[attr-defined]
     schema._schema = extended
-    return {name: SubgraphClient(name, settings) for name, settings in subgraphs.items()}
