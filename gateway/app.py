@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.starlette import StarletteInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -140,4 +141,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.runtime = runtime
     StarletteInstrumentor.instrument_app(app)
+    for middleware in app.user_middleware:
+        if middleware.cls is OpenTelemetryMiddleware:
+            # One span per request or connection, not one more per ASGI message: a WebSocket carrying events
+            # would otherwise start a span for every message, the largest cost of delivering an event.
+            middleware.kwargs["exclude_spans"] = ["receive", "send"]
     return app

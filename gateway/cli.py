@@ -16,6 +16,7 @@ from gateway import logs
 def _run(args: argparse.Namespace) -> None:
     from gateway.app import create_app
     from gateway.federation.client import FederationError
+    from gateway.servers import WEBSOCKETS
     from gateway.settings import Settings
 
     settings = Settings(**{key: value for key, value in (("host", args.host), ("port", args.port)) if value})
@@ -25,7 +26,7 @@ def _run(args: argparse.Namespace) -> None:
         print(f"lotgraph: cannot start: {exc}", file=sys.stderr)
         sys.exit(2)
     gc.freeze()  # modules and schema live as long as the process: keep full collections short
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, log_config=None)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, log_config=None, **WEBSOCKETS)
 
 
 def _demo(args: argparse.Namespace) -> None:
