@@ -132,14 +132,15 @@ class RemoteEntities:
             n, name = position[entity_id], alias[sel]
             entity = found[n] if n < len(found) else None
             error = errors.get((n, name))
-            if error is None and entity is None:  # the whole entity failed, or the whole request
+            if error is None and entity is None:  # the entity failed as a whole (a non-null field of it), or all
                 error = errors.get((n, None)) or errors.get((None, None))
             results.append(error if error is not None else (entity or {}).get(name))
         return results
 
 
 def _errors_by_place(subgraph: str, errors: list[dict[str, Any]], aliases: Any) -> dict[tuple[Any, Any], Exception]:
-    """The subgraph's errors by (entity index, alias): `_entities.3._0.test` is entity 3's field `_0`."""
+    """The subgraph's errors by (entity index, alias): `_entities.3._0.test` is entity 3's field `_0`; each also
+    under (entity index, None), for sibling fields that came back null because the entity did."""
     known = set(aliases)
     placed: dict[tuple[Any, Any], Exception] = {}
     for error in errors:
@@ -147,9 +148,10 @@ def _errors_by_place(subgraph: str, errors: list[dict[str, Any]], aliases: Any) 
         index = path[1] if len(path) > 1 and isinstance(path[1], int) else None
         name = path[2] if len(path) > 2 and path[2] in known else None
         extensions = error.get("extensions") or {}
-        placed.setdefault((index, name), SubgraphError(
-            f"subgraph {subgraph}: {error.get('message', 'error')}", source=subgraph,
-            subgraphCode=extensions.get("code")))  # fmt: skip
+        failure = SubgraphError(f"subgraph {subgraph}: {error.get('message', 'error')}", source=subgraph,
+                                subgraphCode=extensions.get("code"))  # fmt: skip
+        placed.setdefault((index, name), failure)
+        placed.setdefault((index, None), failure)  # what nulls a field can null its whole entity
     return placed
 
 

@@ -26,6 +26,7 @@ from gateway.resilience import ResilienceSettings
 from gateway.servers import ServerGroup, free_block
 from gateway.settings import Mode, Settings, local_sources
 from simulators import Dataset, generate
+from simulators.lims import create_app as lims_app
 
 SEED = 42
 
@@ -112,11 +113,46 @@ def plant(dataset: Dataset) -> Iterator[Plant]:
         yield Plant(dataset, first_port)
 
 
+@dataclass
+class Lims:
+    """The LIMS subgraph simulator (`simulators/lims.py`) on loopback."""
+
+    url: str
+
+    @property
+    def graphql(self) -> str:
+        return f"{self.url}/graphql"
+
+    def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = httpx.request(method, f"{self.url}/_admin/{path}", timeout=10, **kwargs)
+        response.raise_for_status()
+        return response
+
+    def requests_served(self) -> int:
+        return self.admin("GET", "stats").json()["total"]
+
+    def query(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Ask the LIMS itself, as a router or a lab client would."""
+        answer = httpx.post(self.graphql, json={"query": document, "variables": variables or {}}, timeout=30).json()
+        assert "errors" not in answer, answer["errors"]
+        return answer["data"]
+
+
+@pytest.fixture(scope="session")
+def lims(dataset: Dataset) -> Iterator[Lims]:
+    group = ServerGroup()
+    listener = group.add("lims", lims_app(dataset))
+    with group.running_in_thread():
+        yield Lims(listener.url)
+
+
 @pytest.fixture(autouse=True)
 def _no_lingering_faults(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "plant" in request.fixturenames:
         request.getfixturevalue("plant").clear_faults()
+    if "lims" in request.fixturenames:
+        request.getfixturevalue("lims").admin("DELETE", "faults")
 
 
 @contextmanager

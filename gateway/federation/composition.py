@@ -167,8 +167,16 @@ def _entity_fields(
         if (owner := result.owners.get((name, field_name))) is not None:
             raise FederationError(f"field {name}.{field_name} is defined by subgraphs {owner} and {subgraph.name}")
         result.owners[(name, field_name)] = subgraph.name
-        added.append(visit(field_node, _DropFederationDirectives()))
+        added.append(_nullable(visit(field_node, _DropFederationDirectives())))
     return added
+
+
+def _nullable(field_node: ast.FieldDefinitionNode) -> ast.FieldDefinitionNode:
+    """A borrowed field is nullable in lotgraph, like every field a source system answers: when the subgraph
+    fails, that field is null with its error, and the lot around it still resolves."""
+    if not isinstance(field_node.type, ast.NonNullTypeNode):
+        return field_node
+    return ast.FieldDefinitionNode(**{**_fields_of(field_node), "type": field_node.type.type})
 
 
 def _leave_out_references_to_lotgraph(schema: GraphQLSchema, result: Composition) -> None:
