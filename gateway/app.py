@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if settings.events.containment.enabled:
         runtime.events.reactions.append(Containment(runtime, settings.events.containment))
     schema = build_schema(introspection=settings.introspection_enabled, limits=settings.limits)
-    federate(schema, settings.subgraphs)
+    federate(schema, settings.subgraphs, router_directives=settings.router_directives)
     graphql = GraphQLEndpoint(schema, runtime)
 
     webhooks = WebhookEndpoint(runtime.events, settings.events.webhook_secrets)

@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     subgraphs: dict[str, SubgraphSettings] = Field(
         default_factory=dict, description="Remote subgraphs whose entity fields lotgraph federates, by name."
     )
+    router_directives: bool = Field(
+        default=True,
+        description="Show @authenticated/@requiresScopes in `_service { sdl }` (Apollo Router enforces them; "
+        "Apollo Gateway for Node refuses a supergraph using them: turn this off behind it).",
+    )
     max_genealogy_depth: int = Field(default=20, ge=1)
     default_genealogy_depth: int = Field(default=10, ge=1)
 

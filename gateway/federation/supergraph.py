@@ -15,6 +15,7 @@ from gateway.federation.client import fetch_sdl
 from gateway.federation.composition import Subgraph, compose, extend
 from gateway.settings import SubgraphSettings
 from resolvers.remote import Authorize, wire
+from schema.access import without_router_directives
 
 
 def entities(schema: strawberry.Schema) -> dict[str, type]:
@@ -39,17 +40,23 @@ def _authorizer(origin: type) -> Authorize:
     return authorize
 
 
-def federate(schema: strawberry.Schema, subgraphs: Mapping[str, SubgraphSettings]) -> None:
-    """Extend `schema` in place with every configured subgraph's additions."""
-    if not subgraphs:
-        return
-    own_sdl = str(schema)
+def federate(
+    schema: strawberry.Schema, subgraphs: Mapping[str, SubgraphSettings], *, router_directives: bool = True
+) -> None:
+    """Extend `schema` in place with every configured subgraph's additions. `_service { sdl }` answers lotgraph's
+    own SDL, printed once (with or without the router directives), never the borrowed fields."""
+    own_sdl = str(schema) if router_directives else without_router_directives(str(schema))
+    if subgraphs:
+        _extend(schema, subgraphs)
+    service = schema._schema.type_map["_Service"]
+    assert isinstance(service, GraphQLObjectType)
+    service.fields["sdl"].resolve = lambda *_: own_sdl
+
+
+def _extend(schema: strawberry.Schema, subgraphs: Mapping[str, SubgraphSettings]) -> None:
     found = entities(schema)
     composition = compose(schema._schema, found, [Subgraph(n, fetch_sdl(n, s)) for n, s in subgraphs.items()])
     extended = extend(schema._schema, composition)
     wire(extended, composition, {name: _authorizer(origin) for name, origin in found.items()})
-    service = extended.type_map["_Service"]
-    assert isinstance(service, GraphQLObjectType)
-    service.fields["sdl"].resolve = lambda *_: own_sdl  # a router composing lotgraph gets lotgraph's own fields
     extended._strawberry_schema = schema  # type: ignore[attr-defined]
     schema._schema = extended

@@ -1,0 +1,156 @@
+"""Proof with the real thing: Apollo's own composition, Apollo Gateway and a graphql-ws client (pinned in
+tests/federation/package.json, installed by `make test`) against lotgraph and the LIMS subgraph on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.servers import free_block
+from simulators import Dataset
+from tests.conftest import Gateway, Lims, Plant, start_gateway
+from tests.events import QmsEvents, Webhooks, event_settings, supplied_lots, until_subscriptions
+
+HARNESS = Path(__file__).parent / "federation"
+LOT = """query($id: ID!) { lot(id: $id) { id qualityStatus supplier { id name } material { id description }
+  holds { id status } %s } }"""
+
+
+def node(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["node", *args], cwd=HARNESS, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def harness() -> None:
+    """The Node packages must be there: `make test` installs them (npm ci). Missing ones fail, never skip."""
+    assert shutil.which("node"), "Node.js is needed for the federation tests (Debian: apt-get install nodejs npm)"
+    assert (HARNESS / "node_modules" / "@apollo" / "gateway").is_dir(), (
+        "tests/federation/node_modules is missing: run `make test` (it runs npm ci there)"
+    )
+
+
+@pytest.fixture(scope="module")
+def lotgraph(plant: Plant) -> Iterator[Gateway]:
+    """lotgraph as a subgraph, taking signed QMS webhooks (for the subscription test)."""
+    with start_gateway(plant, events=event_settings()) as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="module")
+def behind_apollo_gateway(plant: Plant) -> Iterator[Gateway]:
+    """lotgraph as Apollo Gateway for Node needs it: without @authenticated/@requiresScopes, which that gateway
+    refuses because it cannot enforce them (lotgraph enforces its policies itself either way)."""
+    with start_gateway(plant, router_directives=False) as gateway:
+        yield gateway
+
+
+def test_apollo_composition_accepts_lotgraph_and_the_lims(lotgraph: Gateway, lims: Lims) -> None:
+    """With the router directives: the supergraph keeps `@requiresScopes` on Lot for Apollo Router to enforce, and
+    `Lot.labSamples` is joined from the LIMS."""
+    composed = node("compose.mjs", f"lotgraph={lotgraph.url}/graphql", f"lims={lims.graphql}")
+    assert composed.returncode == 0, composed.stderr
+    supergraph = composed.stdout
+    assert "LOTGRAPH @join__graph" in supergraph and "LIMS @join__graph" in supergraph
+    lot = supergraph[supergraph.index("type Lot") :]
+    lot = lot[: lot.index("\n}")]
+    assert "@requiresScopes" in lot and '@join__type(graph: LIMS, key: "id")' in lot
+    assert "labSamples(limit: Int = null): [LabSample!]! @join__field(graph: LIMS)" in lot
+
+
+def test_apollo_composition_refuses_a_subgraph_that_redefines_a_lotgraph_field(
+    lotgraph: Gateway, tmp_path: Path
+) -> None:
+    conflicting = tmp_path / "conflicting.graphql"
+    conflicting.write_text(
+        'extend schema @link(url: "https://specs.apollo.dev/federation/v2.7", import: ["@key"])\n'
+        'type Lot @key(fields: "id") { id: ID! qualityStatus: Int }\ntype Query { ping: String }\n'
+    )
+    composed = node("compose.mjs", f"lotgraph={lotgraph.url}/graphql", f"conflicting=@{conflicting}")
+    assert composed.returncode == 1
+    assert "Lot.qualityStatus" in composed.stderr, composed.stderr
+
+
+@pytest.fixture(scope="module")
+def apollo_gateway(behind_apollo_gateway: Gateway, lims: Lims) -> Iterator[str]:
+    port = free_block(1)
+    process = subprocess.Popen(
+        ["node", "gateway.mjs", str(port), f"lotgraph={behind_apollo_gateway.url}/graphql", f"lims={lims.graphql}"],
+        cwd=HARNESS, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        ready = process.stdout.readline() if process.stdout else ""
+        assert ready.startswith("ready "), f"Apollo Gateway did not start: {ready}{process.communicate(timeout=10)}"
+        yield ready.split()[1]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def post(url: str, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:
+    answer = httpx.post(url, json={"query": query, "variables": variables}, timeout=60,
+                        headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    return answer.json()
+
+
+def test_apollo_gateway_answers_across_lotgraph_and_the_lims(
+    apollo_gateway: str, behind_apollo_gateway: Gateway, lims: Lims, dataset: Dataset
+) -> None:
+    """One query needing both subgraphs: lotgraph's part equals what lotgraph answers directly, the LIMS part
+    what the LIMS answers directly."""
+    lot = next(lot for lot in supplied_lots(dataset) if lot.quality_status == "RELEASED")
+    token = behind_apollo_gateway.token("quality_engineer")
+    via_router = post(apollo_gateway, LOT % "labSamples { id test result } certificateOfAnalysis { number }",
+                      {"id": lot.id}, token)  # fmt: skip
+    assert "errors" not in via_router, via_router
+    found = via_router["data"]["lot"]
+    direct = behind_apollo_gateway.data(LOT % "", {"id": lot.id}, token=token)["lot"]
+    assert {key: found[key] for key in direct} == direct
+    samples = lims.query("query($lot: ID!) { labSamples(lotId: $lot) { id test result } }", {"lot": lot.id})
+    assert found["labSamples"] == samples["labSamples"] and found["certificateOfAnalysis"] == {
+        "number": f"COA-{lot.id}"
+    }
+
+
+def test_apollo_gateway_passes_lotgraphs_refusal_through(
+    apollo_gateway: str, behind_apollo_gateway: Gateway, dataset: Dataset
+) -> None:
+    """A supplier asking the router for another supplier's lot gets lotgraph's FORBIDDEN, not the lot."""
+    own = next(iter(supplied_lots(dataset)))
+    foreign = next(lot for lot in supplied_lots(dataset) if lot.supplier != own.supplier)
+    token = behind_apollo_gateway.token("supplier", supplier=own.supplier, plants=())
+    answer = post(apollo_gateway, LOT % "labSamples { test }", {"id": foreign.id}, token)
+    assert answer["data"]["lot"] is None
+    assert "FORBIDDEN" in json.dumps(answer["errors"]), answer["errors"]
+
+
+async def test_a_graphql_ws_node_client_receives_lotgraphs_quality_events(lotgraph: Gateway, dataset: Dataset) -> None:
+    """The reference graphql-ws client (Node) subscribes to lotgraph with its token in connection_init and gets
+    the normalized event a signed QMS webhook produced."""
+    lot = next(iter(supplied_lots(dataset, plant="P200")))
+    query = "subscription { qualityEvents(filter: {types: [LOT_STATUS_CHANGED]}) { id type lotId payload } }"
+    ws_url = lotgraph.url.replace("http://", "ws://") + "/graphql"
+    client = await asyncio.create_subprocess_exec(
+        "node", "subscribe.mjs", ws_url, lotgraph.token("quality_engineer"), "1", query,
+        cwd=HARNESS, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            await until_subscriptions(http, lotgraph.url, 1)
+            event = QmsEvents(dataset).status_changed(lot.id, "REJECTED")
+            published = await Webhooks(http, lotgraph.url).publish(event)
+        out, err = await asyncio.wait_for(client.communicate(), timeout=30)
+    finally:
+        if client.returncode is None:
+            client.kill()
+    assert client.returncode == 0, err.decode()
+    received = json.loads(out.decode().splitlines()[0])["data"]["qualityEvents"]
+    assert (received["id"], received["type"], received["lotId"]) == (published["id"], "LOT_STATUS_CHANGED", lot.id)
+    assert received["payload"]["quality_status"] == "REJECTED"
