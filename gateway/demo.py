@@ -27,20 +27,28 @@ from simulators import Dataset, create_apps, generate
 from simulators.shift import Shift
 
 SIMULATORS = ("erp", "qms", "wms", "mes")
+# Simulated systems that are GraphQL subgraphs (lotgraph federates them): served after the four, when started.
+SUBGRAPHS = ("lims",)
 
 
 def plant_group(
     dataset: Dataset, host: str, first_port: int, group: ServerGroup | None = None,
     apps: dict[str, Starlette] | None = None,
 ) -> ServerGroup:  # fmt: skip
-    """The four simulators (`apps`, or fresh ones) on consecutive ports from `first_port`."""
+    """The four simulators (`apps`, or fresh ones) on consecutive ports from `first_port`, then the subgraphs
+    `apps` has (`create_apps(..., with_lims=True)`: the LIMS on `first_port + 4`), so the four keep their ports."""
     group = group or ServerGroup()
     apps = apps or create_apps(dataset)
     # The plant's state is long-lived: keep the collector from re-scanning it on every full collection.
     gc.freeze()
-    for offset, name in enumerate(SIMULATORS):
+    for offset, name in enumerate(SIMULATORS + tuple(name for name in SUBGRAPHS if name in apps)):
         group.add(name.upper(), apps[name], host, first_port + offset)
     return group
+
+
+def subgraph_url(host: str, first_port: int, name: str) -> str:
+    """Where `plant_group` serves a simulated subgraph's GraphQL endpoint (for `LOTGRAPH_SUBGRAPHS__<NAME>__URL`)."""
+    return f"http://{host}:{first_port + len(SIMULATORS) + SUBGRAPHS.index(name)}/graphql"
 
 
 def demo_settings(host: str, port: int, webhook_secret: str, mqtt_url: str | None = None) -> Settings:
