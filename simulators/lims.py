@@ -17,6 +17,7 @@ from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
 from simulators.admin import build_app
+from simulators.credentials import Credentials
 from simulators.records import Dataset
 from simulators.records import Lot as LotRecord
 
@@ -82,8 +83,9 @@ def certificate_of(lot: LotRecord) -> Certificate | None:
     return Certificate(number=f"COA-{lot.id}", issued_at=lot.manufactured_at + timedelta(days=2), conforms=conforms)
 
 
-def create_app(dataset: Dataset) -> Starlette:
-    """The LIMS subgraph at `POST /graphql`, with the shared admin API (`/_admin/stats`, `/_admin/faults`)."""
+def create_app(dataset: Dataset, *, credentials: Credentials | None = None) -> Starlette:
+    """The LIMS subgraph at `POST /graphql`, with the shared admin API (`/_admin/stats`, `/_admin/faults`);
+    `credentials` makes it demand a token (`POST /oauth/token`) or API key."""
 
     def lot_record(lot_id: str) -> LotRecord | None:
         return dataset.lots.get(lot_id)
@@ -125,4 +127,5 @@ def create_app(dataset: Dataset) -> Starlette:
         return {"samples": [{"test": s.test, "result": s.result, "within_spec": s.within_spec()}
                             for s in samples_of(record)]}  # fmt: skip
 
-    return build_app([Route("/graphql", GraphQL(schema, graphql_ide=None), methods=["GET", "POST"])], lot_state)
+    routes = [Route("/graphql", GraphQL(schema, graphql_ide=None), methods=["GET", "POST"])]
+    return build_app(routes, lot_state, require_credentials=credentials)

@@ -15,7 +15,11 @@ from typing import Any
 
 import pytest
 
+from gateway.federation.client import FederationError
+from gateway.servers import ServerGroup
 from simulators import Dataset
+from simulators.credentials import Credentials
+from simulators.lims import create_app as lims_app
 from tests.conftest import Gateway, Lims, Plant, start_gateway
 from tests.events import supplied_lots
 
@@ -141,3 +145,43 @@ def test_the_supergraph_command_prints_the_composed_schema(lims: Lims, tmp_path:
     lot = lot[: lot.index("\n}")]
     assert "labSamples(limit: Int = null): [LabSample!]\n" in lot and "qualityStatus: QualityStatus" in lot
     assert "type LabSample {" in ran.stdout and "certificateOfAnalysis: Certificate" in lot
+
+
+CREDENTIALS = Credentials(client_id="lotgraph", client_secret="lims-secret", api_key="lims-api-key")
+
+
+@pytest.fixture(scope="module")
+def guarded_lims(dataset: Dataset) -> Iterator[str]:
+    """A LIMS that demands an OAuth2 token or an API key."""
+    group = ServerGroup()
+    listener = group.add("lims", lims_app(dataset, credentials=CREDENTIALS))
+    with group.running_in_thread():
+        yield listener.url
+
+
+@pytest.mark.parametrize(
+    "access",
+    [
+        {"auth": {"kind": "oauth2", "client_id": "lotgraph", "client_secret": "lims-secret"}},
+        {"headers": {"X-API-Key": "lims-api-key"}},
+    ],
+    ids=["oauth2", "api-key-header"],
+)
+def test_a_subgraph_that_wants_credentials_gets_them(
+    plant: Plant, guarded_lims: str, dataset: Dataset, access: dict[str, Any]
+) -> None:
+    if "auth" in access:
+        access = {"auth": {**access["auth"], "token_url": f"{guarded_lims}/oauth/token"}}
+    lot = next(iter(supplied_lots(dataset)))
+    with start_gateway(plant, subgraphs={"lims": {"url": f"{guarded_lims}/graphql", **access}}) as gateway:
+        answer = gateway.data("query($id: ID!) { lot(id: $id) { labSamples { test } } }", {"id": lot.id})
+    assert answer["lot"]["labSamples"], "the SDL was read and the entities fetched with the credentials"
+
+
+def test_a_subgraph_refusing_lotgraph_stops_the_start(plant: Plant, guarded_lims: str) -> None:
+    with (
+        pytest.raises(FederationError) as refused,
+        start_gateway(plant, subgraphs={"lims": {"url": f"{guarded_lims}/graphql"}}),
+    ):
+        pass
+    assert "subgraph lims" in str(refused.value) and "401" in str(refused.value)

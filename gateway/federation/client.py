@@ -6,11 +6,14 @@ retries of reads, breaker and bulkhead, correlation id, and failures mapped to `
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
-from gateway.errors import UpstreamRejected
+from gateway.errors import UpstreamError, UpstreamRejected
 from gateway.settings import SubgraphSettings
 from gateway.sources.connector import SourceConnector
 from gateway.sources.credentials import upstream_auth
@@ -22,19 +25,30 @@ class FederationError(RuntimeError):
     """A subgraph cannot join lotgraph's schema: unreachable at start-up, or its SDL conflicts with lotgraph's."""
 
 
-def fetch_sdl(name: str, settings: SubgraphSettings) -> str:
-    """The subgraph's `_service { sdl }`, read once at start-up (before the event loop runs)."""
+async def _read_sdl(name: str, settings: SubgraphSettings) -> str:
     headers = {key: value.get_secret_value() for key, value in settings.headers.items()}
     timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
     try:
-        with httpx.Client(auth=upstream_auth(name, settings.auth), timeout=timeout) as client:
-            response = client.post(str(settings.url), json={"query": SERVICE_SDL}, headers=headers)
+        async with httpx.AsyncClient(auth=upstream_auth(name, settings.auth), timeout=timeout) as client:
+            response = await client.post(str(settings.url), json={"query": SERVICE_SDL}, headers=headers)
             response.raise_for_status()
             return response.json()["data"]["_service"]["sdl"]
-    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+    except (httpx.HTTPError, UpstreamError, ValueError, KeyError, TypeError) as exc:
         raise FederationError(
             f"subgraph {name} at {settings.url}: cannot read its SDL ({exc.__class__.__name__}: {exc})"
         ) from exc
+
+
+def fetch_sdls(subgraphs: Mapping[str, SubgraphSettings]) -> dict[str, str]:
+    """Every subgraph's `_service { sdl }`, read once at start-up, concurrently. Start-up may already run inside
+    an event loop (the demo), so the reads get a loop of their own in a worker thread."""
+
+    async def read_all() -> dict[str, str]:
+        sdls = await asyncio.gather(*(_read_sdl(name, settings) for name, settings in subgraphs.items()))
+        return dict(zip(subgraphs, sdls, strict=True))
+
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        return worker.submit(asyncio.run, read_all()).result()
 
 
 class SubgraphClient:

@@ -11,7 +11,7 @@ import strawberry
 from graphql import GraphQLObjectType, GraphQLResolveInfo
 from strawberry.federation.schema_directives import Key
 
-from gateway.federation.client import fetch_sdl
+from gateway.federation.client import fetch_sdls
 from gateway.federation.composition import Subgraph, compose, extend
 from gateway.settings import SubgraphSettings
 from resolvers.remote import Authorize, wire
@@ -55,7 +55,7 @@ def federate(
 
 def _extend(schema: strawberry.Schema, subgraphs: Mapping[str, SubgraphSettings]) -> None:
     found = entities(schema)
-    composition = compose(schema._schema, found, [Subgraph(n, fetch_sdl(n, s)) for n, s in subgraphs.items()])
+    composition = compose(schema._schema, found, [Subgraph(n, sdl) for n, sdl in fetch_sdls(subgraphs).items()])
     extended = extend(schema._schema, composition)
     wire(extended, composition, {name: _authorizer(origin) for name, origin in found.items()})
     extended._strawberry_schema = schema  # type: ignore[attr-defined]
