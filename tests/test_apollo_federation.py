@@ -32,6 +32,11 @@ def node(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 def harness() -> None:
     """The Node packages must be there: `make test` installs them (npm ci). Missing ones fail, never skip."""
     assert shutil.which("node"), "Node.js is needed for the federation tests (Debian: apt-get install nodejs npm)"
+    # Apollo Server 5 and graphql-ws 6 need Node 20; an older one (Debian 12's own nodejs is 18) fails here, saying so.
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    assert int(version.removeprefix("v").split(".")[0]) >= 20, (
+        f"Node.js {version} is too old: the pinned Apollo packages need 20+"
+    )
     assert (HARNESS / "node_modules" / "@apollo" / "gateway").is_dir(), (
         "tests/federation/node_modules is missing: run `make test` (it runs npm ci there)"
     )
