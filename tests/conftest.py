@@ -6,7 +6,12 @@ admin API (`/_admin/stats`, `/_admin/faults`) to see what the gateway actually d
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -183,6 +188,52 @@ def start_gateway(plant: Plant, **overrides: Any) -> Iterator[Gateway]:
         listener = group.add("gateway", create_app(settings))
         with group.running_in_thread():
             yield Gateway(listener.url, settings)
+
+
+@dataclass
+class GatewayProcess:
+    """`lotgraph run` in a process of its own (see `gateway_process`)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def wait_ready(self, path: str = "/readyz", within: float = 60) -> None:
+        """Until `path` answers 200; the process must not exit meanwhile (its port taken, a failing start-up)."""
+        deadline = time.monotonic() + within
+        while True:
+            assert self.process.poll() is None, f"the gateway on {self.url} exited"
+            try:
+                if httpx.get(f"{self.url}{path}", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"{self.url} did not come up"
+            time.sleep(0.1)
+
+
+@contextmanager
+def gateway_process(
+    plant: Plant, data_dir: Path, *, stop: signal.Signals = signal.SIGKILL, **settings: str
+) -> Iterator[GatewayProcess]:
+    """`lotgraph run` over the session's plant as an operator starts it: development mode, configured by
+    `LOTGRAPH_<NAME>` environment variables from `settings` (`REDIS_URL="redis://..."`). Not yet ready when
+    yielded (`wait_ready`); stopped by `stop` afterwards: SIGKILL is a crash, SIGINT a clean stop."""
+    port = free_block(1)
+    env = dict(
+        os.environ,
+        LOTGRAPH_MODE="development",
+        LOTGRAPH_DATA_DIR=str(data_dir),
+        **{f"LOTGRAPH_SOURCES__{s.upper()}__URL": plant.url(s) for s in SIMULATORS},
+        **{f"LOTGRAPH_{name}": value for name, value in settings.items()},
+    )
+    lotgraph = str(Path(sys.executable).parent / "lotgraph")
+    process = subprocess.Popen([lotgraph, "--log-level", "warning", "run", "--port", str(port)], env=env)
+    try:
+        yield GatewayProcess(f"http://127.0.0.1:{port}", process)
+    finally:
+        if process.poll() is None:
+            process.send_signal(stop)
+        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

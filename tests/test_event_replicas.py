@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
@@ -20,10 +16,8 @@ import httpx
 import pytest
 
 from gateway.auth import AuthSettings, DevSigner
-from gateway.demo import SIMULATORS
-from gateway.servers import free_block
 from simulators import Dataset
-from tests.conftest import Plant, start_gateway
+from tests.conftest import GatewayProcess, Plant, gateway_process, start_gateway
 from tests.events import (
     EVENT_FIELDS,
     QUALITY_EVENTS,
@@ -44,9 +38,12 @@ REDIS_DB = 11  # a Redis database of this module's own, emptied when it starts
 
 @dataclass
 class Replica:
-    url: str
+    running: GatewayProcess
     data_dir: Path
-    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return self.running.url
 
     def token(self, *roles: str, supplier: str | None = None) -> str:
         """A development token this replica trusts (each signs with the dev key in its own data directory); a
@@ -61,38 +58,11 @@ class Replica:
 @contextmanager
 def replica(plant: Plant, data_dir: Path, redis_url: str) -> Iterator[Replica]:
     """`lotgraph run` in a process of its own, on Redis, taking signed QMS webhooks; killed afterwards."""
-    port = free_block(1)
-    env = dict(
-        os.environ,
-        LOTGRAPH_MODE="development",
-        LOTGRAPH_DATA_DIR=str(data_dir),
-        LOTGRAPH_REDIS_URL=redis_url,
-        LOTGRAPH_EVENTS__WEBHOOK_SECRETS=json.dumps({"qms": SECRET}),
-        LOTGRAPH_EVENTS__CONTAINMENT__ENABLED="false",
-        LOTGRAPH_EVENTS__ERP_POLL_SECONDS="0",
-        **{f"LOTGRAPH_SOURCES__{s.upper()}__URL": plant.url(s) for s in SIMULATORS},
-    )
-    lotgraph = str(Path(sys.executable).parent / "lotgraph")
-    process = subprocess.Popen([lotgraph, "--log-level", "warning", "run", "--port", str(port)], env=env)
-    try:
-        yield Replica(f"http://127.0.0.1:{port}", data_dir, process)
-    finally:
-        process.kill()
-        process.wait(timeout=30)
-
-
-def wait_until_up(replica: Replica) -> None:
-    """Until the replica answers ready; it must not exit meanwhile (its port taken, a failing start-up)."""
-    deadline = time.monotonic() + 60
-    while True:
-        assert replica.process.poll() is None, f"the replica on {replica.url} exited"
-        try:
-            if httpx.get(f"{replica.url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"{replica.url} did not come up"
-        time.sleep(0.1)
+    with gateway_process(
+        plant, data_dir, REDIS_URL=redis_url, EVENTS__WEBHOOK_SECRETS=json.dumps({"qms": SECRET}),
+        EVENTS__CONTAINMENT__ENABLED="false", EVENTS__ERP_POLL_SECONDS="0",
+    ) as running:  # fmt: skip
+        yield Replica(running, data_dir)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +77,7 @@ def replicas(plant: Plant, redis_url: str, tmp_path_factory: pytest.TempPathFact
         started = [stack.enter_context(replica(plant, tmp_path_factory.mktemp(f"replica-{n}"), redis_url))
                    for n in "ab"]  # fmt: skip
         for each in started:
-            wait_until_up(each)
+            each.running.wait_ready()
         yield started
 
 

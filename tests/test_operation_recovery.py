@@ -3,9 +3,6 @@ genealogy of hundreds of lots blocks every one of them in QMS, WMS and ERP."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -17,10 +14,8 @@ import httpx
 import pytest
 
 from gateway.auth import AuthSettings, DevSigner
-from gateway.demo import SIMULATORS
-from gateway.servers import free_block
 from simulators import Dataset
-from tests.conftest import Plant
+from tests.conftest import Plant, gateway_process
 
 RECALL = """mutation($lot: ID!, $key: String!) {
   placeRecallHold(input: {
@@ -44,33 +39,11 @@ def _recall_root(dataset: Dataset, low: int = 60, high: int = 400) -> tuple[str,
 
 
 @contextmanager
-def gateway_process(plant: Plant, data_dir: Path, store_url: str) -> Iterator[str]:
-    port = free_block(1)
-    env = dict(
-        os.environ,
-        LOTGRAPH_MODE="development",
-        LOTGRAPH_DATA_DIR=str(data_dir),
-        LOTGRAPH_STORE_URL=store_url,
-        LOTGRAPH_OPERATION_RETRY_SECONDS="0.3",
-        **{f"LOTGRAPH_SOURCES__{s.upper()}__URL": plant.url(s) for s in SIMULATORS},
-    )
-    lotgraph = str(Path(sys.executable).parent / "lotgraph")
-    process = subprocess.Popen([lotgraph, "--log-level", "warning", "run", "--port", str(port)], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert process.poll() is None, "the gateway exited"
-            try:
-                httpx.get(f"{url}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
+def recovering_gateway(plant: Plant, data_dir: Path, store_url: str) -> Iterator[str]:
+    """A gateway process on `store_url` that retries pending operations quickly; SIGKILLed afterwards (a crash)."""
+    with gateway_process(plant, data_dir, STORE_URL=store_url, OPERATION_RETRY_SECONDS="0.3") as running:
+        running.wait_ready("/healthz")
+        yield running.url
 
 
 def _token(data_dir: Path, *roles: str) -> str:
@@ -100,7 +73,7 @@ def test_recall_killed_midway_resumes_after_restart(
     root, lots = _recall_root(dataset)
     key = uuid.uuid4().hex
     plant.fault("wms", down=True, paths=["/v2/stock-moves"])
-    with gateway_process(plant, tmp_path, store_url) as url:
+    with recovering_gateway(plant, tmp_path, store_url) as url:
         token = _token(tmp_path, "qa_manager")
         plant.reset_stats()
         op = _post(url, RECALL, {"lot": root, "key": key}, token)["data"]["placeRecallHold"]
@@ -112,7 +85,7 @@ def test_recall_killed_midway_resumes_after_restart(
         # Killed between steps: QMS and ERP done for every lot, WMS not.
     # The process is gone (SIGKILL); nothing is running the operation now.
     plant.clear_faults()
-    with gateway_process(plant, tmp_path, store_url) as url:
+    with recovering_gateway(plant, tmp_path, store_url) as url:
         deadline = time.monotonic() + 60
         state = None
         while time.monotonic() < deadline:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,10 +11,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.demo import SIMULATORS
-from gateway.servers import ServerGroup, free_block
+from gateway.servers import ServerGroup
 from simulators import Dataset
-from tests.conftest import Plant
+from tests.conftest import Plant, gateway_process
 
 
 def test_spans_are_exported_by_otlp(plant: Plant, dataset: Dataset, tmp_path: Path) -> None:
@@ -30,37 +25,24 @@ def test_spans_are_exported_by_otlp(plant: Plant, dataset: Dataset, tmp_path: Pa
 
     collector = ServerGroup()
     listener = collector.add("collector", Starlette(routes=[Route("/v1/traces", collect, methods=["POST"])]))
-    port = free_block(1)
-    env = dict(
-        os.environ,
-        LOTGRAPH_MODE="development",
-        LOTGRAPH_DATA_DIR=str(tmp_path),
-        LOTGRAPH_AUTH__ALLOW_ANONYMOUS="true",
-        LOTGRAPH_AUTH__ANONYMOUS_ROLES='["portal_reader"]',
-        LOTGRAPH_TELEMETRY__TRACES="otlp",
-        LOTGRAPH_TELEMETRY__OTLP_ENDPOINT=f"{listener.url}/v1/traces",
-        **{f"LOTGRAPH_SOURCES__{s.upper()}__URL": plant.url(s) for s in SIMULATORS},
-    )
-    lotgraph = str(Path(sys.executable).parent / "lotgraph")
-    with collector.running_in_thread():
-        process = subprocess.Popen([lotgraph, "--log-level", "warning", "run", "--port", str(port)], env=env)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline and process.poll() is None
-                    time.sleep(0.1)
-            query = {
-                "query": "query($id: ID!) { lot(id: $id) { qualityStatus } }",
-                "variables": {"id": next(iter(dataset.lots))},
-            }
-            assert httpx.post(f"http://127.0.0.1:{port}/graphql", json=query).json()["data"]["lot"]
-        finally:
-            process.send_signal(signal.SIGINT)  # a clean stop flushes the span batch
-            process.wait(timeout=30)
+    with (
+        collector.running_in_thread(),
+        gateway_process(
+            plant,
+            tmp_path,
+            stop=signal.SIGINT,  # a clean stop flushes the span batch
+            TELEMETRY__TRACES="otlp",
+            TELEMETRY__OTLP_ENDPOINT=f"{listener.url}/v1/traces",
+            AUTH__ALLOW_ANONYMOUS="true",
+            AUTH__ANONYMOUS_ROLES='["portal_reader"]',
+        ) as running,
+    ):
+        running.wait_ready("/healthz")
+        query = {
+            "query": "query($id: ID!) { lot(id: $id) { qualityStatus } }",
+            "variables": {"id": next(iter(dataset.lots))},
+        }
+        assert httpx.post(f"{running.url}/graphql", json=query).json()["data"]["lot"]
     exported = b"".join(received)
     assert b"contract qms.lot_quality.read@1" in exported
     assert b"batch qms.lot_quality.read" in exported
