@@ -159,3 +159,40 @@ async def test_a_graphql_ws_node_client_receives_lotgraphs_quality_events(lotgra
     received = json.loads(out.decode().splitlines()[0])["data"]["qualityEvents"]
     assert (received["id"], received["type"], received["lotId"]) == (published["id"], "LOT_STATUS_CHANGED", lot.id)
     assert received["payload"]["quality_status"] == "REJECTED"
+
+
+def test_apollo_gateway_fetches_a_pages_lab_samples_in_one_entities_request(
+    apollo_gateway: str, behind_apollo_gateway: Gateway, lims: Lims, dataset: Dataset
+) -> None:
+    """Apollo's query plan over lotgraph's page of 50 lots asks the LIMS once (its `_entities` for all 50, counted
+    by the LIMS's own stats), lotgraph's part of the page is what lotgraph answers directly, and each lot's lab
+    results failed a test exactly when the dataset says the lot is truly rejected."""
+    page = "{ lots(first: 50) { edges { node { id qualityStatus %s } } } }"
+    token = behind_apollo_gateway.token("quality_engineer")
+    lims.admin("DELETE", "stats")
+    via_router = post(apollo_gateway, page % "labSamples { test withinSpec }", {}, token)
+    assert "errors" not in via_router, via_router
+    assert lims.admin("GET", "stats").json() == {"total": 1, "by_endpoint": {"POST /graphql": 1}}
+    nodes = [edge["node"] for edge in via_router["data"]["lots"]["edges"]]
+    direct = behind_apollo_gateway.data(page % "", token=token)["lots"]["edges"]
+    assert [{"id": n["id"], "qualityStatus": n["qualityStatus"]} for n in nodes] == [e["node"] for e in direct]
+    assert len(nodes) == 50 and all(n["labSamples"] for n in nodes)
+    failed = {n["id"] for n in nodes if not all(sample["withinSpec"] for sample in n["labSamples"])}
+    assert failed == {n["id"] for n in nodes if dataset.lots[n["id"]].quality_status == "REJECTED"}
+
+
+def test_apollo_gateway_with_the_lims_down_keeps_lotgraphs_fields_where_graphql_allows(
+    apollo_gateway: str, behind_apollo_gateway: Gateway, lims: Lims, dataset: Dataset
+) -> None:
+    """The LIMS answering 503 (its `down` fault): the router still returns lotgraph's part of the lot with the LIMS's
+    nullable certificate null and the 503 as an error; the LIMS's non-null `labSamples` failing nulls the whole lot,
+    as GraphQL's null propagation demands (which is why lotgraph, federating the LIMS itself, makes them nullable)."""
+    lot = next(lot for lot in supplied_lots(dataset) if lot.quality_status == "RELEASED")
+    token = behind_apollo_gateway.token("quality_engineer")
+    direct = behind_apollo_gateway.data(LOT % "", {"id": lot.id}, token=token)["lot"]
+    lims.admin("POST", "faults", json={"down": True})
+    partial = post(apollo_gateway, LOT % "certificateOfAnalysis { number }", {"id": lot.id}, token)
+    assert partial["data"]["lot"] == direct | {"certificateOfAnalysis": None}
+    assert [e["extensions"]["response"]["status"] for e in partial["errors"]] == [503], partial["errors"]
+    nulled = post(apollo_gateway, LOT % "labSamples { test }", {"id": lot.id}, token)
+    assert nulled["data"] == {"lot": None} and "503" in nulled["errors"][0]["message"], nulled
