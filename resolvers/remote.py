@@ -9,7 +9,7 @@ once in `representations`. Answers are merged back in order. A subgraph that fai
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,12 +125,16 @@ class RemoteEntities:
         except UpstreamError as exc:
             return [exc] * len(keys)
         found = (answer.get("data") or {}).get("_entities") or [None] * len(ids)
+        if len(found) != len(ids):
+            problem = f"subgraph {subgraph} answered {len(found)} entities for {len(ids)} representations"
+            broken = SubgraphError(problem, source=subgraph)
+            return [broken] * len(keys)
         errors = _errors_by_place(subgraph, answer.get("errors") or [], alias.values())
         position = {entity_id: n for n, entity_id in enumerate(ids)}
         results: list[Any] = []
         for entity_id, sel in keys:
             n, name = position[entity_id], alias[sel]
-            entity = found[n] if n < len(found) else None
+            entity = found[n]
             error = errors.get((n, name))
             if error is None and entity is None:  # the entity failed as a whole (a non-null field of it), or all
                 error = errors.get((n, None)) or errors.get((None, None))
@@ -138,11 +142,13 @@ class RemoteEntities:
         return results
 
 
-def _errors_by_place(subgraph: str, errors: list[dict[str, Any]], aliases: Any) -> dict[tuple[Any, Any], Exception]:
+def _errors_by_place(
+    subgraph: str, errors: list[dict[str, Any]], aliases: Iterable[str]
+) -> dict[tuple[int | None, str | None], Exception]:
     """The subgraph's errors by (entity index, alias): `_entities.3._0.test` is entity 3's field `_0`; each also
     under (entity index, None), for sibling fields that came back null because the entity did."""
     known = set(aliases)
-    placed: dict[tuple[Any, Any], Exception] = {}
+    placed: dict[tuple[int | None, str | None], Exception] = {}
     for error in errors:
         path = error.get("path") or []
         index = path[1] if len(path) > 1 and isinstance(path[1], int) else None
