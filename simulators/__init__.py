@@ -28,7 +28,8 @@ def create_apps(
     only by the plant's integration layer (a production completion in MES reaches ERP, QMS and WMS). With
     `credentials`, each demands them (and issues its own tokens). `events` sets where QMS and MES send their
     events, e.g. `{"qms": {"webhook": {"url": ..., "secret": ...}}, "mes": {"mqtt": {"url": ...}}}`. `with_lims` adds
-    the LIMS subgraph as `apps["lims"]` (it reads the dataset only, so it needs no integration)."""
+    the LIMS subgraph as `apps["lims"]` (it reads the dataset only, so it needs no integration; it demands the same
+    `credentials`)."""
     apps = {
         "erp": erp.create_app(dataset, rate_limit_rps=erp_rate_limit_rps, credentials=credentials),
         "qms": qms.create_app(dataset, credentials=credentials),
@@ -37,7 +38,7 @@ def create_apps(
     }
     Integration(apps["erp"].state.erp, apps["qms"].state.qms, apps["wms"].state.wms, apps["mes"].state.mes)
     if with_lims:
-        apps["lims"] = lims.create_app(dataset)
+        apps["lims"] = lims.create_app(dataset, credentials=credentials)
     for system, target in (events or {}).items():
         if system not in EMITTING:
             raise ValueError(f"{system} emits no events (only {', '.join(EMITTING)} do)")

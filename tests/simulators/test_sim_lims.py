@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 
 from gateway.demo import SIMULATORS, plant_group, subgraph_url
 from gateway.servers import free_block
-from simulators import Dataset, create_apps
+from simulators import Credentials, Dataset, create_apps
 from simulators.lims import create_app
 
 ENTITIES = """query($representations: [_Any!]!) { _entities(representations: $representations) {
@@ -124,3 +124,16 @@ def test_the_plant_group_serves_the_lims_after_the_four_without_moving_them(smal
         "WMS",
         "MES",
     ]
+
+
+async def test_create_apps_gives_the_lims_the_plants_credentials(
+    small: Dataset, connect: Callable[[Starlette], httpx.AsyncClient]
+) -> None:
+    apps = create_apps(
+        small, credentials=Credentials(client_id="lotgraph", client_secret="s3cret", api_key="lab-key"), with_lims=True
+    )
+    async with connect(apps["lims"]) as lab:
+        sdl = {"query": "{ _service { sdl } }"}
+        assert (await lab.post("/graphql", json=sdl)).status_code == 401
+        assert (await lab.post("/graphql", json=sdl, headers={"X-API-Key": "lab-key"})).status_code == 200
+        assert (await lab.get("/_admin/stats")).status_code == 200
