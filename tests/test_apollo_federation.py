@@ -31,7 +31,7 @@ def node(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module", autouse=True)
 def harness() -> None:
     """The Node packages must be there: `make test` installs them (npm ci). Missing ones fail, never skip."""
-    assert shutil.which("node"), "Node.js is needed for the federation tests (Debian: apt-get install nodejs npm)"
+    assert shutil.which("node"), "Node.js 20+ is needed for the federation tests: `make test` provides it"
     # Apollo Server 5 and graphql-ws 6 need Node 20; an older one (Debian 12's own nodejs is 18) fails here, saying so.
     version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
     assert int(version.removeprefix("v").split(".")[0]) >= 20, (
