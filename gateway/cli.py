@@ -192,7 +192,7 @@ def parser() -> argparse.ArgumentParser:
     ).set_defaults(handler=_supergraph)
 
     for name, handler, summary in (
-        ("demo", _demo, "the gateway on PORT and the ERP, QMS, WMS, MES simulators on PORT+1..PORT+4"),
+        ("demo", _demo, "the gateway on PORT, the ERP, QMS, WMS, MES simulators on PORT+1..PORT+4, the LIMS on PORT+5"),
         ("sim", _sim, "only the ERP, QMS, WMS, MES simulators, on PORT+1..PORT+4"),
     ):
         command = commands.add_parser(name, help=summary, description=summary)

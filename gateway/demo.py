@@ -1,7 +1,7 @@
 """`lotgraph demo`: the four simulated systems and the gateway, one process, embedded defaults.
 
-The gateway listens on P, and ERP, QMS, WMS and MES on P+1 … P+4, so a newcomer has a whole plant
-behind GraphiQL with one command. A simulated production shift makes the plant's systems change state
+The gateway listens on P, ERP, QMS, WMS and MES on P+1 … P+4, and the LIMS (a GraphQL subgraph the gateway
+federates) on P+5, so a newcomer has a whole plant behind GraphiQL with one command. A simulated production shift makes the plant's systems change state
 every few seconds, and they push their events to the gateway (signed webhooks; MES over MQTT when a broker
 is given), so subscriptions have something to show without anyone clicking.
 """
@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from gateway.app import create_app
 from gateway.auth import AuthSettings, DevSigner, mint_personas
 from gateway.events.settings import EventSettings, MqttSettings
-from gateway.servers import ServerGroup
+from gateway.servers import Listener, ServerGroup
 from gateway.settings import Mode, Settings, local_sources
 from simulators import Dataset, create_apps, generate
 from simulators.shift import Shift
@@ -52,12 +52,14 @@ def subgraph_url(host: str, first_port: int, name: str) -> str:
 
 
 def demo_settings(host: str, port: int, webhook_secret: str, mqtt_url: str | None = None) -> Settings:
-    """Development mode, explicitly: GraphiQL, dev tokens, and anonymous reads as a portal reader."""
+    """Development mode, explicitly: GraphiQL, dev tokens, and anonymous reads as a portal reader; the LIMS
+    federated as a remote subgraph."""
     return Settings(
         mode=Mode.DEVELOPMENT,
         host=host,
         port=port,
         sources=local_sources(port + 1),
+        subgraphs={"lims": {"url": subgraph_url(host, port + 1, "lims")}},
         auth=AuthSettings(allow_anonymous=True, anonymous_roles=("portal_reader",)),
         events=EventSettings(
             webhook_secrets={"qms": SecretStr(webhook_secret), "mes": SecretStr(webhook_secret)},
@@ -104,6 +106,11 @@ def example_queries(dataset: Dataset) -> list[tuple[str, str]]:
             "{ depthReached nodes { id } edges { from to quantity unit } } } }",
         ),
         (
+            "The lab's results from the LIMS subgraph, federated into the same lot",
+            f'{{ lot(id: "{diverged}") {{ id qualityStatus labSamples {{ test result unit withinSpec }} '
+            "certificateOfAnalysis { number conforms } } }",
+        ),
+        (
             "Rejected lots at plant P200",
             '{ lots(filter: {plant: "P200", qualityStatus: REJECTED}, first: 5) '
             "{ totalCount edges { node { id material { description } } } } }",
@@ -116,10 +123,10 @@ def persona_tokens(dataset: Dataset, settings: Settings) -> dict[str, str]:
     return mint_personas(signer, settings.auth, supplier_id=dataset.lots[dataset.recall_lot].supplier)
 
 
-def banner(group: ServerGroup, dataset: Dataset, seconds: float, tokens: dict[str, str]) -> str:
+def banner(listeners: list[Listener], dataset: Dataset, seconds: float, tokens: dict[str, str]) -> str:
     lines = [f"lotgraph demo: a plant of {len(dataset.lots)} lots, ready in {seconds:.1f} s", ""]
-    for listener in group.listeners:
-        path = "/graphql" if listener.name == "gateway" else ""
+    for listener in listeners:
+        path = "/graphql" if listener.name in ("gateway", "LIMS") else ""
         lines.append(f"  {listener.name:8} {listener.url}{path}")
     lines += ["", "Open GraphiQL at the gateway URL and try:"]
     for title, query in example_queries(dataset):
@@ -143,19 +150,24 @@ async def run_demo(
     dataset = generate(seed=seed, lots=lots)
     secret = new_webhook_secret()
     settings = demo_settings(host, port, secret, mqtt_url)
-    apps = create_apps(dataset, events=plant_events(settings, secret, mqtt_url))
-    group = demo_group(dataset, settings, apps)
-    tokens = persona_tokens(dataset, settings)
-    generated = time.perf_counter() - started
-    shift: list[asyncio.Task[None]] = []
+    apps = create_apps(dataset, events=plant_events(settings, secret, mqtt_url), with_lims=True)
+    # The gateway reads the LIMS's SDL while it is being created, before this loop serves anything: the LIMS
+    # is served from a thread of its own, already up by then.
+    lims = ServerGroup()
+    lims.add("LIMS", apps.pop("lims"), host, port + 1 + len(SIMULATORS))
+    with lims.running_in_thread():
+        group = demo_group(dataset, settings, apps)
+        tokens = persona_tokens(dataset, settings)
+        generated = time.perf_counter() - started
+        shift: list[asyncio.Task[None]] = []
 
-    async def announce() -> None:
-        print(banner(group, dataset, generated, tokens), flush=True)
-        if shift_seconds > 0:
-            shift.append(asyncio.create_task(Shift.for_apps(apps, seed, shift_seconds).run(), name="shift"))
+        async def announce() -> None:
+            print(banner([*group.listeners, *lims.listeners], dataset, generated, tokens), flush=True)
+            if shift_seconds > 0:
+                shift.append(asyncio.create_task(Shift.for_apps(apps, seed, shift_seconds).run(), name="shift"))
 
-    try:
-        await group.serve_until_signal(on_started=announce)
-    finally:
-        for task in shift:
-            task.cancel()
+        try:
+            await group.serve_until_signal(on_started=announce)
+        finally:
+            for task in shift:
+                task.cancel()

@@ -52,7 +52,7 @@ def _first_event(url: str) -> dict:
 def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c() -> None:
     queries = readme_queries()
     assert len(queries) >= 3, "the README documents example queries"
-    port = free_block(5)
+    port = free_block(6)
     lotgraph = Path(sys.executable).parent / "lotgraph"
     process = subprocess.Popen(
         [str(lotgraph), "demo", "--port", str(port), "--shift-seconds", "0.3"],
@@ -60,7 +60,7 @@ def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c() -> None:
     )  # fmt: skip
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/healthz", process)
-        for system_port in range(port + 1, port + 5):
+        for system_port in range(port + 1, port + 6):  # ERP, QMS, WMS, MES, LIMS
             assert httpx.get(f"http://127.0.0.1:{system_port}/_admin/stats").status_code == 200
         graphiql = httpx.get(f"http://127.0.0.1:{port}/graphql", headers={"accept": "text/html"})
         assert "graphiql" in graphiql.text.lower()
