@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import events, graph, holds, resilience
+from bench import events, federation, graph, holds, resilience
 from bench.stack import running
 from simulators import generate
 
@@ -21,6 +21,7 @@ def main() -> None:
             lambda: resilience.cold_and_warm(stack),
             lambda: resilience.throughput(stack, dataset),
             lambda: events.subscriptions(stack, dataset),
+            lambda: federation.borrowed_fields(stack),
         ):
             print("\n".join(run()), flush=True)
             print()

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from gateway.demo import SIMULATORS
+from gateway.demo import SIMULATORS, subgraph_url
 from gateway.servers import free_block
 
 LOTGRAPH = str(Path(sys.executable).parent / "lotgraph")
@@ -41,6 +41,11 @@ class Stack:
 
     def sim(self, system: str) -> str:
         return f"http://127.0.0.1:{self.first_sim_port + SIMULATORS.index(system)}"
+
+    @property
+    def lims(self) -> str:
+        """The LIMS subgraph the gateway federates (`lotgraph sim` serves it after the four)."""
+        return subgraph_url("127.0.0.1", self.first_sim_port, "lims").removesuffix("/graphql")
 
     def reset_stats(self) -> None:
         for system in SIMULATORS:
@@ -78,7 +83,7 @@ def running(seed: int = 42, lots: int = 20_000) -> Iterator[Stack]:
 
 
 def _running(seed: int, lots: int, data_dir: str) -> Iterator[Stack]:
-    port = free_block(5)  # the gateway on P, `lotgraph sim --port P` on P+1 … P+4
+    port = free_block(6)  # the gateway on P, `lotgraph sim --port P` on P+1 … P+5
     env = dict(
         os.environ,
         LOTGRAPH_MODE="development",
@@ -86,6 +91,7 @@ def _running(seed: int, lots: int, data_dir: str) -> Iterator[Stack]:
         LOTGRAPH_AUTH__ALLOW_ANONYMOUS="true",
         LOTGRAPH_AUTH__ANONYMOUS_ROLES='["portal_reader"]',
         LOTGRAPH_EVENTS__WEBHOOK_SECRETS=json.dumps({"qms": WEBHOOK_SECRET, "mes": WEBHOOK_SECRET}),
+        LOTGRAPH_SUBGRAPHS__LIMS__URL=subgraph_url("127.0.0.1", port + 1, "lims"),
     )
     for offset, system in enumerate(SIMULATORS):
         env[f"LOTGRAPH_SOURCES__{system.upper()}__URL"] = f"http://127.0.0.1:{port + 1 + offset}"
@@ -94,17 +100,20 @@ def _running(seed: int, lots: int, data_dir: str) -> Iterator[Stack]:
         [LOTGRAPH, "--log-level", "warning", "sim", "--port", str(port), "--seed", str(seed), "--lots", str(lots)],
         **quiet,
     )
-    gateway = subprocess.Popen([LOTGRAPH, "--log-level", "warning", "run", "--port", str(port)], env=env, **quiet)
+    processes = [sims]
     try:
-        stack = Stack(f"http://127.0.0.1:{port}", port + 1, Path(data_dir), gateway.pid)
-        _wait(f"{stack.sim('mes')}/_admin/stats", sims)
+        stack = Stack(f"http://127.0.0.1:{port}", port + 1, Path(data_dir), 0)
+        _wait(f"{stack.lims}/_admin/stats", sims)  # up before the gateway, which reads the LIMS's SDL as it starts
+        gateway = subprocess.Popen([LOTGRAPH, "--log-level", "warning", "run", "--port", str(port)], env=env, **quiet)
+        processes.insert(0, gateway)
+        stack.gateway_pid = gateway.pid
         _wait(f"{stack.gateway}/healthz", gateway)
         for system in ("qms", "mes"):  # the plant pushes its events to the gateway
             target = {"webhook": {"url": f"{stack.gateway}/webhooks/{system}", "secret": WEBHOOK_SECRET}}
             httpx.put(f"{stack.sim(system)}/_admin/events", json=target).raise_for_status()
         yield stack
     finally:
-        for process in (gateway, sims):
+        for process in processes:
             process.send_signal(signal.SIGINT)
-        for process in (gateway, sims):
+        for process in processes:
             process.wait(timeout=30)

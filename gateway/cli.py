@@ -37,10 +37,11 @@ def _demo(args: argparse.Namespace) -> None:
 
 def _sim(args: argparse.Namespace) -> None:
     from gateway.demo import plant_group
-    from simulators import generate
+    from simulators import create_apps, generate
 
     async def main() -> None:
-        group = plant_group(generate(seed=args.seed, lots=args.lots), args.host, args.port + 1)
+        dataset = generate(seed=args.seed, lots=args.lots)
+        group = plant_group(dataset, args.host, args.port + 1, apps=create_apps(dataset, with_lims=True))
 
         async def announce() -> None:
             for listener in group.listeners:
@@ -193,7 +194,7 @@ def parser() -> argparse.ArgumentParser:
 
     for name, handler, summary in (
         ("demo", _demo, "the gateway on PORT, the ERP, QMS, WMS, MES simulators on PORT+1..PORT+4, the LIMS on PORT+5"),
-        ("sim", _sim, "only the ERP, QMS, WMS, MES simulators, on PORT+1..PORT+4"),
+        ("sim", _sim, "only the simulated plant: ERP, QMS, WMS, MES on PORT+1..PORT+4, the LIMS on PORT+5"),
     ):
         command = commands.add_parser(name, help=summary, description=summary)
         command.add_argument("--host", default="127.0.0.1")

@@ -1,9 +1,10 @@
-"""`lotgraph demo`: the four simulated systems and the gateway, one process, embedded defaults.
+"""`lotgraph demo`: the simulated plant and the gateway, one process, embedded defaults.
 
 The gateway listens on P, ERP, QMS, WMS and MES on P+1 … P+4, and the LIMS (a GraphQL subgraph the gateway
-federates) on P+5, so a newcomer has a whole plant behind GraphiQL with one command. A simulated production shift makes the plant's systems change state
-every few seconds, and they push their events to the gateway (signed webhooks; MES over MQTT when a broker
-is given), so subscriptions have something to show without anyone clicking.
+federates) on P+5, so a newcomer has a whole plant behind GraphiQL with one command. A simulated production
+shift makes the plant's systems change state every few seconds, and they push their events to the gateway
+(signed webhooks; MES over MQTT when a broker is given), so subscriptions have something to show without
+anyone clicking.
 """
 
 from __future__ import annotations
