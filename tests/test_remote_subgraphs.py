@@ -131,6 +131,21 @@ def test_borrowed_fields_are_guarded_before_anything_is_asked(
     assert "errors" not in allowed and allowed["data"]["lot"]["labSamples"]
 
 
+def test_lotgraphs_own_fields_answer_as_without_federation(
+    federating: Gateway, gateway: Gateway, dataset: Dataset
+) -> None:
+    """Extending the schema must not change lotgraph's own fields: enum arguments (a genealogy's direction, a
+    status filter) still reach the resolvers as the enums they compare against, and enum results still print."""
+    query = """query($lot: ID!) {
+      lot(id: $lot) { genealogy(direction: DOWNSTREAM, maxDepth: 3) { depthReached nodes { id } } }
+      lots(first: 5, filter: {qualityStatus: REJECTED}) { edges { node { id qualityStatus } } } }"""
+    variables = {"lot": dataset.recall_lot}
+    federated, plain = federating.data(query, variables), gateway.data(query, variables)
+    assert federated == plain
+    assert len(federated["lot"]["genealogy"]["nodes"]) > 1, "DOWNSTREAM of a raw lot reaches what it went into"
+    assert {e["node"]["qualityStatus"] for e in federated["lots"]["edges"]} == {"REJECTED"}
+
+
 def test_lotgraphs_own_sdl_does_not_claim_borrowed_fields(federating: Gateway) -> None:
     sdl = federating.data("{ _service { sdl } }")["_service"]["sdl"]
     assert "type Lot" in sdl and "labSamples" not in sdl and "LabSample" not in sdl

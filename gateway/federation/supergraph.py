@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import strawberry
-from graphql import GraphQLObjectType, GraphQLResolveInfo
+from graphql import GraphQLObjectType, GraphQLResolveInfo, GraphQLSchema
 from strawberry.federation.schema_directives import Key
+from strawberry.schema.schema_converter import CustomGraphQLEnumType
 
 from gateway.federation.client import fetch_sdls
 from gateway.federation.composition import Subgraph, compose, extend
@@ -57,6 +58,18 @@ def _extend(schema: strawberry.Schema, subgraphs: Mapping[str, SubgraphSettings]
     found = entities(schema)
     composition = compose(schema._schema, found, [Subgraph(n, sdl) for n, sdl in fetch_sdls(subgraphs).items()])
     extended = extend(schema._schema, composition)
+    _keep_strawberry_types(schema._schema, extended)
     wire(extended, composition, {name: _authorizer(origin) for name, origin in found.items()})
     extended._strawberry_schema = schema  # type: ignore[attr-defined]
     schema._schema = extended
+
+
+def _keep_strawberry_types(original: GraphQLSchema, extended: GraphQLSchema) -> None:
+    """graphql-core rebuilds every type when it extends a schema, as its own classes: strawberry's enums (which
+    turn an argument into the Python enum a resolver compares against) would come back as plain GraphQL enums
+    handing resolvers bare strings. Each rebuilt enum gets strawberry's class and its Python enum back."""
+    for name, before in original.type_map.items():
+        after = extended.type_map[name]
+        if isinstance(before, CustomGraphQLEnumType) and not isinstance(after, CustomGraphQLEnumType):
+            after.__class__ = CustomGraphQLEnumType
+            after.wrapped_cls = before.wrapped_cls  # type: ignore[attr-defined]
