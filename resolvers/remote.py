@@ -92,6 +92,9 @@ def selection(info: GraphQLResolveInfo) -> Selection:
     return Selection(field, tuple(sorted(fragments.values())))
 
 
+MAX_SELECTIONS = 1_000  # printed selections one context keeps
+
+
 class RemoteEntities:
     """Per request: one loader per subgraph and entity type; a batch is one `_entities` request."""
 
@@ -99,6 +102,19 @@ class RemoteEntities:
         self.clients = clients
         self.authorization = authorization
         self._loaders: dict[tuple[str, str], DataLoader[tuple[str, Selection], Any]] = {}
+        self._selections: dict[tuple[int, ...], tuple[tuple[object, ...], Selection]] = {}
+
+    def selection(self, info: GraphQLResolveInfo) -> Selection:
+        """`selection(info)`, printed once per place in the query: the 100 lots of a page resolve the same
+        field nodes of the same document with the same variables, so they share the printed selection."""
+        kept = (*info.field_nodes, info.variable_values)
+        key = tuple(map(id, kept))
+        cached = self._selections.get(key)
+        if cached is None or any(a is not b for a, b in zip(cached[0], kept, strict=True)):
+            if len(self._selections) >= MAX_SELECTIONS:  # a WebSocket's context outlives many operations
+                self._selections.clear()
+            cached = self._selections[key] = (kept, selection(info))  # `kept` holds the ids' objects alive
+        return cached[1]
 
     def loader(self, subgraph: str, typename: str) -> DataLoader[tuple[str, Selection], Any]:
         key = (subgraph, typename)
@@ -170,8 +186,8 @@ def remote_field(subgraph: str, typename: str, authorize: Authorize) -> Callable
 
     async def resolve(source: Any, info: GraphQLResolveInfo, **_: Any) -> Any:
         await authorize(source, info)
-        loader = info.context.remote.loader(subgraph, typename)
-        return await loader.load((str(source.id), selection(info)))
+        remote: RemoteEntities = info.context.remote
+        return await remote.loader(subgraph, typename).load((str(source.id), remote.selection(info)))
 
     return resolve
 
