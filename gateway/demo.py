@@ -47,9 +47,14 @@ def plant_group(
     return group
 
 
+def subgraph_port(first_port: int, name: str) -> int:
+    """Where a simulated subgraph is served: after the four systems that start at `first_port`."""
+    return first_port + len(SIMULATORS) + SUBGRAPHS.index(name)
+
+
 def subgraph_url(host: str, first_port: int, name: str) -> str:
-    """Where `plant_group` serves a simulated subgraph's GraphQL endpoint (for `LOTGRAPH_SUBGRAPHS__<NAME>__URL`)."""
-    return f"http://{host}:{first_port + len(SIMULATORS) + SUBGRAPHS.index(name)}/graphql"
+    """A simulated subgraph's GraphQL endpoint (for `LOTGRAPH_SUBGRAPHS__<NAME>__URL`)."""
+    return f"http://{host}:{subgraph_port(first_port, name)}/graphql"
 
 
 def demo_settings(host: str, port: int, webhook_secret: str, mqtt_url: str | None = None) -> Settings:
@@ -155,7 +160,7 @@ async def run_demo(
     # The gateway reads the LIMS's SDL while it is being created, before this loop serves anything: the LIMS
     # is served from a thread of its own, already up by then.
     lims = ServerGroup()
-    lims.add("LIMS", apps.pop("lims"), host, port + 1 + len(SIMULATORS))
+    lims.add("LIMS", apps.pop("lims"), host, subgraph_port(port + 1, "lims"))
     with lims.running_in_thread():
         group = demo_group(dataset, settings, apps)
         tokens = persona_tokens(dataset, settings)

@@ -82,6 +82,10 @@ class SubgraphSettings(SourceSettings):
         default=False, description="Pass the caller's bearer token on (for a subgraph that trusts lotgraph's issuer)."
     )
 
+    def header_values(self) -> dict[str, str]:
+        """`headers` as sent on the wire."""
+        return {key: value.get_secret_value() for key, value in self.headers.items()}
+
 
 def _loopback_defaults(first_port: int) -> dict[str, dict[str, Any]]:
     """Sources at consecutive loopback ports (ERP, QMS, WMS, MES), as `lotgraph demo` lays them out."""

@@ -26,7 +26,7 @@ class FederationError(RuntimeError):
 
 
 async def _read_sdl(name: str, settings: SubgraphSettings) -> str:
-    headers = {key: value.get_secret_value() for key, value in settings.headers.items()}
+    headers = settings.header_values()
     timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
     try:
         async with httpx.AsyncClient(auth=upstream_auth(name, settings.auth), timeout=timeout) as client:
@@ -56,11 +56,10 @@ class SubgraphClient:
         self.name = name
         self.settings = settings
         self.connector = SourceConnector(name, settings)
-        self._headers = {key: value.get_secret_value() for key, value in settings.headers.items()}
 
     async def execute(self, query: str, variables: dict[str, Any], authorization: str | None) -> dict[str, Any]:
         """One GraphQL request; the answer's `data` and `errors` as sent (a read, so retried like one)."""
-        headers = dict(self._headers)
+        headers = self.settings.header_values()
         if authorization and self.settings.forward_authorization:
             headers["Authorization"] = authorization
         response = await self.connector.request(
