@@ -38,15 +38,15 @@ class Guard:
 
     async def lot_entity(self, lot_id: str, *, for_change: bool = False) -> Entity:
         """The lot as Cedar sees it: plant, material and supplier from the ERP batch; for decisions that change
-        the lot also the regulated flag (material master) and who placed its active holds (QMS)."""
+        the lot also the regulated flag (material master) and who placed its active holds (QMS), read fresh
+        from those systems: a decision never rests on a cached or stale answer."""
         batch = await self.loaders.batch.load(lot_id)
         if batch is None:
             raise NotFound(f"no lot '{lot_id}'", argument="id")
         regulated, placers = None, None
         if for_change:
-            material, holds = await asyncio.gather(
-                self.loaders.material.load(batch.material_id), self.loaders.holds.load(lot_id)
-            )
+            fresh = self.loaders.fresh
+            material, holds = await asyncio.gather(fresh.material.load(batch.material_id), fresh.holds.load(lot_id))
             regulated = bool(material and material.regulated)
             placers = [h.placed_by for h in holds if h.status.value == "ACTIVE"]
         return entities.lot(

@@ -5,7 +5,8 @@ number of upstream requests per source (fields of all items are collected, then 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from functools import cached_property
 from operator import attrgetter
 from typing import Any, TypeVar
 
@@ -35,8 +36,17 @@ from gateway.upstream import Upstream
 T = TypeVar("T")
 
 
+async def _batch(
+    upstream: Upstream, source: str, operation: str, keys: list[str],
+    fetch: Callable[[list[str]], Awaitable[Mapping[str, T]]], cached: bool,
+) -> list[T]:  # fmt: skip
+    with tracer.start_as_current_span(f"batch {source}.{operation}", attributes={"lotgraph.keys": len(keys)}):
+        values = await (upstream.cache.load(f"{source}.{operation}", keys, fetch) if cached else fetch(keys))
+    return [values[key] for key in keys]
+
+
 def _one_each(
-    upstream: Upstream, source: str, operation: str, key_of: Callable[[Any], Hashable]
+    upstream: Upstream, source: str, operation: str, key_of: Callable[[Any], Hashable], cached: bool
 ) -> Callable[[list[str]], Awaitable[Sequence[Any]]]:
     """Batch function answering one object (or None when the source does not know it) per key."""
 
@@ -45,15 +55,13 @@ def _one_each(
         return {key: found.get(key) for key in missing}
 
     async def load(keys: list[str]) -> list[Any]:
-        with tracer.start_as_current_span(f"batch {source}.{operation}", attributes={"lotgraph.keys": len(keys)}):
-            values = await upstream.cache.load(f"{source}.{operation}", keys, fetch)
-        return [values[key] for key in keys]
+        return await _batch(upstream, source, operation, keys, fetch, cached)
 
     return load
 
 
 def _all_each(
-    upstream: Upstream, source: str, operation: str, key_of: Callable[[Any], Hashable]
+    upstream: Upstream, source: str, operation: str, key_of: Callable[[Any], Hashable], cached: bool
 ) -> Callable[[list[str]], Awaitable[Sequence[list[Any]]]]:
     """Batch function answering the list of objects belonging to each key (possibly empty)."""
 
@@ -64,22 +72,27 @@ def _all_each(
         return {key: grouped.get(key, []) for key in missing}
 
     async def load(keys: list[str]) -> list[list[Any]]:
-        with tracer.start_as_current_span(f"batch {source}.{operation}", attributes={"lotgraph.keys": len(keys)}):
-            values = await upstream.cache.load(f"{source}.{operation}", keys, fetch)
-        return [values[key] for key in keys]
+        return await _batch(upstream, source, operation, keys, fetch, cached)
 
     return load
 
 
 class Loaders:
-    """Every loader a request may use; created fresh per request so nothing leaks between callers."""
+    """Every loader a request may use; created fresh per request so nothing leaks between callers.
 
-    def __init__(self, upstream: Upstream) -> None:
+    With `cached` False they always ask the system of record and never stand in a stale entry for a failed
+    read: `fresh` loaders are what a write decision rests on (release evidence, who placed the holds).
+    """
+
+    def __init__(self, upstream: Upstream, *, cached: bool = True) -> None:
+        self._upstream = upstream
+        self.cached = cached
+
         def one(source: str, operation: str, key_of: Callable[[Any], Hashable]) -> DataLoader[str, Any]:
-            return DataLoader(_one_each(upstream, source, operation, key_of))
+            return DataLoader(_one_each(upstream, source, operation, key_of, cached))
 
         def many(source: str, operation: str, key_of: Callable[[Any], Hashable]) -> DataLoader[str, Any]:
-            return DataLoader(_all_each(upstream, source, operation, key_of))
+            return DataLoader(_all_each(upstream, source, operation, key_of, cached))
 
         by_id, by_lot = attrgetter("id"), attrgetter("lot_id")
         self.plant: DataLoader[str, Plant | None] = one("erp", "plant.read", by_id)
@@ -100,6 +113,11 @@ class Loaders:
             "mes", "execution.read", attrgetter("order_id")
         )
         self.mes_lot: DataLoader[str, MesLot | None] = one("mes", "lot.read", by_lot)
+
+    @cached_property
+    def fresh(self) -> Loaders:
+        """Loaders of this request that bypass the read cache (itself, when it already does)."""
+        return self if not self.cached else Loaders(self._upstream, cached=False)
 
 
 async def existing(loader: DataLoader[str, T | None], key: str, what: str) -> T:

@@ -111,9 +111,13 @@ async def _entities(ctx: GatewayContext, lot_ids: Sequence[str]) -> list[Entity]
 
 
 async def release_evidence(ctx: GatewayContext, lot_id: str, justification: str) -> dict[str, Any]:
-    """What the release rules look at, gathered from the systems of record and the caller's token."""
-    inspections = await ctx.loaders.inspections.load(lot_id)
-    nonconformances = await ctx.loaders.nonconformances.load(lot_id)
+    """What the release rules look at, read fresh from the systems of record (never from the cache, whose
+    stale-if-error entries may predate a failed inspection or a new nonconformance), and the caller's token.
+    If QMS cannot answer, the release is refused with its error."""
+    fresh = ctx.loaders.fresh
+    inspections, nonconformances = await asyncio.gather(
+        fresh.inspections.load(lot_id), fresh.nonconformances.load(lot_id)
+    )
     latest = max(inspections, key=lambda i: i.created_at, default=None)
     age = ctx.principal.auth_age_seconds(datetime.now(UTC))
     return {
@@ -128,7 +132,7 @@ async def release_evidence(ctx: GatewayContext, lot_id: str, justification: str)
 async def release_quality_hold(ctx: GatewayContext, hold_id: str, justification: str, key: str) -> Operation:
     _required(holdId=hold_id, idempotencyKey=key)
     payload = {"holdId": hold_id, "justification": justification}
-    hold = await ctx.loaders.hold.load(hold_id)
+    hold = await ctx.loaders.fresh.hold.load(hold_id)
     if hold is None:
         raise NotFound(f"no hold '{hold_id}'", argument="holdId")
     existing = await ctx.runtime.operations.store.by_key(ctx.principal.sub, key)

@@ -8,6 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -46,10 +47,14 @@ def recovering_gateway(plant: Plant, data_dir: Path, store_url: str) -> Iterator
         yield running.url
 
 
-def _token(data_dir: Path, *roles: str) -> str:
+def _token(data_dir: Path, *roles: str, mfa: bool = False) -> str:
+    """A development token signed with the key of the gateway process using `data_dir`, signed in now."""
     auth = AuthSettings()
     signer = DevSigner.load_or_create(auth.dev_key_path(data_dir))
-    return signer.mint(f"test-{roles[0]}", roles=roles, plants=("*",), issuer=auth.issuer, audience=auth.audience)
+    return signer.mint(
+        f"test-{roles[0]}", roles=roles, plants=("*",), amr=("pwd", "mfa") if mfa else ("pwd",),
+        auth_time=datetime.now(UTC), issuer=auth.issuer, audience=auth.audience,
+    )  # fmt: skip
 
 
 def _post(url: str, query: str, variables: dict, token: str) -> dict:

@@ -40,6 +40,7 @@ class Executor:
         attempts: int = 3,
         backoff_seconds: float = 0.2,
         concurrency: int = 16,
+        lot_wait_seconds: float = 30.0,
         announce: Callable[[Operation], Awaitable[None]] | None = None,
     ) -> None:
         self.upstream = upstream
@@ -48,22 +49,37 @@ class Executor:
         self.audit = audit
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
+        self.lot_wait_seconds = lot_wait_seconds
         self._limit = asyncio.Semaphore(concurrency)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.owner = uuid.uuid4().hex  # this process, as the holder of operation leases
 
-    async def run(self, op_id: str) -> Operation:
+    async def run(self, op_id: str, *, wait_for_lots: float | None = None) -> Operation:
         """Drive the operation as far as it goes now. Duplicates in this process wait on a lock; another
-        replica running it holds the lease in the store, and this one waits for that run to finish."""
+        replica running it holds the lease in the store, and this one waits for that run to finish.
+        While another operation is changing one of its lots, it waits `wait_for_lots` seconds (the
+        executor's default) for its turn, then stays PENDING for the resumer."""
         async with self._locks[op_id]:
             op = await self._load(op_id)
             if op.state is not OperationState.PENDING:
                 return op
             if not await self.operations.acquire(op_id, self.owner, LEASE_SECONDS):
                 return await self._await_other_runner(op_id)
+            heartbeat = asyncio.create_task(self._keep_leases(op_id))
             try:
-                return await self._drive(op)
+                op = await self._load(op_id)  # as the last runner left it
+                if op.state is not OperationState.PENDING:
+                    return op
+                wait = self.lot_wait_seconds if wait_for_lots is None else wait_for_lots
+                if not await self._take_lots(op, wait):
+                    return op
+                try:
+                    return await self._steps(op)
+                finally:
+                    await self.operations.release_lots(op_id)
             finally:
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
                 await self.operations.release(op_id, self.owner)
 
     async def _await_other_runner(self, op_id: str) -> Operation:
@@ -77,20 +93,28 @@ class Executor:
                 break
         return op
 
-    async def _drive(self, op: Operation) -> Operation:
-        heartbeat = asyncio.create_task(self._keep_lease(op.id))
-        try:
-            return await self._steps(op)
-        finally:
-            heartbeat.cancel()
-            await asyncio.gather(heartbeat, return_exceptions=True)
+    async def _take_lots(self, op: Operation, wait: float) -> bool:
+        """Every lot the operation still has to change, leased to it for the run: steps of two operations
+        on one lot never interleave, so an unblocking step's check of QMS for other active holds stays true
+        until it has written (a hold placed meanwhile waits, then blocks again)."""
+        lots = sorted({step.lot_id for step in op.steps if step.state is StepState.PENDING})
+        deadline = asyncio.get_running_loop().time() + wait
+        pause = 0.05
+        while not await self.operations.acquire_lots(op.id, lots, LEASE_SECONDS):
+            if asyncio.get_running_loop().time() + pause > deadline:
+                log.info("operation %s waits: another operation is changing one of its lots", op.id)
+                return False
+            await asyncio.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, 1.0)
+        return True
 
-    async def _keep_lease(self, op_id: str) -> None:
-        """Renew the lease while running, so a short lease still covers a long recall but a crashed
-        runner's lease runs out soon and another replica (or the restarted one) takes over."""
+    async def _keep_leases(self, op_id: str) -> None:
+        """Renew the leases while running, so a short lease still covers a long recall but a crashed
+        runner's leases run out soon and another replica (or the restarted one) takes over."""
         while True:
             await asyncio.sleep(LEASE_SECONDS / 3)
             await self.operations.acquire(op_id, self.owner, LEASE_SECONDS)
+            await self.operations.renew_lots(op_id, LEASE_SECONDS)
 
     async def _steps(self, op: Operation) -> Operation:
         pending = [step for step in op.steps if step.state is StepState.PENDING]
@@ -210,7 +234,7 @@ class Resumer:
 
     async def resume_all(self) -> None:
         for op in await self.executor.operations.in_state(OperationState.PENDING):
-            await self.executor.run(op.id)
+            await self.executor.run(op.id, wait_for_lots=0)  # one whose lots are busy waits for the next round
 
     async def _loop(self) -> None:
         while True:

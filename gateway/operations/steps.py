@@ -72,7 +72,11 @@ async def _wms_move(upstream: Upstream, op: Operation, step: Step, status: Stock
             "wms", "stock.move", StockMove(lot_id=step.lot_id, status=status, reference=op.id)
         )
     except NotFound:
-        return Outcome(contract, {"reason": "the WMS holds no stock of this lot"}, skipped=True)
+        # A 404 on the move may be a proxy, a routing error or a deployment, not the WMS saying the lot has no
+        # stock: only the WMS's own stock query, answering with no positions, makes skipping the step safe.
+        if await upstream.call("wms", "stock.read", Keys(keys=(step.lot_id,))):
+            raise
+        return Outcome(contract, {"reason": "the WMS reports no stock of this lot"}, skipped=True)
     return Outcome(contract, {"handlingUnits": moved.handling_units, "after": moved.status.value})
 
 

@@ -17,12 +17,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import GatewayError
-from gateway.store.tables import operation_steps, operations, record, utc
+from gateway.store.tables import lot_leases, operation_steps, operations, record, utc
 
 
 class OperationState(StrEnum):
@@ -80,6 +80,9 @@ class Operation:
     created_at: datetime
     updated_at: datetime
     steps: list[Step] = field(default_factory=list)
+
+
+LEASE_CHUNK = 500  # lots per statement: far below every database's limit on bound parameters
 
 
 def request_hash(kind: str, payload: Mapping[str, Any]) -> str:
@@ -209,6 +212,40 @@ class OperationStore:
                 .where(operations.c.id == op_id, operations.c.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None)
             )
+
+    async def acquire_lots(self, op_id: str, lot_ids: Sequence[str], seconds: float) -> bool:
+        """Take every lot for `op_id`, or none: False while another operation holds any of them. All or
+        nothing, so two operations each waiting for a lot the other holds cannot deadlock."""
+        now = datetime.now(UTC)
+        try:
+            async with self.engine.begin() as conn:
+                for start in range(0, len(lot_ids), LEASE_CHUNK):
+                    chunk = lot_ids[start : start + LEASE_CHUNK]
+                    await conn.execute(
+                        delete(lot_leases).where(
+                            lot_leases.c.lot_id.in_(chunk),
+                            or_(lot_leases.c.until < now, lot_leases.c.operation_id == op_id),
+                        )
+                    )
+                    until = now + timedelta(seconds=seconds)
+                    await conn.execute(
+                        lot_leases.insert(), [{"lot_id": lot, "operation_id": op_id, "until": until} for lot in chunk]
+                    )
+        except IntegrityError:
+            return False
+        return True
+
+    async def renew_lots(self, op_id: str, seconds: float) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(lot_leases)
+                .where(lot_leases.c.operation_id == op_id)
+                .values(until=datetime.now(UTC) + timedelta(seconds=seconds))
+            )
+
+    async def release_lots(self, op_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(lot_leases).where(lot_leases.c.operation_id == op_id))
 
     async def record_step(
         self, op_id: str, seq: int, *, state: StepState, error: str | None, contract: str | None,

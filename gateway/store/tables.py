@@ -48,6 +48,15 @@ operation_steps = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+# Which operation is changing a lot right now: operations on one lot take turns, whichever replica runs them.
+lot_leases = Table(
+    "lot_leases",
+    metadata,
+    Column("lot_id", String(64), primary_key=True),
+    Column("operation_id", String(36), nullable=False, index=True),
+    Column("until", DateTime(timezone=True), nullable=False),
+)
+
 audit_log = Table(
     "audit_log",
     metadata,
