@@ -38,7 +38,10 @@ from joserfc.errors import (
 from joserfc.jwk import ECKey, Key, OctKey, RSAKey, import_key
 from pydantic import BaseModel, Field, HttpUrl, field_validator, model_validator
 
+from gateway.errors import ConfigurationError
+
 log = logging.getLogger(__name__)
+KEY_FILE = "LOTGRAPH_AUTH__KEY_FILE"  # the setting named when the key file is unusable
 
 # Which key type may verify which algorithm. HMAC is deliberately absent: HS* tokens are verified with the
 # dedicated secret only, so a public key can never double as an HMAC secret.
@@ -236,22 +239,25 @@ def _public_keys(document: Any) -> list[Key]:
 
 def load_key_file(path: Path) -> list[Key]:
     """Verification keys from a PEM public key or a JWKS JSON file."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(KEY_FILE, f"cannot read {path}: {exc.strerror}") from exc
     if data.lstrip().startswith(b"{"):
         keys = _public_keys(json.loads(data))
     else:
         try:
             public = serialization.load_pem_public_key(data)
         except ValueError as exc:
-            raise ValueError(f"{path} holds neither a JWKS nor a PEM public key") from exc
+            raise ConfigurationError(KEY_FILE, f"{path} holds neither a JWKS nor a PEM public key") from exc
         if isinstance(public, rsa.RSAPublicKey):
             keys = [RSAKey.import_key(public)]
         elif isinstance(public, ec.EllipticCurvePublicKey):
             keys = [ECKey.import_key(public)]
         else:
-            raise ValueError(f"{path}: only RSA and EC public keys can verify tokens")
+            raise ConfigurationError(KEY_FILE, f"{path}: only RSA and EC public keys verify tokens")
     if not keys:
-        raise ValueError(f"{path} holds no RSA or EC key")
+        raise ConfigurationError(KEY_FILE, f"{path} holds no RSA or EC key")
     return keys
 
 
@@ -325,7 +331,10 @@ class Authenticator:
         )
         self.hmac_key = _load_hmac_secret(settings.hmac_secret_file) if settings.hmac_secret_file else None
         if not (self.static_keys or self.remote or self.hmac_key or settings.allow_anonymous):
-            raise ValueError("no keys to verify tokens with: configure auth.jwks_url or auth.key_file")
+            raise ConfigurationError(
+                "LOTGRAPH_AUTH__JWKS_URL or LOTGRAPH_AUTH__KEY_FILE",
+                "no keys to verify tokens with: set one (auth.jwks_url or auth.key_file in a config file)",
+            )
         # HS* only with the dedicated secret, whatever else is configured: never an HMAC over a public key.
         self.algorithms = frozenset(
             name for name in settings.algorithms if name in ASYMMETRIC or (name in HMAC and self.hmac_key)

@@ -10,21 +10,33 @@ import sys
 
 import uvicorn
 
-from gateway import logs
+from gateway import __version__, logs
+from gateway.auth import DEV_PERSONAS
+from gateway.errors import ConfigurationError
+
+# The people's roles the policies know, as the demo's personas hold them: what `lotgraph token --role` offers.
+MIN_LOTS = 1_000  # a plant whose every tier has lots, whatever the seed (a few hundred can fall short)
+ROLES = tuple(dict.fromkeys(role for persona in DEV_PERSONAS.values() for role in persona.roles))
 
 
 def _run(args: argparse.Namespace) -> None:
     from gateway.app import create_app
     from gateway.federation.client import FederationError
     from gateway.servers import WEBSOCKETS
-    from gateway.settings import Settings
+    from gateway.settings import load_settings
+    from gateway.store import Store
 
-    settings = Settings(**{key: value for key, value in (("host", args.host), ("port", args.port)) if value})
+    settings = load_settings(**{key: value for key, value in (("host", args.host), ("port", args.port)) if value})
+
+    async def check_store() -> None:  # a store that cannot be opened is one line here, not a failed lifespan
+        await (await Store.open(settings.resolved_store_url)).aclose()
+
     try:
         app = create_app(settings)
     except FederationError as exc:  # the operator's mistake or a peer's outage: one line, not a traceback
         print(f"lotgraph: cannot start: {exc}", file=sys.stderr)
         sys.exit(2)
+    asyncio.run(check_store())
     gc.freeze()  # modules and schema live as long as the process: keep full collections short
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, log_config=None, **WEBSOCKETS)
 
@@ -33,6 +45,14 @@ def _demo(args: argparse.Namespace) -> None:
     from gateway.demo import run_demo
 
     asyncio.run(run_demo(args.host, args.port, args.seed, args.lots, args.shift_seconds, args.mqtt_url))
+
+
+def _plant_size(text: str) -> int:
+    """`--lots`: enough for every tier of the bill of materials to have lots to consume."""
+    lots = int(text)
+    if lots < MIN_LOTS:
+        raise argparse.ArgumentTypeError(f"a plant needs at least {MIN_LOTS} lots (got {lots})")
+    return lots
 
 
 def _sim(args: argparse.Namespace) -> None:
@@ -53,19 +73,20 @@ def _sim(args: argparse.Namespace) -> None:
 
 
 def _audit_verify(args: argparse.Namespace) -> None:
-    from gateway.settings import Settings
-    from gateway.store import Store
+    from gateway.settings import load_settings
+    from gateway.store import Store, describe
 
     async def verify() -> int:
-        store = await Store.open(Settings().resolved_store_url)
+        url = load_settings().resolved_store_url
+        store = await Store.open_existing(url)
         try:
             result = await store.audit.verify()
         finally:
             await store.aclose()
         if result.ok:
-            print(f"audit log intact: {result.entries} entries, hash chain verified")
+            print(f"audit log intact: {result.entries} entries, hash chain verified (store {describe(url)})")
             return 0
-        print(f"audit log TAMPERED: first bad entry is #{result.first_bad}: {result.problem}")
+        print(f"audit log TAMPERED in {describe(url)}: first bad entry is #{result.first_bad}: {result.problem}")
         return 1
 
     sys.exit(asyncio.run(verify()))
@@ -113,12 +134,12 @@ def _supergraph(args: argparse.Namespace) -> None:
     from gateway.federation.client import FederationError
     from gateway.federation.composition import supergraph_sdl
     from gateway.federation.supergraph import federate
-    from gateway.settings import Settings
+    from gateway.settings import load_settings
     from schema import build_schema
 
     schema = build_schema(introspection=True)
     try:
-        federate(schema, Settings().subgraphs)
+        federate(schema, load_settings().subgraphs)
     except FederationError as exc:
         print(f"lotgraph supergraph: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -129,9 +150,9 @@ def _token(args: argparse.Namespace) -> None:
     from datetime import timedelta
 
     from gateway.auth import DevSigner
-    from gateway.settings import Mode, Settings
+    from gateway.settings import Mode, load_settings
 
-    settings = Settings()
+    settings = load_settings()
     if settings.mode is Mode.PRODUCTION:
         sys.exit("lotgraph token: refused in production mode; dev tokens exist for development (LOTGRAPH_MODE)")
     auth = settings.auth
@@ -151,6 +172,7 @@ def _token(args: argparse.Namespace) -> None:
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="lotgraph", description=__doc__)
+    root.add_argument("--version", action="version", version=f"lotgraph {__version__}")
     root.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     root.add_argument(
         "--log-format",
@@ -200,22 +222,26 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--host", default="127.0.0.1")
         command.add_argument("--port", type=int, default=8000)
         command.add_argument("--seed", type=int, default=42, help="the same seed always gives the same plant")
-        command.add_argument("--lots", type=int, default=20_000, help="how many lots the plant has")
+        command.add_argument("--lots", type=_plant_size, default=20_000, help="how many lots the plant has")
         command.set_defaults(handler=handler)
         if name == "demo":
             command.add_argument("--shift-seconds", type=float, default=3.0,
                                  help="one simulated production step this often; 0 = no shift")  # fmt: skip
             command.add_argument("--mqtt-url", help="MES publishes to this MQTT broker (default: webhooks)")
 
-    token = commands.add_parser(
-        "token", help="print a development bearer token, signed with <data_dir>/dev-signing-key.pem"
+    about_tokens = (
+        "print a development bearer token, signed with <data_dir>/dev-signing-key.pem. Development mode only "
+        "(LOTGRAPH_MODE=development, as `lotgraph demo` runs): a production gateway trusts only its identity "
+        "provider's keys, and this command refuses to run there."
     )
+    token = commands.add_parser("token", help=about_tokens, description=about_tokens)
     token.add_argument(
         "--role",
         dest="roles",
         action="append",
         required=True,
-        help="repeatable; the demo's roles are in gateway.auth.DEV_PERSONAS",
+        choices=ROLES,
+        help=f"repeatable; one of: {', '.join(ROLES)}",
     )
     token.add_argument("--plant", dest="plants", action="append", default=[], help="repeatable; * for every plant")
     token.add_argument("--supplier", help="the supplier id a supplier acts for")
@@ -231,6 +257,9 @@ def main(argv: list[str] | None = None) -> None:
     logs.configure(args.log_level, json_lines=args.log_format == "json")
     try:
         args.handler(args)
+    except ConfigurationError as exc:  # the operator's to fix: one line naming the setting, never a traceback
+        print(f"lotgraph: {exc}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
 

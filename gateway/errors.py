@@ -69,3 +69,14 @@ class ContractViolation(UpstreamError):
 
     def __init__(self, *, source: str, contract: str, field: str, problem: str) -> None:
         super().__init__(f"{contract}: field '{field}' {problem}", source=source, contract=contract, field=field)
+
+
+class ConfigurationError(GatewayError):
+    """A setting is missing or wrong: start-up stops with one line naming it as the operator wrote it
+    (`LOTGRAPH_PORT`, or a key of the `LOTGRAPH_CONFIG` file) and what is wrong with it."""
+
+    code = "CONFIGURATION_ERROR"
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}", setting=setting)
+        self.setting = setting

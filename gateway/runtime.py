@@ -3,11 +3,13 @@ upstream connectors, the store, the policy engine, the authenticator and the eve
 
 from __future__ import annotations
 
+import logging
 import socket
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from gateway import __version__
 from gateway.auth import Authenticator, build_authenticator
 from gateway.events.hub import Events
 from gateway.events.mqtt import MqttIngest
@@ -15,11 +17,13 @@ from gateway.events.polling import ErpChangeFeed
 from gateway.federation.client import SubgraphClient
 from gateway.operations import Operations
 from gateway.settings import Mode, Settings
-from gateway.store import Store
+from gateway.store import Store, describe
 from gateway.telemetry import Metrics, setup_tracing
 from gateway.upstream import Upstream
 from policies.engine import PolicyEngine
 from resolvers.guard import ReadDecisions
+
+log = logging.getLogger("lotgraph.runtime")
 
 
 @dataclass
@@ -60,6 +64,7 @@ class Runtime:
     async def start(self) -> None:
         """Open the store, resume whatever operations a previous run left pending, start the event feeds."""
         self.store = await Store.open(self.settings.resolved_store_url)
+        self._log_configuration()
         self._operations = Operations.start(
             self.upstream, self.store, self.settings.operation_retry_seconds, self.events
         )
@@ -86,6 +91,22 @@ class Runtime:
             await self.redis.aclose()
         if self.store is not None:
             await self.store.aclose()
+
+    def _log_configuration(self) -> None:
+        """What this process runs with, at start: the first thing to check when it behaves unexpectedly."""
+        settings = self.settings
+        shared = "redis" if settings.redis_url else "memory"
+        log.info(
+            "lotgraph %s in %s mode: store %s, bus %s, cache %s, policy set %s (%d policies)",
+            __version__, settings.mode.value, describe(settings.resolved_store_url), shared, shared,
+            self.policies.content_hash[:16], len(self.policies.policies),
+        )  # fmt: skip
+        for name in ("erp", "qms", "wms", "mes"):
+            source = getattr(settings.sources, name)
+            contracts = sorted(c for c in self.upstream.in_use() if c.startswith(f"{name}."))
+            log.info("source %s at %s, API version %d: %s", name, source.url, source.version, ", ".join(contracts))
+        for name, subgraph in settings.subgraphs.items():
+            log.info("subgraph %s at %s", name, subgraph.url)
 
     def feed_status(self) -> dict[str, str]:
         """Each event feed (MQTT, ERP polling) and how it is doing, for `/readyz`."""

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.types import ASGIApp
 
+from gateway.errors import ConfigurationError
+
 # Subscription events are small JSON messages, each sent to many subscribers: compressing every copy cost more CPU
 # than anything else per delivery (after tracing), for a few hundred bytes saved.
 WEBSOCKETS: dict[str, bool] = {"ws_per_message_deflate": False}
@@ -70,22 +72,26 @@ def _is_free(host: str, port: int) -> bool:
 class ServerGroup:
     def __init__(self) -> None:
         self._servers: list[tuple[Listener, _GroupedServer]] = []
-        self._sockets: dict[str, list[socket.socket] | None] = {}
+        self._sockets: dict[str, list[socket.socket]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     def add(self, name: str, app: ASGIApp, host: str = "127.0.0.1", port: int | None = None) -> Listener:
-        """Serve `app` on `port`, or on a port the system picks (bound now, so no one can take it first)."""
-        sockets = None
-        if port is None:
-            sock = socket.socket()
-            sock.bind((host, 0))
-            sockets, port = [sock], sock.getsockname()[1]
+        """Serve `app` on `port`, or on a port the system picks. Bound now, so no one can take it first and a
+        port in use is one clear ConfigurationError here, not an exit from inside a running server."""
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port or 0))
+        except OSError as exc:
+            sock.close()
+            raise ConfigurationError("--port", f"{name} cannot listen on {host}:{port}: {exc.strerror}") from None
+        port = sock.getsockname()[1]
         listener = Listener(name, host, port)
         config = uvicorn.Config(
             app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, **WEBSOCKETS
         )
         self._servers.append((listener, _GroupedServer(config)))
-        self._sockets[name] = sockets
+        self._sockets[name] = [sock]
         return listener
 
     @property

@@ -12,7 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, HttpUrl, SecretStr, model_validator
+import yaml
+from pydantic import BaseModel, Field, HttpUrl, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +23,7 @@ from pydantic_settings import (
 
 from gateway.auth import AuthSettings
 from gateway.cache import CacheSettings
+from gateway.errors import ConfigurationError
 from gateway.events.settings import EventSettings
 from gateway.limits import LimitSettings
 from gateway.resilience import ResilienceSettings
@@ -177,6 +179,45 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
         return tuple(sources)
+
+
+ENV_PREFIX = "LOTGRAPH_"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings, or a ConfigurationError naming the first wrong one as the operator wrote it: the
+    environment variable if one is set, else the key of the `LOTGRAPH_CONFIG` file."""
+    config_file = os.environ.get("LOTGRAPH_CONFIG")
+    if config_file:
+        _check_config_file(Path(config_file))
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        path = [str(part) for part in error["loc"]]
+        problem = error["msg"] if error["type"] != "extra_forbidden" else "is not a setting lotgraph knows"
+        if error["type"] == "enum" and "expected" in error.get("ctx", {}):
+            problem = f"must be {error['ctx']['expected']}"
+        raise ConfigurationError(_where(path, config_file), f"{problem} (got {error['input']!r})"[:300]) from None
+
+
+def _check_config_file(path: Path) -> None:
+    try:
+        content = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigurationError("LOTGRAPH_CONFIG", f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigurationError("LOTGRAPH_CONFIG", f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(content, dict | None):
+        raise ConfigurationError("LOTGRAPH_CONFIG", f"{path} must hold a mapping of settings")
+
+
+def _where(path: list[str], config_file: str | None) -> str:
+    """`LOTGRAPH_SOURCES__WMS__VERSION` when that variable is set (or there is no file), else the file's key."""
+    variable = ENV_PREFIX + "__".join(part.upper() for part in path)
+    if config_file and variable not in {name.upper() for name in os.environ}:
+        return f"{'.'.join(path)} in {config_file}"
+    return variable
 
 
 def local_sources(first_port: int) -> Sources:

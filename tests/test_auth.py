@@ -35,6 +35,7 @@ from gateway.auth import (
     mint_personas,
 )
 from gateway.cli import main
+from gateway.errors import ConfigurationError
 from gateway.servers import ServerGroup, free_port
 
 ISSUER = "https://idp.plant.example"
@@ -202,7 +203,7 @@ def test_unsafe_algorithm_settings_are_refused(tmp_path: Path) -> None:
         AuthSettings(algorithms=("RS256", "none"))
     with pytest.raises(ValidationError, match="https"):
         AuthSettings(jwks_url="http://idp.plant.example/jwks")
-    with pytest.raises(ValueError, match="no keys"):
+    with pytest.raises(ConfigurationError, match="no keys"):
         Authenticator(AuthSettings())
 
 
@@ -234,11 +235,11 @@ async def test_hmac_only_with_its_own_secret_never_with_the_public_key(tmp_path:
 def test_key_files_hold_public_keys_only(tmp_path: Path) -> None:
     private = tmp_path / "private.pem"
     private.write_bytes(K1.as_pem(private=True))
-    with pytest.raises(ValueError, match="neither a JWKS nor a PEM public key"):
+    with pytest.raises(ConfigurationError, match="neither a JWKS nor a PEM public key"):
         Authenticator(AuthSettings(key_file=private))
     symmetric = tmp_path / "oct.json"
     symmetric.write_text(json.dumps({"keys": [{"kty": "oct", "k": b64(b"x" * 32)}]}))
-    with pytest.raises(ValueError, match="no RSA or EC key"):
+    with pytest.raises(ConfigurationError, match="no RSA or EC key"):
         Authenticator(AuthSettings(key_file=symmetric))
 
 
