@@ -18,6 +18,8 @@ from strawberry.dataloader import DataLoader
 from gateway.auth import Principal
 from gateway.errors import Forbidden, NotFound
 from gateway.events.envelope import Event
+from gateway.operations.scope import lot_scope
+from gateway.store.operations import Operation
 from policies import entities
 from policies.engine import Decision, Entity, PolicyEngine, Request
 from resolvers.loaders import Loaders
@@ -97,6 +99,11 @@ class Guard:
             hold_placers=placers,
         )
 
+    async def operation_entity(self, op: Operation) -> Entity:
+        """The operation as Cedar sees it: its actor, and the plants and suppliers of its lots."""
+        scope = await lot_scope(self.loaders, op)
+        return entities.operation(op.id, actor=op.actor, plants=scope.plants, suppliers=scope.suppliers)
+
     async def _decide_lot_reads(self, lot_ids: list[str]) -> list[Decision | BaseException]:
         # gather, not a loop: every lot's look-ups then travel in the same loader batches.
         resources = await asyncio.gather(*(self.lot_entity(lot_id) for lot_id in lot_ids), return_exceptions=True)
@@ -134,6 +141,12 @@ class Guard:
         decision = self.engine.decide(Request(self.user, action, resource, context or {}))
         self._log(action, [decision])
         return decision
+
+    def decide_all(self, action: str, resources: Iterable[Entity]) -> list[Decision]:
+        """One Cedar batch: the decision on each resource, in order (resource ids must be distinct)."""
+        decisions = self.engine.decide_all([Request(self.user, action, resource, {}) for resource in resources])
+        self._log(action, decisions)
+        return decisions
 
     def require(self, action: str, resource: Entity, context: dict[str, object] | None = None) -> Decision:
         decision = self.decide(action, resource, context)

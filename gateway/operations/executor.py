@@ -15,11 +15,13 @@ from itertools import groupby
 from typing import TypeVar
 
 from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from gateway.operations.scope import LotScope, lot_scope
 from gateway.operations.steps import BATCH_RUNNERS, RUNNERS, BatchRunner, Outcome
 from gateway.store.audit import AuditLog
 from gateway.store.operations import Operation, OperationState, OperationStore, Step, StepState
 from gateway.telemetry import tracer
 from gateway.upstream import Upstream
+from resolvers.loaders import Loaders
 
 log = logging.getLogger("lotgraph.operations")
 TRANSIENT = (UpstreamUnavailable, UpstreamTimeout)
@@ -180,7 +182,10 @@ class Executor:
             },
         }
         await self.operations.finish(op.id, OperationState.COMPLETED, result=result)
+        scope = await self._scope(done)
         await self.audit.append(
+            plants=scope.plants if scope else None,
+            suppliers=scope.suppliers if scope else None,
             actor=op.actor,
             action=f"{op.kind}.completed",
             resource=f"Operation::{op.id}",
@@ -189,6 +194,15 @@ class Executor:
             details={"steps": result["systems"], "contracts": sorted({s.contract for s in done.steps if s.contract})},
             correlation_id=op.correlation_id,
         )
+
+    async def _scope(self, op: Operation) -> LotScope | None:
+        """Whose lots the completed operation changed, for its audit entry; if the ERP cannot say, the entry is
+        recorded about no lot (all-plants auditors read it) rather than not at all."""
+        try:
+            return await lot_scope(Loaders(self.upstream), op)
+        except GatewayError as exc:
+            log.warning("operation %s: plants of its lots unknown for the audit entry: %s", op.id, exc.code)
+            return None
 
 
 class Resumer:
