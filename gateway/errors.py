@@ -40,6 +40,13 @@ class Forbidden(GatewayError):
         super().__init__(message, policyIds=list(policy_ids), action=action, resource=resource)
 
 
+class LotDivergent(GatewayError):
+    """The request would leave lots whose systems disagree (or cannot all be asked) with nothing to settle them;
+    `lots` names each with its disagreements."""
+
+    code = "LOT_DIVERGENT"
+
+
 class UpstreamError(GatewayError):
     """A source system could not give a usable answer; `source` names it."""
 

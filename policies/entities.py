@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from policies.engine import Entity
 
 ALL_PLANTS = "*"
+UNKNOWN_PLANT = "?"  # the plant of a lot its system of record does not know: no token names it
 GOVERNANCE = Entity("Governance", "lotgraph", {})
 
 
@@ -45,3 +46,17 @@ def lot(
 
 def material(material_id: str, *, regulated: bool) -> Entity:
     return Entity("Material", material_id, {"regulated": regulated})
+
+
+def operation(op_id: str, *, actor: str, plants: Iterable[str], suppliers: Iterable[str] = ()) -> Entity:
+    """An operation as the plants and suppliers of its lots; with no lot at all it is of no known plant."""
+    return Entity(
+        "Operation", op_id, {"actor": actor, "plants": set(plants) or {UNKNOWN_PLANT}, "suppliers": set(suppliers)}
+    )
+
+
+def plants_and_suppliers(resource: Entity) -> tuple[set[str], set[str]]:
+    """The plants and suppliers a Lot or an Operation belongs to (what an audit entry about it records)."""
+    if resource.type == "Lot":
+        return {resource.attrs["plant"]}, {resource.attrs["supplier"]} - {""}
+    return set(resource.attrs["plants"]), set(resource.attrs["suppliers"])

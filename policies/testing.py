@@ -56,6 +56,11 @@ def _resource(spec: dict[str, Any]) -> Entity:
         return entities.material(spec.get("id", "MAT"), regulated=spec.get("regulated", False))
     if kind == "Governance":
         return entities.GOVERNANCE
+    if kind == "Operation":
+        return entities.operation(
+            spec.get("id", "OP"), actor=spec.get("actor", "someone"), plants=spec.get("plants", ()),
+            suppliers=spec.get("suppliers", ()),
+        )  # fmt: skip
     raise ValueError(f"unknown resource type {kind!r}")
 
 

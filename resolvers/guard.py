@@ -10,12 +10,16 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
 
 from strawberry.dataloader import DataLoader
 
 from gateway.auth import Principal
 from gateway.errors import Forbidden, NotFound
 from gateway.events.envelope import Event
+from gateway.operations.scope import LotScope, lots_of
+from gateway.store.operations import Operation
 from policies import entities
 from policies.engine import Decision, Entity, PolicyEngine, Request
 from resolvers.loaders import Loaders
@@ -27,6 +31,39 @@ def principal_entity(principal: Principal) -> Entity:
     return entities.user(principal.sub, principal.roles, principal.plants, principal.supplier_id)
 
 
+_PROBE = "probe"  # no policy names lots or materials by id: a probe stands for any of them
+
+
+@dataclass(frozen=True)
+class ReadScope:
+    """The lots `readLot` permits a caller, in the terms the sources filter on: every lot (`all_plants`), the
+    lots of `plants`, and the lots supplied by `supplier`. Lists push it down, so counts and pages are over
+    visible lots only; each lot is still decided by Cedar when shown."""
+
+    all_plants: bool
+    plants: frozenset[str]
+    supplier: str | None
+
+
+def read_scope(engine: PolicyEngine, principal: Principal) -> ReadScope:
+    """Asked of the policies, not re-implemented: `readLot` on an in-house lot of a plant no token names (only
+    an all-plants grant reads it), on an in-house lot of each of the token's plants, and on the supplier's own
+    lot of such a plant."""
+    user = principal_entity(principal)
+    nowhere = entities.ALL_PLANTS  # never in a token's `plants` (it turns into allPlants instead)
+    plants = sorted(user.attrs["plants"])
+    # Distinct ids: one Cedar batch holds one entity per id.
+    probes = [entities.lot(f"{_PROBE}-{n}", plant=plant, material=_PROBE) for n, plant in enumerate((nowhere, *plants))]
+    if principal.supplier_id:
+        probes.append(entities.lot(_PROBE, plant=nowhere, material=_PROBE, supplier=principal.supplier_id))
+    allowed = [d.allowed for d in engine.decide_all([Request(user, "readLot", lot, {}) for lot in probes])]
+    return ReadScope(
+        all_plants=allowed[0],
+        plants=frozenset(plant for plant, ok in zip(plants, allowed[1 : len(plants) + 1], strict=True) if ok),
+        supplier=principal.supplier_id if principal.supplier_id and allowed[-1] else None,
+    )
+
+
 class Guard:
     def __init__(self, engine: PolicyEngine, principal: Principal, loaders: Loaders) -> None:
         self.engine = engine
@@ -35,6 +72,10 @@ class Guard:
         self.loaders = loaders
         self._lot_reads: DataLoader[str, Decision] = DataLoader(self._decide_lot_reads)
         self._cost_reads: DataLoader[str, Decision] = DataLoader(self._decide_cost_reads)
+
+    @cached_property
+    def read_scope(self) -> ReadScope:
+        return read_scope(self.engine, self.principal)
 
     async def lot_entity(self, lot_id: str, *, for_change: bool = False) -> Entity:
         """The lot as Cedar sees it: plant, material and supplier from the ERP batch; for decisions that change
@@ -57,6 +98,11 @@ class Guard:
             regulated=regulated,
             hold_placers=placers,
         )
+
+    async def operation_entity(self, op: Operation) -> Entity:
+        """The operation as Cedar sees it: its actor, and the plants and suppliers of its lots."""
+        scope = LotScope.of(await self.loaders.batch.load_many(lots_of(op)))
+        return entities.operation(op.id, actor=op.actor, plants=scope.plants, suppliers=scope.suppliers)
 
     async def _decide_lot_reads(self, lot_ids: list[str]) -> list[Decision | BaseException]:
         # gather, not a loop: every lot's look-ups then travel in the same loader batches.
@@ -95,6 +141,12 @@ class Guard:
         decision = self.engine.decide(Request(self.user, action, resource, context or {}))
         self._log(action, [decision])
         return decision
+
+    def decide_all(self, action: str, resources: Iterable[Entity]) -> list[Decision]:
+        """One Cedar batch: the decision on each resource, in order (resource ids must be distinct)."""
+        decisions = self.engine.decide_all([Request(self.user, action, resource, {}) for resource in resources])
+        self._log(action, decisions)
+        return decisions
 
     def require(self, action: str, resource: Entity, context: dict[str, object] | None = None) -> Decision:
         decision = self.decide(action, resource, context)

@@ -3,19 +3,24 @@
 ERP filters batches by plant, material and supplier; a quality-status filter is the QMS's to answer,
 so such a query pages through QMS (which also knows plant, material and supplier of each lot).
 Cursors are opaque offsets into the driving system's ordered list.
+
+The filter sent is narrowed to what the caller may read (`within`), so `totalCount` and `hasNextPage` count
+visible lots only: a supplier asks for its own lots, a plant-scoped caller for lots of its plants, and a filter
+wholly outside the caller's scope is refused rather than answered with another scope's counts.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.contracts.erp import BatchQuery, LotPage
 from gateway.contracts.qms import LotQualityPage, LotStatusQuery
-from gateway.errors import BadUserInput
+from gateway.errors import BadUserInput, Forbidden
 from gateway.model import QualityStatus
 from gateway.upstream import Upstream
+from resolvers.guard import ReadScope
 from resolvers.loaders import Loaders
 
 _PREFIX = "lots:"
@@ -23,10 +28,36 @@ _PREFIX = "lots:"
 
 @dataclass(frozen=True)
 class LotFilter:
-    plant: str | None = None
+    plants: frozenset[str] = frozenset()  # lots of any of these plants; empty: of every plant
     material: str | None = None
     supplier: str | None = None
     quality_status: QualityStatus | None = None
+
+
+def within(where: LotFilter, scope: ReadScope) -> LotFilter:
+    """`where` narrowed to the lots `scope` reads: unchanged when one grant covers it whole (all plants, plants
+    of the caller's, the caller's own supplier), else restricted to the caller's plants or own supplier.
+    Refused when it asks only for lots the caller may not read, or when both of a caller's grants could apply
+    (no single source query counts "these plants or this supplier")."""
+    if (
+        scope.all_plants
+        or (where.plants and where.plants <= scope.plants)
+        or (scope.supplier is not None and where.supplier == scope.supplier)
+    ):
+        return where
+    by_plant = bool(scope.plants) and not where.plants
+    by_supplier = scope.supplier is not None and where.supplier is None
+    if by_plant and by_supplier:
+        raise BadUserInput("filter by plant or by supplier: this token reads lots of both kinds", argument="filter")
+    if by_plant:
+        return replace(where, plants=scope.plants)
+    if by_supplier:
+        return replace(where, supplier=scope.supplier)
+    granted = [*sorted(scope.plants), *([f"supplier {scope.supplier}"] if scope.supplier else [])]
+    raise Forbidden(
+        f"readLot denied: the filter asks for lots outside what this token reads ({', '.join(granted) or 'none'})",
+        policy_ids=(), action="readLot", resource="Lot",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,7 +98,13 @@ async def page(
         batches: list[LotPage] = await upstream.call(
             "erp",
             "batch.list",
-            BatchQuery(plant=where.plant, material=where.material, supplier=where.supplier, top=first, skip=offset),
+            BatchQuery(
+                plants=tuple(sorted(where.plants)),
+                material=where.material,
+                supplier=where.supplier,
+                top=first,
+                skip=offset,
+            ),
         )
         total = batches[0].total
         for lot in batches[0].lots:
@@ -79,7 +116,7 @@ async def page(
             "lot_quality.list",
             LotStatusQuery(
                 status=where.quality_status,
-                plant=where.plant,
+                plants=tuple(sorted(where.plants)),
                 material=where.material,
                 supplier=where.supplier,
                 limit=first,

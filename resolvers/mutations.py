@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.context import GatewayContext
-from gateway.errors import BadUserInput, Forbidden, NotFound
+from gateway.errors import BadUserInput, Forbidden, LotDivergent, NotFound
 from gateway.model import HoldStatus, NonconformanceState
 from gateway.operations.plans import DISPOSITION_STEPS, HOLD_STEPS, RELEASE_STEPS, plan
-from gateway.store.operations import NEEDS_ATTENTION, Operation, OperationState
+from gateway.store.operations import NEEDS_ATTENTION, Operation, OperationState, StepState
 from policies import entities
 from policies.engine import Decision, Entity
-from resolvers import genealogy
+from resolvers import consistency, genealogy
 
 SIGNATURE_WINDOW_SECONDS = 300
 
@@ -28,9 +28,14 @@ def _required(**fields: str) -> None:
 
 
 async def _audit(
-    ctx: GatewayContext, action: str, resource: str, decision: Decision, details: Mapping[str, Any]
-) -> None:
+    ctx: GatewayContext, action: str, resource: str, decision: Decision, details: Mapping[str, Any],
+    about: Entity | None = None,
+) -> None:  # fmt: skip
+    """`about`: the Lot or Operation decided on, whose plants and suppliers scope who may read the entry."""
+    plants, suppliers = entities.plants_and_suppliers(about) if about is not None else (None, None)
     await ctx.runtime.opened_store.audit.append(
+        plants=plants,
+        suppliers=suppliers,
         actor=ctx.principal.sub,
         action=action,
         resource=resource,
@@ -53,7 +58,7 @@ async def _governed(
     denied: Decision | None = None
     for resource in resources:
         decision = ctx.guard.decide(action, resource, dict(context))
-        await _audit(ctx, action, f"Lot::{resource.id}", decision, {"input": payload, "context": context})
+        await _audit(ctx, action, f"Lot::{resource.id}", decision, {"input": payload, "context": context}, resource)
         if not decision.allowed and denied is None:
             denied = decision
     if denied is not None:
@@ -182,10 +187,11 @@ async def _operation(ctx: GatewayContext, op_id: str) -> Operation:
 async def _operator(
     ctx: GatewayContext, action: str, op_id: str, details: Mapping[str, Any], states: Sequence[OperationState]
 ) -> Operation:
-    """Operator actions on operations: allowed to QA managers, audited either way."""
+    """Operator actions on an operation: allowed to QA managers of every plant of its lots, audited either way."""
     op = await _operation(ctx, op_id)
-    decision = ctx.guard.decide("manageOperations", entities.GOVERNANCE)
-    await _audit(ctx, action, f"Operation::{op_id}", decision, details)
+    resource = await ctx.guard.operation_entity(op)
+    decision = ctx.guard.decide("manageOperations", resource)
+    await _audit(ctx, action, f"Operation::{op_id}", decision, details, resource)
     if not decision.allowed:
         raise Forbidden(decision.explanation, policy_ids=decision.policy_ids, action=action, resource="Operation")
     if op.state not in states:
@@ -200,9 +206,29 @@ async def retry_operation(ctx: GatewayContext, op_id: str) -> Operation:
     return await ctx.runtime.operations.executor.run(op_id)
 
 
+async def _refuse_half_applied(ctx: GatewayContext, op: Operation) -> None:
+    """Abandoning leaves every system as it is and nothing resumes the operation, so it is refused while a lot
+    the operation already changed somewhere has systems that disagree (held in QMS, available in WMS) or cannot
+    all be asked: that lot would stay half held, or half released, with no one told. Once the lot's systems
+    agree again (the missing step done by hand, or a reconciliation), the operation can be abandoned."""
+    changed = list(dict.fromkeys(step.lot_id for step in op.steps if step.state is StepState.DONE))
+    assessed = await asyncio.gather(*(consistency.assess(ctx.loaders.fresh, lot_id) for lot_id in changed))
+    unsettled = {lot_id: c for lot_id, c in zip(changed, assessed, strict=True) if c.consistent is not True}
+    if unsettled:
+        raise LotDivergent(
+            f"operation {op.id} is partly applied and the systems of {', '.join(unsettled)} do not agree "
+            "(or could not all be asked): abandoning it would leave them so; let it complete, or bring the "
+            "systems into agreement first",
+            operationId=op.id,
+            lots=[{"lotId": lot_id, "consistent": c.consistent, "disagreements": list(c.disagreements)}
+                  for lot_id, c in unsettled.items()],
+        )  # fmt: skip
+
+
 async def abandon_operation(ctx: GatewayContext, op_id: str, reason: str) -> Operation:
     _required(reason=reason)
     op = await _operator(ctx, "abandonOperation", op_id, {"reason": reason}, NEEDS_ATTENTION)
+    await _refuse_half_applied(ctx, op)
     left = [f"{s.system}:{s.lot_id}" for s in op.steps if s.state.value == "PENDING"]
     await ctx.runtime.operations.store.finish(
         op_id, OperationState.ABANDONED, error=f"abandoned: {reason}; not done: {left}"

@@ -3,6 +3,7 @@ operations (pending ones first of all). Each is itself governed by the policies.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import strawberry
@@ -83,6 +84,10 @@ class AuditEntry:
     correlation_id: str | None
     hash: str
     prev_hash: str
+    plants: list[str] | None = strawberry.field(
+        description="The plants of the lots this entry is about; null when it is about none (or older than this)."
+    )
+    suppliers: list[str] | None
 
 
 @strawberry.type
@@ -90,6 +95,10 @@ class AuditPage:
     entries: list[AuditEntry]
     end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
     has_next_page: bool
+
+
+def _listed(values: tuple[str, ...] | None) -> list[str] | None:
+    return None if values is None else list(values)
 
 
 def _require(info: Info, action: str) -> None:
@@ -140,7 +149,11 @@ class GovernanceQuery:
             explanation=decision.explanation,
         )  # fmt: skip
 
-    @strawberry.field(description="The audit log, oldest first (auditors).", directives=guarded_by("readAudit"))
+    @strawberry.field(
+        description="The audit log, oldest first (auditors): an auditor of some plants reads the entries about "
+        "lots of those plants only; an auditor of every plant reads every entry.",
+        directives=guarded_by("readAudit"),
+    )
     async def audit_log(
         self, info: Info, filter: AuditFilter | None = None, first: int = 50, after: str | None = None
     ) -> AuditPage:
@@ -149,33 +162,45 @@ class GovernanceQuery:
             raise BadUserInput("first must be between 1 and 500", argument="first")
         start = int(after) if after and after.isdigit() else 0
         conditions = vars(filter) if filter else {}
-        rows = await info.context.runtime.opened_store.audit.page(after=start, limit=first + 1, **conditions)
+        scope = info.context.guard.read_scope  # the plants whose lots this auditor reads
+        rows = await info.context.runtime.opened_store.audit.page(
+            after=start, limit=first + 1, plants=None if scope.all_plants else scope.plants, **conditions
+        )
         shown = rows[:first]
         return AuditPage(
-            entries=[AuditEntry(**{**vars(e), "policy_ids": list(e.policy_ids), "details": dict(e.details)})
+            entries=[AuditEntry(**{**vars(e), "policy_ids": list(e.policy_ids), "details": dict(e.details),
+                                   "plants": _listed(e.plants), "suppliers": _listed(e.suppliers)})
                      for e in shown],
             end_cursor=str(shown[-1].seq) if shown else None,
             has_next_page=len(rows) > first,
         )  # fmt: skip
 
     @strawberry.field(
-        description="Operations left pending, oldest first, with why (QA managers).",
+        description="Operations left pending, oldest first, with why: those on lots of the caller's plants "
+        "(QA managers).",
         directives=guarded_by("manageOperations"),
     )
     async def pending_operations(self, info: Info) -> list[Operation]:
         _require(info, "manageOperations")
-        return [Operation.of(op) for op in await info.context.runtime.operations.store.in_state(*NEEDS_ATTENTION)]
+        guard = info.context.guard
+        ops = await info.context.runtime.operations.store.in_state(*NEEDS_ATTENTION)
+        resources = await asyncio.gather(*(guard.operation_entity(op) for op in ops))
+        decisions = guard.decide_all("manageOperations", resources)
+        return [Operation.of(op) for op, decision in zip(ops, decisions, strict=True) if decision.allowed]
 
-    @strawberry.field(description="An operation by id: its own actor, or a QA manager.", directives=AUTHENTICATED)
+    @strawberry.field(
+        description="An operation by id: its own actor, or a QA manager of every plant of its lots.",
+        directives=AUTHENTICATED,
+    )
     async def operation(self, info: Info, id: strawberry.ID) -> Operation | None:
         op = await info.context.runtime.operations.store.get(id)
         if op is None:
             raise NotFound(f"no operation '{id}'", argument="id")
-        require_operation_access(info, op)
+        await require_operation_access(info, op)
         return Operation.of(op)
 
 
-def require_operation_access(info: Info, op: store.Operation) -> None:
-    """An operation is visible to its own actor and to whoever may manage operations."""
-    if op.actor != info.context.principal.sub:
-        _require(info, "manageOperations")
+async def require_operation_access(info: Info, op: store.Operation) -> None:
+    """`readOperation`: its own actor, or a QA manager of all its lots' plants (else FORBIDDEN, like a lot)."""
+    guard = info.context.guard
+    guard.require("readOperation", await guard.operation_entity(op))

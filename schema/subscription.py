@@ -108,7 +108,7 @@ class Subscription:
             op = await store.get(id)
             if op is None:
                 raise NotFound(f"no operation '{id}'", argument="id")
-            require_operation_access(info, op)
+            await require_operation_access(info, op)
             yield Operation.of(op)
             if op.state is OperationState.PENDING:
                 async for _ in sub.stream():

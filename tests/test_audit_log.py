@@ -100,3 +100,29 @@ def test_cli_verify_reports_intact_and_tampered(tmp_path: Path) -> None:
     tampered = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert tampered.returncode == 1
     assert "#4" in tampered.stdout
+
+
+async def test_entries_record_the_plants_of_their_lots_and_scoped_pages_show_only_those(store_url: str) -> None:
+    store = await _store_with_entries(store_url, count=2)  # about no lot, hashed as entries always were
+    try:
+        for resource, plants in (("Lot::A", {"P100"}), ("Lot::B", {"P200"}), ("Operation::R", {"P100", "P200"})):
+            await store.audit.append(actor="qe", action="placeQualityHold", resource=resource, decision="ALLOW",
+                                     reason="test", plants=plants, suppliers={"17300001"})  # fmt: skip
+        assert (await store.audit.verify()).ok
+
+        async def seen(plants: set[str] | None, **paging: int) -> list[str]:
+            return [entry.resource for entry in await store.audit.page(plants=plants, **paging)]
+
+        assert await seen({"P100"}) == ["Lot::A"]
+        assert await seen({"P100", "P200"}) == ["Lot::A", "Lot::B", "Operation::R"]
+        assert await seen({"P100", "P200"}, after=3, limit=1) == ["Lot::B"], "filtered before the limit"
+        assert await seen(set()) == []
+        assert len(await seen(None)) == 5
+        entry = (await store.audit.page(plants={"P200", "P100"}, after=4))[0]
+        assert entry.plants == ("P100", "P200") and entry.suppliers == ("17300001",)
+        async with store.engine.begin() as conn:
+            await conn.execute(text("UPDATE audit_log SET plants = '|P100|' WHERE seq = 5"))
+        result = await store.audit.verify()
+        assert result.first_bad == 5, "a widened scope is an edit"
+    finally:
+        await store.aclose()

@@ -21,7 +21,7 @@ from gateway.model import (
     ProductionOrder,
     Supplier,
 )
-from gateway.sources.erp import ErpConnector, all_equal, quote
+from gateway.sources.erp import ErpConnector, all_equal, any_of, quote
 
 R = TypeVar("R")
 _ODATA_DATE = re.compile(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$")
@@ -147,11 +147,11 @@ class ErpMaterialDocumentItem(Upstream):
 
 
 class BatchQuery(BaseModel):
-    """One page of batches matching the lot filter, ordered by batch number."""
+    """One page of batches matching the lot filter, ordered by batch number; `plants`: any of them (none: all)."""
 
     model_config = ConfigDict(frozen=True)
 
-    plant: str | None = None
+    plants: tuple[str, ...] = ()
     material: str | None = None
     supplier: str | None = None
     top: int = Field(ge=1)
@@ -176,10 +176,11 @@ def _keys_of(entity_set: str, key_field: str, row: type[Upstream]):
 
 
 async def _list_batches(erp: ErpConnector, request: BatchQuery):
-    conditions = {"Plant": request.plant, "Material": request.material, "Supplier": request.supplier}
+    conditions = all_equal({"Material": request.material, "Supplier": request.supplier})
+    terms = [any_of("Plant", request.plants)] if request.plants else []
     return await erp.query(
         "API_BATCH_SRV/Batch",
-        filter=all_equal(conditions),
+        filter=" and ".join([*terms, *([conditions] if conditions else [])]) or None,
         top=request.top,
         skip=request.skip,
         orderby="Batch",

@@ -183,12 +183,13 @@ class QmsHolds(Upstream):
 
 
 class LotStatusQuery(BaseModel):
-    """One page of lots in a canonical quality status, optionally narrowed by plant, material, supplier."""
+    """One page of lots in a canonical quality status, optionally narrowed by plants (any of them), material,
+    supplier."""
 
     model_config = ConfigDict(frozen=True)
 
     status: QualityStatus
-    plant: str | None = None
+    plants: tuple[str, ...] = ()
     material: str | None = None
     supplier: str | None = None
     limit: int = Field(ge=1)
@@ -215,7 +216,7 @@ async def _list_lots(qms: SourceConnector, request: LotStatusQuery):
     return await qms.get(
         "/api/v1/lots",
         status=",".join(qms_native_lot_statuses(request.status)),
-        plant=request.plant,
+        plant=",".join(request.plants) or None,
         material=request.material,
         supplier=request.supplier,
         limit=request.limit,

@@ -14,7 +14,10 @@ from collections.abc import Awaitable, Callable
 from itertools import groupby
 from typing import TypeVar
 
+from gateway.contracts.base import Keys
 from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from gateway.model import Lot
+from gateway.operations.scope import LotScope, lots_of
 from gateway.operations.steps import BATCH_RUNNERS, RUNNERS, BatchRunner, Outcome
 from gateway.store.audit import AuditLog
 from gateway.store.operations import Operation, OperationState, OperationStore, Step, StepState
@@ -204,7 +207,10 @@ class Executor:
             },
         }
         await self.operations.finish(op.id, OperationState.COMPLETED, result=result)
+        scope = await self._scope(done)
         await self.audit.append(
+            plants=scope.plants if scope else None,
+            suppliers=scope.suppliers if scope else None,
             actor=op.actor,
             action=f"{op.kind}.completed",
             resource=f"Operation::{op.id}",
@@ -213,6 +219,18 @@ class Executor:
             details={"steps": result["systems"], "contracts": sorted({s.contract for s in done.steps if s.contract})},
             correlation_id=op.correlation_id,
         )
+
+    async def _scope(self, op: Operation) -> LotScope | None:
+        """Whose lots the completed operation changed, for its audit entry; if the ERP cannot say, the entry is
+        recorded about no lot (all-plants auditors read it) rather than not at all."""
+        try:
+            lot_ids = lots_of(op)
+            batches: list[Lot] = await self.upstream.call("erp", "batch.read", Keys(keys=tuple(lot_ids)))
+            found = {batch.id: batch for batch in batches}
+            return LotScope.of(found.get(lot_id) for lot_id in lot_ids)
+        except GatewayError as exc:
+            log.warning("operation %s: plants of its lots unknown for the audit entry: %s", op.id, exc.code)
+            return None
 
 
 class Resumer:

@@ -4,6 +4,10 @@ Each entry's hash covers its content and the previous entry's hash, so editing, 
 reordering any entry breaks the chain from that point on, and `verify` names the first bad one.
 Appends are serialized (an advisory lock on PostgreSQL, one writer on SQLite) so replicas never fork
 the chain.
+
+An entry about lots records their plants and suppliers, hashed with the rest (entries written before these
+columns existed, and entries about no lot, hash as they always did). A plant-scoped auditor reads only entries
+whose plants are all theirs; entries about no lot are for all-plants auditors only.
 """
 
 from __future__ import annotations
@@ -11,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, select, text
+from sqlalchemy import ColumnElement, and_, func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store.tables import audit_log, record, utc
@@ -39,6 +43,8 @@ class AuditEntry:
     correlation_id: str | None
     prev_hash: str
     hash: str
+    plants: tuple[str, ...] | None = None  # of the lots the entry is about; None: about no lot
+    suppliers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,36 @@ def entry_hash(prev_hash: str, seq: int, content: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_SEP = "|"
+
+
+def _joined(values: Iterable[str] | None) -> str | None:
+    """`|P100|P200|`: each value between separators, so `_within` can strike out whole values."""
+    if values is None:
+        return None
+    listed = sorted(set(values))
+    if any(_SEP in value for value in listed):
+        raise ValueError(f"a plant or supplier id contains {_SEP!r}: {listed}")
+    return _SEP + _SEP.join(listed) + _SEP if listed else _SEP
+
+
+def _split(joined: str | None) -> tuple[str, ...] | None:
+    return None if joined is None else tuple(value for value in joined.split(_SEP) if value)
+
+
+def _within(column: Any, plants: Collection[str]) -> ColumnElement[bool]:
+    """Every value in the joined `column` is one of `plants` (a subset test any SQL dialect can run: strike
+    out each allowed `|P|`, and nothing may be left); NULL (about no lot) is never within."""
+    remaining: Any = column
+    for plant in sorted(plants):
+        remaining = func.replace(remaining, f"{_SEP}{plant}{_SEP}", _SEP)
+    return and_(column.is_not(None), remaining == literal(_SEP))
+
+
 def _content(row: Mapping[str, Any]) -> dict[str, Any]:
+    scope = {name: _split(row[name]) for name in ("plants", "suppliers") if row.get(name) is not None}
     return {
+        **scope,
         "at": utc(row["at"]).isoformat(),
         "actor": row["actor"],
         "action": row["action"],
@@ -87,8 +121,13 @@ class AuditLog:
         policy_ids: Sequence[str] = (),
         details: Mapping[str, Any] | None = None,
         correlation_id: str | None = None,
+        plants: Iterable[str] | None = None,
+        suppliers: Iterable[str] | None = None,
     ) -> AuditEntry:
+        """Append one entry; `plants` and `suppliers` are those of the lots it is about (None: about no lot)."""
         row: dict[str, Any] = {
+            "plants": _joined(plants),
+            "suppliers": _joined(suppliers if suppliers is not None or plants is None else ()),
             "at": datetime.now(UTC),
             "actor": actor,
             "action": action,
@@ -111,10 +150,13 @@ class AuditLog:
 
     async def page(
         self, *, actor: str | None = None, action: str | None = None, resource: str | None = None,
-        decision: str | None = None, after: int = 0, limit: int = 50,
+        decision: str | None = None, after: int = 0, limit: int = 50, plants: Collection[str] | None = None,
     ) -> list[AuditEntry]:  # fmt: skip
-        """Entries after sequence number `after`, oldest first, matching every filter given."""
+        """Entries after sequence number `after`, oldest first, matching every filter given; with `plants`, only
+        entries about lots all of those plants (filtered in the query, so pages stay full)."""
         conditions = [audit_log.c.seq > after]
+        if plants is not None:
+            conditions.append(_within(audit_log.c.plants, plants))
         for column, value in (("actor", actor), ("action", action), ("resource", resource), ("decision", decision)):
             if value is not None:
                 conditions.append(audit_log.c[column] == value)
@@ -145,4 +187,7 @@ async def _lock_chain(conn: AsyncConnection) -> None:
 
 
 def _entry(row: Mapping[str, Any]) -> AuditEntry:
-    return record(AuditEntry, row, at=utc(row["at"]), policy_ids=tuple(row["policy_ids"]))
+    return record(
+        AuditEntry, row, at=utc(row["at"]), policy_ids=tuple(row["policy_ids"]), plants=_split(row["plants"]),
+        suppliers=_split(row["suppliers"]),
+    )  # fmt: skip

@@ -72,6 +72,8 @@ audit_log = Table(
     Column("correlation_id", String(128)),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("plants", Text),  # `|P100|P200|`: plants of the lots the entry is about (audit.py); NULL: no lot
+    Column("suppliers", Text),
 )
 
 ingest_cursors = Table(
