@@ -18,10 +18,9 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, StoreConflict
 from gateway.store.tables import operation_steps, operations, record, utc
 
 
@@ -132,7 +131,7 @@ class OperationStore:
                             for seq, s in enumerate(steps, start=1)
                         ],
                     )  # fmt: skip
-        except IntegrityError:
+        except StoreConflict:
             existing = await self.by_key(actor, idempotency_key)
             if existing is None:
                 raise
