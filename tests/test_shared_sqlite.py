@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -14,7 +15,7 @@ import httpx
 
 from gateway.auth import AuthSettings, DevSigner
 from simulators import Dataset
-from tests.conftest import Plant, gateway_process
+from tests.conftest import Plant, gateway_process, start_gateway
 
 HOLD = """mutation($lot: ID!, $key: String!) {
   placeQualityHold(input: {lotId: $lot, reasonCode: "QH01", reason: "suspected contamination", idempotencyKey: $key}) {
@@ -62,3 +63,17 @@ def test_duplicates_over_two_processes_on_one_sqlite_file_make_one_operation_and
         env=dict(os.environ, LOTGRAPH_DATA_DIR=str(tmp_path)), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert verify.returncode == 0 and "hash chain verified" in verify.stdout, verify.stdout + verify.stderr
+
+
+def test_a_database_error_reaches_the_client_without_its_sql(plant: Plant, dataset: Dataset) -> None:
+    """With the audit table gone from under it, a development gateway's mutation fails with a coded error
+    that names neither the statement, the table nor the parameters."""
+    lot = _released_lot(dataset)
+    with start_gateway(plant) as gateway:
+        with sqlite3.connect(gateway.settings.data_dir / "lotgraph.db") as db:
+            db.execute("DROP TABLE audit_log")
+        variables = {"lot": lot, "key": uuid.uuid4().hex}
+        result = gateway.execute(HOLD, variables, token=gateway.token("quality_engineer"))
+    (error,) = result["errors"]
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert not any(word in error["message"] for word in ("SQL", "audit_log", "INSERT", "SELECT", lot)), error

@@ -67,7 +67,10 @@ def _typed_error(context: ExceptionContext) -> StoreError | None:
     if isinstance(error, exc.IntegrityError):
         return StoreConflict("the store refused a duplicate or inconsistent row")  # callers expecting it catch it
     log.warning("store error: %s", error)
-    if isinstance(error, exc.OperationalError | exc.InterfaceError):
+    transient = isinstance(error, exc.OperationalError) and any(
+        word in str(context.original_exception).lower() for word in ("locked", "busy", "timeout", "timed out")
+    )  # SQLite reports a missing table as an OperationalError too: only waiting too long is "unavailable"
+    if context.is_disconnect or transient:
         return StoreUnavailable("the gateway's store did not answer in time (busy or unreachable); retry")
     return StoreError("the gateway's store failed; the log has the details")
 
