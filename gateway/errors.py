@@ -47,6 +47,20 @@ class LotDivergent(GatewayError):
     code = "LOT_DIVERGENT"
 
 
+class StoreError(GatewayError):
+    """The gateway's own database failed; its SQL and parameters go to the log, never into an answer."""
+
+
+class StoreUnavailable(StoreError):
+    """The database was busy past its timeout or could not be reached: the same request may succeed later."""
+
+    code = "STORE_UNAVAILABLE"
+
+
+class StoreConflict(StoreError):
+    """A write broke a uniqueness rule; the store's callers that expect one (idempotency keys) catch it."""
+
+
 class UpstreamError(GatewayError):
     """A source system could not give a usable answer; `source` names it."""
 

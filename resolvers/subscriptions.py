@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from gateway.context import GatewayContext
 from gateway.errors import GatewayError
-from gateway.events.bus import Position, position
+from gateway.events.bus import START, Position, position
 from gateway.events.envelope import Event, EventType
 from gateway.events.fanout import Listener
 
@@ -84,7 +84,7 @@ class Subscription:
                         yield event
             while True:
                 event = await _next(self._listener, deadline)
-                if last is not None and position(event.cursor or "0-0") <= last:
+                if last is not None and position(event.cursor or START) <= last:
                     continue  # already sent from the replay
                 if self._visible(event):
                     metrics.event_delivery_seconds.observe((datetime.now(UTC) - event.ingested).total_seconds())

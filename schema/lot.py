@@ -10,6 +10,8 @@ import strawberry
 from gateway import model
 from gateway.context import GatewayContext
 from gateway.errors import BadUserInput, NotFound
+from gateway.limits import WALK, Walk
+from gateway.settings import Settings
 from resolvers import consistency, genealogy
 from schema.access import guarded_by
 from schema.consistency import Consistency
@@ -20,6 +22,8 @@ from schema.production import ProductionOrder
 from schema.quality import Inspection, Nonconformance, QualityHold
 
 Info = strawberry.Info[GatewayContext, None]
+# A genealogy without `maxDepth` is priced (gateway/limits.py) as deep as one may go by default.
+_DEEPEST: int = Settings.model_fields["max_genealogy_depth"].default
 
 
 @strawberry.type(description="Stock of a lot as the ERP books it, per storage location and stock type.")
@@ -178,7 +182,8 @@ class Lot:
         return [QualityHold.of(h) for h in await info.context.loaders.holds.load(self.id)]
 
     @strawberry.field(
-        description="The traceability graph around this lot: every lot within `maxDepth` links, and the links."
+        description="The traceability graph around this lot: every lot within `maxDepth` links, and the links.",
+        metadata={WALK: Walk("maxDepth", assumed_depth=_DEEPEST)},
     )
     async def genealogy(
         self,

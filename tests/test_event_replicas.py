@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from gateway.auth import AuthSettings, DevSigner
+from gateway.events.bus import position
 from simulators import Dataset
 from tests.conftest import GatewayProcess, Plant, gateway_process, start_gateway
 from tests.events import (
@@ -109,7 +110,7 @@ async def test_an_event_ingested_by_one_replica_reaches_subscribers_of_both(
     for event in received:
         assert (event["id"], event["cursor"], event["lotId"]) == (answer["id"], answer["cursor"], lot.id)
         assert event["payload"]["quality_status"] == "REJECTED"
-    assert "-" in answer["cursor"] and int(answer["cursor"].split("-")[0]) > 0, "a Redis stream id"
+    assert position(answer["cursor"])[0] > 0, "a Redis stream id (milliseconds, sequence)"
 
 
 HOLD = """mutation($lot: ID!, $key: String!) {

@@ -74,3 +74,34 @@ def test_depth_limits_the_walk(gateway: Gateway, dataset: Dataset) -> None:
 def test_depth_out_of_range_is_bad_user_input(gateway: Gateway, dataset: Dataset) -> None:
     result = gateway.execute(QUERY, {"id": dataset.recall_lot, "direction": "UPSTREAM", "depth": 0})
     assert result["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+NESTED = """query($id: ID!) { lot(id: $id) { genealogy(direction: DOWNSTREAM, maxDepth: 3) {
+  nodes { genealogy(direction: UPSTREAM, maxDepth: 1) { depthReached } } } } }"""
+PAGE = """query($n: Int!, $depth: Int!) { lots(first: $n) { edges { node { id
+  genealogy(direction: UPSTREAM, maxDepth: $depth) { depthReached nodes { id } } } } } }"""
+
+
+def test_genealogy_under_genealogy_nodes_is_refused_before_any_upstream_request(
+    gateway: Gateway, plant: Plant, dataset: Dataset
+) -> None:
+    """One walk per lot reached (11,000 lots three levels below the recall lot) is refused as such, whatever
+    the depths; nothing is asked upstream."""
+    plant.reset_stats()
+    result = gateway.execute(NESTED, {"id": dataset.recall_lot})
+    assert result["errors"][0]["extensions"]["code"] == "NESTED_GENEALOGY", result
+    assert "data" not in result or result["data"] is None
+    assert sum(plant.served().values()) == 0
+
+
+def test_a_page_of_deep_genealogies_is_priced_by_its_levels(gateway: Gateway, plant: Plant) -> None:
+    """Each lot's walk is upstream requests of its own: 300 lots walked 20 levels deep is refused as too costly
+    before any upstream request; 100 lots one level deep is admitted and makes one MES request per lot."""
+    plant.reset_stats()
+    costly = gateway.execute(PAGE, {"n": 300, "depth": 20})
+    assert costly["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY", costly
+    assert costly["errors"][0]["extensions"]["measured"] > 300 * 20 * 1000
+    assert sum(plant.served().values()) == 0
+    page = gateway.data(PAGE, {"n": 100, "depth": 1})["lots"]["edges"]
+    assert len(page) == 100 and all(edge["node"]["genealogy"]["depthReached"] <= 1 for edge in page)
+    assert plant.requests_served("mes") <= 100 + 5

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from gateway.auth import AuthSettings, DevSigner
+from gateway.events.bus import position
 from gateway.settings import Mode
 from simulators import Dataset
 from tests.conftest import Gateway, Plant, start_gateway
@@ -261,7 +262,7 @@ def any_bus(request: pytest.FixtureRequest, plant: Plant) -> Iterator[tuple[Gate
 
 
 def in_bus_order(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(answers, key=lambda answer: tuple(int(part) for part in answer["cursor"].split("-")))
+    return sorted(answers, key=lambda answer: position(answer["cursor"]))
 
 
 async def test_resuming_after_a_cursor_loses_and_repeats_nothing(

@@ -3,8 +3,10 @@
 Dedupe, append and trimming are one Lua script, so two replicas ingesting the same event (an ERP poll, a webhook
 retried to another replica) store it once, and the id of the newest entry trimmed is recorded beside the stream:
 Redis's own `max-deleted-entry-id` follows XDEL only, not MAXLEN trimming, so it cannot tell a resuming client
-that events after its cursor are gone. Each replica tails the stream with XREAD from where it started
-and hands every entry to its own fan-out; replay is XRANGE from the client's cursor.
+that events after its cursor are gone. The stream's epoch (`gateway.events.bus`) is kept beside it too, created by
+the first append after the keys were made or flushed (SET NX), and written into every entry, so all replicas
+hand out the same cursors and a cursor from before a flush is refused. Each replica tails the stream with XREAD
+from where it started and hands every entry to its own fan-out; replay is XRANGE from the client's cursor.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from gateway.events.bus import Bus, CursorExpired, position
+from gateway.events.bus import Bus, Cursor, CursorExpired, new_epoch, position, resume_from
 from gateway.events.envelope import Event
 from gateway.events.fanout import Fanout
 
@@ -25,14 +27,18 @@ log = logging.getLogger("lotgraph.events")
 STREAM = "lotgraph:events"
 SEEN = "lotgraph:events:seen:"
 TRIMMED = "lotgraph:events:trimmed"
+EPOCH = "lotgraph:events:epoch"
 PAGE = 500
 
-# KEYS: stream, seen-key, trimmed-key; ARGV: event json, dedupe seconds, retention, trim batch.
-# Returns the new entry id, or false for a duplicate. Trims exactly the oldest entries past `retention`, once
-# `batch` of them have piled up (amortized cost), and records the newest id it removed.
+# KEYS: stream, seen-key, trimmed-key, epoch-key; ARGV: event json, dedupe seconds, retention, trim batch,
+# a new epoch (kept only if the stream has none). Returns {entry id, epoch}, or false for a duplicate. Trims
+# exactly the oldest entries past `retention`, once `batch` of them have piled up (amortized cost), and records
+# the newest id it removed.
 APPEND = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return false end
-local id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[1])
+redis.call('SET', KEYS[4], ARGV[5], 'NX')
+local epoch = redis.call('GET', KEYS[4])
+local id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[1], 'epoch', epoch)
 redis.call('SET', KEYS[2], id, 'EX', ARGV[2])
 local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[3])
 if excess >= tonumber(ARGV[4]) then
@@ -40,12 +46,18 @@ if excess >= tonumber(ARGV[4]) then
   redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[3])
   redis.call('SET', KEYS[3], gone[#gone][1])
 end
-return id
+return {id, epoch}
 """
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _event(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Event:
+    """A stream entry as the event it holds, with its cursor."""
+    cursor = Cursor(_text(fields.get(b"epoch", b"")), position(_text(entry_id)))
+    return Event.model_validate_json(fields[b"event"]).at(str(cursor))
 
 
 class RedisBus(Bus):
@@ -61,21 +73,24 @@ class RedisBus(Bus):
 
     async def publish(self, event: Event) -> Event | None:
         entry = await self._append(
-            keys=[STREAM, SEEN + event.id, TRIMMED],
-            args=[event.model_dump_json(), self.dedupe_seconds, self.retention, self.trim_batch],
+            keys=[STREAM, SEEN + event.id, TRIMMED, EPOCH],
+            args=[event.model_dump_json(), self.dedupe_seconds, self.retention, self.trim_batch, new_epoch()],
         )
-        return None if entry is None else event.at(_text(entry))
+        if entry is None:
+            return None
+        entry_id, epoch = map(_text, entry)
+        return event.at(str(Cursor(epoch, position(entry_id))))
 
     async def replay(self, after: str) -> AsyncIterator[Event]:
-        start = position(after)
-        trimmed = await self.redis.get(TRIMMED)
+        epoch, trimmed = await self.redis.mget(EPOCH, TRIMMED)
+        start = resume_from(after, None if epoch is None else _text(epoch))
         if trimmed is not None and start < position(_text(trimmed)):
             raise CursorExpired(f"events after {after} are no longer retained", argument="after")
-        cursor = after
-        while entries := await self.redis.xrange(STREAM, min=f"({cursor}", count=PAGE):
+        last = "{}-{}".format(*start)
+        while entries := await self.redis.xrange(STREAM, min=f"({last}", count=PAGE):
             for entry_id, fields in entries:
-                cursor = _text(entry_id)
-                yield Event.model_validate_json(fields[b"event"]).at(cursor)
+                last = _text(entry_id)
+                yield _event(entry_id, fields)
 
     async def _info(self) -> dict[str, Any] | None:
         try:
@@ -106,7 +121,7 @@ class RedisBus(Bus):
             for _stream, entries in answer or ():
                 for entry_id, fields in entries:
                     last = _text(entry_id)
-                    self.fanout.deliver(Event.model_validate_json(fields[b"event"]).at(last))
+                    self.fanout.deliver(_event(entry_id, fields))
 
     async def aclose(self) -> None:
         if self._tail is not None:

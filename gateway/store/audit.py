@@ -2,8 +2,8 @@
 
 Each entry's hash covers its content and the previous entry's hash, so editing, removing or
 reordering any entry breaks the chain from that point on, and `verify` names the first bad one.
-Appends are serialized (an advisory lock on PostgreSQL, one writer on SQLite) so replicas never fork
-the chain.
+Appends are serialized (`engine.serialized`: an advisory lock on PostgreSQL, the write lock taken at BEGIN on
+SQLite) so replicas, or two processes on one SQLite file, never fork the chain.
 
 An entry about lots records their plants and suppliers, hashed with the rest (entries written before these
 columns existed, and entries about no lot, hash as they always did). A plant-scoped auditor reads only entries
@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import ColumnElement, and_, func, literal, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.store.engine import serialized
 from gateway.store.tables import audit_log, record, utc
 
 GENESIS = "0" * 64
@@ -138,8 +139,7 @@ class AuditLog:
             "details": json.loads(json.dumps(dict(details or {}), default=str)),
             "correlation_id": correlation_id,
         }
-        async with self._local, self.engine.begin() as conn:
-            await _lock_chain(conn)
+        async with self._local, serialized(self.engine, _LOCK_ID) as conn:
             last = (
                 await conn.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1))
             ).first()
@@ -179,11 +179,6 @@ class AuditLog:
                     return Verification(count, row["seq"], "content does not match its hash (edited)")
                 prev, expected_seq = row["hash"], expected_seq + 1
         return Verification(count, None, None)
-
-
-async def _lock_chain(conn: AsyncConnection) -> None:
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
 
 
 def _entry(row: Mapping[str, Any]) -> AuditEntry:

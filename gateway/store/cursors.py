@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.errors import StoreConflict
 from gateway.store.tables import ingest_cursors
 
 
@@ -31,5 +31,5 @@ class IngestCursors:
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(ingest_cursors.insert().values(source=source, cursor=cursor, updated_at=now))
-        except IntegrityError:  # another replica wrote the first row meanwhile
+        except StoreConflict:  # another replica wrote the first row meanwhile
             await self.put(source, cursor)

@@ -18,10 +18,9 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, StoreConflict
 from gateway.store.tables import lot_leases, operation_steps, operations, record, utc
 
 
@@ -135,7 +134,7 @@ class OperationStore:
                             for seq, s in enumerate(steps, start=1)
                         ],
                     )  # fmt: skip
-        except IntegrityError:
+        except StoreConflict:
             existing = await self.by_key(actor, idempotency_key)
             if existing is None:
                 raise
@@ -231,7 +230,7 @@ class OperationStore:
                     await conn.execute(
                         lot_leases.insert(), [{"lot_id": lot, "operation_id": op_id, "until": until} for lot in chunk]
                     )
-        except IntegrityError:
+        except StoreConflict:
             return False
         return True
 
