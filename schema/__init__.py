@@ -16,6 +16,7 @@ from gateway import correlation
 from gateway.errors import GatewayError
 from gateway.limits import LimitSettings, limits_extension
 from gateway.telemetry import RequestMetrics
+from gateway.trusted import TrustedDocuments
 from schema.governance import GovernanceQuery
 from schema.mutation import Mutation
 from schema.query import Query
@@ -50,7 +51,9 @@ class Schema(strawberry.federation.Schema):
                 log.error("unexpected error at %s [correlation_id=%s]", error.path, cid, exc_info=original)
 
 
-def build_schema(*, introspection: bool, limits: LimitSettings | None = None) -> Schema:
+def build_schema(
+    *, introspection: bool, limits: LimitSettings | None = None, trusted: TrustedDocuments | None = None
+) -> Schema:
     # Clients send the same few documents over and over: parse and validate each once.
     extensions: list[Any] = [
         lambda: ParserCache(maxsize=1024),
@@ -58,6 +61,8 @@ def build_schema(*, introspection: bool, limits: LimitSettings | None = None) ->
         limits_extension(limits or LimitSettings()),
         RequestMetrics,
     ]
+    if trusted is not None:
+        extensions.append(trusted.extension())  # after ValidationCache: its refusal replaces validation's errors
     if not introspection:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return Schema(
