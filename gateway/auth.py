@@ -175,7 +175,10 @@ def _moment(claims: Mapping[str, Any], name: str) -> datetime | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise Unauthenticated(f"the token's {name!r} claim must be a NumericDate")
-    return datetime.fromtimestamp(value, UTC)
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):  # e.g. 1e20: signed, yet no moment a clock can reach
+        raise Unauthenticated(f"the token's {name!r} claim is out of range") from None
 
 
 class Unauthenticated(Exception):
@@ -399,6 +402,10 @@ class Authenticator:
             raise Unauthenticated(f"the token lacks the required claim(s) {exc.claim}") from exc
         except InvalidClaimError as exc:
             raise Unauthenticated(self._invalid_claim(exc.claim)) from exc
+        auth_time = claims.get("auth_time")
+        if isinstance(auth_time, int | float) and auth_time > time.time() + self.settings.leeway_seconds:
+            # A sign-in in the future would pass every "signed in recently" policy for as long as the token lives.
+            raise Unauthenticated("the token's 'auth_time' claim lies in the future")
 
     def _invalid_claim(self, claim: str) -> str:
         if claim == "nbf":

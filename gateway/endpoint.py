@@ -84,10 +84,14 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
 
     def decode_json(self, data: str | bytes) -> object:
         """JSON from a body, a GET parameter or a WebSocket message; whatever cannot be read, however deeply it
-        nests, is a `JSONDecodeError`, which each transport answers as bad input (400, close 4400)."""
+        nests, or text that is not Unicode (a lone surrogate "\\ud800") is a `JSONDecodeError`, which each
+        transport answers as bad input (400, close 4400)."""
         try:
-            return json.loads(data)
-        except (RecursionError, UnicodeDecodeError) as exc:
+            value = json.loads(data)
+            if ("\\ud" if isinstance(data, str) else b"\\ud") in data.lower():  # type: ignore[operator]
+                json.dumps(value, ensure_ascii=False).encode()  # escaped surrogates must come in pairs
+            return value
+        except (RecursionError, UnicodeError) as exc:
             raise json.JSONDecodeError(f"unreadable JSON ({exc.__class__.__name__})", "", 0) from None
 
     def parse_json(self, data: str | bytes) -> Any:
