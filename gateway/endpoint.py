@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,8 +37,6 @@ from gateway.sse import event_stream, wants_event_stream
 from gateway.telemetry import current_traceparent
 from gateway.trusted import TrustedDocuments
 from schema import error_code
-
-log = logging.getLogger("lotgraph.endpoint")
 
 
 def _close_reason(text: str) -> str:
@@ -234,13 +231,6 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
                 {"errors": [{"message": exc.reason, "extensions": {"code": "BAD_REQUEST"}}]},
                 status_code=exc.status_code,
             )
-        except Exception:
-            # A bug outside the schema (which codes its own errors): still a GraphQL-shaped answer, never bare text.
-            cid = correlation.current.get()
-            log.exception("unexpected error handling a request [correlation_id=%s]", cid)
-            error = {"message": f"Internal error; quote correlation id {cid} to find it in the logs.",
-                     "extensions": {"code": "INTERNAL_SERVER_ERROR", "correlationId": cid}}  # fmt: skip
-            response = JSONResponse({"errors": [error]}, status_code=500)
         if traceparent := current_traceparent():
             response.headers["traceparent"] = traceparent  # the trace to look up for this request
         await response(scope, receive, send)
