@@ -30,6 +30,7 @@ from gateway.resilience import BreakerState
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.store.operations import OperationState
+from gateway.trusted import TrustedDocuments
 from schema import build_schema
 
 
@@ -66,9 +67,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     runtime = Runtime.create(settings)
     if settings.events.containment.enabled:
         runtime.events.reactions.append(Containment(runtime, settings.events.containment))
-    schema = build_schema(introspection=settings.introspection_enabled, limits=settings.limits)
+    trusted = TrustedDocuments(settings.trusted_documents)
+    schema = build_schema(introspection=settings.introspection_enabled, limits=settings.limits, trusted=trusted)
     federate(schema, settings.subgraphs, router_directives=settings.router_directives)
-    graphql = GraphQLEndpoint(schema, runtime)
+    graphql = GraphQLEndpoint(schema, runtime, trusted)
 
     webhooks = WebhookEndpoint(runtime.events, settings.events.webhook_secrets)
 

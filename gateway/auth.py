@@ -178,7 +178,10 @@ def _moment(claims: Mapping[str, Any], name: str) -> datetime | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise Unauthenticated(f"the token's {name!r} claim must be a NumericDate")
-    return datetime.fromtimestamp(value, UTC)
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):  # e.g. 1e20: signed, yet no moment a clock can reach
+        raise Unauthenticated(f"the token's {name!r} claim is out of range") from None
 
 
 class Unauthenticated(Exception):

@@ -8,7 +8,7 @@ production its message is masked and replaced by the correlation id that finds t
 from __future__ import annotations
 
 import asyncio
-from contextvars import ContextVar
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,20 +25,18 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from gateway import correlation
-from gateway.auth import Principal, Unauthenticated
+from gateway.auth import Unauthenticated
 from gateway.cache import stale_reads
 from gateway.context import GatewayContext
-from gateway.errors import GatewayError
+from gateway.errors import DocumentRefused, GatewayError
 from gateway.limits import ClientRateLimits
 from gateway.quota import RedisQuota
 from gateway.runtime import Runtime
 from gateway.settings import Mode
 from gateway.sse import event_stream, wants_event_stream
 from gateway.telemetry import current_traceparent
-from gateway.trusted import DocumentRefused, TrustedDocuments
+from gateway.trusted import TrustedDocuments
 from schema import error_code
-
-_principal: ContextVar[Principal | None] = ContextVar("lotgraph_principal", default=None)
 
 
 def _close_reason(text: str) -> str:
@@ -63,11 +61,11 @@ class WebSocketAdapter(ASGIWebSocketAdapter):
 class GraphQLEndpoint(GraphQL[GatewayContext, None]):
     websocket_adapter_class = WebSocketAdapter
 
-    def __init__(self, schema: Any, runtime: Runtime) -> None:
+    def __init__(self, schema: Any, runtime: Runtime, trusted: TrustedDocuments) -> None:
         super().__init__(schema, graphql_ide="graphiql" if runtime.settings.graphiql_enabled else None)
         self.runtime = runtime
         self.settings = runtime.settings
-        self.trusted = TrustedDocuments(runtime.settings.trusted_documents)
+        self.trusted = trusted
         limits = runtime.settings.limits
         shared = (
             RedisQuota(runtime.redis, "client", limits.client_rps, limits.client_burst)
@@ -77,12 +75,28 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         self.client_limits = ClientRateLimits(limits.client_rps, limits.client_burst, shared)
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
-        """The request as strawberry parses it, with persisted documents resolved and the allowlist applied."""
+        """The request as strawberry parses it, with persisted documents resolved (the allowlist is the schema's)."""
         data = await super().parse_http_body(request)
-        principal = _principal.get()
-        if isinstance(data, list) or principal is None:
-            return data
-        return self.trusted.resolve(data, principal)
+        return data if isinstance(data, list) else self.trusted.resolve(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON from a body, a GET parameter or a WebSocket message; whatever cannot be read, however deeply it
+        nests, or text that is not Unicode (a lone surrogate "\\ud800") is a `JSONDecodeError`, which each
+        transport answers as bad input (400, close 4400)."""
+        try:
+            value = json.loads(data)
+            if ("\\ud" if isinstance(data, str) else b"\\ud") in data.lower():  # type: ignore[operator]
+                json.dumps(value, ensure_ascii=False).encode()  # escaped surrogates must come in pairs
+            return value
+        except (RecursionError, UnicodeError) as exc:
+            raise json.JSONDecodeError(f"unreadable JSON ({exc.__class__.__name__})", "", 0) from None
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """A request body (or its GET `variables`, `extensions`) must be a JSON object, or a list of them."""
+        value = super().parse_json(data)
+        if not isinstance(value, dict | list):
+            raise HTTPException(400, "a GraphQL request, its variables and extensions are JSON objects")
+        return value
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> GatewayContext:
         stale_reads.set([])
@@ -131,14 +145,15 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
                                 "extensions": {"code": "RATE_LIMITED", "retryAfter": round(wait, 3)}}]}  # fmt: skip
             return JSONResponse(body, status_code=429, headers={"Retry-After": str(max(1, round(wait)))})
         request.scope["lotgraph.principal"] = caller
-        _principal.set(caller)
         return None
 
     async def _run_within_budget(self, request: Request) -> Response:
         budget = self.settings.limits.operation_timeout
         try:
             async with asyncio.timeout(budget):
-                return await self.run(request)
+                response = await self.run(request)
+            response.status_code = request.scope.get("lotgraph.status", response.status_code)
+            return response
         except TimeoutError:
             # Any operation cut short stays recorded and is finished by the resumer, so nothing is lost.
             message = f"the operation did not finish within {budget} s"
@@ -150,6 +165,9 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         return self.graphql_ide is not None and request.method == "GET" and "text/html" in accept
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        refusals = [e.original_error for e in result.errors or () if isinstance(e.original_error, DocumentRefused)]
+        if result.data is None and refusals and len(refusals) == len(result.errors or ()):
+            request.scope["lotgraph.status"] = refusals[0].status  # over HTTP, a refused document is a 403
         response: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
             response["errors"] = [self._format(error) for error in result.errors]
@@ -206,9 +224,7 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
             else:
                 response = await self._run_within_budget(request)
         except DocumentRefused as exc:
-            # APQ clients look for this exact answer (200 with the code) before sending the document.
-            status = 200 if exc.code == "PERSISTED_QUERY_NOT_FOUND" else 403
-            response = JSONResponse({"errors": [{"message": str(exc), "extensions": {"code": exc.code}}]}, status)
+            response = JSONResponse({"errors": [{"message": str(exc), "extensions": exc.extensions}]}, exc.status)
         except HTTPException as exc:
             # A request that is not GraphQL at all still gets a GraphQL-shaped answer saying why.
             response = JSONResponse(

@@ -27,6 +27,25 @@ class BadUserInput(GatewayError):
     code = "BAD_USER_INPUT"
 
 
+class DocumentRefused(GatewayError):
+    """The gateway will not run the document as sent (trusted documents); over HTTP the answer has `status`."""
+
+    status = 403
+
+
+class PersistedQueryNotFound(DocumentRefused):
+    code = "PERSISTED_QUERY_NOT_FOUND"
+    status = 200  # APQ clients look for exactly this answer before sending the document
+
+
+class PersistedQueryHashMismatch(DocumentRefused):
+    code = "PERSISTED_QUERY_HASH_MISMATCH"
+
+
+class OperationNotAllowed(DocumentRefused):
+    code = "OPERATION_NOT_ALLOWED"
+
+
 class NotFound(GatewayError):
     code = "NOT_FOUND"
 

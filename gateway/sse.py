@@ -30,10 +30,10 @@ def _bad_request(message: str) -> JSONResponse:
     return JSONResponse({"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]}, status_code=400)
 
 
-async def _request_data(request: Request) -> GraphQLRequestData | str:
+async def _request_data(endpoint: GraphQLEndpoint, request: Request) -> GraphQLRequestData | str:
     """The GraphQL request in the body, or what is wrong with it."""
     try:
-        body = await request.json()
+        body = endpoint.decode_json(await request.body())
     except ValueError:
         return "the body must be a JSON GraphQL request"
     if not isinstance(body, dict):
@@ -45,10 +45,10 @@ async def _request_data(request: Request) -> GraphQLRequestData | str:
 
 
 async def event_stream(endpoint: GraphQLEndpoint, request: Request) -> Response:
-    data = await _request_data(request)
+    data = await _request_data(endpoint, request)
     if isinstance(data, str):
         return _bad_request(data)
-    data = endpoint.trusted.resolve(data, request.scope["lotgraph.principal"])
+    data = endpoint.trusted.resolve(data)
     context = await endpoint.get_context(request, Response())
     results = await endpoint.schema.stream(
         data.query, variable_values=data.variables, context_value=context, operation_name=data.operation_name

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError, GraphQLSyntaxError
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
+from strawberry.federation.schema import FederationAny
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from gateway import correlation
-from gateway.errors import GatewayError
+from gateway.errors import BadUserInput, GatewayError
 from gateway.limits import LimitSettings, limits_extension
 from gateway.telemetry import RequestMetrics
+from gateway.trusted import TrustedDocuments
 from schema.governance import GovernanceQuery
 from schema.mutation import Mutation
 from schema.query import Query
@@ -23,6 +27,7 @@ from schema.subscription import Subscription
 
 log = logging.getLogger("lotgraph.graphql")
 FEDERATION_VERSION = "2.7"  # @authenticated and @requiresScopes, which routers enforce, need 2.5 or newer
+SUGGESTION = re.compile(r" ?Did you mean .*?\?")  # graphql-core's `did_you_mean`, and scalar leafs' hint
 
 
 def error_code(error: GraphQLError) -> str:
@@ -31,26 +36,52 @@ def error_code(error: GraphQLError) -> str:
         return "GRAPHQL_PARSE_FAILED"
     if error.original_error is None:
         return "GRAPHQL_VALIDATION_FAILED" if error.path is None else "BAD_USER_INPUT"
+    if error.path is None and isinstance(error.original_error, GraphQLError):
+        return "BAD_USER_INPUT"  # a variable's value does not fit its type (graphql-core wraps the reason)
     return "INTERNAL_SERVER_ERROR"
 
 
 class Schema(strawberry.federation.Schema):
+    hide_suggestions = False  # with introspection off, "Did you mean 'lots'?" would reveal the schema instead
+
+    def entities_resolver(self, info: strawberry.Info, representations: list[FederationAny]) -> list[FederationAny]:
+        """A router's `_entities`: each representation must name an entity type of lotgraph and its `id` (the one
+        key); anything else is that entry's BAD_USER_INPUT, and only the key reaches `resolve_reference`."""
+        results: list[Any] = []
+        for index, representation in enumerate(representations):
+            fields = representation if isinstance(representation, dict) else {}
+            resolve, key = self._reference_resolver(fields.get("__typename")), fields.get("id")
+            if resolve is None or not isinstance(key, str | int) or isinstance(key, bool):
+                message = f"representation {index} must name an entity type and its 'id'"
+                results.append(BadUserInput(message, argument="representations"))
+            else:
+                results.append(resolve(info=info, id=str(key)))
+        return results
+
+    def _reference_resolver(self, type_name: object) -> Callable[..., Any] | None:
+        """`resolve_reference` of the entity type called `type_name`, if there is one."""
+        concrete = self.schema_converter.type_map.get(type_name) if isinstance(type_name, str) else None
+        return getattr(getattr(concrete and concrete.definition, "origin", None), "resolve_reference", None)
+
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         """Give every error its `extensions.code` (whatever the transport), and log it: expected errors
         (upstream down, bad input) are one line; only bugs get a traceback."""
         cid = correlation.current.get()
         for error in errors:
+            if self.hide_suggestions:
+                error.message = SUGGESTION.sub("", error.message)
             if "code" not in (error.extensions or {}):
                 error.extensions = {**(error.extensions or {}), "code": error_code(error)}
-            original = error.original_error
-            if original is None or isinstance(original, GatewayError):
-                code = (error.extensions or {}).get("code", "GRAPHQL_VALIDATION_FAILED")
+            original, code = error.original_error, (error.extensions or {}).get("code")
+            if code != "INTERNAL_SERVER_ERROR" or isinstance(original, GatewayError):
                 log.info("%s at %s: %s [correlation_id=%s]", code, error.path, error.message, cid)
             else:
                 log.error("unexpected error at %s [correlation_id=%s]", error.path, cid, exc_info=original)
 
 
-def build_schema(*, introspection: bool, limits: LimitSettings | None = None) -> Schema:
+def build_schema(
+    *, introspection: bool, limits: LimitSettings | None = None, trusted: TrustedDocuments | None = None
+) -> Schema:
     # Clients send the same few documents over and over: parse and validate each once.
     extensions: list[Any] = [
         lambda: ParserCache(maxsize=1024),
@@ -58,12 +89,16 @@ def build_schema(*, introspection: bool, limits: LimitSettings | None = None) ->
         limits_extension(limits or LimitSettings()),
         RequestMetrics,
     ]
+    if trusted is not None:
+        extensions.append(trusted.extension())  # after ValidationCache: its refusal replaces validation's errors
     if not introspection:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
-    return Schema(
+    schema = Schema(
         federation_version=FEDERATION_VERSION,
         query=merge_types("Query", (Query, GovernanceQuery)),
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
     )
+    schema.hide_suggestions = not introspection
+    return schema

@@ -160,7 +160,10 @@ class GovernanceQuery:
         _require(info, "readAudit")
         if not 1 <= first <= 500:
             raise BadUserInput("first must be between 1 and 500", argument="first")
-        start = int(after) if after and after.isdigit() else 0
+        # "²".isdigit(), yet int("²") fails; and a sequence number fits 64 bits
+        if after and not (after.isascii() and after.isdigit() and len(after) < 19):
+            raise BadUserInput(f"'{after[:64]}' is not a cursor this log gave out", argument="after")
+        start = int(after) if after else 0
         conditions = vars(filter) if filter else {}
         scope = info.context.guard.read_scope  # the plants whose lots this auditor reads
         rows = await info.context.runtime.opened_store.audit.page(

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, Key, RSAKey
@@ -37,6 +38,9 @@ from gateway.auth import (
 from gateway.cli import main
 from gateway.errors import ConfigurationError
 from gateway.servers import ServerGroup, free_port
+from gateway.settings import Mode
+from tests.conftest import Plant, start_gateway
+from tests.events import WsClient
 
 ISSUER = "https://idp.plant.example"
 AUDIENCE = "lotgraph"
@@ -378,3 +382,34 @@ def test_token_command_is_refused_in_production(
     assert "refused in production" in str(exited.value.code)
     assert capsys.readouterr().out == ""
     assert not (tmp_path / "dev-signing-key.pem").exists()
+
+
+ODD_MOMENTS = [("exp", 1e20), ("exp", 2**70), ("auth_time", 1e20), ("auth_time", -1e20), ("iat", 1e20),
+               ("exp", "soon")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("claim", "value"), ODD_MOMENTS, ids=[f"{c}={v}" for c, v in ODD_MOMENTS])
+async def test_signed_moments_out_of_range_are_refused(authenticator: Authenticator, claim: str, value: Any) -> None:
+    """A validly signed token whose NumericDate no clock reaches is refused, saying which claim, never an overflow."""
+    assert claim in await refusal(authenticator, f"Bearer {sign(**{claim: value})}")
+
+
+async def test_out_of_range_moments_over_http_and_websocket(plant: Plant, tmp_path: Path) -> None:
+    """In production, a token with `exp` or `auth_time` of 1e20 is a 401 with a reason over HTTP, and closes the
+    WebSocket 4403 with the reason (not an abrupt close)."""
+    (key := tmp_path / "idp.json").write_text(json.dumps(jwks(K1)))
+    auth = AuthSettings(issuer=ISSUER, audience=AUDIENCE, key_file=key)
+    tokens = [sign(exp=1e20), sign(auth_time=1e20)]
+    with start_gateway(plant, mode=Mode.PRODUCTION, auth=auth) as gateway:
+        async with httpx.AsyncClient(timeout=30) as client:
+            answers = [await client.post(f"{gateway.url}/graphql", json={"query": "{ __typename }"},
+                                         headers={"Authorization": f"Bearer {t}"}) for t in tokens]  # fmt: skip
+        closes = []
+        for token in tokens:
+            async with WsClient.connect(gateway.url, token) as ws:
+                closes.append(await ws.closed())
+    assert [a.status_code for a in answers] == [401, 401]
+    assert [a.json()["errors"][0]["extensions"]["code"] for a in answers] == ["UNAUTHENTICATED"] * 2
+    assert "'exp'" in answers[0].json()["errors"][0]["message"]
+    assert [c.code for c in closes] == [4403, 4403], closes
+    assert all(c.reason.startswith("unauthenticated") and "claim" in c.reason for c in closes), closes

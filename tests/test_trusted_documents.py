@@ -7,9 +7,12 @@ from pathlib import Path
 
 import httpx
 
+from gateway.auth import AuthSettings, DevSigner
 from gateway.limits import LimitSettings
+from gateway.settings import Mode
 from gateway.trusted import TrustedDocumentSettings, digest
 from tests.conftest import Plant, start_gateway
+from tests.events import WsClient, error_codes, sse_subscribe, until_subscriptions
 
 REGISTERED = "query Contracts { contracts { name } }"
 OTHER = "{ contracts { name status } }"
@@ -63,3 +66,42 @@ def test_each_client_has_its_own_rate_limit(plant: Plant) -> None:
     assert answers[2].json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
     assert int(answers[2].headers["retry-after"]) >= 1
     assert other.status_code == 200
+
+
+REGISTERED_EVENTS = "subscription Events { qualityEvents { id type } }"
+OTHER_EVENTS = "subscription { qualityEvents { id } }"
+
+
+async def test_every_transport_passes_the_allowlist(plant: Plant, tmp_path: Path) -> None:
+    """In production, a supplier in allowlist mode is refused an unregistered query or subscription with
+    OPERATION_NOT_ALLOWED whichever transport carries it (POST, GET, SSE, graphql-transport-ws), and runs the
+    registered ones over each."""
+    signer = DevSigner.load_or_create(tmp_path / "idp-private.pem")
+    (key := tmp_path / "idp.json").write_text(json.dumps(signer.jwks()))
+    auth = AuthSettings(key_file=key)
+    token = signer.mint("supplier-app", roles=("supplier",), supplier_id="100001", issuer=auth.issuer,
+                        audience=auth.audience)  # fmt: skip
+    manifest = tmp_path / "operations.json"
+    manifest.write_text(json.dumps({digest(d): d for d in (REGISTERED, REGISTERED_EVENTS)}))
+    trusted = TrustedDocumentSettings(manifest=manifest, enforce_for_roles=("supplier",))
+    with start_gateway(plant, mode=Mode.PRODUCTION, auth=auth, trusted_documents=trusted) as gateway:
+        async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
+            posted = await client.post(f"{gateway.url}/graphql", json={"query": OTHER})
+            got = await client.get(f"{gateway.url}/graphql", params={"query": OTHER})
+            async with sse_subscribe(client, gateway.url, OTHER_EVENTS, token=token) as sse:
+                streamed = await sse.next()
+            async with WsClient.connect(gateway.url, token) as ws:
+                await ws.acknowledged()
+                for sub_id, document in (("query", OTHER), ("events", OTHER_EVENTS), ("ok", REGISTERED)):
+                    await ws.subscribe(sub_id, document)
+                refused = [await ws.message("query"), await ws.message("events")]
+                registered = await ws.event("ok")
+                await ws.subscribe("live", REGISTERED_EVENTS)
+                await until_subscriptions(client, gateway.url, 1)
+                await ws.stop("live")
+            await until_subscriptions(client, gateway.url, 0)
+    assert (posted.status_code, got.status_code) == (403, 403)
+    assert [r.json()["errors"][0]["extensions"]["code"] for r in (posted, got)] == ["OPERATION_NOT_ALLOWED"] * 2
+    assert [e["extensions"]["code"] for e in streamed[1]["errors"]] == ["OPERATION_NOT_ALLOWED"]
+    assert [error_codes(message) for message in refused] == [["OPERATION_NOT_ALLOWED"]] * 2, refused
+    assert registered, "a registered query runs over the WebSocket"

@@ -43,7 +43,8 @@ def parse(cursor: str) -> Cursor:
     """A cursor's stream and place; a string that is not a cursor is the client's mistake."""
     epoch, _, place = cursor.rpartition(":")
     first, sep, second = place.partition("-")
-    if not (sep and first.isdigit() and second.isdigit() and (epoch.isalnum() or not epoch)):
+    # ASCII only: str.isdigit also accepts "²", which int() refuses.
+    if not (sep and cursor.isascii() and first.isdigit() and second.isdigit() and (epoch.isalnum() or not epoch)):
         raise BadUserInput(f"'{cursor}' is not an event cursor", argument="after")
     return Cursor(epoch, (int(first), int(second)))
 

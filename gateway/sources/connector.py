@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from gateway import correlation
-from gateway.errors import NotFound, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import BadUserInput, NotFound, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from gateway.quota import RedisQuota
 from gateway.resilience import Guarded
 from gateway.settings import SourceSettings
@@ -59,6 +59,12 @@ class SourceConnector:
         retried only if `idempotent` (default: GET); map every failure onto a typed error (HTTP error
         statuses too, unless `check` is False: then the caller reads the status itself)."""
         retryable = method in ("GET", "HEAD") if idempotent is None else idempotent
+        try:
+            self.client.build_request(method, path, params=kwargs.get("params"))  # the URL only: no I/O, no body
+        except httpx.InvalidURL as exc:
+            # Only what a client sent (an id of 100,000 characters) makes a URL too long: its mistake, not the
+            # source's, so it is refused before the source's protections (breaker, retries) count it.
+            raise BadUserInput(f"the request is too long to send to {self.name.upper()}") from exc
         return await self.guarded.call(lambda: self._send(method, path, check, **kwargs), idempotent=retryable)
 
     async def _send(self, method: str, path: str, check: bool, **kwargs: Any) -> httpx.Response:
