@@ -21,6 +21,8 @@ from tests.test_quality_holds import HOLD, HOLDS, RELEASE, USED, _blocked_everyw
 # The ERP books goods movements slowly: the window in which a release has checked QMS for other holds
 # and read the lot's stock, but not yet posted the unblocking movement.
 SLOW_POSTING = {"latency_ms": 1500, "paths": ["*/A_MaterialDocumentHeader"]}
+# Lots from the middle of the plant: the graph tests read the first ones as seeded.
+FIRST = 10_000
 OPERATION = "query($id: ID!) { operation(id: $id) { state steps { system state lastError } } }"
 
 
@@ -66,7 +68,7 @@ def _erp_blocked(plant: Plant, lot: str) -> bool:
 def test_a_hold_placed_while_a_release_runs_leaves_every_system_blocked(
     ops_gateway: Gateway, plant: Plant, dataset: Dataset
 ) -> None:
-    lots = [_releasable(dataset, USED, regulated=False) for _ in range(3)]
+    lots = [_releasable(dataset, USED, regulated=False, start=FIRST) for _ in range(3)]
     engineer, manager = ops_gateway.token("quality_engineer"), ops_gateway.token("qa_manager", mfa=True)
     for lot in lots:
         ops_gateway.data(HOLD, {"lot": lot, "key": _key()}, token=engineer)
@@ -94,7 +96,7 @@ def test_a_hold_placed_while_a_release_runs_leaves_every_system_blocked(
 def test_operations_on_one_lot_take_turns_across_two_gateway_processes(
     plant: Plant, dataset: Dataset, tmp_path: Path, postgres_url: str
 ) -> None:
-    lots = [_releasable(dataset, USED, regulated=False) for _ in range(2)]
+    lots = [_releasable(dataset, USED, regulated=False, start=FIRST) for _ in range(2)]
     env = {"STORE_URL": postgres_url, "OPERATION_RETRY_SECONDS": "0.3"}
     with gateway_process(plant, tmp_path, **env) as first, gateway_process(plant, tmp_path, **env) as second:
         first.wait_ready()
@@ -125,7 +127,7 @@ def test_operations_on_one_lot_take_turns_across_two_gateway_processes(
 def test_a_404_from_the_wms_move_is_an_upstream_error_not_no_stock(
     ops_gateway: Gateway, plant: Plant, dataset: Dataset, mutation: str
 ) -> None:
-    lot = _releasable(dataset, USED, regulated=False)
+    lot = _releasable(dataset, USED, regulated=False, start=FIRST)
     engineer = ops_gateway.token("quality_engineer")
     if mutation == "release":
         ops_gateway.data(HOLD, {"lot": lot, "key": _key()}, token=engineer)
@@ -167,7 +169,7 @@ def _lot_without_wms_stock(plant: Plant) -> str:
 
 
 def test_a_release_never_rests_on_stale_evidence(ops_gateway: Gateway, plant: Plant, dataset: Dataset) -> None:
-    lot = _releasable(dataset, USED, regulated=False)
+    lot = _releasable(dataset, USED, regulated=False, start=FIRST)
     ops_gateway.data(HOLD, {"lot": lot, "key": _key()}, token=ops_gateway.token("quality_engineer"))
     manager = ops_gateway.token("qa_manager", mfa=True)
     evidence = "query($lot: ID!) { lot(id: $lot) { inspections { id passed } nonconformances { id state } } }"

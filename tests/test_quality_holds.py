@@ -49,13 +49,14 @@ def _blocked_everywhere(plant: Plant, lot_id: str) -> bool:
     )
 
 
-def _releasable(dataset: Dataset, used: set[str], *, regulated: bool) -> str:
-    """A released lot with stock everywhere, a passed latest inspection and no open nonconformance."""
+def _releasable(dataset: Dataset, used: set[str], *, regulated: bool, start: int = 0) -> str:
+    """A released lot with stock everywhere, a passed latest inspection and no open nonconformance; the first
+    from the `start`-th lot of the plant on (modules that change lots keep to ranges of their own)."""
     open_nc = {nc.lot for nc in dataset.nonconformances.values() if nc.state != "CLOSED"}
     latest: dict[str, object] = {}
     for inspection in sorted(dataset.inspection_lots.values(), key=lambda i: i.created_at):
         latest[inspection.lot] = inspection
-    for lot in dataset.lots.values():
+    for lot in list(dataset.lots.values())[start:]:
         inspection = latest.get(lot.id)
         if (
             lot.id not in used and lot.id not in dataset.divergent and lot.quality_status == "RELEASED"
