@@ -47,7 +47,7 @@ class Runtime:
         setup_tracing(settings.telemetry)
         metrics = Metrics()
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-        upstream = Upstream.open(settings.sources, metrics, settings.cache, redis, settings.redis_url)
+        upstream = Upstream.open(settings.sources, metrics, settings.cache, redis)
         return cls(
             settings=settings,
             metrics=metrics,

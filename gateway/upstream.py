@@ -23,11 +23,11 @@ from gateway.telemetry import Metrics
 class Upstream:
     def __init__(
         self, sources: Sources, connectors: Connectors, metrics: Metrics | None = None,
-        cache: CacheSettings | None = None, redis_url: str | None = None,
+        cache: CacheSettings | None = None, redis: Redis | None = None,
     ) -> None:  # fmt: skip
         self.connectors = connectors
         self.metrics = metrics or Metrics()
-        self.cache = ReadCache(cache or CacheSettings(), self.metrics.count_cache, redis_url=redis_url)
+        self.cache = ReadCache(cache or CacheSettings(), self.metrics.count_cache, redis=redis)
         self.contracts: dict[tuple[str, str], Contract[Any, Any, Any]] = {}
         for contract in REGISTRY.values():
             version = getattr(sources, contract.source).version
@@ -37,13 +37,13 @@ class Upstream:
     @classmethod
     def open(
         cls, sources: Sources, metrics: Metrics | None = None, cache: CacheSettings | None = None,
-        redis: Redis | None = None, redis_url: str | None = None,
+        redis: Redis | None = None,
     ) -> Upstream:  # fmt: skip
-        return cls(sources, Connectors.open(sources, redis), metrics, cache, redis_url)
+        """With `redis`, the replicas share it: rate-limit quotas and the read cache."""
+        return cls(sources, Connectors.open(sources, redis), metrics, cache, redis)
 
     async def aclose(self) -> None:
         await self.connectors.aclose()
-        await self.cache.aclose()
 
     def contract(self, source: str, operation: str) -> Contract[Any, Any, Any]:
         return self.contracts[(source, operation)]
