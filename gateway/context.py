@@ -3,11 +3,14 @@ and this request's own loaders and authorization guard (fresh per request, so no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from graphql import GraphQLError
+
 from gateway.auth import Principal
+from gateway.errors import GatewayError
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.upstream import Upstream
@@ -23,6 +26,7 @@ class GatewayContext:
     principal: Principal
     correlation_id: str
     connection_params: dict[str, Any] | None = None  # a WebSocket's `connection_init` payload
+    notices: list[GraphQLError] = field(default_factory=list)  # errors to report beside the data (schema.Notices)
 
     @cached_property
     def loaders(self) -> Loaders:
@@ -43,6 +47,11 @@ class GatewayContext:
         """The caller's own `Authorization` credential as it arrived (HTTP header or `connection_init`)."""
         params = self.connection_params or {}
         return params.get("Authorization") or params.get("authorization") or self.request.headers.get("authorization")
+
+    def notify(self, error: GatewayError, info: Any) -> None:
+        """Report `error` at the field `info` resolves, while its data is still returned."""
+        path = info.path.as_list()
+        self.notices.append(GraphQLError(str(error), path=path, original_error=error, extensions=error.extensions))
 
     def act_as(self, principal: Principal) -> None:
         """Decide for `principal` from now on (a WebSocket learns its caller only from `connection_init`)."""

@@ -80,6 +80,13 @@ class StoreConflict(StoreError):
     """A write broke a uniqueness rule; the store's callers that expect one (idempotency keys) catch it."""
 
 
+class GenealogyRedacted(GatewayError):
+    """A notice beside data, not a failure: a genealogy left out lots the caller may not read, so a recall trace
+    built from it would be incomplete; `redactedCount` says how many."""
+
+    code = "GENEALOGY_REDACTED"
+
+
 class UpstreamError(GatewayError):
     """A source system could not give a usable answer; `source` names it."""
 

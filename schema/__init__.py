@@ -10,7 +10,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError, GraphQLSyntaxError
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
+from strawberry.extensions import AddValidationRules, ParserCache, SchemaExtension, ValidationCache
 from strawberry.federation.schema import FederationAny
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
@@ -39,6 +39,18 @@ def error_code(error: GraphQLError) -> str:
     if error.path is None and isinstance(error.original_error, GraphQLError):
         return "BAD_USER_INPUT"  # a variable's value does not fit its type (graphql-core wraps the reason)
     return "INTERNAL_SERVER_ERROR"
+
+
+class Notices(SchemaExtension):
+    """Errors a resolver reported beside its data (`GatewayContext.notify`), added to the result's errors on every
+    transport: the data stands, and the client is told what it lacks."""
+
+    def on_execute(self):  # type: ignore[no-untyped-def]
+        yield
+        result = self.execution_context.result
+        notices = getattr(self.execution_context.context, "notices", None)
+        if result is not None and notices:
+            result.errors = [*(result.errors or []), *notices]
 
 
 class Schema(strawberry.federation.Schema):
@@ -88,6 +100,7 @@ def build_schema(
         lambda: ValidationCache(maxsize=1024),
         limits_extension(limits or LimitSettings()),
         RequestMetrics,
+        Notices,
     ]
     if trusted is not None:
         extensions.append(trusted.extension())  # after ValidationCache: its refusal replaces validation's errors

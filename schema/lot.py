@@ -9,7 +9,7 @@ import strawberry
 
 from gateway import model
 from gateway.context import GatewayContext
-from gateway.errors import BadUserInput, NotFound
+from gateway.errors import BadUserInput, GenealogyRedacted, NotFound
 from gateway.limits import WALK, Walk
 from gateway.settings import Settings
 from resolvers import consistency, genealogy
@@ -197,7 +197,13 @@ class Lot:
         if not 1 <= depth <= settings.max_genealogy_depth:
             raise BadUserInput(f"maxDepth must be between 1 and {settings.max_genealogy_depth}", argument="maxDepth")
         walk = await genealogy.walk(info.context.upstream, self.id, direction, depth)
-        return Genealogy.of(walk, readable=await info.context.guard.readable_lots(walk.nodes))
+        traced = Genealogy.of(walk, readable=await info.context.guard.readable_lots(walk.nodes))
+        if traced.redacted_count:  # said without being asked: a recall built from this trace would miss lots
+            info.context.notify(GenealogyRedacted(
+                f"{traced.redacted_count} of {len(walk.nodes)} lots of this genealogy are outside what you may read "
+                "and are left out", redactedCount=traced.redacted_count,
+            ), info)  # fmt: skip
+        return traced
 
     @strawberry.field(description="What ERP, QMS, WMS and MES each say about this lot, and where they disagree.")
     async def consistency(self, info: Info) -> Consistency | None:

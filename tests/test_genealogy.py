@@ -105,3 +105,18 @@ def test_a_page_of_deep_genealogies_is_priced_by_its_levels(gateway: Gateway, pl
     page = gateway.data(PAGE, {"n": 100, "depth": 1})["lots"]["edges"]
     assert len(page) == 100 and all(edge["node"]["genealogy"]["depthReached"] <= 1 for edge in page)
     assert plant.requests_served("mes") <= 100 + 5
+
+
+def test_a_trace_that_leaves_lots_out_says_so_unasked(gateway: Gateway, dataset: Dataset) -> None:
+    """The README's recall, by a quality engineer of P100 and P200: the data comes with a GENEALOGY_REDACTED error
+    counting the lots left out, though the query did not select `redactedCount`; an all-plants caller gets none."""
+    query = """query($id: ID!) { lot(id: $id) { genealogy(direction: DOWNSTREAM, maxDepth: 6) { nodes { id } } } }"""
+    scoped = gateway.execute(
+        query, {"id": dataset.recall_lot}, token=gateway.token("quality_engineer", plants=("P100", "P200"))
+    )
+    everyone = gateway.data(query, {"id": dataset.recall_lot}, token=gateway.token("qa_manager"))
+    shown, total = len(scoped["data"]["lot"]["genealogy"]["nodes"]), len(everyone["lot"]["genealogy"]["nodes"])
+    assert 0 < shown < total
+    (notice,) = scoped["errors"]
+    assert notice["extensions"] == {"code": "GENEALOGY_REDACTED", "redactedCount": total - shown}
+    assert notice["path"] == ["lot", "genealogy"] and f"{total - shown} of {total} lots" in notice["message"]

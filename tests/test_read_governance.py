@@ -52,14 +52,18 @@ def test_supplier_lists_only_its_own_lots(gateway: Gateway, dataset: Dataset) ->
 def test_supplier_genealogy_and_nested_paths_hide_other_lots(gateway: Gateway, dataset: Dataset) -> None:
     supplier, own, _ = _supplier_lots(dataset)
     token = gateway.token("supplier", plants=(), supplier=supplier)
-    graph = gateway.data(
+    traced = gateway.execute(
         "query($id: ID!) { lot(id: $id) { genealogy(direction: DOWNSTREAM, maxDepth: 3) "
         "{ redactedCount nodes { id supplier { id } } edges { from to } } } }",
         {"id": own},
         token=token,
-    )["lot"]["genealogy"]
+    )
+    graph = traced["data"]["lot"]["genealogy"]
     assert all(node["supplier"] and node["supplier"]["id"] == supplier for node in graph["nodes"])
     assert graph["redactedCount"] > 0, "the downstream lots exist but are not shown"
+    (notice,) = traced["errors"]  # said without being asked: a trace with lots left out is no complete recall
+    assert notice["extensions"] == {"code": "GENEALOGY_REDACTED", "redactedCount": graph["redactedCount"]}
+    assert notice["path"] == ["lot", "genealogy"]
     # An inspection of another supplier's lot must not open a side door to that lot.
     foreign = next(i for i in dataset.inspection_lots.values() if dataset.lots[i.lot].supplier != supplier)
     result = gateway.execute(
