@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import strawberry
@@ -12,11 +12,14 @@ from graphql import GraphQLError, GraphQLSyntaxError
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
 from strawberry.federation.schema import FederationAny
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.tools import merge_types
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from gateway import correlation
-from gateway.errors import BadUserInput, GatewayError
+from gateway.errors import BadUserInput, GatewayError, SubscriptionNeedsStream
 from gateway.limits import LimitSettings, limits_extension
 from gateway.telemetry import RequestMetrics
 from gateway.trusted import TrustedDocuments
@@ -43,6 +46,18 @@ def error_code(error: GraphQLError) -> str:
 
 class Schema(strawberry.federation.Schema):
     hide_suggestions = False  # with introspection off, "Did you mean 'lots'?" would reveal the schema instead
+
+    async def execute(self, *args: Any, allowed_operation_types: Iterable[OperationType] | None = None,
+                      **kwargs: Any) -> ExecutionResult:  # fmt: skip
+        """One answer, so never a subscription (the streaming transports call `stream`): strawberry would run it as
+        a query and fail on its null. Refused after parsing, before validation or any resolver runs."""
+        allowed = set(allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES) - {OperationType.SUBSCRIPTION}
+        try:
+            return await super().execute(*args, allowed_operation_types=allowed, **kwargs)
+        except InvalidOperationTypeError as exc:
+            if exc.operation_type is OperationType.SUBSCRIPTION:
+                raise SubscriptionNeedsStream() from None
+            raise
 
     def entities_resolver(self, info: strawberry.Info, representations: list[FederationAny]) -> list[FederationAny]:
         """A router's `_entities`: each representation must name an entity type of lotgraph and its `id` (the one

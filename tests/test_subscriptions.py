@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from gateway.auth import AuthSettings, DevSigner
 from gateway.events.bus import position
 from gateway.settings import Mode
 from simulators import Dataset
-from tests.conftest import Gateway, Plant, start_gateway
+from tests.conftest import Gateway, Plant, production_auth, start_gateway
 from tests.events import (
     LOT_STATUS_CHANGED,
     QUALITY_EVENTS,
@@ -148,6 +150,37 @@ async def test_a_bad_token_over_sse_is_401_before_streaming(gateway: Gateway, cl
         assert sse.response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     async with sse_subscribe(client, gateway.url, QUALITY_EVENTS, token=gateway.token("quality_engineer")) as sse:
         assert sse.response.status_code == 200, "the same request with a good token streams"
+
+
+@pytest.mark.parametrize("transport", ["POST application/json", "GET", "POST multipart/mixed"])
+@pytest.mark.parametrize("mode", [Mode.DEVELOPMENT, Mode.PRODUCTION])
+def test_a_subscription_over_plain_http_is_refused_naming_the_transports_that_carry_it(
+    plant: Plant, gateway: Gateway, tmp_path: Path, caplog: pytest.LogCaptureFixture, transport: str, mode: Mode
+) -> None:
+    """A subscription is a stream: sent as a plain POST, a GET or with Apollo's multipart Accept (not supported yet),
+    it is refused 400 SUBSCRIPTION_NEEDS_STREAM before anything runs, the message naming graphql-transport-ws and
+    SSE, and nothing is logged as a bug. The same document over SSE streams (test_websocket_and_sse_...)."""
+    query = "subscription { qualityEvents { id } }"
+    accept = 'multipart/mixed;subscriptionSpec="1.0", application/json' if "multipart" in transport else None
+    with (
+        start_gateway(plant, mode=mode, auth=production_auth(tmp_path))
+        if mode is Mode.PRODUCTION
+        else nullcontext(gateway) as target
+    ):
+        headers = {
+            "Authorization": f"Bearer {target.token('quality_engineer')}",
+            **({"Accept": accept} if accept else {}),
+        }
+        with caplog.at_level(logging.INFO):
+            if transport == "GET":
+                response = httpx.get(f"{target.url}/graphql", params={"query": query}, headers=headers, timeout=30)
+            else:
+                response = httpx.post(f"{target.url}/graphql", json={"query": query}, headers=headers, timeout=30)
+    assert response.status_code == 400, response.text
+    (error,) = response.json()["errors"]
+    assert error["extensions"]["code"] == "SUBSCRIPTION_NEEDS_STREAM", error
+    assert "graphql-transport-ws" in error["message"] and "text/event-stream" in error["message"], error["message"]
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], "logged as a bug"
 
 
 async def test_production_refuses_subscribers_without_a_token(
