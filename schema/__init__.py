@@ -46,6 +46,7 @@ def error_code(error: GraphQLError) -> str:
 
 class Schema(strawberry.federation.Schema):
     hide_suggestions = False  # with introspection off, "Did you mean 'lots'?" would reveal the schema instead
+    mask_errors = False  # production: see `_masked`
 
     async def execute(self, *args: Any, allowed_operation_types: Iterable[OperationType] | None = None,
                       **kwargs: Any) -> ExecutionResult:  # fmt: skip
@@ -79,23 +80,44 @@ class Schema(strawberry.federation.Schema):
         return getattr(getattr(concrete and concrete.definition, "origin", None), "resolve_reference", None)
 
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
-        """Give every error its `extensions.code` (whatever the transport), and log it: expected errors
-        (upstream down, bad input) are one line; only bugs get a traceback."""
-        cid = correlation.current.get()
+        """Give every error its `extensions.code`, log it (expected errors, upstream down or bad input, are one
+        line; only bugs get a traceback), then mask it when `mask_errors`. Every transport (HTTP, SSE,
+        graphql-transport-ws) formats errors after this, so this is the one place answers are masked."""
+        context = getattr(execution_context, "context", None)
+        cid = getattr(context, "correlation_id", None) or correlation.current.get()
         for error in errors:
             if self.hide_suggestions:
                 error.message = SUGGESTION.sub("", error.message)
-            if "code" not in (error.extensions or {}):
-                error.extensions = {**(error.extensions or {}), "code": error_code(error)}
-            original, code = error.original_error, (error.extensions or {}).get("code")
-            if code != "INTERNAL_SERVER_ERROR" or isinstance(original, GatewayError):
-                log.info("%s at %s: %s [correlation_id=%s]", code, error.path, error.message, cid)
-            else:
+            extensions = {**(error.extensions or {})}
+            extensions.setdefault("code", error_code(error))
+            original, code = error.original_error, extensions["code"]
+            unexpected = code == "INTERNAL_SERVER_ERROR" and not isinstance(original, GatewayError)
+            if unexpected:
                 log.error("unexpected error at %s [correlation_id=%s]", error.path, cid, exc_info=original)
+                extensions["correlationId"] = cid
+            else:
+                log.info("%s at %s: %s [correlation_id=%s]", code, error.path, error.message, cid)
+            if self.mask_errors:
+                error.message = _masked(error.message, extensions, cid, unexpected)
+            error.extensions = extensions
+
+
+def _masked(message: str, extensions: dict[str, Any], cid: str | None, unexpected: bool) -> str:
+    """Production answers say what failed, never how: no stack traces, upstream paths, statuses or payloads."""
+    if unexpected:
+        return f"Internal error; quote correlation id {cid} to find it in the logs."
+    if isinstance(source := extensions.get("source"), str):
+        extensions.pop("status", None)
+        return f"{source.upper()} could not give a usable answer ({extensions['code']}); correlation id {cid}."
+    return message
 
 
 def build_schema(
-    *, introspection: bool, limits: LimitSettings | None = None, trusted: TrustedDocuments | None = None
+    *,
+    introspection: bool,
+    limits: LimitSettings | None = None,
+    trusted: TrustedDocuments | None = None,
+    mask_errors: bool = False,
 ) -> Schema:
     # Clients send the same few documents over and over: parse and validate each once.
     extensions: list[Any] = [
@@ -116,4 +138,5 @@ def build_schema(
         extensions=extensions,
     )
     schema.hide_suggestions = not introspection
+    schema.mask_errors = mask_errors
     return schema

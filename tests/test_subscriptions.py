@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from collections import Counter
@@ -181,6 +182,28 @@ def test_a_subscription_over_plain_http_is_refused_naming_the_transports_that_ca
     assert error["extensions"]["code"] == "SUBSCRIPTION_NEEDS_STREAM", error
     assert "graphql-transport-ws" in error["message"] and "text/event-stream" in error["message"], error["message"]
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], "logged as a bug"
+
+
+async def test_production_masks_websocket_errors_like_http(plant: Plant, dataset: Dataset, tmp_path: Path) -> None:
+    """With QMS down, a query over graphql-transport-ws answers what the same query over HTTP does: the code, the
+    source and a message with only the system's name and the correlation id (no upstream path or status). Both
+    pass `schema.Schema.process_errors`, as a subscription's results do."""
+    lot = next(iter(supplied_lots(dataset)))
+    query = "query($id: ID!) { lot(id: $id) { id qualityStatus } }"
+    with start_gateway(plant, mode=Mode.PRODUCTION, auth=production_auth(tmp_path)) as prod:
+        token = prod.token("qa_manager")
+        plant.fault("qms", down=True)
+        over_http = prod.execute(query, {"id": lot.id}, token=token)["errors"]
+        async with WsClient.connect(prod.url, token) as ws:
+            await ws.acknowledged()
+            await ws.subscribe("q", query, {"id": lot.id})
+            over_ws = (await ws.message("q"))["payload"]["errors"]
+    for errors in (over_http, over_ws):
+        (error,) = errors
+        assert error["extensions"] == {"code": "UPSTREAM_UNAVAILABLE", "source": "qms"}, error
+        assert re.fullmatch(r"QMS could not give a usable answer \(UPSTREAM_UNAVAILABLE\); correlation id \w+\.",
+                            error["message"]), error["message"]  # fmt: skip
+    assert over_ws[0]["path"] == over_http[0]["path"]
 
 
 async def test_production_refuses_subscribers_without_a_token(
