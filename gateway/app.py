@@ -28,7 +28,7 @@ from gateway.federation.supergraph import federate
 from gateway.limits import BodySizeLimit
 from gateway.resilience import BreakerState
 from gateway.runtime import Runtime
-from gateway.settings import Settings
+from gateway.settings import Mode, Settings
 from gateway.store.operations import OperationState
 from gateway.trusted import TrustedDocuments
 from schema import build_schema
@@ -68,7 +68,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if settings.events.containment.enabled:
         runtime.events.reactions.append(Containment(runtime, settings.events.containment))
     trusted = TrustedDocuments(settings.trusted_documents)
-    schema = build_schema(introspection=settings.introspection_enabled, limits=settings.limits, trusted=trusted)
+    production = settings.mode is Mode.PRODUCTION
+    schema = build_schema(
+        introspection=settings.introspection_enabled, limits=settings.limits, trusted=trusted, mask_errors=production
+    )
     federate(schema, settings.subgraphs, router_directives=settings.router_directives)
     graphql = GraphQLEndpoint(schema, runtime, trusted)
 

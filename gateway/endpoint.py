@@ -1,8 +1,7 @@
-"""The `/graphql` endpoint: a context per request, and an `extensions.code` on every error.
+"""The `/graphql` endpoint: authentication, a context per request, HTTP statuses.
 
-Errors raised as `GatewayError` already carry their code. What graphql-core reports on its own
-(syntax, validation) gets one here, and anything unexpected becomes INTERNAL_SERVER_ERROR; in
-production its message is masked and replaced by the correlation id that finds the log line.
+Every error's `extensions.code` and, in production, its masking are the schema's (`schema.Schema.process_errors`),
+which every transport passes: HTTP, SSE and graphql-transport-ws answer alike.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cross_web import HTTPException
-from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -28,15 +26,13 @@ from gateway import correlation
 from gateway.auth import Unauthenticated
 from gateway.cache import stale_reads
 from gateway.context import GatewayContext
-from gateway.errors import DocumentRefused, GatewayError
+from gateway.errors import DocumentRefused
 from gateway.limits import ClientRateLimits
 from gateway.quota import RedisQuota
 from gateway.runtime import Runtime
-from gateway.settings import Mode
 from gateway.sse import event_stream, wants_event_stream
 from gateway.telemetry import current_traceparent
 from gateway.trusted import TrustedDocuments
-from schema import error_code
 
 
 def _close_reason(text: str) -> str:
@@ -170,38 +166,13 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
             request.scope["lotgraph.status"] = refusals[0].status  # over HTTP, a refused document is a 403
         response: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
-            response["errors"] = [self._format(error) for error in result.errors]
+            response["errors"] = [error.formatted for error in result.errors]  # coded and masked by the schema
         extensions = dict(result.extensions or {})
         if stale := stale_reads.get():
             extensions["stale"] = stale  # served from cache because the source failed: may be old
         if extensions:
             response["extensions"] = extensions
         return response
-
-    def _format(self, error: GraphQLError) -> dict[str, Any]:
-        formatted = dict(error.formatted)
-        extensions = dict(formatted.get("extensions") or {})
-        extensions.setdefault("code", error_code(error))  # set by the schema; errors of the transport lack it
-        internal = extensions["code"] == "INTERNAL_SERVER_ERROR"
-        unexpected = internal and not isinstance(error.original_error, GatewayError)
-        if unexpected:
-            extensions["correlationId"] = correlation.current.get()
-        if self.settings.mode is Mode.PRODUCTION:
-            formatted["message"] = self._masked(formatted["message"], extensions, unexpected)
-        formatted["extensions"] = extensions
-        return formatted
-
-    @staticmethod
-    def _masked(message: str, extensions: dict[str, Any], unexpected: bool) -> str:
-        """Production answers say what failed, never how: no stack traces, upstream paths or payload details."""
-        cid = correlation.current.get()
-        if unexpected:
-            return f"Internal error; quote correlation id {cid} to find it in the logs."
-        if isinstance(error_source := extensions.get("source"), str):
-            extensions.pop("status", None)
-            code = extensions["code"]
-            return f"{error_source.upper()} could not give a usable answer ({code}); correlation id {cid}."
-        return message
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":

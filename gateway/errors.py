@@ -28,9 +28,24 @@ class BadUserInput(GatewayError):
 
 
 class DocumentRefused(GatewayError):
-    """The gateway will not run the document as sent (trusted documents); over HTTP the answer has `status`."""
+    """The gateway will not run the document as sent (trusted documents, a subscription without a stream); over
+    HTTP the answer has `status`."""
 
     status = 403
+
+
+class SubscriptionNeedsStream(DocumentRefused):
+    """A subscription sent as a request expecting one answer (POST or GET for JSON, or Apollo's multipart, not
+    served yet). 400, not 405: the method is not what is wrong (the same POST streams with the right `Accept`)."""
+
+    code = "SUBSCRIPTION_NEEDS_STREAM"
+    status = 400
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a subscription is a stream: subscribe over WebSocket (graphql-transport-ws) or Server-Sent Events"
+            " (POST with Accept: text/event-stream)"
+        )
 
 
 class PersistedQueryNotFound(DocumentRefused):

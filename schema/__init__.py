@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import strawberry
@@ -12,11 +12,14 @@ from graphql import GraphQLError, GraphQLSyntaxError
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import AddValidationRules, ParserCache, SchemaExtension, ValidationCache
 from strawberry.federation.schema import FederationAny
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.tools import merge_types
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from gateway import correlation
-from gateway.errors import BadUserInput, GatewayError
+from gateway.errors import BadUserInput, GatewayError, SubscriptionNeedsStream
 from gateway.limits import LimitSettings, limits_extension
 from gateway.telemetry import RequestMetrics
 from gateway.trusted import TrustedDocuments
@@ -55,6 +58,19 @@ class Notices(SchemaExtension):
 
 class Schema(strawberry.federation.Schema):
     hide_suggestions = False  # with introspection off, "Did you mean 'lots'?" would reveal the schema instead
+    mask_errors = False  # production: see `_masked`
+
+    async def execute(self, *args: Any, allowed_operation_types: Iterable[OperationType] | None = None,
+                      **kwargs: Any) -> ExecutionResult:  # fmt: skip
+        """One answer, so never a subscription (the streaming transports call `stream`): strawberry would run it as
+        a query and fail on its null. Refused after parsing, before validation or any resolver runs."""
+        allowed = set(allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES) - {OperationType.SUBSCRIPTION}
+        try:
+            return await super().execute(*args, allowed_operation_types=allowed, **kwargs)
+        except InvalidOperationTypeError as exc:
+            if exc.operation_type is OperationType.SUBSCRIPTION:
+                raise SubscriptionNeedsStream() from None
+            raise
 
     def entities_resolver(self, info: strawberry.Info, representations: list[FederationAny]) -> list[FederationAny]:
         """A router's `_entities`: each representation must name an entity type of lotgraph and its `id` (the one
@@ -76,23 +92,44 @@ class Schema(strawberry.federation.Schema):
         return getattr(getattr(concrete and concrete.definition, "origin", None), "resolve_reference", None)
 
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
-        """Give every error its `extensions.code` (whatever the transport), and log it: expected errors
-        (upstream down, bad input) are one line; only bugs get a traceback."""
-        cid = correlation.current.get()
+        """Give every error its `extensions.code`, log it (expected errors, upstream down or bad input, are one
+        line; only bugs get a traceback), then mask it when `mask_errors`. Every transport (HTTP, SSE,
+        graphql-transport-ws) formats errors after this, so this is the one place answers are masked."""
+        context = getattr(execution_context, "context", None)
+        cid = getattr(context, "correlation_id", None) or correlation.current.get()
         for error in errors:
             if self.hide_suggestions:
                 error.message = SUGGESTION.sub("", error.message)
-            if "code" not in (error.extensions or {}):
-                error.extensions = {**(error.extensions or {}), "code": error_code(error)}
-            original, code = error.original_error, (error.extensions or {}).get("code")
-            if code != "INTERNAL_SERVER_ERROR" or isinstance(original, GatewayError):
-                log.info("%s at %s: %s [correlation_id=%s]", code, error.path, error.message, cid)
-            else:
+            extensions = {**(error.extensions or {})}
+            extensions.setdefault("code", error_code(error))
+            original, code = error.original_error, extensions["code"]
+            unexpected = code == "INTERNAL_SERVER_ERROR" and not isinstance(original, GatewayError)
+            if unexpected:
                 log.error("unexpected error at %s [correlation_id=%s]", error.path, cid, exc_info=original)
+                extensions["correlationId"] = cid
+            else:
+                log.info("%s at %s: %s [correlation_id=%s]", code, error.path, error.message, cid)
+            if self.mask_errors:
+                error.message = _masked(error.message, extensions, cid, unexpected)
+            error.extensions = extensions
+
+
+def _masked(message: str, extensions: dict[str, Any], cid: str | None, unexpected: bool) -> str:
+    """Production answers say what failed, never how: no stack traces, upstream paths, statuses or payloads."""
+    if unexpected:
+        return f"Internal error; quote correlation id {cid} to find it in the logs."
+    if isinstance(source := extensions.get("source"), str):
+        extensions.pop("status", None)
+        return f"{source.upper()} could not give a usable answer ({extensions['code']}); correlation id {cid}."
+    return message
 
 
 def build_schema(
-    *, introspection: bool, limits: LimitSettings | None = None, trusted: TrustedDocuments | None = None
+    *,
+    introspection: bool,
+    limits: LimitSettings | None = None,
+    trusted: TrustedDocuments | None = None,
+    mask_errors: bool = False,
 ) -> Schema:
     # Clients send the same few documents over and over: parse and validate each once.
     extensions: list[Any] = [
@@ -114,4 +151,5 @@ def build_schema(
         extensions=extensions,
     )
     schema.hide_suggestions = not introspection
+    schema.mask_errors = mask_errors
     return schema

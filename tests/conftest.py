@@ -6,6 +6,7 @@ admin API (`/_admin/stats`, `/_admin/faults`) to see what the gateway actually d
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -188,6 +189,14 @@ def start_gateway(plant: Plant, **overrides: Any) -> Iterator[Gateway]:
         listener = group.add("gateway", create_app(settings))
         with group.running_in_thread():
             yield Gateway(listener.url, settings)
+
+
+def production_auth(directory: Path) -> AuthSettings:
+    """Production authentication trusting an identity provider's key made in `directory` (no anonymous callers);
+    `Gateway.token` signs with that provider's private key, so tests mint tokens as they do in development."""
+    signer = DevSigner.load_or_create(private := directory / "idp-private.pem")
+    (public := directory / "idp.json").write_text(json.dumps(signer.jwks()))
+    return AuthSettings(key_file=public, dev_key_file=private)
 
 
 @dataclass

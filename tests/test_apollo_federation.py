@@ -1,5 +1,10 @@
 """Proof with the real thing: Apollo's own composition, Apollo Gateway and a graphql-ws client (pinned in
-tests/federation/package.json, installed by `make test`) against lotgraph and the LIMS subgraph on loopback."""
+tests/federation/package.json, installed by `make test`) against lotgraph and the LIMS subgraph on loopback.
+
+Each test runs against a plain lotgraph and against one federating the LIMS itself (as `lotgraph demo` does): the
+router composes that lotgraph beside the LIMS without a clash, because its `_service { sdl }` is its own schema,
+never the fields it borrows, so the router still asks the LIMS for those directly. A third, test-local subgraph
+(`watchlist`) returns bare `Lot` references, so the router's plans also call lotgraph's `_entities`."""
 
 from __future__ import annotations
 
@@ -13,8 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
+import strawberry
+from starlette.applications import Starlette
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+from strawberry.federation.schema_directives import Key
 
-from gateway.servers import free_block
+from gateway.servers import ServerGroup, free_block
 from simulators import Dataset
 from tests.conftest import Gateway, Lims, Plant, start_gateway
 from tests.events import QmsEvents, Webhooks, event_settings, supplied_lots, until_subscriptions
@@ -42,19 +52,47 @@ def harness() -> None:
     )
 
 
+@pytest.fixture(scope="module", params=["plain", "federating-lims"])
+def federated(request: pytest.FixtureRequest, lims: Lims) -> dict[str, Any]:
+    """The settings of a lotgraph that federates nothing, or the LIMS."""
+    return {"subgraphs": {"lims": {"url": lims.graphql}}} if request.param == "federating-lims" else {}
+
+
 @pytest.fixture(scope="module")
-def lotgraph(plant: Plant) -> Iterator[Gateway]:
+def lotgraph(plant: Plant, federated: dict[str, Any]) -> Iterator[Gateway]:
     """lotgraph as a subgraph, taking signed QMS webhooks (for the subscription test)."""
-    with start_gateway(plant, events=event_settings()) as gateway:
+    with start_gateway(plant, events=event_settings(), **federated) as gateway:
         yield gateway
 
 
 @pytest.fixture(scope="module")
-def behind_apollo_gateway(plant: Plant) -> Iterator[Gateway]:
+def behind_apollo_gateway(plant: Plant, federated: dict[str, Any]) -> Iterator[Gateway]:
     """lotgraph as Apollo Gateway for Node needs it: without @authenticated/@requiresScopes, which that gateway
     refuses because it cannot enforce them (lotgraph enforces its policies itself either way)."""
-    with start_gateway(plant, router_directives=False) as gateway:
+    with start_gateway(plant, router_directives=False, **federated) as gateway:
         yield gateway
+
+
+@strawberry.federation.type(keys=[Key(fields="id", resolvable=False)])
+class Lot:
+    id: strawberry.ID
+
+
+@strawberry.type
+class WatchlistQuery:
+    @strawberry.field
+    def watched_lots(self, ids: list[strawberry.ID]) -> list[Lot]:
+        return [Lot(id=i) for i in ids]
+
+
+@pytest.fixture(scope="module")
+def watchlist() -> Iterator[str]:
+    """A subgraph that only names lots: everything else about them the router must ask lotgraph's `_entities`."""
+    schema = strawberry.federation.Schema(query=WatchlistQuery, types=[Lot], federation_version="2.7")
+    group = ServerGroup()
+    listener = group.add("watchlist", Starlette(routes=[Route("/graphql", GraphQL(schema), methods=["POST"])]))
+    with group.running_in_thread():
+        yield f"{listener.url}/graphql"
 
 
 def test_apollo_composition_accepts_lotgraph_and_the_lims(lotgraph: Gateway, lims: Lims) -> None:
@@ -84,10 +122,11 @@ def test_apollo_composition_refuses_a_subgraph_that_redefines_a_lotgraph_field(
 
 
 @pytest.fixture(scope="module")
-def apollo_gateway(behind_apollo_gateway: Gateway, lims: Lims) -> Iterator[str]:
+def apollo_gateway(behind_apollo_gateway: Gateway, lims: Lims, watchlist: str) -> Iterator[str]:
     port = free_block(1)
+    subgraphs = [f"lotgraph={behind_apollo_gateway.url}/graphql", f"lims={lims.graphql}", f"watchlist={watchlist}"]
     process = subprocess.Popen(
-        ["node", "gateway.mjs", str(port), f"lotgraph={behind_apollo_gateway.url}/graphql", f"lims={lims.graphql}"],
+        ["node", "gateway.mjs", str(port), *subgraphs],
         cwd=HARNESS, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -122,6 +161,30 @@ def test_apollo_gateway_answers_across_lotgraph_and_the_lims(
     assert found["labSamples"] == samples["labSamples"] and found["certificateOfAnalysis"] == {
         "number": f"COA-{lot.id}"
     }
+
+
+def test_apollo_gateway_resolves_lots_another_subgraph_names_through_lotgraphs_entities(
+    apollo_gateway: str, behind_apollo_gateway: Gateway, dataset: Dataset
+) -> None:
+    """The watchlist names lots, lotgraph's `_entities` supplies their fields: what lotgraph answers directly for a
+    QA manager, and for a supplier its own lot with the foreign one refused FORBIDDEN and an unknown one NOT_FOUND
+    (Apollo Gateway passes lotgraph's errors on, each at its lot's path)."""
+    query = "query($ids: [ID!]!) { watchedLots(ids: $ids) { id qualityStatus supplier { id } material { id } } }"
+    own = next(iter(supplied_lots(dataset)))
+    foreign = next(lot for lot in supplied_lots(dataset) if lot.supplier != own.supplier)
+    made = next(lot for lot in dataset.lots.values() if lot.order_id)
+    single = "query($id: ID!) { lot(id: $id) { id qualityStatus supplier { id } material { id } } }"
+    manager = behind_apollo_gateway.token("qa_manager")
+    via_router = post(apollo_gateway, query, {"ids": [own.id, made.id]}, manager)
+    assert "errors" not in via_router, via_router
+    direct = [behind_apollo_gateway.data(single, {"id": i}, token=manager)["lot"] for i in (own.id, made.id)]
+    assert via_router["data"]["watchedLots"] == direct
+    supplier = behind_apollo_gateway.token("supplier", supplier=own.supplier, plants=())
+    refused = post(apollo_gateway, query, {"ids": [own.id, foreign.id, "NO-SUCH-LOT"]}, supplier)
+    assert refused["data"]["watchedLots"][0]["id"] == own.id, refused
+    codes = {tuple(e["path"]): e["extensions"]["code"] for e in refused["errors"]}
+    assert {path[:2]: code for path, code in codes.items()} == {("watchedLots", 1): "FORBIDDEN",
+                                                               ("watchedLots", 2): "NOT_FOUND"}, refused  # fmt: skip
 
 
 def test_apollo_gateway_passes_lotgraphs_refusal_through(

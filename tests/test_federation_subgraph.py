@@ -5,12 +5,14 @@ SDL that draws the same boundary the policies do."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from gateway.settings import Mode
 from simulators import Dataset
-from tests.conftest import Gateway, Plant
+from tests.conftest import Gateway, Lims, Plant, production_auth, start_gateway
 from tests.events import in_house_lot, supplied_lots
 
 LOT_FIELDS = "id qualityStatus material { id description } supplier { id } stockPositions { handlingUnit quantity }"
@@ -146,3 +148,50 @@ def test_in_house_lots_are_entities_too(gateway: Gateway, dataset: Dataset) -> N
     answer = entities(gateway, [{"__typename": "Lot", "id": lot.id}], token=gateway.token("quality_engineer"))
     assert "errors" not in answer, answer["errors"]
     assert answer["data"]["_entities"][0]["supplier"] is None
+
+
+@pytest.fixture(scope="module", params=["demo", "production"])
+def federating(
+    request: pytest.FixtureRequest, plant: Plant, lims: Lims, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """lotgraph federating the LIMS, as `lotgraph demo` runs it (development mode, anonymous portal readers) and
+    in production mode."""
+    if request.param == "demo":
+        settings: dict[str, Any] = {}
+    else:
+        settings = {"mode": Mode.PRODUCTION, "auth": production_auth(tmp_path_factory.mktemp("idp"))}
+    with start_gateway(plant, subgraphs={"lims": {"url": lims.graphql}}, **settings) as gateway:
+        yield gateway
+
+
+def test_a_federating_gateway_resolves_entities_exactly_like_a_plain_one(
+    federating: Gateway, gateway: Gateway, dataset: Dataset
+) -> None:
+    """Extending the schema with the LIMS's fields rebuilds the `_Entity` union: every entity type still resolves
+    for a QA manager of all plants, and a supplier's answer (FORBIDDEN and NOT_FOUND at their own index) is the
+    plain gateway's, error for error."""
+    made = next(lot for lot in dataset.lots.values() if lot.order_id)
+    own = next(iter(supplied_lots(dataset)))
+    foreign = next(lot for lot in supplied_lots(dataset) if lot.supplier != own.supplier)
+    found = gateway.data("query($id: ID!) { lot(id: $id) { inspections { id } } }", {"id": made.id})
+    every_kind = [
+        {"__typename": "Lot", "id": made.id},
+        {"__typename": "ProductionOrder", "id": made.order_id},
+        {"__typename": "Inspection", "id": found["lot"]["inspections"][0]["id"]},
+        {"__typename": "Material", "id": made.material},
+        {"__typename": "Supplier", "id": own.supplier},
+    ]
+    qa_manager = {"roles": ("qa_manager",)}
+    supplier = {"roles": ("supplier",), "supplier": own.supplier, "plants": ()}
+    answers = {}
+    for name, representations, caller in [
+        ("every kind", every_kind, qa_manager),
+        ("a supplier's", [{"__typename": "Lot", "id": i} for i in (own.id, foreign.id, "NO-SUCH-LOT")], supplier),
+    ]:
+        roles, scope = caller["roles"], {k: v for k, v in caller.items() if k != "roles"}
+        plain = entities(gateway, representations, gateway.token(*roles, **scope))
+        answers[name] = entities(federating, representations, federating.token(*roles, **scope))
+        assert answers[name] == plain, name
+    assert "errors" not in answers["every kind"], answers["every kind"]["errors"]
+    codes = [error["extensions"]["code"] for error in answers["a supplier's"]["errors"]]
+    assert codes == ["FORBIDDEN", "NOT_FOUND"], answers["a supplier's"]["errors"]

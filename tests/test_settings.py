@@ -6,8 +6,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from graphql import GraphQLError
 
+from gateway import correlation
 from gateway.settings import Mode, Settings
+from schema import build_schema
 from tests.conftest import Plant, start_gateway
 
 INTROSPECTION = "{ __schema { queryType { name } } }"
@@ -62,3 +65,17 @@ def test_production_masks_upstream_internals(plant: Plant, tmp_path: Path) -> No
     assert error["extensions"]["code"] == "UPSTREAM_UNAVAILABLE" and error["extensions"]["source"] == "qms"
     assert "/api/v1" not in error["message"] and "answered 503" not in error["message"]
     assert "correlation id" in error["message"]
+
+
+def test_production_masks_unexpected_errors_for_every_transport() -> None:
+    """An error that is not a `GatewayError` (a bug) is masked where every transport's errors pass, the schema's
+    `process_errors`: only the correlation id that finds its traceback in the log, in message and extensions."""
+    schema = build_schema(introspection=False, mask_errors=True)
+    token = correlation.current.set("c0ffee")
+    try:
+        error = GraphQLError("KeyError: 'P100' in /srv/lotgraph/resolvers", path=["lot"], original_error=KeyError("x"))
+        schema.process_errors([error])
+    finally:
+        correlation.current.reset(token)
+    assert error.formatted["message"] == "Internal error; quote correlation id c0ffee to find it in the logs."
+    assert error.formatted["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "correlationId": "c0ffee"}

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from gateway.auth import AuthSettings, DevSigner
 from gateway.events.bus import position
 from gateway.settings import Mode
 from simulators import Dataset
-from tests.conftest import Gateway, Plant, start_gateway
+from tests.conftest import Gateway, Plant, production_auth, start_gateway
 from tests.events import (
     LOT_STATUS_CHANGED,
     QUALITY_EVENTS,
@@ -148,6 +151,59 @@ async def test_a_bad_token_over_sse_is_401_before_streaming(gateway: Gateway, cl
         assert sse.response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     async with sse_subscribe(client, gateway.url, QUALITY_EVENTS, token=gateway.token("quality_engineer")) as sse:
         assert sse.response.status_code == 200, "the same request with a good token streams"
+
+
+@pytest.mark.parametrize("transport", ["POST application/json", "GET", "POST multipart/mixed"])
+@pytest.mark.parametrize("mode", [Mode.DEVELOPMENT, Mode.PRODUCTION])
+def test_a_subscription_over_plain_http_is_refused_naming_the_transports_that_carry_it(
+    plant: Plant, gateway: Gateway, tmp_path: Path, caplog: pytest.LogCaptureFixture, transport: str, mode: Mode
+) -> None:
+    """A subscription is a stream: sent as a plain POST, a GET or with Apollo's multipart Accept (not supported yet),
+    it is refused 400 SUBSCRIPTION_NEEDS_STREAM before anything runs, the message naming graphql-transport-ws and
+    SSE, and nothing is logged as a bug. The same document over SSE streams (test_websocket_and_sse_...)."""
+    query = "subscription { qualityEvents { id } }"
+    accept = 'multipart/mixed;subscriptionSpec="1.0", application/json' if "multipart" in transport else None
+    with (
+        start_gateway(plant, mode=mode, auth=production_auth(tmp_path))
+        if mode is Mode.PRODUCTION
+        else nullcontext(gateway) as target
+    ):
+        headers = {
+            "Authorization": f"Bearer {target.token('quality_engineer')}",
+            **({"Accept": accept} if accept else {}),
+        }
+        with caplog.at_level(logging.INFO):
+            if transport == "GET":
+                response = httpx.get(f"{target.url}/graphql", params={"query": query}, headers=headers, timeout=30)
+            else:
+                response = httpx.post(f"{target.url}/graphql", json={"query": query}, headers=headers, timeout=30)
+    assert response.status_code == 400, response.text
+    (error,) = response.json()["errors"]
+    assert error["extensions"]["code"] == "SUBSCRIPTION_NEEDS_STREAM", error
+    assert "graphql-transport-ws" in error["message"] and "text/event-stream" in error["message"], error["message"]
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], "logged as a bug"
+
+
+async def test_production_masks_websocket_errors_like_http(plant: Plant, dataset: Dataset, tmp_path: Path) -> None:
+    """With QMS down, a query over graphql-transport-ws answers what the same query over HTTP does: the code, the
+    source and a message with only the system's name and the correlation id (no upstream path or status). Both
+    pass `schema.Schema.process_errors`, as a subscription's results do."""
+    lot = next(iter(supplied_lots(dataset)))
+    query = "query($id: ID!) { lot(id: $id) { id qualityStatus } }"
+    with start_gateway(plant, mode=Mode.PRODUCTION, auth=production_auth(tmp_path)) as prod:
+        token = prod.token("qa_manager")
+        plant.fault("qms", down=True)
+        over_http = prod.execute(query, {"id": lot.id}, token=token)["errors"]
+        async with WsClient.connect(prod.url, token) as ws:
+            await ws.acknowledged()
+            await ws.subscribe("q", query, {"id": lot.id})
+            over_ws = (await ws.message("q"))["payload"]["errors"]
+    for errors in (over_http, over_ws):
+        (error,) = errors
+        assert error["extensions"] == {"code": "UPSTREAM_UNAVAILABLE", "source": "qms"}, error
+        assert re.fullmatch(r"QMS could not give a usable answer \(UPSTREAM_UNAVAILABLE\); correlation id \w+\.",
+                            error["message"]), error["message"]  # fmt: skip
+    assert over_ws[0]["path"] == over_http[0]["path"]
 
 
 async def test_production_refuses_subscribers_without_a_token(

@@ -8,7 +8,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import strawberry
-from graphql import GraphQLObjectType, GraphQLResolveInfo, GraphQLSchema
+from graphql import (
+    GraphQLAbstractType,
+    GraphQLInterfaceType,
+    GraphQLObjectType,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+    GraphQLTypeResolver,
+    GraphQLUnionType,
+)
 from strawberry.federation.schema_directives import Key
 from strawberry.schema.schema_converter import CustomGraphQLEnumType
 
@@ -67,9 +75,24 @@ def _extend(schema: strawberry.Schema, subgraphs: Mapping[str, SubgraphSettings]
 def _keep_strawberry_types(original: GraphQLSchema, extended: GraphQLSchema) -> None:
     """graphql-core rebuilds every type when it extends a schema, as its own classes: strawberry's enums (which
     turn an argument into the Python enum a resolver compares against) would come back as plain GraphQL enums
-    handing resolvers bare strings. Each rebuilt enum gets strawberry's class and its Python enum back."""
+    handing resolvers bare strings. Each rebuilt enum gets strawberry's class and its Python enum back, and each
+    rebuilt union or interface resolves its members as before (see `_by_name`)."""
     for name, before in original.type_map.items():
         after = extended.type_map[name]
         if isinstance(before, CustomGraphQLEnumType) and not isinstance(after, CustomGraphQLEnumType):
             after.__class__ = CustomGraphQLEnumType
             after.wrapped_cls = before.wrapped_cls  # type: ignore[attr-defined]
+        elif isinstance(before, GraphQLUnionType | GraphQLInterfaceType) and before.resolve_type is not None:
+            assert isinstance(after, GraphQLUnionType | GraphQLInterfaceType)
+            after.resolve_type = _by_name(before.resolve_type, before)
+
+
+def _by_name(resolve_type: GraphQLTypeResolver, before: GraphQLAbstractType) -> GraphQLTypeResolver:
+    """strawberry's resolver checks the member it finds against the abstract type's members, which it finds as
+    the original schema's objects (`_Entity`'s Lot would be "not in the union" of rebuilt ones): it is asked about
+    the original abstract type, and the name it answers is looked up in the extended schema."""
+
+    def resolve(value: Any, info: GraphQLResolveInfo, _after: GraphQLAbstractType) -> Any:
+        return resolve_type(value, info, before)
+
+    return resolve
