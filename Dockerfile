@@ -2,7 +2,9 @@
 #
 # lotgraph gateway image.
 #   docker build -t lotgraph:0.1.0 .
-#   docker run --rm -p 8000:8000 lotgraph:0.1.0                    # gateway (`lotgraph run`)
+#   docker run --rm -p 8000:8000 -e LOTGRAPH_AUTH__JWKS_URL=https://idp/jwks.json lotgraph:0.1.0   # gateway
+#   (`lotgraph run`, production mode: it needs its identity provider's keys, LOTGRAPH_AUTH__JWKS_URL or
+#   LOTGRAPH_AUTH__KEY_FILE; the port is LOTGRAPH_PORT, which the HEALTHCHECK follows)
 #   docker run --rm lotgraph:0.1.0 sim --host 0.0.0.0 --port 8000  # simulators on 8001-8004
 #
 # Stage 1 builds the project and its dependencies into /opt/venv; stage 2 copies only that venv,
@@ -44,7 +46,9 @@ ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     LOTGRAPH_MODE=production \
-    LOTGRAPH_DATA_DIR=/var/lib/lotgraph
+    LOTGRAPH_DATA_DIR=/var/lib/lotgraph \
+    LOTGRAPH_HOST=0.0.0.0 \
+    LOTGRAPH_PORT=8000
 
 WORKDIR /var/lib/lotgraph
 
@@ -53,8 +57,10 @@ USER 10001:10001
 
 EXPOSE 8000
 
+# GET /healthz on the port the gateway listens on: LOTGRAPH_PORT (set it, not `run --port`, to move the port).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('LOTGRAPH_PORT', '8000'), timeout=4)"]
 
 ENTRYPOINT ["lotgraph"]
-CMD ["run", "--host", "0.0.0.0", "--port", "8000"]
+# Host and port come from LOTGRAPH_HOST and LOTGRAPH_PORT (above), so the HEALTHCHECK sees what `run` uses.
+CMD ["run"]

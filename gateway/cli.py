@@ -23,9 +23,10 @@ def _run(args: argparse.Namespace) -> None:
     from gateway.app import create_app
     from gateway.federation.client import FederationError
     from gateway.servers import WEBSOCKETS
-    from gateway.settings import load_settings
+    from gateway.settings import load_settings, warn_about_unknown_variables
     from gateway.store import Store
 
+    warn_about_unknown_variables()
     settings = load_settings(**{key: value for key, value in (("host", args.host), ("port", args.port)) if value})
 
     async def check_store() -> None:  # a store that cannot be opened is one line here, not a failed lifespan

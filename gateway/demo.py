@@ -74,6 +74,17 @@ def demo_settings(host: str, port: int, webhook_secret: str, mqtt_url: str | Non
     )
 
 
+def fresh_store(settings: Settings) -> None:
+    """Forget the previous demo's operations: its plant is gone (each run seeds a new one), so a stored
+    operation would answer a repeated idempotency key (the README's) with holds this plant never saw. Only the
+    demo's own default SQLite file is removed; a configured LOTGRAPH_STORE_URL is left alone."""
+    if settings.store_url is not None:
+        return
+    database = settings.data_dir / "lotgraph.db"
+    for path in (database, database.with_name("lotgraph.db-wal"), database.with_name("lotgraph.db-shm")):
+        path.unlink(missing_ok=True)
+
+
 def new_webhook_secret() -> str:
     """A Standard Webhooks secret, fresh per demo run (the plant and the gateway share it in this process)."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -140,6 +151,11 @@ def banner(listeners: list[Listener], dataset: Dataset, seconds: float, tokens: 
     lines.append("Ready tokens (send as 'Authorization: Bearer <token>'; anonymous calls read as portal_reader):")
     lines += [f"  {persona:16} {token}" for persona, token in tokens.items()]
     lines += [
+        "These were signed in at start-up; a release needs a sign-in with MFA within the last 5 minutes. A fresh",
+        "token, signed with the same development key (from the directory the demo runs in):",
+        "  LOTGRAPH_MODE=development .venv/bin/lotgraph token --role qa_manager --plant '*' --mfa",
+    ]
+    lines += [
         "",
         "A production shift is running: watch it with",
         "  subscription { qualityEvents { cursor type plant lotId payload } }",
@@ -156,6 +172,7 @@ async def run_demo(
     dataset = generate(seed=seed, lots=lots)
     secret = new_webhook_secret()
     settings = demo_settings(host, port, secret, mqtt_url)
+    fresh_store(settings)
     apps = create_apps(dataset, events=plant_events(settings, secret, mqtt_url), with_lims=True)
     # The gateway reads the LIMS's SDL while it is being created, before this loop serves anything: the LIMS
     # is served from a thread of its own, already up by then.

@@ -7,10 +7,12 @@ development conveniences (GraphiQL, introspection) have to be asked for.
 
 from __future__ import annotations
 
+import logging
 import os
+import types
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Field, HttpUrl, SecretStr, ValidationError, model_validator
@@ -182,6 +184,9 @@ class Settings(BaseSettings):
 
 
 ENV_PREFIX = "LOTGRAPH_"
+# Read by `load_settings` and the CLI themselves rather than being settings.
+NOT_SETTINGS = frozenset({"LOTGRAPH_CONFIG", "LOTGRAPH_LOG_FORMAT"})
+log = logging.getLogger(__name__)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -199,6 +204,42 @@ def load_settings(**overrides: Any) -> Settings:
         if error["type"] == "enum" and "expected" in error.get("ctx", {}):
             problem = f"must be {error['ctx']['expected']}"
         raise ConfigurationError(_where(path, config_file), f"{problem} (got {error['input']!r})"[:300]) from None
+
+
+def names_a_setting(variable: str) -> bool:
+    """Whether an environment variable names a setting (`LOTGRAPH_SOURCES__ERP__URL`) or one lotgraph reads
+    itself (`LOTGRAPH_CONFIG`); pydantic-settings silently ignores any other, e.g. `LOTGRAPH_ERP_URL`."""
+    name = variable.upper()
+    if name in NOT_SETTINGS:
+        return True
+    if not name.startswith(ENV_PREFIX):
+        return False
+    return _resolves(Settings, name.removeprefix(ENV_PREFIX).lower().split("__"))
+
+
+def _resolves(annotation: Any, parts: list[str]) -> bool:
+    """Whether `parts` is a path into `annotation`: fields of models, any key of a dict, through Optional."""
+    if not parts:
+        return True
+    if not parts[0]:
+        return False
+    options = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    for option in options:
+        if isinstance(option, type) and issubclass(option, BaseModel):
+            field = option.model_fields.get(parts[0])
+            if field is not None and _resolves(field.annotation, parts[1:]):
+                return True
+        elif get_origin(option) is dict and _resolves(get_args(option)[1], parts[1:]):
+            return True
+    return False
+
+
+def warn_about_unknown_variables(environ: dict[str, str] | os._Environ[str] = os.environ) -> list[str]:
+    """Log each `LOTGRAPH_*` variable that names no setting (a typo is otherwise silently ignored)."""
+    unknown = sorted(name for name in environ if name.upper().startswith(ENV_PREFIX) and not names_a_setting(name))
+    for name in unknown:
+        log.warning("%s is not a setting lotgraph knows: ignored", name)
+    return unknown
 
 
 def _check_config_file(path: Path) -> None:

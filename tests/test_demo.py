@@ -1,15 +1,19 @@
-"""`make run` from a fresh clone: `lotgraph demo` starts the plant and the gateway, every example query in
-the README returns data, the production shift's events reach a subscriber, and Ctrl-C stops everything cleanly."""
+"""`make run` from a fresh clone: `lotgraph demo` starts the plant and the gateway, every example in the README
+works as written (its GraphQL queries anonymously and as the quality engineer, its shell commands, mutations
+included, run by `sh` with the tokens they mint), the production shift's events reach a subscriber, and Ctrl-C
+stops everything cleanly."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from httpx_sse import connect_sse
@@ -19,8 +23,66 @@ from gateway.servers import free_block
 ROOT = Path(__file__).resolve().parent.parent
 
 
+README_PORT = 8000  # `make run`: the only thing in the README's commands the test changes (to a free port)
+
+
 def readme_queries() -> list[str]:
     return re.findall(r"```graphql\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+
+
+def readme_commands() -> list[str]:
+    """The README's ```sh blocks that talk to a running demo (not the Quickstart's `make` lines)."""
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+    return [block for block in blocks if f"localhost:{README_PORT}" in block]
+
+
+def _json_documents(text: str) -> list[Any]:
+    """Every JSON document `text` holds one after another (one per curl)."""
+    decoder, documents, at = json.JSONDecoder(), [], 0
+    while at < len(text.rstrip()):
+        while text[at].isspace():
+            at += 1
+        document, at = decoder.raw_decode(text, at)
+        documents.append(document)
+    return documents
+
+
+def _run_shell(block: str, cwd: Path, port: int) -> list[dict[str, Any]]:
+    """A README block run by `sh` as written, in a directory laid out like the repository's root (`.venv/`,
+    the demo's `.lotgraph/`), against the demo's port: the answers it printed."""
+    script = block.replace(f"localhost:{README_PORT}", f"localhost:{port}")
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("LOTGRAPH_")}
+    done = subprocess.run(["sh", "-ec", script], cwd=cwd, env=clean, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (block, done.stdout, done.stderr)
+    return _json_documents(done.stdout)
+
+
+def _assert_answered(answer: dict[str, Any], what: str) -> None:
+    assert "errors" not in answer, (what, answer)
+    assert answer["data"] and all(value is not None for value in answer["data"].values()), (what, answer)
+
+
+def _subscribe_as_written(block: str, cwd: Path, port: int, within: float = 60) -> dict[str, Any]:
+    """The README's streaming curl, as written: the first event it prints (then it is stopped, as Ctrl-C would)."""
+    script = block.replace(f"localhost:{README_PORT}", f"localhost:{port}")
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("LOTGRAPH_")}
+    stream = subprocess.Popen(
+        ["sh", "-ec", script], cwd=cwd, env=clean, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + within
+    try:
+        assert stream.stdout is not None
+        event = None
+        for line in stream.stdout:
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event == "next":
+                return json.loads(line.split(":", 1)[1])
+            assert time.monotonic() < deadline, "no event in time"
+        raise AssertionError(f"the stream ended without an event: {stream.wait()}")
+    finally:
+        os.killpg(stream.pid, signal.SIGTERM)
+        stream.wait(timeout=10)
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[str], timeout: float = 90) -> None:
@@ -49,14 +111,21 @@ def _first_event(url: str) -> dict:
     raise AssertionError("the stream ended without an event")
 
 
-def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c() -> None:
+def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     queries = readme_queries()
     assert len(queries) >= 3, "the README documents example queries"
+    commands = readme_commands()
+    mutations = [c for c in commands if "mutation" in c]
+    assert len(mutations) == 2 and "placeQualityHold" in mutations[0] and "releaseQualityHold" in mutations[1]
+    # A directory laid out like the repository's root: the README's commands use `.venv/bin/lotgraph` and the
+    # demo's `.lotgraph/` data directory, both relative to where `make run` runs.
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
     port = free_block(6)
     lotgraph = Path(sys.executable).parent / "lotgraph"
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("LOTGRAPH_")}
     process = subprocess.Popen(
         [str(lotgraph), "demo", "--port", str(port), "--shift-seconds", "0.3"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=clean,
     )  # fmt: skip
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/healthz", process)
@@ -64,10 +133,31 @@ def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c() -> None:
             assert httpx.get(f"http://127.0.0.1:{system_port}/_admin/stats").status_code == 200
         graphiql = httpx.get(f"http://127.0.0.1:{port}/graphql", headers={"accept": "text/html"})
         assert "graphiql" in graphiql.text.lower()
-        for query in queries:
-            result = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=60).json()
-            assert "errors" not in result, (query, result)
-            assert all(value is not None for value in result["data"].values()), query
+        # The personas the README names for its queries: anonymous (a portal reader) and the quality engineer.
+        (quality_engineer,) = _run_shell(
+            "LOTGRAPH_MODE=development .venv/bin/lotgraph token --role quality_engineer --plant P100 --plant P200"
+            " | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read().strip()))'",
+            tmp_path, port,
+        )  # fmt: skip
+        for headers in ({}, {"authorization": f"Bearer {quality_engineer}"}):
+            for query in queries:
+                result = httpx.post(
+                    f"http://127.0.0.1:{port}/graphql", json={"query": query}, headers=headers, timeout=60
+                ).json()
+                _assert_answered(result, query)
+        # The shell examples in order, each as written: hold as the quality engineer, release as a QA manager
+        # with a fresh MFA sign-in, then the supplier's stream (which replays the hold's events).
+        hold, release = (_run_shell(block, tmp_path, port) for block in mutations)
+        assert len(hold) == 1 and len(release) == 1, (hold, release)
+        _assert_answered(hold[0], mutations[0])
+        assert hold[0]["data"]["placeQualityHold"]["state"] == "COMPLETED", hold
+        _assert_answered(release[0], mutations[1])
+        released = release[0]["data"]["releaseQualityHold"]
+        assert released["state"] == "COMPLETED" and released["signature"]["meaning"] == "RELEASE", released
+        (stream,) = [c for c in commands if c not in mutations]
+        event = _subscribe_as_written(stream, tmp_path, port)
+        _assert_answered(event, stream)
+        assert event["data"]["qualityEvents"]["lotId"], event
         event = _first_event(f"http://127.0.0.1:{port}/graphql")
         assert event["source"] in {"qms", "mes", "erp", "lotgraph"} and event["lotId"], event
     finally:
@@ -75,3 +165,19 @@ def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c() -> None:
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert f"http://127.0.0.1:{port}/graphql" in output, "the banner prints the gateway URL"
+    assert "lotgraph token --role qa_manager --plant '*' --mfa" in output, "the banner says how to sign again"
+
+
+def test_each_demo_run_forgets_the_previous_plants_operations(tmp_path: Path) -> None:
+    """A repeated README idempotency key must not answer with an operation on a plant that is gone."""
+    from gateway.demo import demo_settings, fresh_store
+
+    settings = demo_settings("127.0.0.1", 8000, "whsec_x").model_copy(update={"data_dir": tmp_path})
+    for name in ("lotgraph.db", "lotgraph.db-wal", "dev-signing-key.pem"):
+        (tmp_path / name).write_text("x")
+    fresh_store(settings)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dev-signing-key.pem"], "the signing key stays"
+    configured = settings.model_copy(update={"store_url": f"sqlite+aiosqlite:///{tmp_path / 'lotgraph.db'}"})
+    (tmp_path / "lotgraph.db").write_text("x")
+    fresh_store(configured)
+    assert (tmp_path / "lotgraph.db").exists(), "a configured store is the operator's, never removed"

@@ -1,15 +1,17 @@
-"""Static checks of the container and deployment files (parsed, never run: CI has no Docker or cluster)."""
+"""Static checks of the container and deployment files (parsed: CI has no Docker or cluster). That the gateway
+they describe starts is tests/test_deploy_run.py."""
 
 import json
 import os
 import re
+import shlex
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-from gateway.settings import Mode, Settings
+from gateway.settings import Mode, Settings, names_a_setting
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -33,10 +35,20 @@ def instructions(name: str) -> list[str]:
     return [args for instr, args in dockerfile() if instr == name]
 
 
+def image_environment() -> dict[str, str]:
+    """The runtime stage's ENV (the last FROM on): what every container of the image starts with."""
+    stages = [i for i, (instr, _) in enumerate(dockerfile()) if instr == "FROM"]
+    env: dict[str, str] = {}
+    for instr, args in dockerfile()[stages[-1] :]:
+        if instr == "ENV":
+            env.update(item.split("=", 1) for item in shlex.split(args))
+    return env
+
+
 def gateway_port() -> int:
-    """The port the image's default command serves on; everything else must agree with it."""
-    cmd = json.loads(instructions("CMD")[-1])
-    return int(cmd[cmd.index("--port") + 1])
+    """The port the image's gateway serves on (LOTGRAPH_PORT; `run` takes it from there, not from a flag)."""
+    assert "--port" not in json.loads(instructions("CMD")[-1]), "a --port flag would win over LOTGRAPH_PORT"
+    return int(image_environment()["LOTGRAPH_PORT"])
 
 
 COMPOSE = load_docs(DEPLOY / "compose.yaml")[0]
@@ -100,8 +112,19 @@ def test_dockerfile_runs_lotgraph_as_non_root_with_healthcheck():
     assert user not in {"root", "0"} and user.isdigit()
     assert "lotgraph" in json.loads(instructions("ENTRYPOINT")[-1])
     assert [int(p.split("/")[0]) for p in " ".join(instructions("EXPOSE")).split()] == [gateway_port()]
+    assert image_environment()["LOTGRAPH_MODE"] == "production"
+
+
+def healthcheck_command() -> list[str]:
+    """The exec form of the image's HEALTHCHECK (`CMD [...]` after the options)."""
     (healthcheck,) = instructions("HEALTHCHECK")
-    assert f"127.0.0.1:{gateway_port()}/healthz" in healthcheck and "urllib" in healthcheck
+    return json.loads(healthcheck.split(" CMD ", 1)[1])
+
+
+def test_dockerfile_healthcheck_follows_the_configured_port():
+    command = healthcheck_command()
+    assert "/healthz" in command[-1] and "LOTGRAPH_PORT" in command[-1], "a fixed port breaks with LOTGRAPH_PORT"
+    assert ":8000/" not in command[-1]
 
 
 # --- docker compose ---------------------------------------------------------------------------------------
@@ -116,6 +139,9 @@ def test_compose_services_and_healthchecks():
     assert "redis-cli ping" in " ".join(SERVICES["redis"]["healthcheck"]["test"])
     for dependency in ("postgres", "redis"):
         assert gateway["depends_on"][dependency]["condition"] == "service_healthy"
+    # No `test` of its own: the image's HEALTHCHECK, which follows LOTGRAPH_PORT, with compose's timing.
+    assert "test" not in gateway["healthcheck"]
+    assert SERVICES["nginx"]["depends_on"]["gateway"]["condition"] == "service_healthy"
 
 
 def test_compose_gateway_points_at_postgres_and_redis():
@@ -127,10 +153,42 @@ def test_compose_gateway_points_at_postgres_and_redis():
         assert env[f"LOTGRAPH_SOURCES__{source}__URL"]
 
 
+COMPOSE_VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*(?:\{\})?)|:\?([^}]*))?\}")
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?message}` with `variables` as the operator's shell;
+    an unset required variable raises with its message, as `docker compose up` refuses to start."""
+
+    def one(match: re.Match[str]) -> str:
+        name, default, required = match.groups()
+        if variables.get(name):
+            return variables[name]
+        if required is not None:
+            raise LookupError(f"required variable {name} is missing a value: {required}")
+        return default or ""
+
+    return COMPOSE_VARIABLE.sub(one, value)
+
+
+def compose_variables() -> set[str]:
+    return {m.group(1) for m in COMPOSE_VARIABLE.finditer((DEPLOY / "compose.yaml").read_text())}
+
+
+def required_compose_variables() -> set[str]:
+    return {m.group(1) for m in COMPOSE_VARIABLE.finditer((DEPLOY / "compose.yaml").read_text()) if m.group(3)}
+
+
+# What the compose file's header tells an operator to set, and nothing else.
+OPERATOR = {
+    "POSTGRES_PASSWORD": "example-password",
+    "LOTGRAPH_AUTH__JWKS_URL": "https://idp.example.com/.well-known/jwks.json",
+    "LOTGRAPH_AUTH__ISSUER": "https://idp.example.com",
+}
+
+
 def _interpolated(value: str) -> str:
-    """Compose's `${VAR:-default}` / `${VAR:?message}` as an operator without those variables set would get it
-    (a required variable gets a stand-in)."""
-    return re.sub(r"\$\{\w+(?::-([^}]*(?:\{\})?)|:\?[^}]*)?\}", lambda m: m.group(1) or "set-by-operator", value)
+    return interpolate(value, OPERATOR)
 
 
 def test_compose_and_kubernetes_environments_are_settings_the_gateway_accepts(monkeypatch: pytest.MonkeyPatch):
@@ -147,6 +205,40 @@ def test_compose_and_kubernetes_environments_are_settings_the_gateway_accepts(mo
             monkeypatch.setenv(name, str(value))
         settings = Settings()
         assert settings.mode is Mode.PRODUCTION and settings.redis_url
+        assert settings.auth.jwks_url or settings.auth.key_file, "a production gateway needs its IdP's keys"
+
+
+def _lotgraph_names(text: str) -> set[str]:
+    return set(re.findall(r"\bLOTGRAPH_[A-Z0-9_]*[A-Z0-9]\b", text))
+
+
+DEPLOY_FILES = [ROOT / "Dockerfile", *sorted(p for p in DEPLOY.rglob("*") if p.is_file())]
+
+
+@pytest.mark.parametrize("path", DEPLOY_FILES, ids=lambda p: p.name)
+def test_every_lotgraph_variable_the_deploy_files_name_is_a_setting(path: Path):
+    """In values, compose's `${...}` and comments alike: a name that looks like a setting but is none (the old
+    LOTGRAPH_ERP_URL) is silently ignored by the gateway and misleads whoever reads the file."""
+    names = _lotgraph_names(path.read_text())
+    assert [name for name in sorted(names) if not names_a_setting(name)] == []
+
+
+def test_compose_requires_the_database_password_and_the_identity_provider():
+    assert required_compose_variables() == OPERATOR.keys()
+    header = (DEPLOY / "compose.yaml").read_text().split("\nname:", 1)[0]
+    assert all(f"export {name}=" in header for name in OPERATOR), "the header says what to set"
+    env = environment(SERVICES["gateway"])
+    with pytest.raises(LookupError, match="LOTGRAPH_AUTH__JWKS_URL"):
+        interpolate(env["LOTGRAPH_AUTH__JWKS_URL"], {})
+    # Every compose variable that looks like a setting sets that very setting (one name per knob).
+    for name in compose_variables() - {"POSTGRES_PASSWORD"}:
+        assert names_a_setting(name) and f"${{{name}" in str(env.get(name, "")), name
+
+
+def test_kubernetes_configmap_names_the_identity_provider():
+    configmap = k8s("ConfigMap", "lotgraph-config")["data"]
+    assert configmap["LOTGRAPH_AUTH__JWKS_URL"].startswith("https://")
+    assert configmap["LOTGRAPH_AUTH__ISSUER"]
 
 
 def test_compose_nginx_proxies_websockets_to_gateway():

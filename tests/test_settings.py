@@ -79,3 +79,16 @@ def test_production_masks_unexpected_errors_for_every_transport() -> None:
         correlation.current.reset(token)
     assert error.formatted["message"] == "Internal error; quote correlation id c0ffee to find it in the logs."
     assert error.formatted["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "correlationId": "c0ffee"}
+
+
+def test_names_a_setting_tells_settings_from_lookalikes() -> None:
+    from gateway.settings import names_a_setting, warn_about_unknown_variables
+
+    for name in ("LOTGRAPH_SOURCES__ERP__URL", "LOTGRAPH_AUTH__JWKS_URL", "LOTGRAPH_SUBGRAPHS__LIMS__URL",
+                 "LOTGRAPH_EVENTS__MQTT__URL", "LOTGRAPH_CONFIG", "lotgraph_port"):  # fmt: skip
+        assert names_a_setting(name), name
+    for name in ("LOTGRAPH_ERP_URL", "LOTGRAPH_AUTH__JWKS", "LOTGRAPH_PORT__X", "LOTGRAPH_", "PATH"):
+        assert not names_a_setting(name), name
+    assert warn_about_unknown_variables({"LOTGRAPH_ERP_URL": "x", "LOTGRAPH_PORT": "1", "HOME": "/"}) == [
+        "LOTGRAPH_ERP_URL"
+    ]
