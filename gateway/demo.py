@@ -30,6 +30,7 @@ from simulators.shift import Shift
 SIMULATORS = ("erp", "qms", "wms", "mes")
 # Simulated systems that are GraphQL subgraphs (lotgraph federates them): served after the four, when started.
 SUBGRAPHS = ("lims",)
+DEMO_STORE = "demo.db"  # a store of the demo's own, reset every run; `lotgraph run`'s default store is another file
 
 
 def plant_group(
@@ -60,10 +61,13 @@ def subgraph_url(host: str, first_port: int, name: str) -> str:
 def demo_settings(host: str, port: int, webhook_secret: str, mqtt_url: str | None = None) -> Settings:
     """Development mode, explicitly: GraphiQL, dev tokens, and anonymous reads as a portal reader; the LIMS
     federated as a remote subgraph."""
+    data_dir = Settings.model_fields["data_dir"].default
     return Settings(
         mode=Mode.DEVELOPMENT,
         host=host,
         port=port,
+        data_dir=data_dir,
+        store_url=f"sqlite+aiosqlite:///{data_dir / DEMO_STORE}",
         sources=local_sources(port + 1),
         subgraphs={"lims": {"url": subgraph_url(host, port + 1, "lims")}},
         auth=AuthSettings(allow_anonymous=True, anonymous_roles=("portal_reader",)),
@@ -77,11 +81,9 @@ def demo_settings(host: str, port: int, webhook_secret: str, mqtt_url: str | Non
 def fresh_store(settings: Settings) -> None:
     """Forget the previous demo's operations: its plant is gone (each run seeds a new one), so a stored
     operation would answer a repeated idempotency key (the README's) with holds this plant never saw. Only the
-    demo's own default SQLite file is removed; a configured LOTGRAPH_STORE_URL is left alone."""
-    if settings.store_url is not None:
-        return
-    database = settings.data_dir / "lotgraph.db"
-    for path in (database, database.with_name("lotgraph.db-wal"), database.with_name("lotgraph.db-shm")):
+    demo's own store (DEMO_STORE) goes: `lotgraph run`'s store in the same directory is never touched."""
+    database = settings.data_dir / DEMO_STORE
+    for path in (database, database.with_name(f"{DEMO_STORE}-wal"), database.with_name(f"{DEMO_STORE}-shm")):
         path.unlink(missing_ok=True)
 
 
