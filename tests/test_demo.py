@@ -64,6 +64,7 @@ def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c() -> None:
             assert httpx.get(f"http://127.0.0.1:{system_port}/_admin/stats").status_code == 200
         graphiql = httpx.get(f"http://127.0.0.1:{port}/graphql", headers={"accept": "text/html"})
         assert "graphiql" in graphiql.text.lower()
+        assert "Bearer ey" in graphiql.text, "the demo pre-fills GraphiQL's Headers tab with a token"
         for query in queries:
             result = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=60).json()
             assert "errors" not in result, (query, result)
