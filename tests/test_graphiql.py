@@ -122,6 +122,11 @@ def test_browser_renders_graphiql_offline_and_runs_a_query_with_the_prefilled_to
             expect(page.locator(".graphiql-response")).to_contain_text("totalCount", timeout=20_000)
             result = page.evaluate("document.querySelector('.graphiql-response .CodeMirror').CodeMirror.getValue()")
             page.screenshot(path=str(tmp_path / "graphiql.png"))
+            page.reload()
+            page.wait_for_selector(".graphiql-query-editor .CodeMirror")
+            prefilled_again = page.evaluate(tools)
+            page.wait_for_timeout(1_000)  # GraphiQL saves its tabs a moment after a change
+            stored = page.evaluate("JSON.stringify(window.localStorage)")
         finally:
             browser.close()
     assert outside == [], "the page asked for something beyond loopback"
@@ -129,3 +134,5 @@ def test_browser_renders_graphiql_offline_and_runs_a_query_with_the_prefilled_to
     assert '"errors"' not in result, result
     assert re.search(r'"totalCount": \d+', result), result
     assert '"pendingOperations": [' in result, "only the pre-filled QA manager's token may list operations"
+    assert "queries" in stored and "Bearer" not in stored, f"tokens are not kept in the browser: {stored}"
+    assert any('"Authorization": "Bearer ey' in text for text in prefilled_again), "a fresh token on every load"
