@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ from tests.services import chromium
 LOOPBACK = {"127.0.0.1", "localhost"}
 HTML = {"accept": "text/html"}
 QUERY = "{ lots(first: 2) { totalCount } pendingOperations { id } }"
+SUBSCRIPTION = "subscription { qualityEvents { cursor type lotId } }"
 
 
 def _outside_urls(text: str) -> list[str]:
@@ -83,6 +85,7 @@ def test_browser_renders_graphiql_offline_and_runs_a_query_with_the_prefilled_to
 ) -> None:
     executable = chromium()  # fails, never skips, when there is no browser to be had
     outside: list[str] = []
+    frames: list[str | bytes] = []  # the subscription's WebSocket, both ways
     problems: list[str] = []
 
     def loopback_only(route: Route, request: Request) -> None:
@@ -127,6 +130,17 @@ def test_browser_renders_graphiql_offline_and_runs_a_query_with_the_prefilled_to
             prefilled_again = page.evaluate(tools)
             page.wait_for_timeout(1_000)  # GraphiQL saves its tabs a moment after a change
             stored = page.evaluate("JSON.stringify(window.localStorage)")
+            page.on("websocket", lambda socket: socket.on("framesent", lambda frame: frames.append(frame)))
+            page.on("websocket", lambda socket: socket.on("framereceived", lambda frame: frames.append(frame)))
+            page.evaluate(
+                f"document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue({SUBSCRIPTION!r})"
+            )
+            page.wait_for_timeout(300)  # GraphiQL parses the editor 100 ms after a change, then knows a subscription
+            page.click(".graphiql-execute-button")
+            for _ in range(100):
+                if any("connection_ack" in str(frame) for frame in frames):
+                    break
+                page.wait_for_timeout(100)
         finally:
             browser.close()
     assert outside == [], "the page asked for something beyond loopback"
@@ -136,3 +150,6 @@ def test_browser_renders_graphiql_offline_and_runs_a_query_with_the_prefilled_to
     assert '"pendingOperations": [' in result, "only the pre-filled QA manager's token may list operations"
     assert "queries" in stored and "Bearer" not in stored, f"tokens are not kept in the browser: {stored}"
     assert any('"Authorization": "Bearer ey' in text for text in prefilled_again), "a fresh token on every load"
+    init = next(json.loads(frame) for frame in frames if "connection_init" in str(frame))
+    assert init["payload"]["Authorization"].startswith("Bearer ey"), "the Headers tab authenticates subscriptions"
+    assert any("connection_ack" in str(frame) for frame in frames), frames
