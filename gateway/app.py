@@ -1,7 +1,8 @@
 """`create_app(settings)`: the gateway as one Starlette application.
 
 Routes: `/graphql` (queries and mutations over HTTP; subscriptions over WebSocket or SSE; GraphiQL in
-development), `/webhooks/{source}` (plant events), `/healthz` (process alive), `/readyz` (ready to serve).
+development, its assets under `/graphql/assets/`), `/webhooks/{source}` (plant events), `/healthz` (process
+alive), `/readyz` (ready to serve).
 Upstream connection pools open with the application's lifespan and close with it.
 """
 
@@ -17,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__, correlation
@@ -25,6 +26,7 @@ from gateway.endpoint import GraphQLEndpoint
 from gateway.events.containment import Containment
 from gateway.events.webhooks import WebhookEndpoint
 from gateway.federation.supergraph import federate
+from gateway.graphiql import ASSETS_PATH, assets_app
 from gateway.limits import BodySizeLimit
 from gateway.resilience import BreakerState
 from gateway.runtime import Runtime
@@ -129,8 +131,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         runtime.metrics.pending_operations.set(await runtime.operations.store.count_in_state(OperationState.PENDING))
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # GraphiQL's own files, only where GraphiQL is served: an air-gapped plant has no CDN to load them from.
+    ide = [Mount(ASSETS_PATH, assets_app(), name="graphiql-assets")] if settings.graphiql_enabled else []
     app = Starlette(
         routes=[
+            *ide,
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/webhooks/{source}", webhooks.receive, methods=["POST"]),

@@ -522,18 +522,21 @@ DEV_PERSONAS: Mapping[str, Persona] = {
 }
 
 
+def mint_persona(signer: DevSigner, settings: AuthSettings, key: str, supplier_id: str | None = None) -> str:
+    """A token of the DEV_PERSONAS entry `key`; a supplier persona acts for `supplier_id`."""
+    persona = DEV_PERSONAS[key]
+    return signer.mint(
+        f"dev-{key}",
+        roles=persona.roles,
+        plants=persona.plants,
+        supplier_id=supplier_id if persona.supplier else None,
+        name=persona.name,
+        amr=persona.amr,
+        issuer=settings.issuer,
+        audience=settings.audience,
+    )
+
+
 def mint_personas(signer: DevSigner, settings: AuthSettings, supplier_id: str) -> dict[str, str]:
     """One token per DEV_PERSONAS entry, keyed like it; the supplier persona acts for `supplier_id`."""
-    return {
-        key: signer.mint(
-            f"dev-{key}",
-            roles=persona.roles,
-            plants=persona.plants,
-            supplier_id=supplier_id if persona.supplier else None,
-            name=persona.name,
-            amr=persona.amr,
-            issuer=settings.issuer,
-            audience=settings.audience,
-        )
-        for key, persona in DEV_PERSONAS.items()
-    }
+    return {key: mint_persona(signer, settings, key, supplier_id) for key in DEV_PERSONAS}

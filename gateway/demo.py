@@ -59,8 +59,8 @@ def subgraph_url(host: str, first_port: int, name: str) -> str:
 
 
 def demo_settings(host: str, port: int, webhook_secret: str, mqtt_url: str | None = None) -> Settings:
-    """Development mode, explicitly: GraphiQL, dev tokens, and anonymous reads as a portal reader; the LIMS
-    federated as a remote subgraph."""
+    """Development mode, explicitly: GraphiQL (its Headers tab pre-filled with a QA manager's token), dev tokens,
+    and anonymous reads as a portal reader; the LIMS federated as a remote subgraph."""
     data_dir = Settings.model_fields["data_dir"].default
     return Settings(
         mode=Mode.DEVELOPMENT,
@@ -71,6 +71,9 @@ def demo_settings(host: str, port: int, webhook_secret: str, mqtt_url: str | Non
         sources=local_sources(port + 1),
         subgraphs={"lims": {"url": subgraph_url(host, port + 1, "lims")}},
         auth=AuthSettings(allow_anonymous=True, anonymous_roles=("portal_reader",)),
+        # Anonymous calls already read as a portal reader: a QA manager's token shows what a token adds (holds,
+        # releases, operations) and answers every README example.
+        graphiql_persona="qa_manager",
         events=EventSettings(
             webhook_secrets={"qms": SecretStr(webhook_secret), "mes": SecretStr(webhook_secret)},
             mqtt=MqttSettings(url=mqtt_url),
@@ -147,7 +150,7 @@ def banner(listeners: list[Listener], dataset: Dataset, seconds: float, tokens: 
     for listener in listeners:
         path = "/graphql" if listener.name in ("gateway", "LIMS") else ""
         lines.append(f"  {listener.name:8} {listener.url}{path}")
-    lines += ["", "Open GraphiQL at the gateway URL and try:"]
+    lines += ["", "Open GraphiQL at the gateway URL (its Headers tab holds a QA manager's token) and try:"]
     for title, query in example_queries(dataset):
         lines += [f"  # {title}", f"  {query}", ""]
     lines.append("Ready tokens (send as 'Authorization: Bearer <token>'; anonymous calls read as portal_reader):")

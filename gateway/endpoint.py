@@ -27,6 +27,7 @@ from gateway.auth import Unauthenticated
 from gateway.cache import stale_reads
 from gateway.context import GatewayContext
 from gateway.errors import DocumentRefused
+from gateway.graphiql import render_page
 from gateway.limits import ClientRateLimits
 from gateway.quota import RedisQuota
 from gateway.runtime import Runtime
@@ -155,6 +156,10 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
             message = f"the operation did not finish within {budget} s"
             body = {"errors": [{"message": message, "extensions": {"code": "OPERATION_TIMEOUT", "limit": budget}}]}
             return JSONResponse(body, status_code=504)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL with every asset served by the gateway (see gateway/graphiql)."""
+        return render_page(self.settings)
 
     def _wants_ide(self, request: Request) -> bool:
         accept = request.headers.get("accept", "")

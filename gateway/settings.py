@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, Field, HttpUrl, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,7 +32,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from gateway.auth import AuthSettings
+from gateway.auth import DEV_PERSONAS, AuthSettings
 from gateway.cache import CacheSettings
 from gateway.errors import ConfigurationError
 from gateway.events.settings import EventSettings
@@ -129,6 +138,11 @@ class Settings(BaseSettings):
     )
     auth: AuthSettings = Field(default_factory=AuthSettings)
     graphiql: bool | None = Field(default=None, description="Serve GraphiQL; default: only in development.")
+    graphiql_persona: str | None = Field(
+        default=None,
+        description="Development only: pre-fill GraphiQL's Headers tab with a fresh token of this demo persona "
+        "(the demo: qa_manager). Whoever can load the page gets the token, so it is never done unless asked for.",
+    )
     introspection: bool | None = Field(default=None, description="Allow introspection; default: development.")
     sources: Sources = Field(default_factory=lambda: Sources.model_validate({}))
     limits: LimitSettings = Field(default_factory=LimitSettings)
@@ -154,6 +168,17 @@ class Settings(BaseSettings):
     )
     max_genealogy_depth: int = Field(default=20, ge=1)
     default_genealogy_depth: int = Field(default=10, ge=1)
+
+    @field_validator("graphiql_persona")
+    @classmethod
+    def _persona_only_in_development(cls, persona: str | None, info: ValidationInfo) -> str | None:
+        """A pre-filled token in production would hand a role to anyone who opens the page."""
+        if persona is not None and (persona not in DEV_PERSONAS or DEV_PERSONAS[persona].supplier):
+            choices = ", ".join(key for key, p in DEV_PERSONAS.items() if not p.supplier)
+            raise ValueError(f"must be one of {choices}")
+        if persona is not None and info.data.get("mode") is not Mode.DEVELOPMENT:
+            raise ValueError("pre-fills a development token, so only in development mode")
+        return persona
 
     @property
     def resolved_store_url(self) -> str:

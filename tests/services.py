@@ -1,4 +1,5 @@
-"""Throwaway PostgreSQL, Redis and Mosquitto servers for tests, on loopback and in a temporary directory.
+"""Throwaway PostgreSQL, Redis and Mosquitto servers for tests, on loopback and in a temporary directory; and
+Debian's Chromium for the browser test (`chromium()`), installed the same way when missing.
 
 Project rule: `make test` starts whatever a test needs and is missing, and stops what it started. So each
 context manager here yields a URL and either uses an operator's server (env `LOTGRAPH_TEST_*_URL`) or starts a
@@ -36,6 +37,7 @@ import asyncpg
 POSTGRES_URL_ENV = "LOTGRAPH_TEST_POSTGRES_URL"
 REDIS_URL_ENV = "LOTGRAPH_TEST_REDIS_URL"
 MQTT_URL_ENV = "LOTGRAPH_TEST_MQTT_URL"
+CHROMIUM_ENV = "LOTGRAPH_TEST_CHROMIUM"  # a Chromium executable for the browser tests, instead of Debian's
 
 POSTGRES_USER = "lotgraph"
 POSTGRES_DATABASE = "lotgraph_test"
@@ -54,6 +56,23 @@ class ServiceUnavailable(RuntimeError):
 
 
 # --- public context managers -------------------------------------------------------------------------------------
+
+
+def chromium() -> str:
+    """The path of a Chromium for browser tests (Playwright drives it): `LOTGRAPH_TEST_CHROMIUM`, else Debian's
+    `chromium`, installed when missing; never a browser downloaded by `playwright install`."""
+    if path := os.environ.get(CHROMIUM_ENV):
+        return path
+
+    def find() -> str | None:
+        return shutil.which("chromium")
+
+    if path := find():
+        return path
+    _apt_install("Chromium", "chromium", [], find)  # a browser, no daemon to keep from starting
+    if path := find():
+        return path
+    raise ServiceUnavailable("Chromium: apt-get installed chromium, but `chromium` is still not on PATH")
 
 
 @contextmanager
@@ -469,7 +488,8 @@ def _apt_install(name: str, package: str, daemons: list[str], present: Callable[
         raise ServiceUnavailable(
             f"{name} is not installed and this process cannot install it "
             f"({'not root' if os.geteuid() != 0 else 'no apt-get'}). Fix: install it (Debian: "
-            f"`sudo apt-get install {package}`), or point {_env_for(name)} at a running server."
+            f"`sudo apt-get install {package}`), or point {_env_for(name)} at "
+            f"{'its executable' if name == 'Chromium' else 'a running server'}."
         )
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     lock_timeout = ["-o", "DPkg::Lock::Timeout=600"]
@@ -527,4 +547,9 @@ def _daemon_pids(names: list[str]) -> set[int]:
 
 
 def _env_for(name: str) -> str:
-    return {"PostgreSQL": POSTGRES_URL_ENV, "Redis": REDIS_URL_ENV, "Mosquitto": MQTT_URL_ENV}[name]
+    return {
+        "PostgreSQL": POSTGRES_URL_ENV,
+        "Redis": REDIS_URL_ENV,
+        "Mosquitto": MQTT_URL_ENV,
+        "Chromium": CHROMIUM_ENV,
+    }[name]

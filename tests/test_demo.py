@@ -135,6 +135,7 @@ def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c(tmp_path: Path) -> 
             assert httpx.get(f"http://127.0.0.1:{system_port}/_admin/stats").status_code == 200
         graphiql = httpx.get(f"http://127.0.0.1:{port}/graphql", headers={"accept": "text/html"})
         assert "graphiql" in graphiql.text.lower()
+        assert "Bearer ey" in graphiql.text, "the demo pre-fills GraphiQL's Headers tab with a token"
         # The personas the README names for its queries: anonymous (a portal reader) and the quality engineer.
         (quality_engineer,) = _run_shell(
             "LOTGRAPH_MODE=development .venv/bin/lotgraph token --role quality_engineer --plant P100 --plant P200"
