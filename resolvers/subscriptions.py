@@ -130,6 +130,6 @@ def quality_filter(supplier: str | None, plant: str | None, types: frozenset[Eve
 
 def operation_filter(operation_id: str) -> Callable[[Event], bool]:
     def accept(event: Event) -> bool:
-        return event.type is EventType.OPERATION_UPDATED and event.payload.get("operation_id") == operation_id
+        return event.type is EventType.OPERATION_UPDATED and event.payload.get("operationId") == operation_id
 
     return accept

@@ -221,7 +221,7 @@ async def test_a_graphql_ws_node_client_receives_lotgraphs_quality_events(lotgra
     assert client.returncode == 0, err.decode()
     received = json.loads(out.decode().splitlines()[0])["data"]["qualityEvents"]
     assert (received["id"], received["type"], received["lotId"]) == (published["id"], "LOT_STATUS_CHANGED", lot.id)
-    assert received["payload"]["quality_status"] == "REJECTED"
+    assert received["payload"]["qualityStatus"] == "REJECTED"
 
 
 def test_apollo_gateway_fetches_a_pages_lab_samples_in_one_entities_request(

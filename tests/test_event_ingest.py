@@ -307,3 +307,17 @@ async def test_an_event_drops_the_cached_reads_of_its_lot(
     assert await counted("lotgraph_cache_lookups_total", **BATCH_MISSES) == cached + 1
     await query(other)
     assert await counted("lotgraph_cache_lookups_total", **BATCH_MISSES) == cached + 1
+
+
+def test_every_payload_speaks_one_naming_style() -> None:
+    """Whoever builds a payload (a canonical record dumped, a hand-made dict, an operation's input), subscribers
+    read camelCase keys, like the rest of the API; the schema version says so."""
+    from datetime import UTC, datetime
+
+    from gateway.events.envelope import SCHEMA_VERSION, Event, EventType
+
+    event = Event(id="x", type=EventType.OPERATION_UPDATED, source="lotgraph", plant=None, lot=None,
+                  occurred=datetime.now(UTC), payload={"operation_id": "o", "reasonCode": "QH01",
+                                                        "consumed": [{"lot_id": "B1", "quantity": 1.0}]})  # fmt: skip
+    assert event.payload == {"operationId": "o", "reasonCode": "QH01", "consumed": [{"lotId": "B1", "quantity": 1.0}]}
+    assert event.schema_version == SCHEMA_VERSION == 2

@@ -109,7 +109,7 @@ async def test_an_event_ingested_by_one_replica_reaches_subscribers_of_both(
         received = [await on_b.event("q"), await on_a.event("q")]
     for event in received:
         assert (event["id"], event["cursor"], event["lotId"]) == (answer["id"], answer["cursor"], lot.id)
-        assert event["payload"]["quality_status"] == "REJECTED"
+        assert event["payload"]["qualityStatus"] == "REJECTED"
     assert position(answer["cursor"])[0] > 0, "a Redis stream id (milliseconds, sequence)"
 
 
@@ -152,8 +152,8 @@ async def test_a_hold_placed_through_one_replica_reaches_a_supplier_on_the_other
         other_op = await hold(theirs.id)
         other_received = await other_ws.event("holds")
     assert (received["type"], received["lotId"], received["source"]) == ("HOLD_PLACED", lot.id, "lotgraph")
-    assert received["supplier"] == lot.supplier and received["payload"]["operation_id"] == op["id"]
-    assert (other_received["lotId"], other_received["payload"]["operation_id"]) == (theirs.id, other_op["id"])
+    assert received["supplier"] == lot.supplier and received["payload"]["operationId"] == op["id"]
+    assert (other_received["lotId"], other_received["payload"]["operationId"]) == (theirs.id, other_op["id"])
 
 
 async def test_the_same_event_posted_to_both_replicas_is_delivered_once(

@@ -88,7 +88,7 @@ async def test_a_failed_inspection_reaches_subscribers_and_is_contained(own_plan
                 assert inspected["lotId"] == lot_id
                 assert inspected["payload"]["passed"] is False and inspected["payload"]["id"] == inspection_id
                 changed = await ws.event("q")
-                assert changed["type"] == "LOT_STATUS_CHANGED" and changed["payload"]["quality_status"] == "REJECTED"
+                assert changed["type"] == "LOT_STATUS_CHANGED" and changed["payload"]["qualityStatus"] == "REJECTED"
                 # Containment: the hold placed by the service principal shows up as events too.
                 later = await ws.events_until("q", lambda e: e["type"] == "HOLD_PLACED" and e["source"] == "lotgraph")
                 assert all(e["lotId"] == lot_id for e in later)
@@ -160,7 +160,7 @@ async def test_a_mes_completion_over_mqtt_is_streamed_and_the_new_lot_is_queryab
                 event = await ws.event("p")
             assert (event["type"], event["source"], event["lotId"], event["plant"]) == (
                 "PRODUCTION_COMPLETED", "mes", new_lot, material.plant)  # fmt: skip
-            assert {c["lot_id"] for c in event["payload"]["consumed"]} == {lot for lot, _ in consumed}
+            assert {c["lotId"] for c in event["payload"]["consumed"]} == {lot for lot, _ in consumed}
             query = """query($id: ID!) { lot(id: $id) { id material { id } qualityStatus
                          genealogy(direction: UPSTREAM, maxDepth: 1) { nodes { id } } } }"""
             lot = gateway.data(query, {"id": new_lot})["lot"]
@@ -199,4 +199,4 @@ async def test_a_hold_comes_back_through_the_erp_change_feed(own_plant: tuple[Pl
             await ws.events_until("s", both_arrived)
         erp = next(e for e in seen if e["source"] == "erp" and e["lotId"] == lot.id)
         assert erp["lotId"] == lot.id and erp["type"] == "LOT_STATUS_CHANGED" and erp["supplier"] == lot.supplier
-        assert erp["payload"]["stock_status"] == "BLOCKED" or erp["payload"].get("batch_restricted") is True
+        assert erp["payload"]["stockStatus"] == "BLOCKED" or erp["payload"].get("batchRestricted") is True

@@ -107,13 +107,13 @@ async def test_websocket_and_sse_deliver_the_same_normalized_event(
     assert rejected["type"] == "LOT_STATUS_CHANGED" and rejected["source"] == "qms"
     assert (rejected["plant"], rejected["lotId"], rejected["material"], rejected["supplier"]) == (
         "P100", p100.id, p100.material, p100.supplier)  # fmt: skip
-    assert rejected["payload"]["quality_status"] == "REJECTED"
-    assert rejected["payload"]["previous_quality_status"] == "IN_INSPECTION"
+    assert rejected["payload"]["qualityStatus"] == "REJECTED"
+    assert rejected["payload"]["previousQualityStatus"] == "IN_INSPECTION"
     assert datetime.fromisoformat(rejected["occurredAt"]) == datetime.fromisoformat(sent[0]["occurred_at"])
     assert datetime.fromisoformat(rejected["ingestedAt"]) >= datetime.fromisoformat(rejected["occurredAt"])
-    assert rejected["schemaVersion"] == 1 and rejected["correlationId"]
+    assert rejected["schemaVersion"] == 2 and rejected["correlationId"]
     assert (held["plant"], held["lotId"], held["supplier"]) == ("P200", p200.id, p200.supplier)
-    assert held["payload"]["quality_status"] == "ON_HOLD" and held["payload"]["previous_quality_status"] == "RELEASED"
+    assert held["payload"]["qualityStatus"] == "ON_HOLD" and held["payload"]["previousQualityStatus"] == "RELEASED"
     assert hold["type"] == "HOLD_PLACED" and hold["lotId"] == p300.id and hold["plant"] == "P300"
     assert hold["payload"]["status"] == "ACTIVE" and hold["payload"]["reason"] == "foreign particles"
 
@@ -304,7 +304,7 @@ async def test_lot_status_changed_filters_by_lot(
         mine = await hooks.publish(qms.status_changed(lot, "RELEASED"))
         event = await ws.event("lot")
     assert (event["id"], event["lotId"], event["type"]) == (mine["id"], lot, "LOT_STATUS_CHANGED")
-    assert event["payload"]["quality_status"] == "RELEASED"
+    assert event["payload"]["qualityStatus"] == "RELEASED"
 
 
 @pytest.fixture(params=[("memory", 100), ("redis", 520)], ids=["memory", "redis"])

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: payload keys are camelCase, like the rest of the API
 
 
 class EventType(StrEnum):
@@ -55,5 +56,20 @@ class Event(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict)
     cursor: str | None = None
 
+    @field_validator("payload")
+    @classmethod
+    def _camel_case(cls, payload: dict[str, Any]) -> dict[str, Any]:
+        """One naming style for every payload, whoever built it (`operationId` beside `reasonCode`); canonical
+        records hold no data-keyed mappings, so every key here is a field name."""
+        return _camel(payload)
+
     def at(self, cursor: str) -> Event:
         return self.model_copy(update={"cursor": cursor})
+
+
+def _camel(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {to_camel(key): _camel(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_camel(item) for item in value]
+    return value

@@ -80,8 +80,8 @@ def _qms_status(native: NativeEvent) -> Event:
             before = qms_translate(QMS_LOT_STATUS, lot.plant_id, previous, field="previous_status")
         except UnknownCode as exc:
             raise MalformedEvent(f"data.previous_status: {exc}") from exc
-    payload = {"system": "QMS", "quality_status": lot.status.value, "changed_at": lot.changed_at.isoformat(),
-               "previous_quality_status": before and before.value}  # fmt: skip
+    payload = {"system": "QMS", "qualityStatus": lot.status.value, "changedAt": lot.changed_at.isoformat(),
+               "previousQualityStatus": before and before.value}  # fmt: skip
     return _event(native, "qms", EventType.LOT_STATUS_CHANGED, _ref(lot), payload)
 
 

@@ -32,15 +32,15 @@ def to_event(posting: ErpPosting, supplier: str | None) -> Event | None:
     lot = LotRef(id=posting.lot_id, material=posting.material_id, supplier=supplier)
     common = {"id": f"erp:{posting.sequence}", "source": SOURCE, "plant": posting.plant_id,
               "occurred": posting.posted_at, "lot": lot}  # fmt: skip
-    facts = {"system": "ERP", "document": posting.document, "movement_type": posting.movement_type}
+    facts = {"system": "ERP", "document": posting.document, "movementType": posting.movement_type}
     if posting.kind == "BATCH_CHANGE":
-        return Event(type=EventType.LOT_STATUS_CHANGED, payload={**facts, "batch_restricted": posting.batch_restricted},
+        return Event(type=EventType.LOT_STATUS_CHANGED, payload={**facts, "batchRestricted": posting.batch_restricted},
                      **common)  # fmt: skip
     if posting.movement_type in SCRAP_MOVEMENTS:
         payload = {**facts, "quantity": posting.quantity, "unit": posting.unit}
         return Event(type=EventType.SCRAP_CONFIRMED, payload=payload, **common)
     if posting.stock_status is not None and posting.movement_type not in {"101", "261"}:
-        payload = {**facts, "stock_status": posting.stock_status.value, "quantity": posting.quantity}
+        payload = {**facts, "stockStatus": posting.stock_status.value, "quantity": posting.quantity}
         return Event(type=EventType.LOT_STATUS_CHANGED, payload=payload, **common)
     return None
 

@@ -31,7 +31,7 @@ class Announcer:
         self.upstream = upstream
 
     async def progressed(self, op: Operation) -> None:
-        payload = {"operation_id": op.id, "kind": op.kind, "state": op.state.value, "actor": op.actor}
+        payload = {"operationId": op.id, "kind": op.kind, "state": op.state.value, "actor": op.actor}
         await self.events.ingest(
             Event(id=f"lotgraph:{op.id}:{uuid.uuid4().hex}", type=EventType.OPERATION_UPDATED, source="lotgraph",
                   plant=None, lot=None, occurred=datetime.now(UTC), correlation_id=op.correlation_id or op.id,
@@ -45,7 +45,7 @@ class Announcer:
         batches = await Loaders(self.upstream).batch.load_many(lot_ids)
         now = datetime.now(UTC)
         for lot_id, batch in zip(lot_ids, batches, strict=True):
-            payload = {"system": "LOTGRAPH", "operation_id": op.id, "kind": op.kind,
+            payload = {"system": "LOTGRAPH", "operationId": op.id, "kind": op.kind,
                        **{k: op.input[k] for k in ("reasonCode", "decision") if k in op.input}}  # fmt: skip
             await self.events.ingest(
                 Event(id=f"lotgraph:{op.id}:{lot_id}", type=kind, source="lotgraph",
