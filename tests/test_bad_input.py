@@ -1,8 +1,8 @@
 """Bad input is the caller's mistake, answered as such: a 4xx, or GraphQL errors that each carry a code other than
-INTERNAL_SERVER_ERROR. Requests are generated from the live schema: every argument of every root query field (and
-every field of an input object argument) gets values of the wrong type, unknown enum values, objects where an id
-belongs, oversize strings and odd unicode cursors; `_entities` gets malformed representations; bodies that are not
-GraphQL requests at all go over POST, GET and SSE."""
+INTERNAL_SERVER_ERROR. Requests are generated from the live schema: every argument of every root query and mutation
+field (and every field of an input object argument) gets values of the wrong type, unknown enum values, objects
+where an id belongs, oversize strings and odd unicode cursors; `_entities` gets malformed representations; bodies
+that are not GraphQL requests at all go over POST, GET and SSE."""
 
 from __future__ import annotations
 
@@ -75,11 +75,17 @@ def _selection(field_type: Any) -> str:
 
 
 def generated() -> Iterator[tuple[str, dict[str, Any]]]:
-    """(document, variables) pairs: one bad value of one argument (or input field) of one root query field."""
+    """(document, variables) pairs: one bad value of one argument (or input field) of one root query or mutation
+    field. The other arguments get placeholders ("X" for ids), which name nothing in the plant: a mutation that
+    gets past its input's validation is refused there, never acts on a lot."""
     schema = build_schema(introspection=True)._schema
-    query = schema.query_type
-    assert isinstance(query, GraphQLObjectType)
-    for name, field in query.fields.items():
+    for operation, root in (("query", schema.query_type), ("mutation", schema.mutation_type)):
+        assert isinstance(root, GraphQLObjectType)
+        yield from _root_fields(operation, root)
+
+
+def _root_fields(operation: str, root: GraphQLObjectType) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, field in root.fields.items():
         if name.startswith("_"):
             continue
         for arg_name, arg in field.args.items():
@@ -89,7 +95,8 @@ def generated() -> Iterator[tuple[str, dict[str, Any]]]:
                 declared = ", ".join(f"${n}: {a.type}" for n, a in {arg_name: arg, **others}.items())
                 passed = ", ".join(f"{n}: ${n}" for n in others)
                 call = f"{name}({arg_name}: $v{', ' if passed else ''}{passed})"
-                document = f"query({declared.replace(f'${arg_name}:', '$v:', 1)}) {{ {call} {_selection(field.type)} }}"
+                declared = declared.replace(f"${arg_name}:", "$v:", 1)
+                document = f"{operation}({declared}) {{ {call} {_selection(field.type)} }}"
                 yield document, variables
 
 
