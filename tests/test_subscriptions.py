@@ -206,6 +206,29 @@ async def test_production_masks_websocket_errors_like_http(plant: Plant, dataset
     assert over_ws[0]["path"] == over_http[0]["path"]
 
 
+async def test_production_masks_a_subscriptions_upstream_failure(
+    plant: Plant, dataset: Dataset, tmp_path: Path
+) -> None:
+    """A subscription whose access check cannot reach the ERP (another QA manager follows a pending hold while the
+    ERP is down) ends with the masked error, as a query's would: code, source, system and correlation id only."""
+    lot = list(supplied_lots(dataset))[-7]
+    hold = """mutation($lot: ID!) { placeQualityHold(input: {lotId: $lot, reasonCode: "QH01", reason: "mask test",
+              idempotencyKey: "mask-test"}) { id state } }"""
+    with start_gateway(plant, mode=Mode.PRODUCTION, auth=production_auth(tmp_path)) as prod:
+        plant.fault("wms", down=True, paths=["/v2/stock-moves"])  # the hold stays pending, its lot's reads uncached
+        op = prod.data(hold, {"lot": lot.id}, token=prod.token("qa_manager", sub="qa-placer"))["placeQualityHold"]
+        assert op["state"] == "PENDING"
+        plant.fault("erp", down=True)
+        async with WsClient.connect(prod.url, prod.token("qa_manager", sub="qa-follower")) as ws:
+            await ws.acknowledged()
+            await ws.subscribe("o", "subscription($id: ID!) { operationUpdated(id: $id) { state } }", {"id": op["id"]})
+            (error,) = (await ws.message("o"))["payload"]["errors"]
+        plant.clear_faults()
+    assert error["extensions"] == {"code": "UPSTREAM_UNAVAILABLE", "source": "erp"}, error
+    assert re.fullmatch(r"ERP could not give a usable answer \(UPSTREAM_UNAVAILABLE\); correlation id \w+\.",
+                        error["message"]), error["message"]  # fmt: skip
+
+
 async def test_production_refuses_subscribers_without_a_token(
     plant: Plant, dataset: Dataset, qms: QmsEvents, tmp_path: Path
 ) -> None:
