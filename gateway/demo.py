@@ -192,7 +192,9 @@ async def run_demo(
         async def announce() -> None:
             print(banner([*group.listeners, *lims.listeners], dataset, generated, tokens), flush=True)
             if shift_seconds > 0:
-                shift.append(asyncio.create_task(Shift.for_apps(apps, seed, shift_seconds).run(), name="shift"))
+                supplier = dataset.lots[dataset.recall_lot].supplier  # the supplier persona's: it sees events too
+                running = Shift.for_apps(apps, seed, shift_seconds, supplier=supplier).run()
+                shift.append(asyncio.create_task(running, name="shift"))
 
         try:
             await group.serve_until_signal(on_started=announce)

@@ -4,8 +4,9 @@ Every `interval_seconds` the shift does one plausible thing through the simulato
 leaves the same records and emits the same events as the change made over HTTP would: it completes production
 of an intermediate or finished good from released component lots (MES, and through the plant's integration ERP,
 QMS and WMS), records the inspection results of a lot in inspection (most pass, some fail with a value outside
-the limits), now and then opens or closes a nonconformance, or scraps part of a produced lot. Only the seeded
-random generator decides, and candidates are taken in a stable order, so one seed gives the same shift.
+the limits), now and then opens or closes a nonconformance, or scraps part of a produced lot; given a supplier, its
+incoming quality also finds defects in that supplier's material. Only the seeded random generator decides, and
+candidates are taken in a stable order, so one seed gives the same shift.
 """
 
 from __future__ import annotations
@@ -34,22 +35,29 @@ SCRAP_REASONS = ("Damaged in handling", "Sampling loss", "Failed in-process chec
 class Shift:
     """Production, inspections, nonconformances and scrap on one plant, one action per step."""
 
-    def __init__(self, erp: Erp, qms: Qms, mes: Mes, seed: int = 0, interval_seconds: float = 5.0) -> None:
+    def __init__(
+        self, erp: Erp, qms: Qms, mes: Mes, seed: int = 0, interval_seconds: float = 5.0, supplier: str | None = None
+    ) -> None:
         self.erp, self.qms, self.mes = erp, qms, mes
         self.rng = random.Random(seed)
         self.interval = interval_seconds
+        self.supplier = supplier  # whose supplied lots incoming quality looks at (the demo's supplier persona's)
         self.actions: tuple[tuple[Callable[[], str | None], float], ...] = (
             (self.produce, 0.40),
             (self.inspect, 0.35),
             (self.open_nonconformance, 0.10),
             (self.close_nonconformance, 0.07),
             (self.scrap, 0.08),
+            *(((self.supplier_defect, 0.10),) if supplier else ()),
         )
 
     @classmethod
-    def for_apps(cls, apps: Mapping[str, Starlette], seed: int = 0, interval_seconds: float = 5.0) -> Shift:
+    def for_apps(
+        cls, apps: Mapping[str, Starlette], seed: int = 0, interval_seconds: float = 5.0, supplier: str | None = None
+    ) -> Shift:
         """The shift on the plant `simulators.create_apps` built."""
-        return cls(apps["erp"].state.erp, apps["qms"].state.qms, apps["mes"].state.mes, seed, interval_seconds)
+        qms, mes = apps["qms"].state.qms, apps["mes"].state.mes
+        return cls(apps["erp"].state.erp, qms, mes, seed, interval_seconds, supplier)
 
     async def run(self) -> None:
         """One step every `interval_seconds`, until cancelled."""
@@ -119,6 +127,17 @@ class Shift:
         severity = self.rng.choices(SEVERITIES, SEVERITY_WEIGHTS)[0]
         nc = self.qms.open_nonconformance(lot, category, severity, f"{category} on lot {lot}")
         return f"opened {nc.id} ({severity}) on lot {lot}"
+
+    def supplier_defect(self) -> str | None:
+        """Incoming quality finds a defect in released material of `supplier`: a nonconformance on one of its lots
+        (which that supplier's app is told about, like the hold that contains it)."""
+        supplied = [r.lot_id for r in self.qms.lots.values() if r.supplier == self.supplier and r.status == "RELEASED"]
+        if not supplied:
+            return None
+        lot = self.rng.choice(supplied)
+        category = self.rng.choice(NC_CATEGORIES)
+        nc = self.qms.open_nonconformance(lot, category, "major", f"incoming inspection: {category} on lot {lot}")
+        return f"opened {nc.id} (major) on supplied lot {lot}"
 
     def close_nonconformance(self) -> str | None:
         open_ncs = [nc for nc in self.qms.nonconformances.values() if nc.state != "CLOSED"]

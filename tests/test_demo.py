@@ -5,6 +5,7 @@ stops everything cleanly."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,16 +102,20 @@ def _wait_healthy(url: str, process: subprocess.Popen[str], timeout: float = 90)
     raise AssertionError(f"{url} not healthy after {timeout} s")
 
 
-def _first_event(url: str) -> dict:
-    """The first plant event the demo's production shift produces, as a subscriber over SSE sees it."""
-    query = "subscription { qualityEvents { cursor type source lotId } }"
+DEMO_SUPPLIER = "17300013"  # supplier of the demo's recall lot B2600060 (seed 42): the banner's supplier persona
+
+
+def _first_event(url: str, token: str | None = None, wanted: Callable[[dict], bool] = lambda _: True) -> dict:
+    """The first (`wanted`) plant event the demo's production shift produces, as a subscriber over SSE sees it."""
+    query = "subscription { qualityEvents { cursor type source lotId supplier } }"
+    headers = {"authorization": f"Bearer {token}"} if token else {}
     with (
         httpx.Client(timeout=30) as client,
-        connect_sse(client, "POST", url, json={"query": query}) as events,
+        connect_sse(client, "POST", url, json={"query": query}, headers=headers) as events,
     ):
         for sse in events.iter_sse():
-            if sse.event == "next":
-                return json.loads(sse.data)["data"]["qualityEvents"]
+            if sse.event == "next" and wanted(event := json.loads(sse.data)["data"]["qualityEvents"]):
+                return event
     raise AssertionError("the stream ended without an event")
 
 
@@ -163,6 +169,20 @@ def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c(tmp_path: Path) -> 
         assert event["data"]["qualityEvents"]["lotId"], event
         event = _first_event(f"http://127.0.0.1:{port}/graphql")
         assert event["source"] in {"qms", "mes", "erp", "lotgraph"} and event["lotId"], event
+        # The supplier persona (the recall lot's supplier, as the banner's) sees the shift change its own lots.
+        (supplier,) = _run_shell(
+            f"LOTGRAPH_MODE=development .venv/bin/lotgraph token --role supplier --supplier {DEMO_SUPPLIER}"
+            " | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read().strip()))'",
+            tmp_path, port,
+        )  # fmt: skip
+        pool = concurrent.futures.ThreadPoolExecutor(1)  # bounded: the stream itself would wait forever
+        try:
+            gateway = f"http://127.0.0.1:{port}/graphql"
+            qms_event = pool.submit(_first_event, gateway, supplier, lambda e: e["source"] == "qms")
+            event = qms_event.result(timeout=60)
+        finally:
+            pool.shutdown(wait=False)  # a stream still waiting ends with the demo, stopped below
+        assert event["supplier"] == DEMO_SUPPLIER and event["type"] == "NONCONFORMANCE_OPENED", event
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)

@@ -70,3 +70,18 @@ async def test_run_steps_until_cancelled(small: Dataset) -> None:
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
     assert running.cancelled()
+
+
+async def test_given_a_supplier_incoming_quality_finds_defects_in_its_material(small: Dataset) -> None:
+    """So the demo's supplier persona, subscribed to its own lots, sees the plant change too."""
+    supplier = next(lot.supplier for lot in small.lots.values() if lot.supplier)
+    apps = create_apps(small)
+    shift = Shift.for_apps(apps, seed=3, supplier=supplier)
+    done = [shift.step() for _ in range(STEPS)]
+    found = [d for d in done if "on supplied lot" in d]
+    assert found, done
+    qms = apps["qms"].state.qms
+    assert {qms.lots[d.split()[-1]].supplier for d in found} == {supplier}
+    opened = Counter(e["type"] for e in apps["qms"].state.events.stats()["recent"])["nonconformance.opened"]
+    assert opened == kinds(done)["opened"], "each is announced like any nonconformance"
+    assert not [d for d in (Shift.for_apps(create_apps(small), seed=3).step() for _ in range(STEPS)) if "supplied" in d]
