@@ -251,6 +251,13 @@ def gateway(plant: Plant) -> Iterator[Gateway]:
         yield started
 
 
+@pytest.fixture(scope="module")
+def ops_gateway(plant: Plant) -> Iterator[Gateway]:
+    """A gateway of the module's own for operations, whose resumer retries pending ones every 0.3 s."""
+    with start_gateway(plant, operation_retry_seconds=0.3) as gateway:
+        yield gateway
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A real PostgreSQL on loopback for the session (started here when none is configured)."""

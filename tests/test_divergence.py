@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from simulators import Dataset
-from tests.conftest import Gateway, Plant, gateway_process, start_gateway
+from tests.conftest import Gateway, Plant, gateway_process
 from tests.test_operation_recovery import _post, _token
-from tests.test_quality_holds import HOLD, HOLDS, RELEASE, USED, _blocked_everywhere, _releasable, _state
+from tests.test_quality_holds import HOLD, HOLDS, RELEASE, USED, _blocked_everywhere, _key, _releasable, _state
 
 # The ERP books goods movements slowly: the window in which a release has checked QMS for other holds
 # and read the lot's stock, but not yet posted the unblocking movement.
@@ -24,16 +23,6 @@ SLOW_POSTING = {"latency_ms": 1500, "paths": ["*/A_MaterialDocumentHeader"]}
 # Lots from the middle of the plant: the graph tests read the first ones as seeded.
 FIRST = 10_000
 OPERATION = "query($id: ID!) { operation(id: $id) { state steps { system state lastError } } }"
-
-
-@pytest.fixture(scope="module")
-def ops_gateway(plant: Plant) -> Iterator[Gateway]:
-    with start_gateway(plant, operation_retry_seconds=0.3) as gateway:
-        yield gateway
-
-
-def _key() -> str:
-    return uuid.uuid4().hex
 
 
 def _active_holds(plant: Plant, lot: str) -> set[str]:
@@ -60,9 +49,24 @@ def _race_release_with_new_hold(plant: Plant, lot: str, release, hold) -> tuple[
         return released.result(), held.result()
 
 
-def _erp_blocked(plant: Plant, lot: str) -> bool:
-    erp = _state(plant, "erp", lot)
-    return {row["InventoryStockType"] for row in erp["stock"]} <= {"07"} and erp["batch"]["MatlBatchIsInRstrcdUseStock"]
+def _race_on_slow_erp(
+    plant: Plant, lots: list[str], release: Callable[[str], dict], hold: Callable[[str], dict]
+) -> None:
+    """The race on every lot at once, the ERP posting slowly; afterwards each lot is held once (the new hold) and
+    blocked in every system, and both operations completed."""
+    plant.fault("erp", **SLOW_POSTING)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(lots)) as pool:
+            outcomes = list(
+                pool.map(lambda lot: _race_release_with_new_hold(plant, lot, release, lambda: hold(lot)), lots)
+            )
+    finally:
+        plant.clear_faults()
+    for lot, (released, held) in zip(lots, outcomes, strict=True):
+        assert released["releaseQualityHold"]["state"] == "COMPLETED"
+        assert held["placeQualityHold"]["state"] == "COMPLETED"
+        assert len(_active_holds(plant, lot)) == 1
+        assert _blocked_everywhere(plant, lot), f"{lot}: ERP {_state(plant, 'erp', lot)}"
 
 
 def test_a_hold_placed_while_a_release_runs_leaves_every_system_blocked(
@@ -72,23 +76,12 @@ def test_a_hold_placed_while_a_release_runs_leaves_every_system_blocked(
     engineer, manager = ops_gateway.token("quality_engineer"), ops_gateway.token("qa_manager", mfa=True)
     for lot in lots:
         ops_gateway.data(HOLD, {"lot": lot, "key": _key()}, token=engineer)
-    plant.fault("erp", **SLOW_POSTING)  # the new hold arrives while the release's ERP posting is under way
-
-    def race(lot: str) -> tuple[dict, dict]:
-        return _race_release_with_new_hold(
-            plant, lot,
-            lambda hold_id: ops_gateway.data(RELEASE, {"hold": hold_id, "key": _key()}, token=manager),
-            lambda: ops_gateway.data(HOLD, {"lot": lot, "key": _key()}, token=engineer),
-        )  # fmt: skip
-
-    with concurrent.futures.ThreadPoolExecutor(len(lots)) as pool:
-        outcomes = list(pool.map(race, lots))
-    plant.clear_faults()
-    for lot, (released, held) in zip(lots, outcomes, strict=True):
-        assert released["releaseQualityHold"]["state"] == "COMPLETED"
-        assert held["placeQualityHold"]["state"] == "COMPLETED"
-        assert len(_active_holds(plant, lot)) == 1
-        assert _blocked_everywhere(plant, lot), f"{lot}: ERP {_state(plant, 'erp', lot)}"
+    _race_on_slow_erp(
+        plant, lots,
+        lambda hold_id: ops_gateway.data(RELEASE, {"hold": hold_id, "key": _key()}, token=manager),
+        lambda lot: ops_gateway.data(HOLD, {"lot": lot, "key": _key()}, token=engineer),
+    )  # fmt: skip
+    for lot in lots:
         view = ops_gateway.data(HOLDS, {"lot": lot})["lot"]
         assert view["consistency"] == {"consistent": True, "disagreements": []}
 
@@ -105,22 +98,11 @@ def test_operations_on_one_lot_take_turns_across_two_gateway_processes(
         manager = _token(tmp_path, "qa_manager", mfa=True)
         for lot in lots:
             _post(first.url, HOLD, {"lot": lot, "key": _key()}, engineer)
-        plant.fault("erp", **SLOW_POSTING)
-
-        def race(lot: str) -> tuple[dict, dict]:
-            return _race_release_with_new_hold(
-                plant, lot,
-                lambda hold_id: _post(first.url, RELEASE, {"hold": hold_id, "key": _key()}, manager)["data"],
-                lambda: _post(second.url, HOLD, {"lot": lot, "key": _key()}, engineer)["data"],
-            )  # fmt: skip
-
-        with concurrent.futures.ThreadPoolExecutor(len(lots)) as pool:
-            outcomes = list(pool.map(race, lots))
-        plant.clear_faults()
-    for lot, (released, held) in zip(lots, outcomes, strict=True):
-        assert released["releaseQualityHold"]["state"] == "COMPLETED"
-        assert held["placeQualityHold"]["state"] == "COMPLETED"
-        assert _blocked_everywhere(plant, lot), f"{lot}: ERP {_state(plant, 'erp', lot)}"
+        _race_on_slow_erp(
+            plant, lots,
+            lambda hold_id: _post(first.url, RELEASE, {"hold": hold_id, "key": _key()}, manager)["data"],
+            lambda lot: _post(second.url, HOLD, {"lot": lot, "key": _key()}, engineer)["data"],
+        )  # fmt: skip
 
 
 @pytest.mark.parametrize("mutation", ["hold", "release"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -20,12 +19,6 @@ RELEASE = """mutation($hold: ID!, $key: String!, $why: String = "retest passed")
   releaseQualityHold(input: {holdId: $hold, justification: $why, idempotencyKey: $key}) {
     id state signature { signerName signerId meaning signedAt } steps { system state } } }"""
 HOLDS = "query($lot: ID!) { lot(id: $lot) { holds { id status placedBy } consistency { consistent disagreements } } }"
-
-
-@pytest.fixture(scope="module")
-def ops_gateway(plant: Plant) -> Iterator[Gateway]:
-    with start_gateway(plant, operation_retry_seconds=0.3) as gateway:
-        yield gateway
 
 
 def _key() -> str:
