@@ -15,7 +15,7 @@ from itertools import groupby
 from typing import TypeVar
 
 from gateway.contracts.base import Keys
-from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import GatewayError, StoreError, UpstreamTimeout, UpstreamUnavailable
 from gateway.model import Lot
 from gateway.operations.scope import LotScope, lots_of
 from gateway.operations.steps import BATCH_RUNNERS, RUNNERS, BatchRunner, Outcome
@@ -116,8 +116,11 @@ class Executor:
         runner's leases run out soon and another replica (or the restarted one) takes over."""
         while True:
             await asyncio.sleep(LEASE_SECONDS / 3)
-            await self.operations.acquire(op_id, self.owner, LEASE_SECONDS)
-            await self.operations.renew_lots(op_id, LEASE_SECONDS)
+            try:
+                await self.operations.acquire(op_id, self.owner, LEASE_SECONDS)
+                await self.operations.renew_lots(op_id, LEASE_SECONDS)
+            except StoreError as exc:  # a busy store: try again next beat rather than stop renewing for good
+                log.warning("operation %s: leases not renewed this time: %s", op_id, exc)
 
     async def _steps(self, op: Operation) -> Operation:
         pending = [step for step in op.steps if step.state is StepState.PENDING]
