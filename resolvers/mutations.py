@@ -201,8 +201,11 @@ async def _operator(
 
 
 async def retry_operation(ctx: GatewayContext, op_id: str) -> Operation:
-    # A BLOCKED operation was refused before it started: retrying it would bypass that decision.
-    await _operator(ctx, "retryOperation", op_id, {}, [OperationState.PENDING])
+    # A BLOCKED operation was refused before it started: retrying it would bypass that decision. A FAILED one was
+    # refused by a system; the operator retries it once the cause is fixed, and its failed steps run again.
+    op = await _operator(ctx, "retryOperation", op_id, {}, [OperationState.PENDING, OperationState.FAILED])
+    if op.state is OperationState.FAILED:
+        await ctx.runtime.operations.store.reopen(op_id)
     return await ctx.runtime.operations.executor.run(op_id)
 
 

@@ -179,8 +179,8 @@ class GovernanceQuery:
         )  # fmt: skip
 
     @strawberry.field(
-        description="Operations left pending, oldest first, with why: those on lots of the caller's plants "
-        "(QA managers).",
+        description="Operations that need attention, oldest first, with why: PENDING (still being retried), BLOCKED "
+        "and FAILED (waiting for a person); those on lots of the caller's plants (QA managers).",
         directives=guarded_by("manageOperations"),
     )
     async def pending_operations(self, info: Info) -> list[Operation]:

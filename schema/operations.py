@@ -10,7 +10,9 @@ from strawberry.scalars import JSON
 from gateway.store import operations as store
 
 OperationState = strawberry.enum(
-    store.OperationState, description="PENDING operations are retried until done; BLOCKED ones wait for a person."
+    store.OperationState,
+    description="PENDING operations are retried until done; BLOCKED ones (refused before they started) and FAILED "
+    "ones (a system refused a step for good) wait for a person: retryOperation, abandonOperation.",
 )
 StepState = strawberry.enum(store.StepState)
 

@@ -15,7 +15,14 @@ from itertools import groupby
 from typing import TypeVar
 
 from gateway.contracts.base import Keys
-from gateway.errors import GatewayError, StoreError, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import (
+    ContractViolation,
+    GatewayError,
+    StoreError,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from gateway.model import Lot
 from gateway.operations.scope import LotScope, lots_of
 from gateway.operations.steps import BATCH_RUNNERS, RUNNERS, BatchRunner, Outcome
@@ -26,6 +33,9 @@ from gateway.upstream import Upstream
 
 log = logging.getLogger("lotgraph.operations")
 TRANSIENT = (UpstreamUnavailable, UpstreamTimeout)
+# The system refused the request itself, or answered outside its contract: the same request fails the same way
+# until someone fixes the cause, so the step FAILS (and with it the operation) rather than being retried forever.
+PERMANENT = (UpstreamRejected, ContractViolation)
 T = TypeVar("T")
 LEASE_SECONDS = 5.0  # short: a crashed runner blocks a takeover at most this long
 # Blocking more is always safe: a hold goes on to the next system even when one is down.
@@ -135,7 +145,10 @@ class Executor:
                 succeeded &= all(await asyncio.gather(*(self._step(op, step) for step in steps)))
             if not succeeded and op.kind not in PRESS_ON:
                 break
-        if succeeded:
+        failed = [step for step in (await self._load(op.id)).steps if step.state is StepState.FAILED]
+        if failed:
+            await self._fail(op, failed)
+        elif succeeded:
             await self._complete(op)
         done = await self._load(op.id)
         if self.announce is not None:
@@ -189,10 +202,10 @@ class Executor:
     async def _record(self, op: Operation, step: Step, result: Outcome | GatewayError) -> None:
         if isinstance(result, GatewayError):
             message = f"{result.code}: {result}"
-            log.warning("operation %s step %s %s %s pending: %s", op.id, step.seq, step.system, step.lot_id, message)
-            await self.operations.record_step(
-                op.id, step.seq, state=StepState.PENDING, error=message, contract=None, detail=None
-            )
+            state = StepState.FAILED if isinstance(result, PERMANENT) else StepState.PENDING
+            log.warning("operation %s step %s %s %s %s: %s", op.id, step.seq, step.system, step.lot_id,
+                        state.value.lower(), message)  # fmt: skip
+            await self.operations.record_step(op.id, step.seq, state=state, error=message, contract=None, detail=None)
             return
         state = StepState.SKIPPED if result.skipped else StepState.DONE
         await self.operations.record_step(
@@ -223,8 +236,27 @@ class Executor:
             correlation_id=op.correlation_id,
         )
 
+    async def _fail(self, op: Operation, failed: list[Step]) -> None:
+        """FAILED, saying which system refused what: visible in `pendingOperations`, never retried on its own;
+        `retryOperation` runs it again once the cause is fixed (or `abandonOperation` gives it up)."""
+        why = "; ".join(f"{s.system.upper()} refused lot {s.lot_id}: {s.last_error}" for s in failed[:5])
+        more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+        await self.operations.finish(op.id, OperationState.FAILED, error=f"{why}{more}")
+        scope = await self._scope(op)
+        await self.audit.append(
+            plants=scope.plants if scope else None,
+            suppliers=scope.suppliers if scope else None,
+            actor=op.actor,
+            action=f"{op.kind}.failed",
+            resource=f"Operation::{op.id}",
+            decision="FAILED",
+            reason=f"{why}{more}",
+            details={"failed": [f"{s.system}:{s.lot_id}" for s in failed]},
+            correlation_id=op.correlation_id,
+        )
+
     async def _scope(self, op: Operation) -> LotScope | None:
-        """Whose lots the completed operation changed, for its audit entry; if the ERP cannot say, the entry is
+        """Whose lots the finished operation changed, for its audit entry; if the ERP cannot say, the entry is
         recorded about no lot (all-plants auditors read it) rather than not at all."""
         try:
             lot_ids = lots_of(op)

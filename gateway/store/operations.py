@@ -28,17 +28,18 @@ class OperationState(StrEnum):
     PENDING = "PENDING"  # steps are left; the resumer keeps trying
     BLOCKED = "BLOCKED"  # never started (refused by policy, or its checks could not run): a person decides
     COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
+    FAILED = "FAILED"  # a system refused a step for good: retrying the same request cannot help; a person decides
     ABANDONED = "ABANDONED"
 
 
-NEEDS_ATTENTION = (OperationState.PENDING, OperationState.BLOCKED)
+NEEDS_ATTENTION = (OperationState.PENDING, OperationState.BLOCKED, OperationState.FAILED)
 
 
 class StepState(StrEnum):
     PENDING = "PENDING"
     DONE = "DONE"
     SKIPPED = "SKIPPED"
+    FAILED = "FAILED"  # refused for good (UPSTREAM_REJECTED, CONTRACT_VIOLATION); `retryOperation` runs it again
 
 
 class IdempotencyConflict(GatewayError):
@@ -262,6 +263,21 @@ class OperationStore:
                 )
             )  # fmt: skip
             await conn.execute(update(operations).where(operations.c.id == op_id).values(updated_at=now))
+
+    async def reopen(self, op_id: str) -> None:
+        """A FAILED operation PENDING again, its failed steps with it (an operator fixed the cause and retries)."""
+        now = datetime.now(UTC)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(operation_steps)
+                .where(operation_steps.c.operation_id == op_id, operation_steps.c.state == StepState.FAILED.value)
+                .values(state=StepState.PENDING.value, updated_at=now)
+            )
+            await conn.execute(
+                update(operations)
+                .where(operations.c.id == op_id, operations.c.state == OperationState.FAILED.value)
+                .values(state=OperationState.PENDING.value, error=None, updated_at=now)
+            )
 
     async def finish(
         self, op_id: str, state: OperationState, *, result: Mapping[str, Any] | None = None, error: str | None = None
