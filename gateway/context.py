@@ -10,12 +10,12 @@ from typing import Any
 from graphql import GraphQLError
 
 from gateway.auth import Principal
+from gateway.authz import Guard
 from gateway.errors import GatewayError
+from gateway.reads import Loaders
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.upstream import Upstream
-from resolvers.guard import Guard
-from resolvers.loaders import Loaders
 from resolvers.remote import RemoteEntities
 
 

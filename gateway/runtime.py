@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from gateway import __version__
 from gateway.auth import Authenticator, build_authenticator
+from gateway.authz import ReadDecisions
 from gateway.events.hub import Events
 from gateway.events.mqtt import MqttIngest
 from gateway.events.polling import ErpChangeFeed
@@ -21,7 +22,6 @@ from gateway.store import Store, describe
 from gateway.telemetry import Metrics, setup_tracing
 from gateway.upstream import Upstream
 from policies.engine import PolicyEngine
-from resolvers.guard import ReadDecisions
 
 log = logging.getLogger("lotgraph.runtime")
 

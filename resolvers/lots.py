@@ -15,13 +15,13 @@ import base64
 import binascii
 from dataclasses import dataclass, replace
 
+from gateway.authz import ReadScope
 from gateway.contracts.erp import BatchQuery, LotPage
 from gateway.contracts.qms import LotQualityPage, LotStatusQuery
 from gateway.errors import BadUserInput, Forbidden
 from gateway.model import QualityStatus
+from gateway.reads import Loaders
 from gateway.upstream import Upstream
-from resolvers.guard import ReadScope
-from resolvers.loaders import Loaders
 
 _PREFIX = "lots:"
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway import consistency, genealogy
 from gateway.context import GatewayContext
 from gateway.errors import BadUserInput, Forbidden, LotDivergent, NotFound
 from gateway.model import HoldStatus, NonconformanceState
@@ -16,7 +17,6 @@ from gateway.operations.plans import DISPOSITION_STEPS, HOLD_STEPS, RELEASE_STEP
 from gateway.store.operations import NEEDS_ATTENTION, Operation, OperationState, StepState
 from policies import entities
 from policies.engine import Decision, Entity
-from resolvers import consistency, genealogy
 
 SIGNATURE_WINDOW_SECONDS = 300
 

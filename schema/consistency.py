@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers import consistency
+from gateway import consistency
 from schema.enums import QualityStatus, StockStatus, System
 
 

@@ -4,7 +4,7 @@ import strawberry
 
 from gateway import model
 from gateway.events.envelope import EventType as EventKind
-from resolvers.genealogy import Direction as _Direction
+from gateway.genealogy import Direction as _Direction
 
 QualityStatus = strawberry.enum(model.QualityStatus, description="Whether quality lets a lot be used.")
 StockStatus = strawberry.enum(model.StockStatus, description="What stock of a lot may be used for.")

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
-from resolvers.genealogy import Walk
+from gateway.genealogy import Walk
 from schema.enums import GenealogyDirection
 
 if TYPE_CHECKING:

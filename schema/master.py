@@ -6,7 +6,7 @@ import strawberry
 
 from gateway import model
 from gateway.context import GatewayContext
-from resolvers.loaders import existing
+from gateway.reads import existing
 from schema.access import AUTHENTICATED, guarded_by
 from schema.enums import MaterialClass
 

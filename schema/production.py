@@ -9,7 +9,7 @@ import strawberry
 
 from gateway import model
 from gateway.context import GatewayContext
-from resolvers.loaders import existing
+from gateway.reads import existing
 from schema.access import guarded_by
 from schema.master import Material, Plant
 

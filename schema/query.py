@@ -8,8 +8,8 @@ import strawberry
 
 from gateway.context import GatewayContext
 from gateway.contracts import REGISTRY
+from gateway.reads import existing
 from resolvers import lots
-from resolvers.loaders import existing
 from schema.access import AUTHENTICATED
 from schema.enums import QualityStatus
 from schema.lot import Lot

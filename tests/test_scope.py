@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from gateway.auth import Principal
+from gateway.authz import ReadScope, read_scope
 from gateway.errors import BadUserInput, Forbidden
 from policies.engine import PolicyEngine
-from resolvers.guard import ReadScope, read_scope
 from resolvers.lots import LotFilter, encode_cursor, within
 from simulators import Dataset
 from tests.conftest import Gateway, Plant, start_gateway

@@ -17,9 +17,9 @@ from gateway.errors import GatewayError
 from gateway.events.envelope import Event, EventType, LotRef
 from gateway.events.hub import Events
 from gateway.model import ErpPosting
+from gateway.reads import Loaders
 from gateway.store.cursors import IngestCursors
 from gateway.upstream import Upstream
-from resolvers.loaders import Loaders
 
 log = logging.getLogger("lotgraph.events.erp")
 SOURCE = "erp"

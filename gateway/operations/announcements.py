@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 
 from gateway.events.envelope import Event, EventType, LotRef
 from gateway.events.hub import Events
+from gateway.reads import Loaders
 from gateway.store.operations import Operation, OperationState
 from gateway.upstream import Upstream
-from resolvers.loaders import Loaders
 
 COMPLETED_AS: Mapping[str, EventType] = {
     "placeQualityHold": EventType.HOLD_PLACED,

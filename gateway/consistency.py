@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.model import ErpStock, QualityStatus, StockPosition, StockStatus, System
-from resolvers.loaders import Loaders
+from gateway.reads import Loaders
 
 # What a quality status allows, expressed as the stock status it should have everywhere.
 EXPECTED_STOCK = {

@@ -19,10 +19,10 @@ from gateway.auth import Principal
 from gateway.errors import Forbidden, NotFound
 from gateway.events.envelope import Event
 from gateway.operations.scope import LotScope, lots_of
+from gateway.reads import Loaders
 from gateway.store.operations import Operation
 from policies import entities
 from policies.engine import Decision, Entity, PolicyEngine, Request
-from resolvers.loaders import Loaders
 
 log = logging.getLogger("lotgraph.authz")
 
