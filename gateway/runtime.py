@@ -16,7 +16,7 @@ from gateway.events.hub import Events
 from gateway.events.mqtt import MqttIngest
 from gateway.events.polling import ErpChangeFeed
 from gateway.federation.client import SubgraphClient
-from gateway.operations import Operations
+from gateway.operations.service import Operations
 from gateway.settings import Mode, Settings
 from gateway.store import Store, describe
 from gateway.telemetry import Metrics, setup_tracing
@@ -66,7 +66,12 @@ class Runtime:
         self.store = await Store.open(self.settings.resolved_store_url)
         self._log_configuration()
         self._operations = Operations.start(
-            self.upstream, self.store, self.settings.operation_retry_seconds, self.events
+            self.upstream,
+            self.store,
+            self.settings.operation_retry_seconds,
+            self.events,
+            self.policies,
+            self.settings.max_genealogy_depth,
         )
         await self.events.start()
         events = self.settings.events

@@ -13,14 +13,12 @@ from __future__ import annotations
 import logging
 
 from gateway.auth import Principal
-from gateway.context import GatewayContext
 from gateway.errors import GatewayError
 from gateway.events.envelope import Event
 from gateway.events.settings import ContainmentSettings
 from gateway.operations.announcements import Announcer
 from gateway.operations.plans import HOLD_STEPS, plan
 from gateway.runtime import Runtime
-from resolvers import mutations
 
 log = logging.getLogger("lotgraph.containment")
 KIND = "placeQualityHold"
@@ -48,23 +46,23 @@ class Containment:
         if not self.triggered_by(event):
             return
         assert event.lot is not None
-        ctx = GatewayContext(request=None, runtime=self.runtime, principal=self.principal,
-                             correlation_id=event.correlation_id)  # fmt: skip
         reason = f"automatic containment after {event.type.value} ({event.source} event {event.id})"
         key = f"containment:{event.id}"
         try:
-            op = await mutations.place_quality_hold(ctx, event.lot.id, self.settings.reason_code, reason, key)
+            op = await self.runtime.operations.place_quality_hold(
+                self.principal, event.lot.id, self.settings.reason_code, reason, key, event.correlation_id
+            )
             log.info("containment hold %s for lot %s after %s: %s", op.id, event.lot.id, event.id, op.state.value)
         except GatewayError as exc:
-            await self._blocked(ctx, event, reason, key, exc)
+            await self._blocked(event, reason, key, exc)
 
-    async def _blocked(self, ctx: GatewayContext, event: Event, reason: str, key: str, exc: GatewayError) -> None:
+    async def _blocked(self, event: Event, reason: str, key: str, exc: GatewayError) -> None:
         """Record the hold that could not start, so a person sees it (and why) among pending operations."""
         assert event.lot is not None
         store = self.runtime.operations.store
         payload = {"lotId": event.lot.id, "reasonCode": self.settings.reason_code, "reason": reason}
         op, created = await store.claim(kind=KIND, actor=self.principal.sub, idempotency_key=key, payload=payload,
-                                        steps=plan(HOLD_STEPS, [event.lot.id]), correlation_id=ctx.correlation_id,
+                                        steps=plan(HOLD_STEPS, [event.lot.id]), correlation_id=event.correlation_id,
                                         extra={"event": event.id}, blocked=f"{exc.code}: {exc}")  # fmt: skip
         if created:
             await Announcer(self.runtime.events, self.runtime.upstream).progressed(op)
