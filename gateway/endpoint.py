@@ -25,7 +25,6 @@ from strawberry.types.unset import UNSET, UnsetType
 from gateway import correlation
 from gateway.auth import Unauthenticated
 from gateway.cache import stale_reads
-from gateway.context import GatewayContext
 from gateway.errors import DocumentRefused
 from gateway.graphiql import render_page
 from gateway.limits import ClientRateLimits
@@ -34,6 +33,7 @@ from gateway.runtime import Runtime
 from gateway.sse import event_stream, wants_event_stream
 from gateway.telemetry import current_traceparent
 from gateway.trusted import TrustedDocuments
+from resolvers.context import GatewayContext
 
 
 def _close_reason(text: str) -> str:

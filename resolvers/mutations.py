@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from gateway.context import GatewayContext
 from gateway.genealogy import Direction
 from gateway.store.operations import Operation
+from resolvers.context import GatewayContext
 
 
 async def place_quality_hold(ctx: GatewayContext, lot_id: str, reason_code: str, reason: str, key: str) -> Operation:

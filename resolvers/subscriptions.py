@@ -13,11 +13,11 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
-from gateway.context import GatewayContext
 from gateway.errors import GatewayError
 from gateway.events.bus import START, Position, position
 from gateway.events.envelope import Event, EventType
 from gateway.events.fanout import Listener
+from resolvers.context import GatewayContext
 
 
 class TokenExpired(GatewayError):

@@ -9,12 +9,12 @@ from datetime import datetime
 import strawberry
 from strawberry.scalars import JSON
 
-from gateway.context import GatewayContext
 from gateway.errors import BadUserInput, NotFound
 from gateway.store import operations as store
 from gateway.store.operations import NEEDS_ATTENTION
 from policies import entities
 from policies.engine import Request
+from resolvers.context import GatewayContext
 from schema.access import AUTHENTICATED, guarded_by
 from schema.operations import Operation
 

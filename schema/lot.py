@@ -8,10 +8,10 @@ from datetime import date
 import strawberry
 
 from gateway import consistency, genealogy, model
-from gateway.context import GatewayContext
 from gateway.errors import BadUserInput, GenealogyRedacted, NotFound
 from gateway.limits import WALK, Walk
 from gateway.settings import Settings
+from resolvers.context import GatewayContext
 from schema.access import guarded_by
 from schema.consistency import Consistency
 from schema.enums import GenealogyDirection, QualityStatus, StockStatus

@@ -5,8 +5,8 @@ from __future__ import annotations
 import strawberry
 
 from gateway import model
-from gateway.context import GatewayContext
 from gateway.reads import existing
+from resolvers.context import GatewayContext
 from schema.access import AUTHENTICATED, guarded_by
 from schema.enums import MaterialClass
 

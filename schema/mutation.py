@@ -6,8 +6,8 @@ from enum import Enum
 
 import strawberry
 
-from gateway.context import GatewayContext
 from resolvers import mutations
+from resolvers.context import GatewayContext
 from schema.access import guarded_by
 from schema.enums import GenealogyDirection
 from schema.operations import Operation

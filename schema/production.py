@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from gateway import model
-from gateway.context import GatewayContext
 from gateway.reads import existing
+from resolvers.context import GatewayContext
 from schema.access import guarded_by
 from schema.master import Material, Plant
 

@@ -6,10 +6,10 @@ from datetime import date
 
 import strawberry
 
-from gateway.context import GatewayContext
 from gateway.contracts import REGISTRY
 from gateway.reads import existing
 from resolvers import lots
+from resolvers.context import GatewayContext
 from schema.access import AUTHENTICATED
 from schema.enums import QualityStatus
 from schema.lot import Lot

@@ -8,12 +8,12 @@ from datetime import datetime
 import strawberry
 from strawberry.scalars import JSON
 
-from gateway.context import GatewayContext
 from gateway.errors import NotFound
 from gateway.events import envelope
 from gateway.events.envelope import PLANT_EVENTS
 from gateway.store.operations import OperationState
 from resolvers import subscriptions
+from resolvers.context import GatewayContext
 from schema.access import AUTHENTICATED, guarded_by
 from schema.enums import EventType
 from schema.governance import require_operation_access
