@@ -12,7 +12,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from itertools import groupby
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gateway.contracts.base import Keys
 from gateway.errors import (
@@ -223,35 +223,32 @@ class Executor:
             },
         }
         await self.operations.finish(op.id, OperationState.COMPLETED, result=result)
-        scope = await self._scope(done)
-        await self.audit.append(
-            plants=scope.plants if scope else None,
-            suppliers=scope.suppliers if scope else None,
-            actor=op.actor,
-            action=f"{op.kind}.completed",
-            resource=f"Operation::{op.id}",
-            decision="ALLOW",
-            reason="every step completed",
-            details={"steps": result["systems"], "contracts": sorted({s.contract for s in done.steps if s.contract})},
-            correlation_id=op.correlation_id,
-        )
+        contracts = sorted({s.contract for s in done.steps if s.contract})
+        await self._audit_end(op, "completed", "ALLOW", "every step completed",
+                              {"steps": result["systems"], "contracts": contracts})  # fmt: skip
 
     async def _fail(self, op: Operation, failed: list[Step]) -> None:
         """FAILED, saying which system refused what: visible in `pendingOperations`, never retried on its own;
         `retryOperation` runs it again once the cause is fixed (or `abandonOperation` gives it up)."""
         why = "; ".join(f"{s.system.upper()} refused lot {s.lot_id}: {s.last_error}" for s in failed[:5])
-        more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
-        await self.operations.finish(op.id, OperationState.FAILED, error=f"{why}{more}")
+        why += f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+        await self.operations.finish(op.id, OperationState.FAILED, error=why)
+        await self._audit_end(op, "failed", "FAILED", why, {"failed": [f"{s.system}:{s.lot_id}" for s in failed]})
+
+    async def _audit_end(
+        self, op: Operation, outcome: str, decision: str, reason: str, details: dict[str, Any]
+    ) -> None:
+        """The audit entry of how the operation ended (`<kind>.<outcome>`), about its lots' plants and suppliers."""
         scope = await self._scope(op)
         await self.audit.append(
             plants=scope.plants if scope else None,
             suppliers=scope.suppliers if scope else None,
             actor=op.actor,
-            action=f"{op.kind}.failed",
+            action=f"{op.kind}.{outcome}",
             resource=f"Operation::{op.id}",
-            decision="FAILED",
-            reason=f"{why}{more}",
-            details={"failed": [f"{s.system}:{s.lot_id}" for s in failed]},
+            decision=decision,
+            reason=reason,
+            details=details,
             correlation_id=op.correlation_id,
         )
 
