@@ -51,9 +51,9 @@ def _race_release_with_new_hold(plant: Plant, lot: str, release, hold) -> tuple[
 
 def _race_on_slow_erp(
     plant: Plant, lots: list[str], release: Callable[[str], dict], hold: Callable[[str], dict]
-) -> None:
+) -> list[tuple[dict, dict]]:
     """The race on every lot at once, the ERP posting slowly; afterwards each lot is held once (the new hold) and
-    blocked in every system, and both operations completed."""
+    blocked in every system, and both operations completed. Returns (release, hold) answers per lot."""
     plant.fault("erp", **SLOW_POSTING)
     try:
         with concurrent.futures.ThreadPoolExecutor(len(lots)) as pool:
@@ -67,6 +67,7 @@ def _race_on_slow_erp(
         assert held["placeQualityHold"]["state"] == "COMPLETED"
         assert len(_active_holds(plant, lot)) == 1
         assert _blocked_everywhere(plant, lot), f"{lot}: ERP {_state(plant, 'erp', lot)}"
+    return outcomes
 
 
 def test_a_hold_placed_while_a_release_runs_leaves_every_system_blocked(
@@ -171,3 +172,32 @@ def test_a_release_never_rests_on_stale_evidence(ops_gateway: Gateway, plant: Pl
     plant.clear_faults()
     assert _blocked_everywhere(plant, lot), "the refused release changed nothing"
     assert hold_id in _active_holds(plant, lot)
+
+
+def test_an_operation_waiting_for_its_turn_says_for_which(ops_gateway: Gateway, plant: Plant, dataset: Dataset) -> None:
+    """While a release posts in a slow ERP, a new hold on the same lot waits; pendingOperations says which
+    operation it waits for, and the note goes once it has had its turn."""
+    lot = _releasable(dataset, USED, regulated=False, start=FIRST)
+    engineer, manager = ops_gateway.token("quality_engineer"), ops_gateway.token("qa_manager", mfa=True)
+    ops_gateway.data(HOLD, {"lot": lot, "key": _key()}, token=engineer)
+    seen: list[dict] = []
+
+    def waiting() -> bool:
+        listed = ops_gateway.data("{ pendingOperations { id error } }", token=manager)["pendingOperations"]
+        seen.extend(op for op in listed if op["error"] and f"is changing lot {lot}" in op["error"])
+        return bool(seen)
+
+    def hold_watched(lot: str) -> dict:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            placing = pool.submit(ops_gateway.data, HOLD, {"lot": lot, "key": _key()}, token=engineer)
+            _until(waiting)
+            return placing.result()
+
+    ((released, held),) = _race_on_slow_erp(
+        plant, [lot],
+        lambda hold_id: ops_gateway.data(RELEASE, {"hold": hold_id, "key": _key()}, token=manager), hold_watched,
+    )  # fmt: skip
+    release_id, hold_id = released["releaseQualityHold"]["id"], held["placeQualityHold"]["id"]
+    assert seen[0] == {"id": hold_id, "error": f"waiting for its turn: operation {release_id} is changing lot {lot}"}
+    done = ops_gateway.data("query($id: ID!) { operation(id: $id) { state error } }", {"id": hold_id}, token=manager)
+    assert done["operation"] == {"state": "COMPLETED", "error": None}

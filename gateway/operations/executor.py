@@ -112,13 +112,19 @@ class Executor:
         until it has written (a hold placed meanwhile waits, then blocks again)."""
         lots = sorted({step.lot_id for step in op.steps if step.state is StepState.PENDING})
         deadline = asyncio.get_running_loop().time() + wait
-        pause = 0.05
+        pause, waiting = 0.05, False
         while not await self.operations.acquire_lots(op.id, lots, LEASE_SECONDS):
+            if not waiting and (holder := await self.operations.lot_holder(op.id, lots)) is not None:
+                waiting = True  # said once, where operators look (`pendingOperations`, `operation`)
+                await self.operations.note(op.id, f"waiting for its turn: operation {holder[0]} is changing lot "
+                                                  f"{holder[1]}")  # fmt: skip
             if asyncio.get_running_loop().time() + pause > deadline:
                 log.info("operation %s waits: another operation is changing one of its lots", op.id)
                 return False
             await asyncio.sleep(pause * (0.5 + random.random()))
             pause = min(pause * 2, 1.0)
+        if waiting or op.error:
+            await self.operations.note(op.id, None)  # its turn: the last run's reason no longer holds
         return True
 
     async def _keep_leases(self, op_id: str) -> None:

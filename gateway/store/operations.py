@@ -235,6 +235,29 @@ class OperationStore:
             return False
         return True
 
+    async def lot_holder(self, op_id: str, lot_ids: Sequence[str]) -> tuple[str, str] | None:
+        """(operation, lot): another operation's live lease on one of `lot_ids`, if any (what `op_id` waits for)."""
+        now = datetime.now(UTC)
+        async with self.engine.connect() as conn:
+            for start in range(0, len(lot_ids), LEASE_CHUNK):
+                query = select(lot_leases.c.operation_id, lot_leases.c.lot_id).where(
+                    lot_leases.c.lot_id.in_(lot_ids[start : start + LEASE_CHUNK]),
+                    lot_leases.c.operation_id != op_id,
+                    lot_leases.c.until >= now,
+                )
+                if (row := (await conn.execute(query.limit(1))).first()) is not None:
+                    return row.operation_id, row.lot_id
+        return None
+
+    async def note(self, op_id: str, note: str | None) -> None:
+        """Say (or stop saying) why a PENDING operation is not moving, in its `error`."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(operations)
+                .where(operations.c.id == op_id, operations.c.state == OperationState.PENDING.value)
+                .values(error=note)
+            )
+
     async def renew_lots(self, op_id: str, seconds: float) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
