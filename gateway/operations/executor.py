@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from itertools import groupby
 from typing import Any, TypeVar
 
-from gateway.contracts.base import Keys
 from gateway.errors import (
     ContractViolation,
     GatewayError,
@@ -23,9 +22,9 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from gateway.model import Lot
 from gateway.operations.scope import LotScope, lots_of
 from gateway.operations.steps import BATCH_RUNNERS, RUNNERS, BatchRunner, Outcome
+from gateway.reads import Loaders
 from gateway.store.audit import AuditLog
 from gateway.store.operations import Operation, OperationState, OperationStore, Step, StepState
 from gateway.telemetry import tracer
@@ -261,11 +260,8 @@ class Executor:
     async def _scope(self, op: Operation) -> LotScope | None:
         """Whose lots the finished operation changed, for its audit entry; if the ERP cannot say, the entry is
         recorded about no lot (all-plants auditors read it) rather than not at all."""
-        try:
-            lot_ids = lots_of(op)
-            batches: list[Lot] = await self.upstream.call("erp", "batch.read", Keys(keys=tuple(lot_ids)))
-            found = {batch.id: batch for batch in batches}
-            return LotScope.of(found.get(lot_id) for lot_id in lot_ids)
+        try:  # through the read cache: the announcement of the same operation then finds the batches there
+            return LotScope.of(await Loaders(self.upstream).batch.load_many(lots_of(op)))
         except GatewayError as exc:
             log.warning("operation %s: plants of its lots unknown for the audit entry: %s", op.id, exc.code)
             return None
