@@ -228,6 +228,13 @@ def crash_recovery(hits: Hits, url: str, label: str) -> None:
           f"{hits.count(wf)}, step 3 called from {threads}")  # fmt: skip
 
 
+def _until_step(hits: Hits, wf: str, step: int, within: float = 30) -> None:
+    """Until the counting server has seen `step` of workflow `wf` start (at most `within` seconds)."""
+    deadline = time.monotonic() + within
+    while f"{wf}/{step}" not in hits.count(wf) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def replicas(hits: Hits, pg: str) -> None:
     # The same workflow id (our idempotency key) started at once on two replicas.
     wf = f"dup-{uuid.uuid4().hex[:6]}"
@@ -246,9 +253,7 @@ def replicas(hits: Hits, pg: str) -> None:
     # The same by-hand takeover while a is alive but slow in step 2: nothing tells a live replica from a dead one.
     wf = f"alive-{uuid.uuid4().hex[:6]}"
     slow = child(hits, pg, "a", "run", wf, slow=f"{wf}/2", wait=False)
-    deadline = time.monotonic() + 30
-    while f"{wf}/2" not in hits.count(wf) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _until_step(hits, wf, 2)
     child(hits, pg, "b", "resume", wf, slow=f"{wf}/2")
     slow.wait(60)
     print(f"replicas: b resuming a workflow that live replica a is running -> server saw {hits.count(wf)}")
@@ -256,9 +261,7 @@ def replicas(hits: Hits, pg: str) -> None:
     # Both replicas left at DBOS's default executor id ("local"): the second one's start-up recovery.
     wf = f"local-{uuid.uuid4().hex[:6]}"
     slow = child(hits, pg, "local", "run", wf, slow=f"{wf}/2", wait=False)
-    deadline = time.monotonic() + 30
-    while f"{wf}/2" not in hits.count(wf) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _until_step(hits, wf, 2)
     child(hits, pg, "local", "serve", "5", slow=f"{wf}/2")
     slow.wait(60)
     print(f"replicas: a second replica with the same executor id starting while the first runs -> {hits.count(wf)}")
