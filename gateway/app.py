@@ -23,7 +23,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__, correlation
 from gateway.endpoint import GraphQLEndpoint
-from gateway.events.containment import Containment
 from gateway.events.webhooks import WebhookEndpoint
 from gateway.federation.supergraph import federate
 from gateway.graphiql import ASSETS_PATH, assets_app
@@ -33,6 +32,7 @@ from gateway.runtime import Runtime
 from gateway.settings import Mode, Settings
 from gateway.store.operations import OperationState
 from gateway.trusted import TrustedDocuments
+from gateway.workflows.registry import install as install_workflows
 from schema import build_schema
 
 
@@ -67,8 +67,7 @@ BREAKER_LEVEL = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     runtime = Runtime.create(settings)
-    if settings.events.containment.enabled:
-        runtime.events.reactions.append(Containment(runtime, settings.events.containment))
+    install_workflows(runtime)
     trusted = TrustedDocuments(settings.trusted_documents)
     production = settings.mode is Mode.PRODUCTION
     schema = build_schema(

@@ -124,6 +124,13 @@ class UpstreamRejected(UpstreamError):
     code = "UPSTREAM_REJECTED"
 
 
+class WorkflowRefused(GatewayError):
+    """The systems' own data says a workflow step cannot be done (the production order is not released, the receipt
+    is over the order's tolerance): retrying the same step cannot help until someone changes that data."""
+
+    code = "WORKFLOW_REFUSED"
+
+
 class ContractViolation(UpstreamError):
     """An upstream answer did not match the contract version the gateway speaks."""
 

@@ -138,6 +138,7 @@ class GoodsMovement(Canonical):
     posted_on: date | None
     purchase_order: str | None
     production_order_id: str | None
+    text: str = ""  # the item text: the gateway names its operation there
 
 
 class StockPosition(Canonical):
@@ -225,6 +226,7 @@ class QualityHold(Canonical):
     placed_at: datetime
     released_by: str | None
     released_at: datetime | None
+    origin: str = "QMS"  # "lotgraph" for the gateway's own holds; anything else was decided in the QMS
 
 
 class ProductionOrder(Canonical):
@@ -239,6 +241,24 @@ class ProductionOrder(Canonical):
     status: str
     planned_start: date | None
     released_on: date | None
+    storage_location: str = ""  # where its goods receipt goes
+    over_delivery_tolerance: float = 0.0  # percent over `planned_quantity` a receipt may bring
+    received_quantity: float = 0.0
+
+
+class PurchaseOrderItem(Canonical):
+    """ERP purchase order item: what a supplier delivery is received against."""
+
+    purchase_order: str
+    item: str
+    material_id: str
+    plant_id: str
+    supplier_id: str
+    storage_location: str
+    quantity: float
+    unit: str
+    over_delivery_tolerance: float
+    received_quantity: float
 
 
 class OperationCompletion(Canonical):
@@ -296,6 +316,22 @@ class StockMoved(Canonical):
     lot_id: str
     handling_units: int
     status: StockStatus
+
+
+class Received(Canonical):
+    """Handling units the WMS received for a lot."""
+
+    lot_id: str
+    handling_units: tuple[str, ...]
+    status: StockStatus
+
+
+class Reduced(Canonical):
+    """A quantity the WMS took off a lot's handling units, and what is left."""
+
+    lot_id: str
+    reduced: float
+    remaining: float
 
 
 class PostedDocument(Canonical):

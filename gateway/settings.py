@@ -40,6 +40,7 @@ from gateway.limits import LimitSettings
 from gateway.resilience import ResilienceSettings
 from gateway.telemetry import TelemetrySettings
 from gateway.trusted import TrustedDocumentSettings
+from gateway.workflows.settings import WorkflowSettings
 
 
 class Mode(StrEnum):
@@ -154,6 +155,7 @@ class Settings(BaseSettings):
     )
     trusted_documents: TrustedDocumentSettings = Field(default_factory=TrustedDocumentSettings)
     events: EventSettings = Field(default_factory=EventSettings)
+    workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
     max_page_size: int = Field(default=1000, ge=1)
     operation_retry_seconds: float = Field(
         default=5.0, gt=0, description="How often pending operations are retried (a system that was down returns)."

@@ -113,6 +113,9 @@ class QualityHold:
     placed_at: datetime
     released_by: str | None
     released_at: datetime | None
+    origin: str = strawberry.field(
+        description="Who placed it: `lotgraph` for the gateway's own holds, else the QMS's users (`QMS`)."
+    )
 
     @classmethod
     def of(cls, hold: model.QualityHold) -> QualityHold:

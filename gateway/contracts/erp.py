@@ -19,6 +19,7 @@ from gateway.model import (
     Plant,
     PostedDocument,
     ProductionOrder,
+    PurchaseOrderItem,
     Supplier,
 )
 from gateway.sources.erp import ErpConnector, all_equal, any_of, quote
@@ -129,6 +130,9 @@ class ErpOrder(Upstream):
     OrderStatus: str
     MfgOrderPlannedStartDate: ODataDate
     MfgOrderActualReleaseDate: ODataDate
+    StorageLocation: str
+    OverDeliveryTolerance: float
+    GoodsReceiptQuantity: float
 
 
 class ErpMaterialDocumentItem(Upstream):
@@ -144,6 +148,7 @@ class ErpMaterialDocumentItem(Upstream):
     PostingDate: ODataDate
     PurchaseOrder: str = ""
     ManufacturingOrder: str = ""
+    MaterialDocumentItemText: str = ""
 
 
 class BatchQuery(BaseModel):
@@ -291,6 +296,9 @@ ORDER_READ = register(
                 status=o.OrderStatus,
                 planned_start=o.MfgOrderPlannedStartDate,
                 released_on=o.MfgOrderActualReleaseDate,
+                storage_location=o.StorageLocation,
+                over_delivery_tolerance=o.OverDeliveryTolerance,
+                received_quantity=o.GoodsReceiptQuantity,
             )
             for o in body.d.results
         ],
@@ -316,6 +324,7 @@ MOVEMENT_READ = register(
                 posted_on=m.PostingDate,
                 purchase_order=m.PurchaseOrder or None,
                 production_order_id=m.ManufacturingOrder or None,
+                text=m.MaterialDocumentItemText,
             )
             for m in body.d.results
         ],
@@ -341,6 +350,7 @@ class GoodsMovementPosting(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     items: tuple[PostingItem, ...] = Field(min_length=1)
+    reference: str = Field(default="", max_length=50, description="Item text: how a repeated posting is found.")
 
 
 class ErpDocumentItems(Upstream):
@@ -368,19 +378,16 @@ class NoContent(Upstream):
     """A write the ERP acknowledges with 204 and no body."""
 
 
+def _item(movement: str, lot_id: str, material: str, plant: str, location: str, quantity: float, unit: str,
+          **references: str) -> dict[str, str]:  # fmt: skip
+    return {"GoodsMovementType": movement, "Material": material, "Plant": plant, "StorageLocation": location,
+            "Batch": lot_id, "QuantityInEntryUnit": f"{quantity:.3f}", "EntryUnit": unit, **references}  # fmt: skip
+
+
 async def _post_document(erp: ErpConnector, request: GoodsMovementPosting):
-    items = [
-        {
-            "GoodsMovementType": i.movement_type,
-            "Material": i.material,
-            "Plant": i.plant,
-            "StorageLocation": i.storage_location,
-            "Batch": i.lot_id,
-            "QuantityInEntryUnit": f"{i.quantity:.3f}",
-            "EntryUnit": i.unit,
-        }
-        for i in request.items
-    ]
+    text = {"MaterialDocumentItemText": request.reference} if request.reference else {}
+    items = [_item(i.movement_type, i.lot_id, i.material, i.plant, i.storage_location, i.quantity, i.unit, **text)
+             for i in request.items]  # fmt: skip
     body = {"GoodsMovementCode": "04", "to_MaterialDocumentItem": {"results": items}}
     return await erp.write("POST", "API_MATERIAL_DOCUMENT_SRV", "A_MaterialDocumentHeader", body)
 
@@ -395,13 +402,7 @@ GOODS_MOVEMENT_POST = register(
         "erp", "goods_movement.post", 1, "Post a material document moving stock between stock types (CSRF)",
         request=GoodsMovementPosting, response=ErpPosted,
         send=_post_document,
-        adapt=lambda body: [
-            PostedDocument(
-                document=body.d.MaterialDocument,
-                year=body.d.MaterialDocumentYear,
-                items=len(body.d.to_MaterialDocumentItem.results),
-            )
-        ],
+        adapt=lambda body: _posted(body),
     )
 )  # fmt: skip
 
@@ -467,5 +468,133 @@ CHANGE_READ = register(
         "erp", "change.read", 1, "Postings and batch changes after a sequence number (the ERP's change feed)",
         request=ChangeQuery, response=OData[ErpChange], send=_changes,
         adapt=lambda body: [c.canonical() for c in body.d.results],
+    )
+)  # fmt: skip
+
+
+class ComponentIssue(BaseModel):
+    """A consumed batch issued to the production order (261, out of unrestricted stock)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lot_id: str
+    material: str
+    plant: str
+    storage_location: str
+    quantity: float = Field(gt=0)
+    unit: str
+
+
+class ProductionReceipt(BaseModel):
+    """The goods receipt of a production order (101 into quality-inspection stock) with its component issues, in
+    one material document: all of it posts, or none."""
+
+    model_config = ConfigDict(frozen=True)
+
+    order_id: str
+    lot_id: str
+    material: str
+    plant: str
+    storage_location: str
+    quantity: float = Field(gt=0)
+    unit: str
+    issues: tuple[ComponentIssue, ...] = ()
+
+
+class PurchaseReceipt(BaseModel):
+    """The goods receipt of supplier material against a purchase order item (101 into quality-inspection stock)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    purchase_order: str
+    purchase_order_item: str
+    lot_id: str
+    supplier_batch: str = ""
+    material: str
+    plant: str
+    storage_location: str
+    quantity: float = Field(gt=0)
+    unit: str
+
+
+async def _post_production_receipt(erp: ErpConnector, request: ProductionReceipt):
+    order = {"ManufacturingOrder": request.order_id}
+    items = [
+        _item("101", request.lot_id, request.material, request.plant, request.storage_location, request.quantity,
+              request.unit, **order),
+        *(_item("261", i.lot_id, i.material, i.plant, i.storage_location, i.quantity, i.unit, **order)
+          for i in request.issues),
+    ]  # fmt: skip
+    body = {"GoodsMovementCode": "02", "to_MaterialDocumentItem": {"results": items}}
+    return await erp.write("POST", "API_MATERIAL_DOCUMENT_SRV", "A_MaterialDocumentHeader", body)
+
+
+async def _post_purchase_receipt(erp: ErpConnector, request: PurchaseReceipt):
+    item = _item("101", request.lot_id, request.material, request.plant, request.storage_location, request.quantity,
+                 request.unit, PurchaseOrder=request.purchase_order, PurchaseOrderItem=request.purchase_order_item,
+                 SupplierBatch=request.supplier_batch)  # fmt: skip
+    body = {"GoodsMovementCode": "01", "to_MaterialDocumentItem": {"results": [item]}}
+    return await erp.write("POST", "API_MATERIAL_DOCUMENT_SRV", "A_MaterialDocumentHeader", body)
+
+
+def _posted(body: ErpPosted) -> list[PostedDocument]:
+    return [PostedDocument(document=body.d.MaterialDocument, year=body.d.MaterialDocumentYear,
+                           items=len(body.d.to_MaterialDocumentItem.results))]  # fmt: skip
+
+
+PRODUCTION_RECEIPT_POST = register(
+    Contract(
+        "erp", "production_receipt.post", 1,
+        "Post a production order's goods receipt (101 into quality inspection) with its component issues (261)",
+        request=ProductionReceipt, response=ErpPosted,
+        send=_post_production_receipt,
+        adapt=_posted,
+    )
+)  # fmt: skip
+
+PURCHASE_RECEIPT_POST = register(
+    Contract(
+        "erp", "purchase_receipt.post", 1,
+        "Post a goods receipt against a purchase order item (101 into quality inspection)",
+        request=PurchaseReceipt, response=ErpPosted,
+        send=_post_purchase_receipt,
+        adapt=_posted,
+    )
+)  # fmt: skip
+
+
+class ErpPurchaseOrderItem(Upstream):
+    PurchaseOrder: str
+    PurchaseOrderItem: str
+    Material: str
+    Plant: str
+    Supplier: str
+    StorageLocation: str
+    OrderQuantity: float
+    PurchaseOrderQuantityUnit: str
+    OverdelivTolrtdLmtRatioInPct: float
+    GoodsReceiptQuantity: float
+
+
+PURCHASE_ORDER_READ = register(
+    Contract(
+        "erp", "purchase_order.read", 1, "Purchase order items by purchase order number",
+        request=Keys, response=OData[ErpPurchaseOrderItem],
+        send=_keys_of("API_PURCHASEORDER_PROCESS_SRV/A_PurchaseOrderItem", "PurchaseOrder", ErpPurchaseOrderItem),
+        adapt=lambda body: [
+            PurchaseOrderItem(
+                purchase_order=i.PurchaseOrder,
+                item=i.PurchaseOrderItem,
+                material_id=i.Material,
+                plant_id=i.Plant,
+                supplier_id=i.Supplier,
+                storage_location=i.StorageLocation,
+                quantity=i.OrderQuantity,
+                unit=i.PurchaseOrderQuantityUnit,
+                over_delivery_tolerance=i.OverdelivTolrtdLmtRatioInPct,
+                received_quantity=i.GoodsReceiptQuantity,
+            )
+            for i in body.d.results
+        ],
     )
 )  # fmt: skip

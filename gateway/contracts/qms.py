@@ -162,6 +162,7 @@ class QmsHold(Upstream):
     placed_at: datetime
     released_by: str | None = None
     released_at: datetime | None = None
+    origin: str = "QMS"  # who placed it: "lotgraph" for the gateway's own holds, else the QMS's users
 
     def canonical(self) -> QualityHold:
         return QualityHold(
@@ -175,6 +176,7 @@ class QmsHold(Upstream):
             placed_at=self.placed_at,
             released_by=self.released_by,
             released_at=self.released_at,
+            origin=self.origin,
         )
 
 
@@ -293,6 +295,9 @@ HOLD_BY_LOT = register(
 )  # fmt: skip
 
 
+HOLD_ORIGIN = "lotgraph"  # the origin of the gateway's own holds: their QMS events are not carried back
+
+
 class HoldPlacement(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -301,6 +306,7 @@ class HoldPlacement(BaseModel):
     reason: str = Field(min_length=1)
     placed_by: str
     request_id: str = Field(description="QMS answers a repeated request id with the first hold: retries are safe.")
+    origin: str = HOLD_ORIGIN
 
 
 class HoldRelease(BaseModel):
@@ -367,5 +373,59 @@ DISPOSITION_RECORD = register(
         request=DispositionRecord, response=QmsDisposition,
         send=_record_disposition,
         adapt=lambda d: [{"decision": d.decision, "decidedBy": d.decided_by, "decidedAt": d.decided_at.isoformat()}],
+    )
+)  # fmt: skip
+
+
+class InspectionLotCreation(BaseModel):
+    """A lot that arrived (produced, or received from a supplier) gets its inspection lot: origin 04 (production) or
+    01 (goods receipt). QMS answers a repeated request id with the first inspection lot."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lot_id: str
+    material: str
+    plant: str
+    origin: str = Field(pattern=r"^(01|04)$")
+    supplier: str | None = None
+    quantity: float | None = None
+    unit: str | None = None
+    request_id: str
+
+
+async def _create_inspection_lot(qms: SourceConnector, request: InspectionLotCreation):
+    return await qms.post("/api/v1/inspection-lots", request.model_dump(exclude_none=True))
+
+
+INSPECTION_LOT_CREATE = register(
+    Contract(
+        "qms", "inspection_lot.create", 1, "Create the inspection lot of an arrived lot (idempotent by request id)",
+        request=InspectionLotCreation, response=QmsInspectionLot,
+        send=_create_inspection_lot,
+        adapt=lambda inspection: [inspection.canonical()],
+    )
+)  # fmt: skip
+
+
+class NonconformanceReport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    lot_id: str
+    category: str = Field(min_length=1)
+    severity: str = Field(pattern=r"^(minor|major|critical)$")
+    description: str = Field(min_length=1)
+    request_id: str
+
+
+async def _create_nonconformance(qms: SourceConnector, request: NonconformanceReport):
+    return await qms.post("/api/v1/nonconformances", request.model_dump())
+
+
+NONCONFORMANCE_CREATE = register(
+    Contract(
+        "qms", "nonconformance.create", 1, "Open a nonconformance on a lot (idempotent by request id)",
+        request=NonconformanceReport, response=QmsNonconformance,
+        send=_create_nonconformance,
+        adapt=lambda nc: [nc.canonical()],
     )
 )  # fmt: skip

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import date
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.codes import WMS_V1_STATUS, WMS_V2_STATUS, translate
 from gateway.contracts.base import Contract, ContractStatus, Keys, Upstream, register
-from gateway.model import StockMoved, StockPosition, StockStatus
+from gateway.model import Received, Reduced, StockMoved, StockPosition, StockStatus
 from gateway.sources.connector import SourceConnector
 
 
@@ -215,5 +215,129 @@ STOCK_CLOSE_V2 = register(
         request=StockClosure, response=V2Closed,
         send=_v2_close,
         adapt=lambda c: [c.handlingUnits],
+    )
+)  # fmt: skip
+
+
+class HandlingUnitReceipt(BaseModel):
+    """A lot arriving in the warehouse: its handling units, received into one stock status (idempotent by reference:
+    the WMS answers a repeated reference with the first receipt)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lot_id: str
+    material_id: str
+    plant: str
+    quantity: float = Field(gt=0)
+    unit: str
+    status: StockStatus
+    reference: str
+
+
+class V1Received(Upstream):
+    lot: str
+    handling_units: list[str]
+    status: str
+
+
+class V2Received(Upstream):
+    lotId: str
+    handlingUnits: list[str]
+    stockStatus: str
+
+
+async def _v1_receive(wms: SourceConnector, request: HandlingUnitReceipt):
+    body = {"lot": request.lot_id, "sku": request.material_id, "plant": request.plant, "qty": request.quantity,
+            "uom": request.unit, "status": _V1_STATUS_OF[request.status], "reference": request.reference}  # fmt: skip
+    return await wms.post("/v1/receipts", body)
+
+
+async def _v2_receive(wms: SourceConnector, request: HandlingUnitReceipt):
+    body = {"lotId": request.lot_id, "materialId": request.material_id, "plant": request.plant,
+            "quantity": {"value": request.quantity, "unit": request.unit},
+            "stockStatus": _V1_STATUS_OF[request.status].lower(), "reference": request.reference}  # fmt: skip
+    return await wms.post("/v2/handling-units", body)
+
+
+HANDLING_UNITS_RECEIVE_V1 = register(
+    Contract(
+        "wms", "handling_units.receive", 1, "Receive a lot's handling units into a stock status (WMS API v1)",
+        request=HandlingUnitReceipt, response=V1Received,
+        send=_v1_receive,
+        adapt=lambda r: [
+            Received(lot_id=r.lot, handling_units=tuple(r.handling_units),
+                     status=translate(WMS_V1_STATUS, r.status, field="status"))
+        ],
+        status=ContractStatus.DEPRECATED,
+        sunset=date(2027, 6, 30),
+    )
+)  # fmt: skip
+
+HANDLING_UNITS_RECEIVE_V2 = register(
+    Contract(
+        "wms", "handling_units.receive", 2, "Receive a lot's handling units into a stock status (WMS API v2)",
+        request=HandlingUnitReceipt, response=V2Received,
+        send=_v2_receive,
+        adapt=lambda r: [
+            Received(lot_id=r.lotId, handling_units=tuple(r.handlingUnits),
+                     status=translate(WMS_V2_STATUS, r.stockStatus, field="stockStatus"))
+        ],
+    )
+)  # fmt: skip
+
+
+class StockReduction(BaseModel):
+    """Take a quantity of a lot off its handling units (scrap); idempotent by reference."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lot_id: str
+    quantity: float = Field(gt=0)
+    unit: str
+    reason: str = Field(min_length=1)
+    reference: str
+
+
+class V1Reduced(Upstream):
+    lot: str
+    reduced: float
+    remaining: float
+
+
+class V2Reduced(Upstream):
+    lotId: str
+    reduced: float
+    remaining: float
+
+
+async def _v1_reduce(wms: SourceConnector, request: StockReduction):
+    body = {"lot": request.lot_id, "qty": request.quantity, "uom": request.unit, "reason": request.reason,
+            "reference": request.reference}  # fmt: skip
+    return await wms.post("/v1/reductions", body)
+
+
+async def _v2_reduce(wms: SourceConnector, request: StockReduction):
+    body = {"lotId": request.lot_id, "quantity": {"value": request.quantity, "unit": request.unit},
+            "reason": request.reason, "reference": request.reference}  # fmt: skip
+    return await wms.post("/v2/stock-reductions", body)
+
+
+STOCK_REDUCE_V1 = register(
+    Contract(
+        "wms", "stock.reduce", 1, "Reduce a lot's quantity on hand (scrap; WMS API v1)",
+        request=StockReduction, response=V1Reduced,
+        send=_v1_reduce,
+        adapt=lambda r: [Reduced(lot_id=r.lot, reduced=r.reduced, remaining=r.remaining)],
+        status=ContractStatus.DEPRECATED,
+        sunset=date(2027, 6, 30),
+    )
+)  # fmt: skip
+
+STOCK_REDUCE_V2 = register(
+    Contract(
+        "wms", "stock.reduce", 2, "Reduce a lot's quantity on hand (scrap; WMS API v2)",
+        request=StockReduction, response=V2Reduced,
+        send=_v2_reduce,
+        adapt=lambda r: [Reduced(lot_id=r.lotId, reduced=r.reduced, remaining=r.remaining)],
     )
 )  # fmt: skip

@@ -22,6 +22,7 @@ class EventType(StrEnum):
     HOLD_RELEASED = "HoldReleased"
     PRODUCTION_COMPLETED = "ProductionCompleted"
     SCRAP_CONFIRMED = "ScrapConfirmed"
+    GOODS_RECEIVED = "GoodsReceived"  # supplier material at the receiving dock (WMS)
     # Not a plant event: the gateway's own operations announce their progress (`operationUpdated`).
     OPERATION_UPDATED = "OperationUpdated"
 

@@ -101,6 +101,7 @@ def _qms_record(kind: EventType, key: str, model: type[QmsNonconformance] | type
 
 class MesConsumed(BaseModel):
     lot_id: str
+    material: str | None = None
     quantity: float
     unit: str
 
@@ -126,11 +127,28 @@ class MesScrap(BaseModel):
     reason: str
 
 
-def _mes(kind: EventType, model: type[MesCompletion] | type[MesScrap]) -> Callable[..., Event]:
+class WmsDockReceipt(BaseModel):
+    lot_id: str
+    material: str
+    quantity: float
+    unit: str
+    purchase_order: str
+    purchase_order_item: str
+    supplier: str
+    supplier_batch: str = ""
+    handling_units: list[str]
+    received_at: datetime
+
+
+def _plain(source: str, kind: EventType, model: type[MesCompletion] | type[MesScrap] | type[WmsDockReceipt]
+           ) -> Callable[..., Event]:  # fmt: skip
+    """Events whose data is one flat record (MES production, the WMS dock): validated, kept as sent."""
+
     def normalize(native: NativeEvent) -> Event:
         record = _record(native, None, model, lambda record: record)
-        payload = {"system": "MES", **record.model_dump(mode="json")}
-        return _event(native, "mes", kind, LotRef(id=record.lot_id, material=record.material), payload)
+        payload = {"system": source.upper(), **record.model_dump(mode="json")}
+        lot = LotRef(id=record.lot_id, material=record.material, supplier=getattr(record, "supplier", None))
+        return _event(native, source, kind, lot, payload)
 
     return normalize
 
@@ -145,9 +163,10 @@ NORMALIZERS: Mapping[str, Mapping[str, Callable[[NativeEvent], Event]]] = {
         "hold.released": _qms_record(EventType.HOLD_RELEASED, "hold", QmsHold),
     },
     "mes": {
-        "production.completed": _mes(EventType.PRODUCTION_COMPLETED, MesCompletion),
-        "production.scrapped": _mes(EventType.SCRAP_CONFIRMED, MesScrap),
+        "production.completed": _plain("mes", EventType.PRODUCTION_COMPLETED, MesCompletion),
+        "production.scrapped": _plain("mes", EventType.SCRAP_CONFIRMED, MesScrap),
     },
+    "wms": {"goods.received": _plain("wms", EventType.GOODS_RECEIVED, WmsDockReceipt)},
 }
 PUSH_SOURCES = frozenset(NORMALIZERS)
 

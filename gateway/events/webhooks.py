@@ -32,7 +32,8 @@ class WebhookEndpoint:
     async def receive(self, request: Request) -> JSONResponse:
         source = request.path_params["source"]
         if source not in PUSH_SOURCES:
-            return _refuse(404, "UNKNOWN_SOURCE", f"no events are taken from '{source}' (push sources: qms, mes)")
+            known = ", ".join(sorted(PUSH_SOURCES))
+            return _refuse(404, "UNKNOWN_SOURCE", f"no events are taken from '{source}' (push sources: {known})")
         refused = self.events.metrics.events_rejected
         verifier = self.verifiers.get(source)
         if verifier is None:

@@ -21,6 +21,7 @@ from gateway.errors import (
     UpstreamRejected,
     UpstreamTimeout,
     UpstreamUnavailable,
+    WorkflowRefused,
 )
 from gateway.operations.scope import LotScope, lots_of
 from gateway.operations.steps import BATCH_RUNNERS, RUNNERS, BatchRunner, Outcome
@@ -34,7 +35,7 @@ log = logging.getLogger("lotgraph.operations")
 TRANSIENT = (UpstreamUnavailable, UpstreamTimeout)
 # The system refused the request itself, or answered outside its contract: the same request fails the same way
 # until someone fixes the cause, so the step FAILS (and with it the operation) rather than being retried forever.
-PERMANENT = (UpstreamRejected, ContractViolation)
+PERMANENT = (UpstreamRejected, ContractViolation, WorkflowRefused)
 T = TypeVar("T")
 LEASE_SECONDS = 5.0  # short: a crashed runner blocks a takeover at most this long
 # Blocking more is always safe: a hold goes on to the next system even when one is down.

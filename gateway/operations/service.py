@@ -19,6 +19,7 @@ from gateway.auth import Principal
 from gateway.authz import Guard
 from gateway.consistency import assess
 from gateway.errors import BadUserInput, Forbidden, LotDivergent, NotFound
+from gateway.events.envelope import Event
 from gateway.events.hub import Events
 from gateway.genealogy import Direction, walk
 from gateway.model import HoldStatus, NonconformanceState
@@ -131,6 +132,37 @@ class Operations:
             "dispositionLot", key, payload, [lot_id], DISPOSITION_STEPS[decision],
             extra={"signature": command.signature(decision)},
         )  # fmt: skip
+
+    async def automate(
+        self, principal: Principal, action: str, event: Event, lot: Entity | str, payload: Mapping[str, Any],
+        steps: Sequence[tuple[str, str]], context: Mapping[str, Any] | None = None,
+    ) -> Operation:  # fmt: skip
+        """A workflow's operation on one lot, started by `event` and done as the service `principal`: the operation
+        kind is the Cedar action, keyed by the event (a redelivered event finds the first operation and is decided
+        once). Cedar's decision is audited with the event; a refusal is recorded BLOCKED with the policy's reason,
+        visible in `pendingOperations` (for a regulated lot whose inspection passed, that is the lot waiting for a
+        qualified person's release). `lot` is the lot's id, or its entity built from the event for a lot the
+        systems do not know yet (an arriving one)."""
+        command = self._as(principal, event.correlation_id)
+        key = f"{action}:{event.id}"
+        if (existing := await self.store.by_key(principal.sub, key)) is not None:
+            return await self.executor.run(existing.id)
+        if isinstance(lot, str):
+            lot = await command.guard.lot_entity(lot, for_change=True)
+        decision = command.guard.decide(action, lot, dict(context or {}))
+        details = {"input": payload, "event": {"id": event.id, "type": event.type.value}, "context": context or {}}
+        await command.audit(action, f"Lot::{lot.id}", decision, details, lot)
+        extra = {"event": event.id}
+        if decision.allowed:
+            return await command.start(action, key, payload, [lot.id], steps, extra=extra)
+        op, created = await self.store.claim(
+            kind=action, actor=principal.sub, idempotency_key=key, payload=payload, steps=plan(steps, [lot.id]),
+            correlation_id=event.correlation_id, extra=extra,
+            blocked=f"FORBIDDEN: {decision.explanation}",
+        )  # fmt: skip
+        if created and self.executor.announce is not None:
+            await self.executor.announce(op)
+        return op
 
     async def retry(self, principal: Principal, op_id: str, correlation_id: str) -> Operation:
         # A BLOCKED operation was refused before it started: retrying it would bypass that decision. A FAILED one was

@@ -1,4 +1,4 @@
-"""What each step of an operation does in its system, through the versioned write contracts.
+"""The steps of quality holds, releases and dispositions, through the versioned write contracts.
 
 Every step is safe to repeat: QMS deduplicates hold placements by request id and answers a released
 hold again; a WMS move to the status a lot already has changes nothing; the ERP step re-reads the
@@ -10,30 +10,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from gateway.contracts.base import Keys
 from gateway.contracts.erp import BatchRestriction, GoodsMovementPosting, PostingItem
-from gateway.contracts.qms import DispositionRecord, HoldPlacement, HoldRelease
+from gateway.contracts.qms import DispositionRecord, HoldPlacement, HoldRelease, NonconformanceReport
 from gateway.contracts.wms import StockClosure, StockMove
 from gateway.errors import NotFound
 from gateway.model import ErpStock, HoldStatus, QualityHold, StockStatus
+from gateway.operations.steps.base import Outcome
 from gateway.store.operations import Operation, Step
 from gateway.upstream import Upstream
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a step did: the contract it used, what it found before and left after, or why it was skipped."""
-
-    contract: str
-    detail: Mapping[str, Any]
-    skipped: bool = False
-
-
-StepRunner = Callable[[Upstream, Operation, Step], Awaitable[Outcome]]
 
 # Blocking moves unrestricted (01) and quality-inspection (02) stock to blocked; unblocking the reverse.
 BLOCK_MOVES = {StockStatus.AVAILABLE: "344", StockStatus.QUALITY_INSPECTION: "350"}
@@ -54,6 +42,15 @@ async def qms_place_hold(upstream: Upstream, op: Operation, step: Step) -> Outco
     return Outcome(upstream.contract("qms", "hold.place").name, {"holdId": hold.id, "after": "ON_HOLD"})
 
 
+async def qms_open_nonconformance(upstream: Upstream, op: Operation, step: Step) -> Outcome:
+    """The nonconformance a failed inspection calls for, opened beside the containment hold."""
+    failure = op.input["nonconformance"]
+    request = NonconformanceReport(lot_id=step.lot_id, category=failure["category"], severity=failure["severity"],
+                                   description=failure["description"], request_id=f"{op.id}/{step.lot_id}")  # fmt: skip
+    (nc,) = await upstream.call("qms", "nonconformance.create", request)
+    return Outcome(upstream.contract("qms", "nonconformance.create").name, {"nonconformanceId": nc.id})
+
+
 async def qms_release_hold(upstream: Upstream, op: Operation, step: Step) -> Outcome:
     request = HoldRelease(hold_id=op.input["holdId"], released_by=op.actor, justification=op.input["justification"])
     (hold,) = await upstream.call("qms", "hold.release", request)
@@ -65,7 +62,7 @@ async def _other_active_holds(upstream: Upstream, op: Operation, lot_id: str) ->
     return [h.id for h in holds if h.status is HoldStatus.ACTIVE and h.id != op.input.get("holdId")]
 
 
-async def _wms_move(upstream: Upstream, op: Operation, step: Step, status: StockStatus) -> Outcome:
+async def wms_move(upstream: Upstream, op: Operation, step: Step, status: StockStatus) -> Outcome:
     contract = upstream.contract("wms", "stock.move").name
     try:
         (moved,) = await upstream.call(
@@ -81,16 +78,16 @@ async def _wms_move(upstream: Upstream, op: Operation, step: Step, status: Stock
 
 
 async def wms_block(upstream: Upstream, op: Operation, step: Step) -> Outcome:
-    return await _wms_move(upstream, op, step, StockStatus.BLOCKED)
+    return await wms_move(upstream, op, step, StockStatus.BLOCKED)
 
 
 async def wms_unblock(upstream: Upstream, op: Operation, step: Step) -> Outcome:
     if others := await _other_active_holds(upstream, op, step.lot_id):
         return Outcome(upstream.contract("wms", "stock.move").name, {"reason": f"still held by {others}"}, True)
-    return await _wms_move(upstream, op, step, StockStatus.AVAILABLE)
+    return await wms_move(upstream, op, step, StockStatus.AVAILABLE)
 
 
-def _postings(stock: Iterable[ErpStock], moves: Mapping[StockStatus, str]) -> Iterator[PostingItem]:
+def postings(stock: Iterable[ErpStock], moves: Mapping[StockStatus, str]) -> Iterator[PostingItem]:
     """The movements that take a lot's stock out of the stock types `moves` covers."""
     for row in stock:
         if row.status in moves and row.quantity > 0:
@@ -105,10 +102,10 @@ def _postings(stock: Iterable[ErpStock], moves: Mapping[StockStatus, str]) -> It
             )
 
 
-async def _erp_rebook(upstream: Upstream, step: Step, moves: Mapping[StockStatus, str], restricted: bool) -> Outcome:
+async def erp_rebook(upstream: Upstream, step: Step, moves: Mapping[StockStatus, str], restricted: bool) -> Outcome:
     stock: list[ErpStock] = await upstream.call("erp", "stock.read", Keys(keys=(step.lot_id,)))
     before = sorted({row.status.value for row in stock if row.quantity > 0})
-    items = tuple(_postings(stock, moves))
+    items = tuple(postings(stock, moves))
     detail: dict[str, Any] = {"before": before}
     if items:
         (document,) = await upstream.call("erp", "goods_movement.post", GoodsMovementPosting(items=items))
@@ -119,7 +116,10 @@ async def _erp_rebook(upstream: Upstream, step: Step, moves: Mapping[StockStatus
 
 
 async def erp_block(upstream: Upstream, op: Operation, step: Step) -> Outcome:
-    return await _erp_rebook(upstream, step, BLOCK_MOVES, restricted=True)
+    return await erp_rebook(upstream, step, BLOCK_MOVES, restricted=True)
+
+
+LOTS_PER_DOCUMENT = 50
 
 
 async def erp_block_many(upstream: Upstream, op: Operation, steps: Sequence[Step]) -> list[Outcome]:
@@ -135,7 +135,7 @@ async def erp_block_many(upstream: Upstream, op: Operation, steps: Sequence[Step
     }
     for start in range(0, len(lot_ids), LOTS_PER_DOCUMENT):
         chunk = lot_ids[start : start + LOTS_PER_DOCUMENT]
-        items = tuple(item for lot in chunk for item in _postings(rows_by_lot[lot], BLOCK_MOVES))
+        items = tuple(item for lot in chunk for item in postings(rows_by_lot[lot], BLOCK_MOVES))
         if items:
             (document,) = await upstream.call("erp", "goods_movement.post", GoodsMovementPosting(items=items))
             for lot in {item.lot_id for item in items}:
@@ -153,7 +153,7 @@ async def erp_unblock(upstream: Upstream, op: Operation, step: Step) -> Outcome:
         return Outcome(
             upstream.contract("erp", "goods_movement.post").name, {"reason": f"still held by {others}"}, True
         )
-    return await _erp_rebook(upstream, step, UNBLOCK_MOVES, restricted=False)
+    return await erp_rebook(upstream, step, UNBLOCK_MOVES, restricted=False)
 
 
 async def qms_disposition(upstream: Upstream, op: Operation, step: Step) -> Outcome:
@@ -174,23 +174,4 @@ async def wms_close(upstream: Upstream, op: Operation, step: Step) -> Outcome:
 
 
 async def erp_scrap(upstream: Upstream, op: Operation, step: Step) -> Outcome:
-    return await _erp_rebook(upstream, step, SCRAP_MOVES, restricted=True)
-
-
-BatchRunner = Callable[[Upstream, Operation, Sequence[Step]], Awaitable[list[Outcome]]]
-LOTS_PER_DOCUMENT = 50
-
-RUNNERS: Mapping[str, StepRunner] = {
-    "qms.place_hold": qms_place_hold,
-    "qms.release_hold": qms_release_hold,
-    "wms.block": wms_block,
-    "wms.unblock": wms_unblock,
-    "erp.block": erp_block,
-    "erp.unblock": erp_unblock,
-    "qms.disposition": qms_disposition,
-    "wms.close": wms_close,
-    "erp.scrap": erp_scrap,
-}
-
-# Steps whose system takes many lots per request: the executor hands them the whole group at once.
-BATCH_RUNNERS: Mapping[str, BatchRunner] = {"erp.block": erp_block_many}
+    return await erp_rebook(upstream, step, SCRAP_MOVES, restricted=True)

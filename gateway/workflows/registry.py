@@ -1,0 +1,27 @@
+"""Which workflows a gateway runs, registered once as reactions of its event hub."""
+
+from __future__ import annotations
+
+from gateway.runtime import Runtime
+from gateway.workflows.base import Workflow
+from gateway.workflows.containment import Containment
+from gateway.workflows.inspection import InspectionOutcome
+from gateway.workflows.production import ProductionReceipt
+from gateway.workflows.qms_holds import QmsHoldDecisions
+from gateway.workflows.scrap import ScrapReport
+from gateway.workflows.supplier_receipt import SupplierReceipt
+
+WORKFLOWS: tuple[type[Workflow], ...] = (
+    ProductionReceipt, SupplierReceipt, InspectionOutcome, QmsHoldDecisions, ScrapReport,
+)  # fmt: skip
+
+
+def install(runtime: Runtime) -> list[Workflow]:
+    """Register containment and the plant's workflows (as far as the settings enable them) as event reactions."""
+    installed: list[Workflow] = []
+    if runtime.settings.events.containment.enabled:
+        installed.append(Containment(runtime))
+    if runtime.settings.workflows.enabled:
+        installed.extend(workflow(runtime) for workflow in WORKFLOWS)
+    runtime.events.reactions.extend(installed)
+    return installed
