@@ -34,6 +34,9 @@ from gateway.upstream import Upstream
 from policies import entities
 from policies.engine import Decision, Entity, PolicyEngine
 
+# Workflow operations Cedar refuses for regulated material: each waits for a qualified person's signed release.
+AWAITING_QUALIFIED_PERSON = ("releaseInspectedLot", "carryQmsRelease")
+
 
 def _required(**fields: str) -> None:
     for name, value in fields.items():
@@ -128,10 +131,22 @@ class Operations:
         resource = await command.guard.lot_entity(lot_id, for_change=True)
         evidence = {**await command.release_evidence(lot_id, reason), "decision": decision}
         await command.governed("dispositionLot", [resource], evidence, payload)
-        return await command.start(
+        op = await command.start(
             "dispositionLot", key, payload, [lot_id], DISPOSITION_STEPS[decision],
             extra={"signature": command.signature(decision)},
         )  # fmt: skip
+        if decision == "RELEASE" and op.state is OperationState.COMPLETED:
+            await self._settle_awaited_releases(lot_id, op)
+        return op
+
+    async def _settle_awaited_releases(self, lot_id: str, release: Operation) -> None:
+        """Automation's releases Cedar left to a qualified person (a passed inspection of regulated material) are
+        done once that person's signed release is: completed, naming it, so they leave `pendingOperations`."""
+        for op_id in await self.store.blocked_on_lot(AWAITING_QUALIFIED_PERSON, lot_id):
+            await self.store.finish(op_id, OperationState.COMPLETED,
+                                    result={"releasedBy": release.actor, "operation": release.id})  # fmt: skip
+            if self.executor.announce is not None:
+                await self.executor.announce(await self.existing(op_id))
 
     async def automate(
         self, principal: Principal, action: str, event: Event, lot: Entity | str, payload: Mapping[str, Any],

@@ -187,6 +187,18 @@ class OperationStore:
             ids = (await conn.execute(query.order_by(operations.c.created_at))).scalars().all()
         return [op for op in [await self.get(i) for i in ids] if op is not None]
 
+    async def blocked_on_lot(self, kinds: Sequence[str], lot_id: str) -> list[str]:
+        """Ids of BLOCKED operations of these kinds that would have changed `lot_id`."""
+        query = (
+            select(operations.c.id)
+            .distinct()
+            .join(operation_steps, operation_steps.c.operation_id == operations.c.id)
+            .where(operations.c.state == OperationState.BLOCKED.value, operations.c.kind.in_(list(kinds)),
+                   operation_steps.c.lot_id == lot_id)
+        )  # fmt: skip
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).scalars().all())
+
     async def acquire(self, op_id: str, owner: str, seconds: float) -> bool:
         """Take (or extend) the right to run the operation; False while another runner holds it."""
         now = datetime.now(UTC)
