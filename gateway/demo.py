@@ -2,9 +2,10 @@
 
 The gateway listens on P, ERP, QMS, WMS and MES on P+1 … P+4, and the LIMS (a GraphQL subgraph the gateway
 federates) on P+5, so a newcomer has a whole plant behind GraphiQL with one command. A simulated production
-shift makes the plant's systems change state every few seconds, and they push their events to the gateway
-(signed webhooks; MES over MQTT when a broker is given), so subscriptions have something to show without
-anyone clicking.
+shift makes the plant's systems change state every few seconds (production, supplier deliveries, inspections,
+holds and scrap, each in one system), they push their events to the gateway (signed webhooks; MES over MQTT when
+a broker is given), and the gateway's workflows carry every change to the other systems: the plant stays
+consistent only because lotgraph runs.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def demo_settings(host: str, port: int, webhook_secret: str, mqtt_url: str | Non
         # releases, operations) and answers every README example.
         graphiql_persona="qa_manager",
         events=EventSettings(
-            webhook_secrets={"qms": SecretStr(webhook_secret), "mes": SecretStr(webhook_secret)},
+            webhook_secrets={source: SecretStr(webhook_secret) for source in ("qms", "mes", "wms")},
             mqtt=MqttSettings(url=mqtt_url),
         ),
     )
@@ -96,14 +97,19 @@ def new_webhook_secret() -> str:
 
 
 def plant_events(settings: Settings, secret: str, mqtt_url: str | None) -> dict[str, dict[str, Any]]:
-    """Where the simulated QMS and MES send their events: the gateway's webhooks, or MES to the broker."""
+    """Where the simulated QMS, MES and WMS (its receiving dock) send their events: the gateway's webhooks, or MES
+    to the broker."""
     gateway = f"http://{settings.host}:{settings.port}/webhooks"
     mes = (
         {"mqtt": {"url": mqtt_url, "enterprise": "acme"}}
         if mqtt_url
         else {"webhook": {"url": f"{gateway}/mes", "secret": secret}}
     )
-    return {"qms": {"webhook": {"url": f"{gateway}/qms", "secret": secret}}, "mes": mes}
+    return {
+        "qms": {"webhook": {"url": f"{gateway}/qms", "secret": secret}},
+        "wms": {"webhook": {"url": f"{gateway}/wms", "secret": secret}},
+        "mes": mes,
+    }
 
 
 def demo_group(dataset: Dataset, settings: Settings, apps: dict[str, Starlette]) -> ServerGroup:
