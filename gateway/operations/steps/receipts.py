@@ -1,11 +1,12 @@
 """The steps that bring an arrived lot into the books: a production order's or a purchase order's goods receipt
 in ERP (quality-inspection stock), its handling units in WMS (quarantine), its inspection lot in QMS.
 
-Each is safe to repeat. The ERP keeps no idempotency key for material documents, so its step looks first:
-a batch the ERP already has from this order was received (by an earlier run that died before recording it),
-and is not posted twice. Before posting, the step checks the order context the way the ERP will (released
-order, same material and plant, quantity within the tolerance), so a refusal names what does not fit; the ERP
-still has the last word, and a refusal of its own fails the step with its message.
+Each is safe to repeat, and keyed by the lot (a lot arrives once, whichever event announced it: a completion
+the MES sends again under a new id finds the first receipt). The ERP keeps no idempotency key for material
+documents, so its step looks first: a batch the ERP already has from this order was received (by an earlier run
+that died before recording it), and is not posted twice. Before posting, the step checks the order context the
+way the ERP will (released order, same material and plant, quantity within the tolerance), so a refusal names
+what does not fit; the ERP still has the last word, and a refusal of its own fails the step with its message.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ async def wms_receive(upstream: Upstream, op: Operation, step: Step) -> Outcome:
     arrived = op.input
     receipt = HandlingUnitReceipt(
         lot_id=step.lot_id, material_id=arrived["material"], plant=arrived["plant"], quantity=arrived["quantity"],
-        unit=arrived["unit"], status=StockStatus.QUALITY_INSPECTION, reference=f"{op.id}/{step.lot_id}",
+        unit=arrived["unit"], status=StockStatus.QUALITY_INSPECTION, reference=f"receipt/{step.lot_id}",
     )  # fmt: skip
     (received,) = await upstream.call("wms", "handling_units.receive", receipt)
     return Outcome(
@@ -158,7 +159,7 @@ async def qms_inspect(upstream: Upstream, op: Operation, step: Step) -> Outcome:
     request = InspectionLotCreation(
         lot_id=step.lot_id, material=arrived["material"], plant=arrived["plant"], origin=arrived["inspectionOrigin"],
         supplier=arrived.get("supplier"), quantity=arrived["quantity"], unit=arrived["unit"],
-        request_id=f"{op.id}/{step.lot_id}",
+        request_id=f"arrival/{step.lot_id}",
     )  # fmt: skip
     (inspection,) = await upstream.call("qms", "inspection_lot.create", request)
     return Outcome(upstream.contract("qms", "inspection_lot.create").name,

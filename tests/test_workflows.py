@@ -1,0 +1,235 @@
+"""The plant's workflows end to end, on a plant of its own: the simulators are independent systems, and every
+change that crosses from one to another is lotgraph's. Each test makes a change in one system through its own
+API, the way the plant's people do, and checks the other systems through theirs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from gateway.demo import plant_group
+from gateway.events.settings import EventSettings
+from gateway.servers import free_block
+from simulators import create_apps, generate
+from simulators.dataset import base_quantity
+from simulators.shift import Shift
+from tests.conftest import Gateway, Plant, start_gateway
+from tests.events import SECRET
+
+SOURCES = ("qms", "mes", "wms")
+
+
+@pytest.fixture(scope="module")
+def own_plant() -> Iterator[tuple[Plant, Shift]]:
+    dataset = generate(seed=11, lots=3000)
+    apps = create_apps(dataset)
+    first_port = free_block(4)
+    with plant_group(dataset, "127.0.0.1", first_port, apps=apps).running_in_thread():
+        yield Plant(dataset, first_port), Shift.for_apps(apps, seed=11)
+
+
+@pytest.fixture(scope="module")
+def gateway(own_plant: tuple[Plant, Shift]) -> Iterator[Gateway]:
+    plant, _ = own_plant
+    events = EventSettings(webhook_secrets=dict.fromkeys(SOURCES, SECRET))
+    with start_gateway(plant, events=events, operation_retry_seconds=0.5) as gateway:
+        for system in SOURCES:
+            target = {"webhook": {"url": f"{gateway.url}/webhooks/{system}", "secret": SECRET}}
+            plant.admin(system, "PUT", "events", json=target)
+        try:
+            yield gateway
+        finally:
+            for system in SOURCES:
+                plant.admin(system, "PUT", "events", json={})
+
+
+def _state(plant: Plant, system: str, lot: str) -> dict[str, Any] | None:
+    """What one system itself says about a lot (its admin view), None if it does not know the lot."""
+    response = httpx.get(f"{plant.url(system)}/_admin/lots/{lot}", timeout=10)
+    return None if response.status_code == 404 else response.json()
+
+
+async def _until(check: Any, within: float = 30.0) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not (result := check()):
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.25)
+    return result
+
+
+OPERATION = """query($id: ID!) { operation(id: $id) { id kind state actor error
+  steps { system action state lastError } } }"""
+AUDIT = """query($action: String!) { auditLog(filter: {action: $action}, first: 200) {
+  entries { resource decision details } } }"""
+
+
+def _operation(gateway: Gateway, kind: str, lot: str, done: tuple[str, ...] = ("completed",)) -> dict[str, Any] | None:
+    """The workflow operation of `kind` on `lot`, once the audit log says it ended (`done`)."""
+    auditor = gateway.token("auditor")
+    for outcome in done:
+        entries = gateway.data(AUDIT, {"action": f"{kind}.{outcome}"}, token=auditor)["auditLog"]["entries"]
+        for entry in entries:
+            touched = {key.split(":", 1)[1] for key in (entry["details"].get("steps") or {})}
+            touched |= {key.split(":", 1)[1] for key in entry["details"].get("failed") or []}
+            if lot in touched:
+                op_id = entry["resource"].split("::", 1)[1]
+                return gateway.data(OPERATION, {"id": op_id}, token=gateway.token("qa_manager"))["operation"]
+    return None
+
+
+def _produce(plant: Plant, shift: Shift, quantity_factor: float = 1.0) -> dict[str, Any]:
+    """The planner releases an order in ERP and the line confirms it in MES, each over its own API."""
+    for material in sorted((m for m in shift.mes.materials.values() if 1 <= m.tier <= 5), key=lambda m: m.id):
+        consumed = shift.components(material)
+        if consumed is None:
+            continue
+        quantity = base_quantity(shift.rng, material)
+        order = httpx.post(
+            f"{plant.url('erp')}/sap/opu/odata/sap/API_PRODUCTION_ORDER_2_SRV/A_ProductionOrder_2",
+            json={"Material": material.id, "ProductionPlant": material.plant, "TotalQuantity": str(quantity)},
+            headers={"x-csrf-token": _csrf(plant)},
+        )
+        assert order.status_code == 201, order.text
+        body = {
+            "order_id": order.json()["d"]["ManufacturingOrder"], "material": material.id, "plant": material.plant,
+            "line": f"{material.plant}-L01", "quantity": round(quantity * quantity_factor, 3),
+            "consumed": [{"lot_id": lot, "quantity": used} for lot, used in consumed],
+        }  # fmt: skip
+        done = httpx.post(f"{plant.url('mes')}/api/confirmations", json=body)
+        assert done.status_code == 201, done.text
+        return {**done.json(), "consumed_lots": [lot for lot, _ in consumed]}
+    raise AssertionError("no material with released components to produce")
+
+
+def _csrf(plant: Plant) -> str:
+    response = httpx.get(f"{plant.url('erp')}/sap/opu/odata/sap/API_BATCH_SRV/", headers={"x-csrf-token": "fetch"})
+    return response.headers["x-csrf-token"]
+
+
+def _in_inspection_everywhere(plant: Plant, lot: str) -> bool:
+    erp, wms, qms = (_state(plant, s, lot) for s in ("erp", "wms", "qms"))
+    return bool(
+        erp and wms and qms and qms["status"] == "IN_INSPECTION"
+        and {row["InventoryStockType"] for row in erp["stock"]} == {"02"}
+        and wms["handling_units"] and {hu["status"] for hu in wms["handling_units"]} == {"QUARANTINE"}
+    )  # fmt: skip
+
+
+LOT = """query($id: ID!) { lot(id: $id) { id qualityStatus consistency { consistent disagreements }
+  genealogy(direction: UPSTREAM, maxDepth: 1) { nodes { id } } } }"""
+
+
+async def test_a_completion_reaches_no_other_system_without_lotgraph(own_plant: tuple[Plant, Shift]) -> None:
+    plant, shift = own_plant
+    done = _produce(plant, shift)
+    await asyncio.sleep(1.0)
+    assert _state(plant, "mes", done["lot_id"]) is not None
+    assert [_state(plant, s, done["lot_id"]) for s in ("erp", "wms", "qms")] == [None, None, None]
+
+
+async def test_a_completion_is_received_in_every_system_and_reads_consistent(
+    own_plant: tuple[Plant, Shift], gateway: Gateway
+) -> None:
+    plant, shift = own_plant
+    done = _produce(plant, shift)
+    lot = done["lot_id"]
+    op = await _until(lambda: _operation(gateway, "receiveProduction", lot))
+    assert (op["state"], op["actor"]) == ("COMPLETED", "svc-workflows")
+    assert [(s["system"], s["action"], s["state"]) for s in op["steps"]] == [
+        ("ERP", "receive_production", "DONE"), ("WMS", "receive", "DONE"), ("QMS", "inspect", "DONE")
+    ]  # fmt: skip
+    assert _in_inspection_everywhere(plant, lot)
+    assert [i["origin"] for i in _inspections(plant, lot)] == ["04"]
+    read = gateway.data(LOT, {"id": lot})["lot"]
+    assert read["qualityStatus"] == "IN_INSPECTION" and read["consistency"]["consistent"] is True, read
+    assert {n["id"] for n in read["genealogy"]["nodes"]} >= set(done["consumed_lots"])
+
+
+async def test_a_redelivered_completion_has_one_effect(own_plant: tuple[Plant, Shift], gateway: Gateway) -> None:
+    """The same signed event again (a sender's retry), and the same completion under a new id (a MES resending
+    it): one receipt in ERP, one set of handling units in WMS, one inspection lot in QMS."""
+    plant, shift = own_plant
+    done = _produce(plant, shift)
+    lot = done["lot_id"]
+    await _until(lambda: _operation(gateway, "receiveProduction", lot))
+    event_id = next(e["id"] for e in reversed(plant.admin("mes", "GET", "events").json()["recent"])
+                    if e["type"] == "production.completed")  # fmt: skip
+    data = {key: value for key, value in done.items() if key != "consumed_lots"}
+    answers = [_post_signed(gateway, "mes", event_id, "production.completed", done["plant"], data) for _ in range(2)]
+    assert answers == [200, 200], "both are duplicates of what the MES delivered"
+    assert _post_signed(gateway, "mes", f"{event_id}-resent", "production.completed", done["plant"], data) == 202
+    await _until(lambda: len(_completed(gateway, "receiveProduction", lot)) == 2)
+    erp = _state(plant, "erp", lot)
+    receipts = [row for row in erp["stock"] if row["InventoryStockType"] == "02"]
+    assert len(receipts) == 1 and float(receipts[0]["MatlWrhsStkQtyInMatlBaseUnit"]) == pytest.approx(done["quantity"])
+    assert len(_state(plant, "wms", lot)["handling_units"]) == 1
+    assert len(_inspections(plant, lot)) == 1
+
+
+def _post_signed(gateway: Gateway, source: str, event_id: str, kind: str, plant: str, data: dict[str, Any]) -> int:
+    native = {"id": event_id, "type": kind, "occurred_at": datetime.now(UTC).isoformat(), "plant": plant, "data": data}
+    body, sent_at = json.dumps(native), datetime.now(UTC)
+    headers = {
+        "webhook-id": event_id,
+        "webhook-timestamp": str(int(sent_at.timestamp())),
+        "webhook-signature": Webhook(SECRET).sign(event_id, sent_at, body),
+        "content-type": "application/json",
+    }
+    return httpx.post(f"{gateway.url}/webhooks/{source}", content=body, headers=headers).status_code
+
+
+def _completed(gateway: Gateway, kind: str, lot: str) -> list[str]:
+    entries = gateway.data(AUDIT, {"action": f"{kind}.completed"}, token=gateway.token("auditor"))["auditLog"][
+        "entries"
+    ]
+    return [e["resource"] for e in entries if f"erp:{lot}" in (e["details"].get("steps") or {})]
+
+
+async def test_a_pass_releases_and_a_fail_contains_with_a_nonconformance(
+    own_plant: tuple[Plant, Shift], gateway: Gateway
+) -> None:
+    plant, shift = own_plant
+    lots = []
+    for _ in range(2):
+        done = _produce(plant, shift)
+        await _until(lambda lot=done["lot_id"]: _operation(gateway, "receiveProduction", lot))
+        lots.append(done["lot_id"])
+    passed, failed = lots
+    for lot, within in ((passed, True), (failed, False)):
+        (inspection,) = _inspections(plant, lot)
+        _record(plant, inspection, within)
+    await _until(lambda: _operation(gateway, "releaseInspectedLot", passed))
+    assert {hu["status"] for hu in _state(plant, "wms", passed)["handling_units"]} == {"AVAILABLE"}
+    assert {row["InventoryStockType"] for row in _state(plant, "erp", passed)["stock"]} == {"01"}
+    held = await _until(lambda: _operation(gateway, "placeQualityHold", failed))
+    assert [s["action"] for s in held["steps"]] == ["place_hold", "open_nonconformance", "block", "block"]
+    assert {hu["status"] for hu in _state(plant, "wms", failed)["handling_units"]} == {"BLOCKED"}
+    assert {row["InventoryStockType"] for row in _state(plant, "erp", failed)["stock"]} == {"07"}
+    qms = _state(plant, "qms", failed)
+    assert qms["status"] == "BLOCKED" and [nc["state"] for nc in qms["nonconformances"]] == ["OPEN"]
+    assert len([h for h in qms["holds"] if h["status"] == "ACTIVE"]) == 1, "the nonconformance needed no second hold"
+
+
+def _inspections(plant: Plant, lot: str) -> list[dict[str, Any]]:
+    return httpx.get(f"{plant.url('qms')}/api/v1/inspection-lots", params={"lot_ids": lot}).json()["items"]
+
+
+def _record(plant: Plant, inspection: dict[str, Any], within: bool) -> None:
+    """A lab technician records results in the QMS: all within the limits, or all outside."""
+    results = [{"code": c["code"], "result": _result(c, within)} for c in inspection["characteristics"]]
+    recorded = httpx.post(f"{plant.url('qms')}/api/v1/inspection-lots/{inspection['id']}/results",
+                          json={"results": results, "decided_by": "lab-tech-3"})  # fmt: skip
+    assert recorded.status_code == 200, recorded.text
+
+
+def _result(characteristic: dict[str, Any], within: bool) -> float:
+    low, high = characteristic["lower_limit"], characteristic["upper_limit"]
+    return (low + high) / 2 if within else high + (high - low)
