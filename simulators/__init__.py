@@ -10,11 +10,10 @@ from starlette.applications import Starlette
 from simulators import erp, lims, mes, qms, wms
 from simulators.credentials import Credentials
 from simulators.dataset import Dataset, generate
-from simulators.integration import Integration
 
 __all__ = ["Credentials", "Dataset", "create_apps", "generate"]
 
-EMITTING = ("qms", "mes")  # the simulators that push events; ERP publishes a change feed, WMS nothing
+EMITTING = ("qms", "mes", "wms")  # the simulators that push events; ERP publishes a change feed
 
 
 def create_apps(
@@ -24,19 +23,17 @@ def create_apps(
     events: dict[str, dict[str, Any]] | None = None,
     with_lims: bool = False,
 ) -> dict[str, Starlette]:
-    """One app per system, each with its own state derived from `dataset` (nothing mutable is shared), joined
-    only by the plant's integration layer (a production completion in MES reaches ERP, QMS and WMS). With
-    `credentials`, each demands them (and issues its own tokens). `events` sets where QMS and MES send their
-    events, e.g. `{"qms": {"webhook": {"url": ..., "secret": ...}}, "mes": {"mqtt": {"url": ...}}}`. `with_lims` adds
-    the LIMS subgraph as `apps["lims"]` (it reads the dataset only, so it needs no integration; it demands the same
-    `credentials`)."""
+    """One app per system, each with its own state derived from `dataset` (nothing mutable is shared, and no system
+    calls another: a change reaches another system only when a client posts it there). With `credentials`, each
+    demands them (and issues its own tokens). `events` sets where QMS, MES and WMS send their events, e.g.
+    `{"qms": {"webhook": {"url": ..., "secret": ...}}, "mes": {"mqtt": {"url": ...}}}`. `with_lims` adds the LIMS
+    subgraph as `apps["lims"]` (it reads the dataset only; it demands the same `credentials`)."""
     apps = {
         "erp": erp.create_app(dataset, rate_limit_rps=erp_rate_limit_rps, credentials=credentials),
         "qms": qms.create_app(dataset, credentials=credentials),
         "wms": wms.create_app(dataset, credentials=credentials),
         "mes": mes.create_app(dataset, credentials=credentials),
     }
-    Integration(apps["erp"].state.erp, apps["qms"].state.qms, apps["wms"].state.wms, apps["mes"].state.mes)
     if with_lims:
         apps["lims"] = lims.create_app(dataset, credentials=credentials)
     for system, target in (events or {}).items():

@@ -1,19 +1,23 @@
 """The ERP simulator, shaped like SAP S/4HANA OData v2 APIs.
 
-It keeps its own copy of master data, batches, stock and material documents in OData wire form, and
-exercises what makes SAP writes awkward for a gateway: CSRF tokens, ETag/If-Match on batches, stock moves
-through material documents, and a rate limit answered with 429. ERP pushes nothing: a client that wants its
-changes reads the change feed (`API_CHANGE_FEED_SRV/Changes`), one row per posted document item or batch change,
-from the last sequence number it has seen.
+It keeps its own copy of master data, batches, stock, production and purchase orders and material documents in
+OData wire form, and exercises what makes SAP writes awkward for a gateway: CSRF tokens, ETag/If-Match on batches,
+stock moves through material documents, refusals with SAP's own message ids (`CO/001`, `M7/022` ...), and a rate
+limit answered with 429. It knows nothing of the other systems: planners release production orders and purchasing
+creates purchase orders here, and whoever connects the plant posts their goods receipts (a production receipt with
+its component issues, a receipt against a purchase order). ERP pushes nothing: a client that wants its changes reads
+the change feed (`API_CHANGE_FEED_SRV/Changes`), one row per posted document item or batch change, from the last
+sequence number it has seen.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -24,11 +28,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simulators.admin import build_app
-from simulators.catalog import STORAGE_LOCATIONS
 from simulators.credentials import Credentials
 from simulators.dataset import BLOCKING, Dataset
 from simulators.odata import EntitySet, Row, odata_error, to_date, to_decimal
-from simulators.records import Material
 from simulators.web import json_object
 
 BASE = "/sap/opu/odata/sap"
@@ -46,9 +48,15 @@ MOVES: dict[str, tuple[str | None, str | None]] = {
     "553": ("02", None),
     "555": ("07", None),
 }
-# What clients may post; receipts from and issues to production orders come from the plant's integration.
+# The movement types each goods movement code takes: 01 receipt against a purchase order, 02 receipt for a production
+# order (with its component issues); any other code (04 transfer, 03 scrap) the stock moves in POSTABLE.
 POSTABLE = ("321", "343", "344", "350", "551", "553", "555")
+MOVEMENTS = {"01": ("101",), "02": ("101", "261")}
 ITEM_FIELDS = ("GoodsMovementType", "Material", "Plant", "StorageLocation", "Batch", "QuantityInEntryUnit", "EntryUnit")
+REFERENCES = {"01": ("PurchaseOrder", "PurchaseOrderItem"), "02": ("ManufacturingOrder",)}  # what items of a code name
+STOCK_NAMES = {"01": "unrestricted", "02": "quality inspection", "07": "blocked"}
+DEFAULT_TOLERANCE = 10.0  # percent over the ordered quantity a receipt may deliver
+KEY_PAIR = re.compile(r"(\w+)='((?:[^']|'')*)'")
 
 STRING, NUMBER, BOOL, DECIMAL, DATE = "string", "number", "bool", "decimal", "date"
 
@@ -134,8 +142,28 @@ def _entity_sets() -> dict[str, EntitySet]:
                     "OrderStatus": STRING,
                     "MfgOrderPlannedStartDate": DATE,
                     "MfgOrderActualReleaseDate": DATE,
+                    "OverDeliveryTolerance": DECIMAL,  # percent
+                    "GoodsReceiptQuantity": DECIMAL,
                 },
                 indexed=("Batch", "Material"),
+            ),
+            EntitySet(
+                "API_PURCHASEORDER_PROCESS_SRV",
+                "A_PurchaseOrderItem",
+                ("PurchaseOrder", "PurchaseOrderItem"),
+                {
+                    "PurchaseOrder": STRING,
+                    "PurchaseOrderItem": STRING,
+                    "Material": STRING,
+                    "Plant": STRING,
+                    "Supplier": STRING,
+                    "OrderQuantity": DECIMAL,
+                    "PurchaseOrderQuantityUnit": STRING,
+                    "OverdelivTolrtdLmtRatioInPct": DECIMAL,
+                    "GoodsReceiptQuantity": DECIMAL,
+                    "IsCompletelyDelivered": BOOL,
+                },
+                indexed=("PurchaseOrder", "Material", "Supplier"),
             ),
             EntitySet(
                 "API_MATERIAL_DOCUMENT_SRV",
@@ -252,8 +280,26 @@ def _load(sets: dict[str, EntitySet], dataset: Dataset) -> None:
                 "OrderStatus": o.status,
                 "MfgOrderPlannedStartDate": to_date(o.planned_start),
                 "MfgOrderActualReleaseDate": to_date(o.released_at),
+                "OverDeliveryTolerance": to_decimal(DEFAULT_TOLERANCE, 1),
+                "GoodsReceiptQuantity": to_decimal(dataset.lots[o.lot].quantity),
             }
         )
+    for lot in dataset.lots.values():
+        if lot.purchase_order:  # each supplied lot was the one delivery of its purchase order
+            sets["A_PurchaseOrderItem"].put(
+                {
+                    "PurchaseOrder": lot.purchase_order,
+                    "PurchaseOrderItem": "00010",
+                    "Material": lot.material,
+                    "Plant": lot.plant,
+                    "Supplier": lot.supplier,
+                    "OrderQuantity": to_decimal(lot.quantity),
+                    "PurchaseOrderQuantityUnit": lot.unit,
+                    "OverdelivTolrtdLmtRatioInPct": to_decimal(DEFAULT_TOLERANCE, 1),
+                    "GoodsReceiptQuantity": to_decimal(lot.quantity),
+                    "IsCompletelyDelivered": True,
+                }
+            )
     for i in dataset.material_documents:
         sets["A_MaterialDocumentItem"].put(
             {
@@ -306,14 +352,53 @@ class CsrfMiddleware:
         await self.app(scope, receive, send_token)
 
 
+class SapError(HTTPException):
+    """A refusal carrying SAP's message id (message class/number, e.g. `CO/001`) as its OData error code, so a
+    client can tell why ERP refused a posting without reading the text."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(status, message)
+        self.code = code
+
+
+async def sap_refusal(request: Request, exc: Exception) -> Response:
+    """The OData error body of a `SapError` (the handler is registered for that class only)."""
+    refusal = cast(SapError, exc)
+    return JSONResponse(odata_error(refusal.status_code, refusal.detail, refusal.code), refusal.status_code)
+
+
+def _amount(value: Any, field: str, zero: bool = False) -> Decimal:
+    """A quantity from a request: a number or an Edm.Decimal string, positive (or zero where `zero`)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise HTTPException(400, f"{field} must be a number")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise HTTPException(400, f"{value!r} is not a quantity") from exc
+    if not amount.is_finite() or amount < 0 or (amount == 0 and not zero):
+        raise HTTPException(400, f"{field} must be {'zero or ' if zero else ''}positive")
+    return amount
+
+
+def _text(body: dict[str, Any], field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value:
+        raise HTTPException(400, f"{field} must be a non-empty string")
+    return value
+
+
 class Erp:
     """The ERP's state and request handlers."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.sets = _entity_sets()
         _load(self.sets, dataset)
+        self.materials = dataset.materials  # master data: the shelf life of the batches receipts create
         documents = self.sets["A_MaterialDocumentItem"].rows
         self.last_document = max((int(key[1]) for key in documents), default=4900000000)
+        self.last_order = max((int(key[0]) for key in self.sets["A_ProductionOrder_2"].rows), default=1000000)
+        purchases = self.sets["A_PurchaseOrderItem"].rows
+        self.last_purchase_order = max((int(key[0]) for key in purchases), default=4500000000)
         self.last_change = 0  # the change feed starts with this ERP: it records what happens from now on
 
     @staticmethod
@@ -326,11 +411,19 @@ class Erp:
             if es.name == "A_MaterialDocumentHeader":
                 continue
             routes.append(Route(f"{BASE}/{es.service}/{es.name}", self.collection(es), methods=["GET"]))
-            if len(es.key) == 1:
-                routes.append(Route(f"{BASE}/{es.service}/{es.name}('{{key}}')", self.entity(es), methods=["GET"]))
+            key = "('{key}')" if len(es.key) == 1 else "({key})"
+            routes.append(Route(f"{BASE}/{es.service}/{es.name}{key}", self.entity(es), methods=["GET"]))
         routes.append(Route(f"{BASE}/API_BATCH_SRV/Batch('{{key}}')", self.patch_batch, methods=["PATCH"]))
         routes.append(
             Route(f"{BASE}/API_MATERIAL_DOCUMENT_SRV/A_MaterialDocumentHeader", self.post_document, methods=["POST"])
+        )
+        routes.append(
+            Route(f"{BASE}/API_PRODUCTION_ORDER_2_SRV/A_ProductionOrder_2", self.post_order, methods=["POST"])
+        )
+        routes.append(
+            Route(
+                f"{BASE}/API_PURCHASEORDER_PROCESS_SRV/A_PurchaseOrderItem", self.post_purchase_order, methods=["POST"]
+            )
         )
         return routes
 
@@ -355,9 +448,21 @@ class Erp:
 
     @staticmethod
     def existing(es: EntitySet, request: Request) -> tuple[str, ...]:
-        key = (request.path_params["key"].replace("''", "'"),)
+        """The key in the request's path: `('value')`, or `(Field='value',...)` naming every key field of a
+        composite key; 404 if there is no such entity."""
+        text = request.path_params["key"]
+        if len(es.key) == 1:
+            key = (text.replace("''", "'"),)
+            if key not in es.rows:
+                raise HTTPException(404, f"{es.name}('{text}') does not exist")
+            return key
+        pairs = KEY_PAIR.findall(text)
+        named = {field: value.replace("''", "'") for field, value in pairs}
+        if ",".join(f"{field}='{value}'" for field, value in pairs) != text or sorted(named) != sorted(es.key):
+            raise HTTPException(400, f"the key of {es.name} is ({', '.join(f'{f}=...' for f in es.key)})")
+        key = tuple(named[field] for field in es.key)
         if key not in es.rows:
-            raise HTTPException(404, f"{es.name}('{key[0]}') does not exist")
+            raise HTTPException(404, f"{es.name}({text}) does not exist")
         return key
 
     async def patch_batch(self, request: Request) -> Response:
@@ -397,14 +502,113 @@ class Erp:
             }
         )
 
+    # -- orders
+
+    def release_order(self, material: str, plant: str, quantity: float, tolerance_percent: float = 10.0) -> str:
+        """The planner releases a production order (status REL) for MES to execute; returns its number."""
+        product = self.sets["A_Product"].rows.get((material,))
+        if product is None:
+            raise HTTPException(400, f"material {material} does not exist")
+        if product["ProductType"] == "ROH":
+            raise HTTPException(400, f"material {material} is a raw material: it is purchased, not produced")
+        if (plant,) not in self.sets["A_Plant"].rows:
+            raise HTTPException(400, f"plant {plant} does not exist")
+        if not quantity > 0 or not tolerance_percent >= 0:
+            raise HTTPException(400, "the quantity must be positive and the tolerance not negative")
+        self.last_order += 1
+        now = datetime.now(UTC)
+        self.sets["A_ProductionOrder_2"].put(
+            {
+                "ManufacturingOrder": str(self.last_order),
+                "Material": material,
+                "ProductionPlant": plant,
+                "Batch": "",
+                "TotalQuantity": to_decimal(quantity),
+                "ProductionUnit": product["BaseUnit"],
+                "OrderStatus": "REL",
+                "MfgOrderPlannedStartDate": to_date(now),
+                "MfgOrderActualReleaseDate": to_date(now),
+                "OverDeliveryTolerance": to_decimal(tolerance_percent, 1),
+                "GoodsReceiptQuantity": to_decimal(0),
+            }
+        )
+        return str(self.last_order)
+
+    def create_purchase_order(
+        self, material: str, plant: str, supplier: str, quantity: float, tolerance_percent: float = 10.0
+    ) -> tuple[str, str]:
+        """Purchasing orders `quantity` of `material` from `supplier` for `plant`: one purchase order with one item;
+        returns (PurchaseOrder, PurchaseOrderItem)."""
+        product = self.sets["A_Product"].rows.get((material,))
+        if product is None:
+            raise HTTPException(400, f"material {material} does not exist")
+        if (plant,) not in self.sets["A_Plant"].rows:
+            raise HTTPException(400, f"plant {plant} does not exist")
+        if (supplier,) not in self.sets["A_Supplier"].rows:
+            raise HTTPException(400, f"supplier {supplier} does not exist")
+        if not quantity > 0 or not tolerance_percent >= 0:
+            raise HTTPException(400, "the quantity must be positive and the tolerance not negative")
+        self.last_purchase_order += 1
+        key = (str(self.last_purchase_order), "00010")
+        self.sets["A_PurchaseOrderItem"].put(
+            {
+                "PurchaseOrder": key[0],
+                "PurchaseOrderItem": key[1],
+                "Material": material,
+                "Plant": plant,
+                "Supplier": supplier,
+                "OrderQuantity": to_decimal(quantity),
+                "PurchaseOrderQuantityUnit": product["BaseUnit"],
+                "OverdelivTolrtdLmtRatioInPct": to_decimal(tolerance_percent, 1),
+                "GoodsReceiptQuantity": to_decimal(0),
+                "IsCompletelyDelivered": False,
+            }
+        )
+        return key
+
+    async def post_order(self, request: Request) -> Response:
+        body = await json_object(request)
+        quantity = _amount(body.get("TotalQuantity"), "TotalQuantity")
+        tolerance = _amount(body.get("OverDeliveryTolerance", DEFAULT_TOLERANCE), "OverDeliveryTolerance", zero=True)
+        order = self.release_order(
+            _text(body, "Material"), _text(body, "ProductionPlant"), float(quantity), float(tolerance)
+        )
+        rendered = self.sets["A_ProductionOrder_2"].render((order,), self.base(request))
+        return JSONResponse({"d": rendered}, status_code=201)
+
+    async def post_purchase_order(self, request: Request) -> Response:
+        body = await json_object(request)
+        quantity = _amount(body.get("OrderQuantity"), "OrderQuantity")
+        tolerance = _amount(
+            body.get("OverdelivTolrtdLmtRatioInPct", DEFAULT_TOLERANCE), "OverdelivTolrtdLmtRatioInPct", zero=True
+        )
+        material = _text(body, "Material")
+        unit = body.get("PurchaseOrderQuantityUnit")
+        product = self.sets["A_Product"].rows.get((material,))
+        if unit is not None and product is not None and unit != product["BaseUnit"]:
+            raise HTTPException(400, f"material {material} is ordered in {product['BaseUnit']}, not {unit}")
+        key = self.create_purchase_order(
+            material, _text(body, "Plant"), _text(body, "Supplier"), float(quantity), float(tolerance)
+        )
+        rendered = self.sets["A_PurchaseOrderItem"].render(key, self.base(request))
+        return JSONResponse({"d": rendered}, status_code=201)
+
+    # -- goods movements
+
     async def post_document(self, request: Request) -> Response:
         body = await json_object(request)
         navigation = body.get("to_MaterialDocumentItem")
         items = navigation.get("results") if isinstance(navigation, dict) else None
         if not isinstance(items, list) or not items:
             raise HTTPException(400, "to_MaterialDocumentItem.results must list at least one item")
-        moves = [self.parse_item(item) for item in items]
-        year, document = self.post(moves, str(body.get("GoodsMovementCode", "04")))
+        code = str(body.get("GoodsMovementCode", "04"))
+        moves = [self.parse_item(item, code) for item in items]
+        if code == "02":
+            year, document = self.receive_production(moves)
+        elif code == "01":
+            year, document = self.receive_purchase(moves)
+        else:
+            year, document = self.post(moves, code)
         base = self.base(request)
         entity = self.sets["A_MaterialDocumentHeader"].render((year, document), base)
         keys = [(year, document, f"{n:04d}") for n in range(1, len(moves) + 1)]
@@ -413,8 +617,137 @@ class Erp:
         }
         return JSONResponse({"d": entity}, status_code=201)
 
-    def post(self, moves: list[tuple[Row, Decimal]], code: str, order: str = "") -> tuple[str, str]:
-        """Post one material document, every item or none (400 when stock cannot cover them), each item also a
+    def receive_production(self, moves: list[tuple[Row, Decimal]]) -> tuple[str, str]:
+        """A goods receipt for a production order (code 02): its one 101 item receives the produced batch into
+        quality inspection stock, each 261 item issues a component from unrestricted stock. ERP refuses (nothing
+        posted) an unknown or unreleased order, another material or plant than the order's, more than the order
+        and its over-delivery tolerance allow, a batch of another order, or components short of stock. The batch
+        is created; the order counts what it received and is delivered (DLV) once that reaches its quantity."""
+        receipts = [move for move in moves if move[0]["GoodsMovementType"] == "101"]
+        if len(receipts) != 1:
+            raise HTTPException(400, "a receipt for a production order has exactly one 101 item")
+        receipt, quantity = receipts[0]
+        order_id = receipt["ManufacturingOrder"]
+        if any(item["ManufacturingOrder"] != order_id for item, _ in moves):
+            raise HTTPException(400, f"every item must name order {order_id}")
+        orders = self.sets["A_ProductionOrder_2"]
+        order = orders.rows.get((order_id,))
+        if order is None:
+            raise SapError("CO/001", f"Order {order_id} does not exist")
+        if order["OrderStatus"] != "REL":
+            raise SapError("CO/002", f"Order {order_id} is not released (status {order['OrderStatus']})")
+        if (receipt["Material"], receipt["Plant"]) != (order["Material"], order["ProductionPlant"]):
+            raise SapError(
+                "CO/003",
+                f"Material/plant {receipt['Material']}/{receipt['Plant']} does not match order {order_id} "
+                f"({order['Material']}/{order['ProductionPlant']})",
+            )
+        if receipt["EntryUnit"] != order["ProductionUnit"]:
+            raise HTTPException(
+                400, f"order {order_id} is kept in {order['ProductionUnit']}, not {receipt['EntryUnit']}"
+            )
+        received = self.delivered(
+            order["GoodsReceiptQuantity"], quantity, order["TotalQuantity"], order["OverDeliveryTolerance"]
+        )
+        self.check_batch(receipt["Batch"], "ManufacturingOrder", order_id, f"order {order_id}")
+        posted = self.post(moves, "02")
+        self.create_batch(receipt)
+        orders.put(
+            {
+                **order,
+                "Batch": order["Batch"] or receipt["Batch"],
+                "GoodsReceiptQuantity": to_decimal(received),
+                "OrderStatus": "DLV" if received >= Decimal(order["TotalQuantity"]) else "REL",
+            }
+        )
+        return posted
+
+    def receive_purchase(self, moves: list[tuple[Row, Decimal]]) -> tuple[str, str]:
+        """A goods receipt against a purchase order (code 01): one 101 item into quality inspection stock. ERP
+        refuses an unknown purchase order item, another material or plant than ordered, more than the order and
+        its tolerance allow, or a batch of another purchase order. The batch is created with the supplier's data;
+        the item counts what it received and is completely delivered once that reaches the ordered quantity."""
+        if len(moves) != 1:
+            raise HTTPException(400, "a receipt for a purchase order has exactly one item")
+        [(receipt, quantity)] = moves
+        items = self.sets["A_PurchaseOrderItem"]
+        key = (receipt["PurchaseOrder"], receipt["PurchaseOrderItem"])
+        ordered = items.rows.get(key)
+        if ordered is None:
+            raise SapError("ME/001", f"Purchase order item {key[0]}/{key[1]} does not exist")
+        if (receipt["Material"], receipt["Plant"]) != (ordered["Material"], ordered["Plant"]):
+            raise SapError(
+                "ME/003",
+                f"Material/plant {receipt['Material']}/{receipt['Plant']} does not match purchase order item "
+                f"{key[0]}/{key[1]} ({ordered['Material']}/{ordered['Plant']})",
+            )
+        if receipt["EntryUnit"] != ordered["PurchaseOrderQuantityUnit"]:
+            raise HTTPException(
+                400,
+                f"{key[0]}/{key[1]} is ordered in {ordered['PurchaseOrderQuantityUnit']}, not {receipt['EntryUnit']}",
+            )
+        received = self.delivered(
+            ordered["GoodsReceiptQuantity"], quantity, ordered["OrderQuantity"], ordered["OverdelivTolrtdLmtRatioInPct"]
+        )
+        self.check_batch(receipt["Batch"], "PurchaseOrder", key[0], f"purchase order {key[0]}")
+        posted = self.post(moves, "01")
+        self.create_batch(receipt, ordered["Supplier"])
+        items.put(
+            {
+                **ordered,
+                "GoodsReceiptQuantity": to_decimal(received),
+                "IsCompletelyDelivered": received >= Decimal(ordered["OrderQuantity"]),
+            }
+        )
+        return posted
+
+    @staticmethod
+    def delivered(already: str, quantity: Decimal, ordered: str, tolerance: str) -> Decimal:
+        """What an order will have received with `quantity` more; M7/022 past its over-delivery tolerance."""
+        total = Decimal(already) + quantity
+        if total > Decimal(ordered) * (1 + Decimal(tolerance) / 100):
+            raise SapError(
+                "M7/022",
+                f"Quantity {to_decimal(total)} exceeds the order quantity {ordered} by more than the tolerance "
+                f"({tolerance} %)",
+            )
+        return total
+
+    def check_batch(self, batch: str, field: str, owner: str, what: str) -> None:
+        """M7/023 when `batch` already exists from another order than `owner` (`field` names which kind)."""
+        existing = self.sets["Batch"].rows.get((batch,))
+        if existing is not None and existing[field] != owner:
+            raise SapError("M7/023", f"Batch {batch} already exists and does not belong to {what}")
+
+    def create_batch(self, receipt: Row, supplier: str = "") -> None:
+        """The batch a receipt brings into the books, unless an earlier receipt of the same order created it."""
+        batches = self.sets["Batch"]
+        if (receipt["Batch"],) in batches.rows:
+            return
+        at = datetime.now(UTC)
+        material = self.materials[receipt["Material"]]
+        origin = (
+            self.sets["A_Supplier"].rows[(supplier,)] if supplier else self.sets["A_Plant"].rows[(receipt["Plant"],)]
+        )
+        batches.put(
+            {
+                "Batch": receipt["Batch"],
+                "Material": material.id,
+                "Plant": receipt["Plant"],
+                "Supplier": supplier,
+                "SupplierBatch": receipt.get("SupplierBatch", ""),
+                "ManufactureDate": to_date(at),
+                "ShelfLifeExpirationDate": to_date(at + timedelta(days=material.shelf_life_days)),
+                "MatlBatchIsInRstrcdUseStock": False,
+                "CountryOfOrigin": origin["Country"],
+                "PurchaseOrder": receipt.get("PurchaseOrder", ""),
+                "ManufacturingOrder": receipt.get("ManufacturingOrder", ""),
+                "Customer": "",
+            }
+        )
+
+    def post(self, moves: list[tuple[Row, Decimal]], code: str) -> tuple[str, str]:
+        """Post one material document, every item or none (M7/021 when stock cannot cover them), each item also a
         GOODS_MOVEMENT in the change feed; returns the document's year and number."""
         self.check_stock(moves)
         posted = datetime.now(UTC)
@@ -436,8 +769,8 @@ class Erp:
                 **{f: item[f] for f in ITEM_FIELDS},
                 "QuantityInEntryUnit": to_decimal(quantity),
                 "PostingDate": header["PostingDate"],
-                "PurchaseOrder": "",
-                "ManufacturingOrder": order,
+                "PurchaseOrder": item.get("PurchaseOrder", ""),
+                "ManufacturingOrder": item.get("ManufacturingOrder", ""),
             }
             self.sets["A_MaterialDocumentItem"].put(row)
             self.record_change(
@@ -445,99 +778,27 @@ class Erp:
             )
         return year, document
 
-    def record_production(
-        self,
-        order: str,
-        batch: str,
-        material: Material,
-        plant: str,
-        quantity: float,
-        at: datetime,
-        issues: Iterable[tuple[str, float]],
-    ) -> str:
-        """A production order confirmed complete (what the plant's integration posts): one material document that
-        receives the new batch into quality inspection stock (101) and issues each consumed batch from unrestricted
-        stock (261), then the batch and the technically completed order. Nothing is recorded if unrestricted stock
-        cannot cover an issue (400). Returns the material document number."""
-        storage = STORAGE_LOCATIONS[material.tier]
-        moves = [self.item("101", material.id, plant, storage, batch, quantity, material.unit)]
-        stock = self.sets["A_MatlStkInAcctMod"]
-        for consumed, used in issues:
-            unrestricted = sorted(key for key in stock.indexes["Batch"].get(consumed, ()) if key[4] == "01")
-            if not unrestricted:
-                raise HTTPException(400, f"batch {consumed} has no unrestricted stock to issue")
-            row = stock.rows[unrestricted[0]]
-            material_id, plant_id, location, unit = (
-                row[f] for f in ("Material", "Plant", "StorageLocation", "MaterialBaseUnit")
-            )
-            moves.append(self.item("261", material_id, plant_id, location, consumed, used, unit))
-        _, document = self.post(moves, "02", order)
-        country = self.sets["A_Plant"].rows[(plant,)]["Country"]
-        self.sets["Batch"].put(
-            {
-                "Batch": batch,
-                "Material": material.id,
-                "Plant": plant,
-                "Supplier": "",
-                "SupplierBatch": "",
-                "ManufactureDate": to_date(at),
-                "ShelfLifeExpirationDate": to_date(at + timedelta(days=material.shelf_life_days)),
-                "MatlBatchIsInRstrcdUseStock": False,
-                "CountryOfOrigin": country,
-                "PurchaseOrder": "",
-                "ManufacturingOrder": order,
-                "Customer": "",
-            }
-        )
-        self.sets["A_ProductionOrder_2"].put(
-            {
-                "ManufacturingOrder": order,
-                "Material": material.id,
-                "ProductionPlant": plant,
-                "Batch": batch,
-                "TotalQuantity": to_decimal(quantity),
-                "ProductionUnit": material.unit,
-                "OrderStatus": "TECO",
-                "MfgOrderPlannedStartDate": to_date(at),
-                "MfgOrderActualReleaseDate": to_date(at),
-            }
-        )
-        return document
-
     @staticmethod
-    def item(
-        movement: str, material: str, plant: str, storage: str, batch: str, quantity: float, unit: str
-    ) -> tuple[Row, Decimal]:
-        """One document item, as `parse_item` reads it from a request."""
-        amount = to_decimal(quantity)
-        row = {
-            "GoodsMovementType": movement,
-            "Material": material,
-            "Plant": plant,
-            "StorageLocation": storage,
-            "Batch": batch,
-            "QuantityInEntryUnit": amount,
-            "EntryUnit": unit,
-        }
-        return row, Decimal(amount)
-
-    @staticmethod
-    def parse_item(item: Any) -> tuple[Row, Decimal]:
-        if not isinstance(item, dict) or any(not isinstance(item.get(f), str | int | float) for f in ITEM_FIELDS):
-            raise HTTPException(400, f"every item needs {', '.join(ITEM_FIELDS)}")
-        row = {f: str(item[f]) for f in ITEM_FIELDS}
-        if row["GoodsMovementType"] not in POSTABLE:
+    def parse_item(item: Any, code: str) -> tuple[Row, Decimal]:
+        """One document item of a document with goods movement `code`: the fields every item has, the order
+        items of that code reference, and (receipts against a purchase order) an optional SupplierBatch."""
+        fields = (*ITEM_FIELDS, *REFERENCES.get(code, ()))
+        if not isinstance(item, dict) or any(not isinstance(item.get(f), str | int | float) for f in fields):
+            raise HTTPException(400, f"every item needs {', '.join(fields)}")
+        row = {f: str(item[f]) for f in fields}
+        allowed = MOVEMENTS.get(code, POSTABLE)
+        if row["GoodsMovementType"] not in allowed:
             raise HTTPException(
                 400,
-                f"goods movement type {row['GoodsMovementType']} is not supported here (only {', '.join(POSTABLE)})",
+                f"goods movement type {row['GoodsMovementType']} is not supported with goods movement code {code} "
+                f"(only {', '.join(allowed)})",
             )
-        try:
-            quantity = Decimal(row["QuantityInEntryUnit"])
-        except InvalidOperation as exc:
-            raise HTTPException(400, f"{row['QuantityInEntryUnit']!r} is not a quantity") from exc
-        if not quantity.is_finite() or quantity <= 0:
-            raise HTTPException(400, "QuantityInEntryUnit must be positive")
-        return row, quantity
+        if code == "01":
+            supplier_batch = item.get("SupplierBatch", "")
+            if not isinstance(supplier_batch, str):
+                raise HTTPException(400, "SupplierBatch must be a string")
+            row["SupplierBatch"] = supplier_batch
+        return row, _amount(item["QuantityInEntryUnit"], "QuantityInEntryUnit")
 
     def check_stock(self, moves: list[tuple[Row, Decimal]]) -> None:
         """All items must be coverable before any is posted (a document posts completely or not at all)."""
@@ -559,7 +820,7 @@ class Erp:
             available = Decimal(row["MatlWrhsStkQtyInMatlBaseUnit"]) if row else Decimal(0)
             if available < quantity:
                 missing = to_decimal(quantity - available)
-                raise HTTPException(400, f"deficit of {missing} in stock type {source[4]} of batch {source[3]}")
+                raise SapError("M7/021", f"Deficit of {missing} in {STOCK_NAMES[source[4]]} stock of batch {source[3]}")
 
     @staticmethod
     def stock_key(item: Row, stock_type: str) -> tuple[str, ...]:
@@ -613,5 +874,6 @@ def create_app(
         middleware=[Middleware(CsrfMiddleware)],
         require_credentials=credentials,
     )
+    app.add_exception_handler(SapError, sap_refusal)
     app.state.erp = erp
     return app

@@ -3,16 +3,17 @@
 Genealogy links are indexed both ways (by consumed and by produced lot) and pre-rendered, because a recall
 walks thousands of lots per level and `POST /api/genealogy/search` must answer such a frontier at once.
 
-MES is also where production happens: a confirmation creates an order and a lot, and is published as a
-`production.completed` event (`simulators.events`); `completion_hooks` let the plant's integration layer
-(`simulators.integration`) pass it on to ERP, QMS and WMS.
+MES is also where production happens: the line completes an order ERP released (MES takes the order number on
+trust: it is independent of ERP), which creates the produced lot and its genealogy and is published as a
+`production.completed` event (`simulators.events`). MES tells no other system: whoever connects the plant reads
+the event and posts the goods receipt to ERP, the inspection lot to QMS and the handling units to WMS.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -52,7 +53,7 @@ class Consumption:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A production completion MES accepted: what the plant's integration passes on to the other systems."""
+    """A production completion MES accepted, as `production.completed` announces it."""
 
     order_id: str
     lot: str
@@ -74,7 +75,9 @@ def render_completion(c: Completion) -> dict[str, Any]:
         "quantity": c.quantity,
         "unit": c.material.unit,
         "completed_at": iso(c.completed_at),
-        "consumed": [{"lot_id": x.lot, "quantity": x.quantity, "unit": x.unit} for x in c.consumed],
+        "consumed": [
+            {"lot_id": x.lot, "material": x.material, "quantity": x.quantity, "unit": x.unit} for x in c.consumed
+        ],
     }
 
 
@@ -121,11 +124,10 @@ class Mes:
         self.events = events
         self.materials = dataset.materials  # master data with BOMs, as MES receives it from ERP
         self.plants = set(dataset.plants)
-        # Every lot MES can be told to consume (the batch master it receives from ERP): lot -> (material, plant).
+        # The lots MES knows (the batch master it was seeded with, what it produced, what it was told it consumed):
+        # lot -> (material, plant).
         self.directory = {lot.id: (lot.material, lot.plant) for lot in dataset.lots.values()}
         self.last_lot = max(int(lot[3:]) for lot in dataset.lots)  # lot ids are B26 + a serial
-        self.last_order = max((int(order) for order in dataset.orders), default=1000000)
-        self.completion_hooks: list[Callable[[Completion], None]] = []  # run before MES records a completion
         self.executions = {e.order_id: render_execution(e) for e in dataset.executions.values()}
         self.order_of_lot = {e.lot: e.order_id for e in dataset.executions.values()}
         self.lots = {
@@ -205,11 +207,24 @@ class Mes:
         return self.genealogy(body)
 
     def complete(
-        self, material: str, plant: str, line: str, quantity: float, consumed: Iterable[tuple[str, float]]
+        self,
+        order_id: str,
+        material: str,
+        plant: str,
+        line: str,
+        quantity: float,
+        consumed: Iterable[Mapping[str, Any]],
     ) -> dict[str, Any]:
-        """Confirm a production completion: a new order and lot, a COMPLETED execution and the genealogy of the
-        consumed lots; announced as `production.completed`. Answers what the event carries. A completion hook
-        may refuse it (HTTPException) before anything is recorded."""
+        """Confirm the completion of ERP's released order `order_id`: a new lot, a COMPLETED execution and the
+        genealogy of the consumed lots (`{"lot_id", "quantity"}`, plus `material` and optionally `plant` for a lot
+        MES does not know yet, e.g. a delivery the warehouse received); announced as `production.completed`.
+        Answers what the event carries. An order completes once (409 after)."""
+        if not isinstance(order_id, str) or not order_id:
+            raise HTTPException(400, "order_id must be a non-empty string")
+        if order_id in self.executions:
+            raise HTTPException(
+                409, f"order {order_id} was already completed (lot {self.executions[order_id]['produced_lot']})"
+            )
         produced = self.materials.get(material)
         if produced is None or produced.tier == 0:
             raise HTTPException(400, f"{material} is not a material MES produces")
@@ -218,19 +233,11 @@ class Mes:
         if not LINE.fullmatch(line):
             raise HTTPException(400, "line must be 1 to 40 letters, digits, '_', '.' or '-'")
         quantity = _quantity(quantity, produced.unit, "quantity")
-        consumption = []
-        for lot, used in consumed:
-            if lot not in self.directory:
-                raise HTTPException(400, f"consumed lot {lot} is unknown to MES")
-            lot_material, lot_plant = self.directory[lot]
-            unit = self.materials[lot_material].unit
-            consumption.append(
-                Consumption(lot, lot_material, lot_plant, _quantity(used, unit, f"quantity of {lot}"), unit)
-            )
+        consumption = [self.consumption(entry, plant) for entry in consumed]
         if not consumption or len({c.lot for c in consumption}) != len(consumption):
             raise HTTPException(400, "consumed must name each consumed lot once, and at least one")
         completion = Completion(
-            order_id=f"{self.last_order + 1}",
+            order_id=order_id,
             lot=f"B26{self.last_lot + 1:05d}",
             material=produced,
             plant=plant,
@@ -239,16 +246,34 @@ class Mes:
             completed_at=datetime.now(UTC),
             consumed=tuple(consumption),
         )
-        for hook in self.completion_hooks:
-            hook(completion)
         self.record(completion)
         rendered = render_completion(completion)
         self.events.emit("production.completed", plant, rendered, topic="production/completed")
         return rendered
 
+    def consumption(self, entry: Mapping[str, Any], plant: str) -> Consumption:
+        """One consumed lot of a completion: a lot MES knows, or one whose entry names its material (and plant,
+        else the producing plant's)."""
+        lot = entry.get("lot_id")
+        if not isinstance(lot, str) or not lot:
+            raise HTTPException(400, "every consumed lot needs a lot_id")
+        named = entry.get("material"), entry.get("plant", plant)
+        if lot in self.directory:
+            lot_material, lot_plant = self.directory[lot]
+            if named[0] is not None and named[0] != lot_material:
+                raise HTTPException(400, f"consumed lot {lot} is {lot_material}, not {named[0]}")
+        elif named[0] in self.materials and named[1] in self.plants:
+            lot_material, lot_plant = named
+        else:
+            raise HTTPException(400, f"consumed lot {lot} is unknown to MES: name its material and plant")
+        unit = self.materials[lot_material].unit
+        return Consumption(
+            lot, lot_material, lot_plant, _quantity(entry.get("quantity"), unit, f"quantity of {lot}"), unit
+        )
+
     def record(self, c: Completion) -> None:
         """Keep an accepted completion: its execution (every operation done), the new lot and its genealogy."""
-        self.last_order, self.last_lot = int(c.order_id), int(c.lot[3:])
+        self.last_lot = int(c.lot[3:])
         at, m = c.completed_at, c.material
         operations = tuple(
             Operation(f"{(k + 1) * 10:04d}", description, f"{center}-{c.plant[1]}{c.line[-1]}", at, c.quantity, 0.0)
@@ -262,6 +287,7 @@ class Mes:
         self.directory[c.lot] = (m.id, c.plant)
         self.lots[c.lot] = {"lot_id": c.lot, "material": m.id, "plant": c.plant, "status": "QC_PENDING"}
         for used in c.consumed:
+            self.directory.setdefault(used.lot, (used.material, used.plant))
             self.link(used.lot, c.lot, used.quantity, used.unit, c.order_id, at)
 
     def scrap(self, lot_id: str, quantity: float, reason: str) -> dict[str, Any]:
@@ -294,15 +320,13 @@ class Mes:
 
     async def post_confirmation(self, request: Request) -> Response:
         body = await json_object(request)
-        texts = [body.get(f) for f in ("material", "plant", "line")]
+        texts = [body.get(f) for f in ("order_id", "material", "plant", "line")]
         if not all(isinstance(t, str) and t for t in texts):
-            raise HTTPException(400, "material, plant and line must be non-empty strings")
+            raise HTTPException(400, "order_id, material, plant and line must be non-empty strings")
         consumed = body.get("consumed")
-        if not isinstance(consumed, list) or not all(
-            isinstance(c, dict) and isinstance(c.get("lot_id"), str) for c in consumed
-        ):
-            raise HTTPException(400, 'consumed must be a list of {"lot_id", "quantity"}')
-        done = self.complete(*texts, body.get("quantity"), [(c["lot_id"], c.get("quantity")) for c in consumed])
+        if not isinstance(consumed, list) or not all(isinstance(c, dict) for c in consumed):
+            raise HTTPException(400, 'consumed must be a list of {"lot_id", "quantity"[, "material", "plant"]}')
+        done = self.complete(*texts, body.get("quantity"), consumed)
         return JSONResponse(done, status_code=201)
 
     async def post_scrap(self, request: Request) -> Response:

@@ -49,8 +49,9 @@ def to_decimal(value: float | Decimal, places: int = 3) -> str:
     return f"{value:.{places}f}"
 
 
-def odata_error(status: int, message: str) -> dict[str, Any]:
-    return {"error": {"code": error_code(status), "message": {"lang": "en", "value": message}}}
+def odata_error(status: int, message: str, code: str | None = None) -> dict[str, Any]:
+    """SAP's error body; `code` is the application's message id (e.g. `CO/001`), else one derived from `status`."""
+    return {"error": {"code": code or error_code(status), "message": {"lang": "en", "value": message}}}
 
 
 def bad_request(message: str) -> HTTPException:

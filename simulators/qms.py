@@ -3,6 +3,8 @@
 Its quirk is the plant dialect: plant P100 still reports statuses as numeric codes, the newer plants as
 text labels, so a client has to normalise per plant. Records are kept canonical and translated on output.
 Every change is also announced as an event (`simulators.events`), in the same dialect as the REST answers.
+QMS learns of new lots only when a client creates their inspection lot; its own quality engineers place and release
+holds here too (origin `QMS`), next to the holds clients post.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ FROM_QUALITY = {
     QualityStatus.ON_HOLD: "BLOCKED",
 }
 SEVERITIES = ("minor", "major", "critical")
+ORIGINS = ("01", "04")  # inspection lot origins: 01 goods receipt from a supplier, 04 production
 DEFAULT_LIMIT, MAX_LIMIT = 100, 10_000
 # An event announcing a change: (type, name of the changed record in the event data, the record rendered).
 Cause = tuple[str, str, dict[str, Any]]
@@ -126,7 +129,11 @@ class Qms:
         self.inspections_by_lot = _by_lot(self.inspection_lots)
         self.ncs_by_lot = _by_lot(self.nonconformances)
         self.holds_by_lot = _by_lot(self.holds)
-        self.requests: dict[str, str] = {}  # request_id -> hold id, so retried placements are idempotent
+        self.materials, self.plants = set(dataset.materials), set(dataset.plants)
+        # request_id -> id of what the request created, so a retried request answers the first result
+        self.requests: dict[str, str] = {}  # holds
+        self.inspection_requests: dict[str, str] = {}
+        self.nc_requests: dict[str, str] = {}
         self.dispositions: dict[str, dict[str, str]] = {}  # request_id -> the recorded usage decision
         self.before_hold: dict[str, str] = {}  # status to restore once the last active hold is released
         self.justifications: dict[str, str] = {}  # hold id -> why it was released
@@ -162,13 +169,14 @@ class Qms:
         return [
             Route("/api/v1/lots", self.get_lots, methods=["GET"]),
             Route("/api/v1/inspection-lots", self.get_inspection_lots, methods=["GET"]),
+            Route("/api/v1/inspection-lots", self.post_inspection_lot, methods=["POST"]),
             Route("/api/v1/inspection-lots/{inspection_id}/results", self.post_results, methods=["POST"]),
             Route("/api/v1/nonconformances", self.get_nonconformances, methods=["GET"]),
             Route("/api/v1/nonconformances", self.post_nonconformance, methods=["POST"]),
             Route("/api/v1/nonconformances/{nc_id}/close", self.post_close, methods=["POST"]),
             Route("/api/v1/holds", self.get_holds, methods=["GET"]),
-            Route("/api/v1/holds", self.place_hold, methods=["POST"]),
-            Route("/api/v1/holds/{hold_id}/release", self.release_hold, methods=["POST"]),
+            Route("/api/v1/holds", self.post_hold, methods=["POST"]),
+            Route("/api/v1/holds/{hold_id}/release", self.post_release, methods=["POST"]),
             Route("/api/v1/lots/{lot_id}/disposition", self.record_disposition, methods=["POST"]),
         ]
 
@@ -196,6 +204,8 @@ class Qms:
             "origin": i.origin,
             "status": native(INSPECTION_STATUS, i.status, i.plant),
             "created_at": iso(i.created_at),
+            "quantity": i.quantity,
+            "unit": i.unit,
             "characteristics": [
                 {
                     "code": c.code,
@@ -240,6 +250,7 @@ class Qms:
             "placed_at": iso(h.placed_at),
             "released_by": h.released_by,
             "released_at": iso(h.released_at),
+            "origin": h.origin,
         }
 
     # -- reads
@@ -303,13 +314,19 @@ class Qms:
                 "lot.status_changed", record.plant, {"lot": self.render_lot(record), "previous_status": previous_status}
             )
 
-    async def place_hold(self, request: Request) -> Response:
-        body = await json_object(request)
-        request_id = _text(body, "request_id") if "request_id" in body else None
+    def place_hold(
+        self,
+        lot_id: str,
+        reason_code: str,
+        reason: str,
+        placed_by: str,
+        origin: str = "QMS",
+        request_id: str | None = None,
+    ) -> Hold:
+        """Block the lot with a new active hold, announced as `hold.placed`; a repeated `request_id` answers the
+        hold it placed first."""
         if request_id in self.requests:
-            return JSONResponse(self.render_hold(self.holds[self.requests[request_id]]), status_code=200)
-        lot_id = _text(body, "lot_id")
-        fields = {f: _text(body, f) for f in ("reason_code", "reason", "placed_by")}
+            return self.holds[self.requests[request_id]]
         record = self.lots.get(lot_id)
         if record is None:
             raise HTTPException(404, f"lot {lot_id} is unknown to QMS")
@@ -322,28 +339,28 @@ class Qms:
             record.lot_id,
             record.plant,
             "ACTIVE",
-            fields["reason_code"],
-            fields["reason"],
-            fields["placed_by"],
+            reason_code,
+            reason,
+            placed_by,
             now,
             None,
             None,
+            origin,
         )
         self.holds[hold.id] = hold
         self.holds_by_lot.setdefault(hold.lot, []).append(hold.id)
         if request_id is not None:
             self.requests[request_id] = hold.id
-        rendered = self.render_hold(hold)
-        self.set_status(record.lot_id, "BLOCKED", now, ("hold.placed", "hold", rendered))
-        return JSONResponse(rendered, status_code=201)
+        self.set_status(record.lot_id, "BLOCKED", now, ("hold.placed", "hold", self.render_hold(hold)))
+        return hold
 
-    async def release_hold(self, request: Request) -> Response:
-        hold = self.holds.get(request.path_params["hold_id"])
+    def release_hold(self, hold_id: str, released_by: str, justification: str) -> Hold:
+        """Release an active hold (`hold.released`); the lot returns to the status it had before its holds once
+        none is left. Releasing a released hold again just answers it (an idempotent retry)."""
+        hold = self.holds.get(hold_id)
         if hold is None:
-            raise HTTPException(404, f"hold {request.path_params['hold_id']} does not exist")
-        body = await json_object(request)
-        released_by, justification = _text(body, "released_by"), _text(body, "justification")
-        if hold.status == "ACTIVE":  # releasing a released hold again just answers it (idempotent retry)
+            raise HTTPException(404, f"hold {hold_id} does not exist")
+        if hold.status == "ACTIVE":
             now = datetime.now(UTC)
             self.justifications[hold.id] = justification
             hold = replace(hold, status="RELEASED", released_by=released_by, released_at=now)
@@ -353,6 +370,22 @@ class Qms:
                 self.announce(hold.lot, released)
             else:
                 self.set_status(hold.lot, self.before_hold.pop(hold.lot, "RELEASED"), now, released)
+        return hold
+
+    async def post_hold(self, request: Request) -> Response:
+        body = await json_object(request)
+        request_id = _text(body, "request_id") if "request_id" in body else None
+        if request_id in self.requests:
+            return JSONResponse(self.render_hold(self.holds[self.requests[request_id]]), status_code=200)
+        fields = {f: _text(body, f) for f in ("lot_id", "reason_code", "reason", "placed_by")}
+        origin = _text(body, "origin") if "origin" in body else "QMS"
+        hold = self.place_hold(**fields, origin=origin, request_id=request_id)
+        return JSONResponse(self.render_hold(hold), status_code=201)
+
+    async def post_release(self, request: Request) -> Response:
+        body = await json_object(request)
+        released_by, justification = _text(body, "released_by"), _text(body, "justification")
+        hold = self.release_hold(request.path_params["hold_id"], released_by, justification)
         return JSONResponse(self.render_hold(hold))
 
     async def record_disposition(self, request: Request) -> Response:
@@ -416,7 +449,12 @@ class Qms:
             self.set_status(decided.lot, status, now, completed)
         return decided
 
-    def open_nonconformance(self, lot_id: str, category: str, severity: str, description: str) -> Nonconformance:
+    def open_nonconformance(
+        self, lot_id: str, category: str, severity: str, description: str, request_id: str | None = None
+    ) -> Nonconformance:
+        """Open a nonconformance on the lot (`nonconformance.opened`); a repeated `request_id` answers the first."""
+        if request_id in self.nc_requests:
+            return self.nonconformances[self.nc_requests[request_id]]
         record = self.lots.get(lot_id)
         if record is None:
             raise HTTPException(404, f"lot {lot_id} is unknown to QMS")
@@ -436,6 +474,8 @@ class Qms:
         )
         self.nonconformances[nc.id] = nc
         self.ncs_by_lot.setdefault(lot_id, []).append(nc.id)
+        if request_id is not None:
+            self.nc_requests[request_id] = nc.id
         self.announce(lot_id, ("nonconformance.opened", "nonconformance", self.render_nc(nc)))
         return nc
 
@@ -458,17 +498,81 @@ class Qms:
             self.plans[material] = tuple(Characteristic(*c, result=None, valuation=None) for c in drawn)
         return self.plans[material]
 
-    def receive_production(self, lot_id: str, material: str, plant: str, at: datetime) -> InspectionLot:
-        """A produced lot arrives (the plant's integration): in inspection, with a new production inspection lot
-        (origin 04) for the material's plan."""
-        self.lots[lot_id] = QualityRecord(lot_id, plant, material, "", "IN_INSPECTION", at)
+    def create_inspection_lot(
+        self,
+        lot_id: str,
+        material: str,
+        plant: str,
+        origin: str,
+        request_id: str,
+        supplier: str = "",
+        quantity: float | None = None,
+        unit: str | None = None,
+    ) -> InspectionLot:
+        """A new inspection lot (status CREATED) for the material's plan, on a goods receipt (origin 01) or a
+        production (04). A lot QMS does not know yet enters it in inspection (`lot.status_changed`). Refused (409)
+        while the lot has an undecided inspection lot of that origin; a repeated `request_id` answers the first."""
+        if request_id in self.inspection_requests:
+            return self.inspection_lots[self.inspection_requests[request_id]]
+        if origin not in ORIGINS:
+            raise HTTPException(400, f"origin must be one of {', '.join(ORIGINS)}")
+        if material not in self.materials:
+            raise HTTPException(400, f"material {material} does not exist")
+        if plant not in self.plants:
+            raise HTTPException(400, f"plant {plant} does not exist")
+        known = self.lots.get(lot_id)
+        if known is not None and (known.material, known.plant) != (material, plant):
+            raise HTTPException(400, f"lot {lot_id} is {known.material} in {known.plant}, not {material} in {plant}")
+        for inspection_id in self.inspections_by_lot.get(lot_id, ()):
+            pending = self.inspection_lots[inspection_id]
+            if pending.origin == origin and pending.status != "DECIDED":
+                raise HTTPException(
+                    409, f"lot {lot_id} already has inspection lot {pending.id} (origin {origin}) undecided"
+                )
+        now = datetime.now(UTC)
         self.last_inspection += 1
         inspection = InspectionLot(
-            f"04{self.last_inspection:010d}", lot_id, plant, material, "04", "CREATED", at, self.plan(material), None
+            f"{origin}{self.last_inspection:010d}",
+            lot_id,
+            plant,
+            material,
+            origin,
+            "CREATED",
+            now,
+            self.plan(material),
+            None,
+            quantity,
+            unit,
         )
         self.inspection_lots[inspection.id] = inspection
         self.inspections_by_lot.setdefault(lot_id, []).append(inspection.id)
+        self.inspection_requests[request_id] = inspection.id
+        if known is None:
+            record = self.lots[lot_id] = QualityRecord(lot_id, plant, material, supplier, "IN_INSPECTION", now)
+            self.events.emit("lot.status_changed", plant, {"lot": self.render_lot(record), "previous_status": None})
         return inspection
+
+    async def post_inspection_lot(self, request: Request) -> Response:
+        body = await json_object(request)
+        request_id = _text(body, "request_id")
+        if request_id in self.inspection_requests:
+            return JSONResponse(self.render_inspection(self.inspection_lots[self.inspection_requests[request_id]]))
+        fields = {f: _text(body, f) for f in ("lot_id", "material", "plant", "origin")}
+        supplier, quantity, unit = body.get("supplier", ""), body.get("quantity"), body.get("unit")
+        if not isinstance(supplier, str):
+            raise HTTPException(400, "supplier must be a string")
+        if quantity is not None and not (_is_number(quantity) and quantity > 0):
+            raise HTTPException(400, "quantity must be a positive number")
+        if unit is not None and not (isinstance(unit, str) and unit):
+            raise HTTPException(400, "unit must be a non-empty string")
+        inspection = self.create_inspection_lot(
+            **fields,
+            request_id=request_id,
+            supplier=supplier,
+            quantity=None if quantity is None else float(quantity),
+            unit=unit,
+        )
+        return JSONResponse(self.render_inspection(inspection), status_code=201)
 
     async def post_results(self, request: Request) -> Response:
         body = await json_object(request)
@@ -485,8 +589,11 @@ class Qms:
 
     async def post_nonconformance(self, request: Request) -> Response:
         body = await json_object(request)
+        request_id = _text(body, "request_id") if "request_id" in body else None
+        if request_id in self.nc_requests:
+            return JSONResponse(self.render_nc(self.nonconformances[self.nc_requests[request_id]]))
         fields = {f: _text(body, f) for f in ("lot_id", "category", "severity", "description")}
-        nc = self.open_nonconformance(**fields)
+        nc = self.open_nonconformance(**fields, request_id=request_id)
         return JSONResponse(self.render_nc(nc), status_code=201)
 
     async def post_close(self, request: Request) -> Response:

@@ -167,6 +167,8 @@ class InspectionLot:
     created_at: datetime
     characteristics: tuple[Characteristic, ...]
     usage_decision: UsageDecision | None
+    quantity: float | None = None  # the lot quantity, when whoever created the inspection lot gave it
+    unit: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +196,7 @@ class Hold:
     placed_at: datetime
     released_by: str | None
     released_at: datetime | None
+    origin: str = "QMS"  # who placed it: QMS (its own users) or the client that posted it, e.g. lotgraph
 
 
 @dataclass(frozen=True, slots=True)

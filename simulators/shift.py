@@ -1,12 +1,16 @@
 """A simulated production shift, so the plant keeps changing while the demo runs.
 
-Every `interval_seconds` the shift does one plausible thing through the simulators' own state methods, so it
-leaves the same records and emits the same events as the change made over HTTP would: it completes production
-of an intermediate or finished good from released component lots (MES, and through the plant's integration ERP,
-QMS and WMS), records the inspection results of a lot in inspection (most pass, some fail with a value outside
-the limits), now and then opens or closes a nonconformance, or scraps part of a produced lot; given a supplier, its
-incoming quality also finds defects in that supplier's material. Only the seeded random generator decides, and
-candidates are taken in a stable order, so one seed gives the same shift.
+Every `interval_seconds` the plant's people do one plausible thing, each through one system's own state methods
+(like a person at that system's screen), so it leaves the same records and emits the same events as the change made
+over HTTP would. A planner releases a production order in ERP and the line completes it in MES from released
+component lots; purchasing orders a raw material in ERP and the warehouse's dock receives the delivery in WMS; the
+lab records the results of a pending inspection lot (most pass, some fail with a value outside the limits); a quality
+engineer places a hold in QMS or releases one QMS placed, opens or closes a nonconformance; the line scraps part of
+a produced lot; given a supplier, incoming quality also finds defects in that supplier's material. No system tells
+another: carrying a change on (ERP's goods receipt, QMS's inspection lot, WMS's handling units) is what the client
+connecting the plant does, so the shift inspects only inspection lots that exist, the seeded ones and those that
+client created. Only the seeded random generator decides, and candidates are taken in a stable order, so one seed
+gives the same shift.
 """
 
 from __future__ import annotations
@@ -15,39 +19,52 @@ import asyncio
 import random
 from collections.abc import Callable, Mapping
 from itertools import islice
+from typing import Any
 
 from starlette.applications import Starlette
 
-from simulators.catalog import NC_CATEGORIES, USERS
+from simulators.catalog import HOLD_REASONS, NC_CATEGORIES, USERS
 from simulators.dataset import base_quantity, round_quantity
 from simulators.erp import Erp
 from simulators.mes import Mes
 from simulators.qms import SEVERITIES, Qms
 from simulators.records import Characteristic, Material
+from simulators.wms import Wms
 
 PASS_RATE = 0.85
 ATTEMPTS = 10  # materials tried before production gives up for this step
 RECENT = 50  # lots and inspection lots the shift works on: the newest ones
 SEVERITY_WEIGHTS = (0.6, 0.3, 0.1)
 SCRAP_REASONS = ("Damaged in handling", "Sampling loss", "Failed in-process check", "Line clearance")
+OWN_SUPPLIER_SHARE = 0.5  # of the deliveries, given a supplier: how many come from it
 
 
 class Shift:
-    """Production, inspections, nonconformances and scrap on one plant, one action per step."""
+    """Production, deliveries, inspections, holds, nonconformances and scrap on one plant, one action per step."""
 
     def __init__(
-        self, erp: Erp, qms: Qms, mes: Mes, seed: int = 0, interval_seconds: float = 5.0, supplier: str | None = None
+        self,
+        erp: Erp,
+        qms: Qms,
+        wms: Wms,
+        mes: Mes,
+        seed: int = 0,
+        interval_seconds: float = 5.0,
+        supplier: str | None = None,
     ) -> None:
-        self.erp, self.qms, self.mes = erp, qms, mes
+        self.erp, self.qms, self.wms, self.mes = erp, qms, wms, mes
         self.rng = random.Random(seed)
         self.interval = interval_seconds
-        self.supplier = supplier  # whose supplied lots incoming quality looks at (the demo's supplier persona's)
+        self.supplier = supplier  # the demo's supplier persona's: some deliveries, and defects found in its lots
         self.actions: tuple[tuple[Callable[[], str | None], float], ...] = (
-            (self.produce, 0.40),
-            (self.inspect, 0.35),
-            (self.open_nonconformance, 0.10),
-            (self.close_nonconformance, 0.07),
-            (self.scrap, 0.08),
+            (self.produce, 0.30),
+            (self.receive_delivery, 0.10),
+            (self.inspect, 0.30),
+            (self.place_hold, 0.05),
+            (self.release_hold, 0.04),
+            (self.open_nonconformance, 0.08),
+            (self.close_nonconformance, 0.06),
+            (self.scrap, 0.07),
             *(((self.supplier_defect, 0.10),) if supplier else ()),
         )
 
@@ -56,8 +73,8 @@ class Shift:
         cls, apps: Mapping[str, Starlette], seed: int = 0, interval_seconds: float = 5.0, supplier: str | None = None
     ) -> Shift:
         """The shift on the plant `simulators.create_apps` built."""
-        qms, mes = apps["qms"].state.qms, apps["mes"].state.mes
-        return cls(apps["erp"].state.erp, qms, mes, seed, interval_seconds, supplier)
+        erp, qms, wms, mes = (apps[system].state for system in ("erp", "qms", "wms", "mes"))
+        return cls(erp.erp, qms.qms, wms.wms, mes.mes, seed, interval_seconds, supplier)
 
     async def run(self) -> None:
         """One step every `interval_seconds`, until cancelled."""
@@ -72,36 +89,55 @@ class Shift:
         return action() or self.produce() or "nothing to do"
 
     def produce(self) -> str | None:
-        produced = [m for m in self.mes.materials.values() if 1 <= m.tier <= 5]  # shipper packs are not made here
+        """The planner releases an order in ERP for a material whose components are at hand, and the line
+        completes it in MES."""
+        produced = [m for m in self.erp.materials.values() if 1 <= m.tier <= 5]  # shipper packs are not made here
         for material in self.rng.sample(produced, ATTEMPTS):
             consumed = self.components(material)
             if consumed is None:
                 continue
+            quantity = base_quantity(self.rng, material)
+            order = self.erp.release_order(material.id, material.plant, quantity)
             line = f"{material.plant}-L{self.rng.randint(1, 4):02d}"
-            done = self.mes.complete(material.id, material.plant, line, base_quantity(self.rng, material), consumed)
-            return f"produced {done['lot_id']} ({done['quantity']} {done['unit']} {material.id}) on {line}"
+            done = self.mes.complete(order, material.id, material.plant, line, quantity, consumed)
+            return f"produced {done['lot_id']} ({done['quantity']} {done['unit']} {material.id}) on {line} for {order}"
         return None
 
-    def components(self, material: Material) -> list[tuple[str, float]] | None:
-        """A portion of one released lot with unrestricted stock per BOM component (from the producing plant if
-        it has one); None if a component has none."""
+    def components(self, material: Material) -> list[dict[str, Any]] | None:
+        """A portion of one released lot with unrestricted stock in ERP per BOM component (from the producing plant
+        if it has one), as MES's consumed entries; None if a component has none."""
         stock = self.erp.sets["A_MatlStkInAcctMod"]
         picked = []
         for component in material.bom:
             rows = [stock.rows[key] for key in sorted(stock.indexes["Material"].get(component, ()))]
-            usable = [
-                row
-                for row in rows
-                if row["InventoryStockType"] == "01" and self.qms.lots[row["Batch"]].status == "RELEASED"
-            ]
+            usable = [row for row in rows if row["InventoryStockType"] == "01" and self.released(row["Batch"])]
             if not usable:
                 return None
             local = [row for row in usable if row["Plant"] == material.plant]
             row = self.rng.choice(local or usable)
             available = float(row["MatlWrhsStkQtyInMatlBaseUnit"])
             portion = round_quantity(available * self.rng.uniform(0.05, 0.25), row["MaterialBaseUnit"])
-            picked.append((row["Batch"], min(portion, available) if portion > 0 else available))
+            used = min(portion, available) if portion > 0 else available
+            picked.append({"lot_id": row["Batch"], "quantity": used, "material": component, "plant": row["Plant"]})
         return picked
+
+    def released(self, lot: str) -> bool:
+        record = self.qms.lots.get(lot)
+        return record is not None and record.status == "RELEASED"
+
+    def receive_delivery(self) -> str:
+        """Purchasing orders a raw material from a supplier (the given one, some of the time) and the dock receives
+        the delivery."""
+        material = self.rng.choice([m for m in self.erp.materials.values() if m.tier == 0])
+        suppliers = sorted(key[0] for key in self.erp.sets["A_Supplier"].rows)
+        own = self.supplier is not None and self.rng.random() < OWN_SUPPLIER_SHARE
+        supplier = self.supplier if own and self.supplier else self.rng.choice(suppliers)
+        plant = self.rng.choice(sorted(key[0] for key in self.erp.sets["A_Plant"].rows))
+        quantity = base_quantity(self.rng, material)
+        order, item = self.erp.create_purchase_order(material.id, plant, supplier, quantity)
+        supplier_batch = f"{self.rng.choice('ACDFHKLMRTX')}{self.rng.randint(100000, 999999)}"
+        received = self.wms.receive_delivery(order, item, material.id, plant, supplier, supplier_batch, quantity)
+        return f"received {received['lot_id']} ({quantity} {received['unit']} {material.id}) from {supplier} on {order}"
 
     def inspect(self) -> str | None:
         pending = [i for i in self.qms.inspection_lots.values() if i.status != "DECIDED"]
@@ -127,6 +163,25 @@ class Shift:
         severity = self.rng.choices(SEVERITIES, SEVERITY_WEIGHTS)[0]
         nc = self.qms.open_nonconformance(lot, category, severity, f"{category} on lot {lot}")
         return f"opened {nc.id} ({severity}) on lot {lot}"
+
+    def place_hold(self) -> str | None:
+        """A quality engineer blocks a recent lot in QMS."""
+        recent = [r.lot_id for r in islice(reversed(self.qms.lots.values()), RECENT) if r.status != "BLOCKED"]
+        if not recent:
+            return None
+        lot = self.rng.choice(recent)
+        reason_code, reason = self.rng.choice(HOLD_REASONS)
+        hold = self.qms.place_hold(lot, reason_code, reason, self.rng.choice(USERS))
+        return f"held {lot} ({hold.id}, {reason_code})"
+
+    def release_hold(self) -> str | None:
+        """A quality engineer releases one of the holds QMS's own users placed (never a client's)."""
+        active = [h for h in self.qms.holds.values() if h.status == "ACTIVE" and h.origin == "QMS"]
+        if not active:
+            return None
+        hold = self.rng.choice(active[-RECENT:])
+        self.qms.release_hold(hold.id, self.rng.choice(USERS), "investigation closed, no impact on the lot")
+        return f"released {hold.id} on lot {hold.lot}"
 
     def supplier_defect(self) -> str | None:
         """Incoming quality finds a defect in released material of `supplier`: a nonconformance on one of its lots

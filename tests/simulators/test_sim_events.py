@@ -361,11 +361,12 @@ async def test_the_admin_api_validates_targets_and_never_shows_the_secret(live: 
 
 def test_create_apps_takes_initial_targets(small: Dataset) -> None:
     target = {"webhook": {"url": "http://127.0.0.1:9/hook", "secret": Receiver().secret}}
-    apps = create_apps(small, events={"qms": target})
+    apps = create_apps(small, events={"qms": target, "wms": target})
     assert apps["qms"].state.events.public_target() == {"webhook": {"url": "http://127.0.0.1:9/hook"}}
+    assert apps["wms"].state.events.public_target() == {"webhook": {"url": "http://127.0.0.1:9/hook"}}
     assert apps["mes"].state.events.public_target() is None
-    with pytest.raises(ValueError, match="wms emits no events"):
-        create_apps(small, events={"wms": target})
+    with pytest.raises(ValueError, match="erp emits no events"):
+        create_apps(small, events={"erp": target})
 
 
 # ---------------------------------------------------------------------------------------------------- MES events
@@ -384,6 +385,7 @@ def confirmation(small: Dataset) -> dict[str, Any]:
     material = next(m for m in small.materials.values() if m.tier == 2)
     _, lot, quantity = released_component(small)
     return {
+        "order_id": "1900001",  # ERP's released order: MES takes it on trust
         "material": material.id,
         "plant": material.plant,
         "line": f"{material.plant}-L03",
@@ -405,8 +407,12 @@ async def test_production_is_published_as_mes_events(live: Live) -> None:
         envelope_ok(event, "mes", body["plant"])
     assert events[0]["data"] == done
     unit = live.dataset.materials[body["material"]].unit
-    assert done == {**done, "material": body["material"], "line": body["line"], "quantity": 250, "unit": unit}
-    assert done["consumed"] == [{**body["consumed"][0], "unit": done["consumed"][0]["unit"]}]
+    expected = {"order_id": body["order_id"], "material": body["material"], "line": body["line"], "quantity": 250}
+    assert done == {**done, **expected, "unit": unit}
+    consumed_material = live.dataset.lots[body["consumed"][0]["lot_id"]].material
+    assert done["consumed"] == [
+        {**body["consumed"][0], "material": consumed_material, "unit": live.dataset.materials[consumed_material].unit}
+    ]
     assert (
         events[1]["data"]
         == scrapped
