@@ -28,6 +28,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simulators.admin import build_app
+from simulators.catalog import STORAGE_LOCATIONS
 from simulators.credentials import Credentials
 from simulators.dataset import BLOCKING, Dataset
 from simulators.odata import EntitySet, Row, odata_error, to_date, to_decimal
@@ -41,8 +42,10 @@ MOVES: dict[str, tuple[str | None, str | None]] = {
     "101": (None, "02"),
     "261": ("01", None),
     "321": ("02", "01"),
+    "322": ("01", "02"),
     "343": ("07", "01"),
     "344": ("01", "07"),
+    "349": ("07", "02"),
     "350": ("02", "07"),
     "551": ("01", None),
     "553": ("02", None),
@@ -50,7 +53,7 @@ MOVES: dict[str, tuple[str | None, str | None]] = {
 }
 # The movement types each goods movement code takes: 01 receipt against a purchase order, 02 receipt for a production
 # order (with its component issues); any other code (04 transfer, 03 scrap) the stock moves in POSTABLE.
-POSTABLE = ("321", "343", "344", "350", "551", "553", "555")
+POSTABLE = ("321", "322", "343", "344", "349", "350", "551", "553", "555")
 MOVEMENTS = {"01": ("101",), "02": ("101", "261")}
 ITEM_FIELDS = ("GoodsMovementType", "Material", "Plant", "StorageLocation", "Batch", "QuantityInEntryUnit", "EntryUnit")
 REFERENCES = {"01": ("PurchaseOrder", "PurchaseOrderItem"), "02": ("ManufacturingOrder",)}  # what items of a code name
@@ -142,6 +145,7 @@ def _entity_sets() -> dict[str, EntitySet]:
                     "OrderStatus": STRING,
                     "MfgOrderPlannedStartDate": DATE,
                     "MfgOrderActualReleaseDate": DATE,
+                    "StorageLocation": STRING,  # where its goods receipt goes
                     "OverDeliveryTolerance": DECIMAL,  # percent
                     "GoodsReceiptQuantity": DECIMAL,
                 },
@@ -159,6 +163,7 @@ def _entity_sets() -> dict[str, EntitySet]:
                     "Supplier": STRING,
                     "OrderQuantity": DECIMAL,
                     "PurchaseOrderQuantityUnit": STRING,
+                    "StorageLocation": STRING,
                     "OverdelivTolrtdLmtRatioInPct": DECIMAL,
                     "GoodsReceiptQuantity": DECIMAL,
                     "IsCompletelyDelivered": BOOL,
@@ -183,6 +188,7 @@ def _entity_sets() -> dict[str, EntitySet]:
                     "PostingDate": DATE,
                     "PurchaseOrder": STRING,
                     "ManufacturingOrder": STRING,
+                    "MaterialDocumentItemText": STRING,
                 },
                 indexed=("MaterialDocument", "Batch", "Material", "ManufacturingOrder"),
             ),
@@ -280,6 +286,7 @@ def _load(sets: dict[str, EntitySet], dataset: Dataset) -> None:
                 "OrderStatus": o.status,
                 "MfgOrderPlannedStartDate": to_date(o.planned_start),
                 "MfgOrderActualReleaseDate": to_date(o.released_at),
+                "StorageLocation": STORAGE_LOCATIONS[dataset.materials[o.material].tier],
                 "OverDeliveryTolerance": to_decimal(DEFAULT_TOLERANCE, 1),
                 "GoodsReceiptQuantity": to_decimal(dataset.lots[o.lot].quantity),
             }
@@ -295,6 +302,7 @@ def _load(sets: dict[str, EntitySet], dataset: Dataset) -> None:
                     "Supplier": lot.supplier,
                     "OrderQuantity": to_decimal(lot.quantity),
                     "PurchaseOrderQuantityUnit": lot.unit,
+                    "StorageLocation": STORAGE_LOCATIONS[dataset.materials[lot.material].tier],
                     "OverdelivTolrtdLmtRatioInPct": to_decimal(DEFAULT_TOLERANCE, 1),
                     "GoodsReceiptQuantity": to_decimal(lot.quantity),
                     "IsCompletelyDelivered": True,
@@ -316,6 +324,7 @@ def _load(sets: dict[str, EntitySet], dataset: Dataset) -> None:
                 "PostingDate": to_date(i.posted_at),
                 "PurchaseOrder": i.purchase_order,
                 "ManufacturingOrder": i.order_id,
+                "MaterialDocumentItemText": "",
             }
         )
 
@@ -528,6 +537,7 @@ class Erp:
                 "OrderStatus": "REL",
                 "MfgOrderPlannedStartDate": to_date(now),
                 "MfgOrderActualReleaseDate": to_date(now),
+                "StorageLocation": STORAGE_LOCATIONS[self.materials[material].tier],
                 "OverDeliveryTolerance": to_decimal(tolerance_percent, 1),
                 "GoodsReceiptQuantity": to_decimal(0),
             }
@@ -559,6 +569,7 @@ class Erp:
                 "Supplier": supplier,
                 "OrderQuantity": to_decimal(quantity),
                 "PurchaseOrderQuantityUnit": product["BaseUnit"],
+                "StorageLocation": STORAGE_LOCATIONS[self.materials[material].tier],
                 "OverdelivTolrtdLmtRatioInPct": to_decimal(tolerance_percent, 1),
                 "GoodsReceiptQuantity": to_decimal(0),
                 "IsCompletelyDelivered": False,
@@ -771,6 +782,7 @@ class Erp:
                 "PostingDate": header["PostingDate"],
                 "PurchaseOrder": item.get("PurchaseOrder", ""),
                 "ManufacturingOrder": item.get("ManufacturingOrder", ""),
+                "MaterialDocumentItemText": item.get("MaterialDocumentItemText", ""),
             }
             self.sets["A_MaterialDocumentItem"].put(row)
             self.record_change(
@@ -798,6 +810,10 @@ class Erp:
             if not isinstance(supplier_batch, str):
                 raise HTTPException(400, "SupplierBatch must be a string")
             row["SupplierBatch"] = supplier_batch
+        text = item.get("MaterialDocumentItemText", "")
+        if not isinstance(text, str) or len(text) > 50:
+            raise HTTPException(400, "MaterialDocumentItemText must be a string of at most 50 characters")
+        row["MaterialDocumentItemText"] = text
         return row, _amount(item["QuantityInEntryUnit"], "QuantityInEntryUnit")
 
     def check_stock(self, moves: list[tuple[Row, Decimal]]) -> None:

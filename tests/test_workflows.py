@@ -87,7 +87,7 @@ def _operation(gateway: Gateway, kind: str, lot: str, done: tuple[str, ...] = ("
 
 def _produce(plant: Plant, shift: Shift, quantity_factor: float = 1.0) -> dict[str, Any]:
     """The planner releases an order in ERP and the line confirms it in MES, each over its own API."""
-    for material in sorted((m for m in shift.mes.materials.values() if 1 <= m.tier <= 5), key=lambda m: m.id):
+    for material in sorted((m for m in shift.erp.materials.values() if 1 <= m.tier <= 5), key=lambda m: m.id):
         consumed = shift.components(material)
         if consumed is None:
             continue
@@ -101,11 +101,11 @@ def _produce(plant: Plant, shift: Shift, quantity_factor: float = 1.0) -> dict[s
         body = {
             "order_id": order.json()["d"]["ManufacturingOrder"], "material": material.id, "plant": material.plant,
             "line": f"{material.plant}-L01", "quantity": round(quantity * quantity_factor, 3),
-            "consumed": [{"lot_id": lot, "quantity": used} for lot, used in consumed],
+            "consumed": [{"lot_id": c["lot_id"], "quantity": c["quantity"]} for c in consumed],
         }  # fmt: skip
         done = httpx.post(f"{plant.url('mes')}/api/confirmations", json=body)
         assert done.status_code == 201, done.text
-        return {**done.json(), "consumed_lots": [lot for lot, _ in consumed]}
+        return {**done.json(), "consumed_lots": [c["lot_id"] for c in consumed]}
     raise AssertionError("no material with released components to produce")
 
 
