@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     runtime = Runtime.create(settings)
     if settings.events.containment.enabled:
-        runtime.events.reactions.append(Containment(runtime, settings.events.containment))
+        runtime.events.react("containment", Containment(runtime, settings.events.containment))
     trusted = TrustedDocuments(settings.trusted_documents)
     production = settings.mode is Mode.PRODUCTION
     schema = build_schema(

@@ -73,7 +73,7 @@ class Runtime:
             self.policies,
             self.settings.max_genealogy_depth,
         )
-        await self.events.start()
+        await self.events.start(self.store.inbox, self.store.exceptions)
         events = self.settings.events
         if events.mqtt.url:
             client_id = f"lotgraph-{socket.gethostname()}-{self.settings.port}"

@@ -2,10 +2,11 @@
 nonconformance) places a quality hold on its lot, so rejected stock never stays available.
 
 The hold is the same governed operation `placeQualityHold` runs: Cedar decides for the configured service
-principal, the decision is audited, the operation is idempotent (keyed by the event id, so a redelivered
-event holds once) and runs QMS -> WMS -> ERP. Nothing is silent: a hold whose systems are down stays PENDING
-and is resumed; a hold that was refused, or whose checks could not run, is recorded BLOCKED with why, and
-both show in `pendingOperations`.
+principal, the decision is audited, the operation is idempotent (keyed by the event id, so a redelivered or
+re-run event holds once) and runs QMS -> WMS -> ERP. It is a reaction (`Events.react`), run from the inbox.
+Nothing is silent: a hold whose systems are down stays PENDING and is resumed; when its checks cannot run (a
+system unavailable) the error goes to the dispatcher, which runs the event again later; a hold refused (by
+policy, an unknown lot, a system's refusal) parks the event in the exception queue with why.
 """
 
 from __future__ import annotations
@@ -13,15 +14,11 @@ from __future__ import annotations
 import logging
 
 from gateway.auth import Principal
-from gateway.errors import GatewayError
 from gateway.events.envelope import Event
 from gateway.events.settings import ContainmentSettings
-from gateway.operations.announcements import Announcer
-from gateway.operations.plans import HOLD_STEPS, plan
 from gateway.runtime import Runtime
 
 log = logging.getLogger("lotgraph.containment")
-KIND = "placeQualityHold"
 
 
 def service_principal(settings: ContainmentSettings) -> Principal:
@@ -48,22 +45,7 @@ class Containment:
         assert event.lot is not None
         reason = f"automatic containment after {event.type.value} ({event.source} event {event.id})"
         key = f"containment:{event.id}"
-        try:
-            op = await self.runtime.operations.place_quality_hold(
-                self.principal, event.lot.id, self.settings.reason_code, reason, key, event.correlation_id
-            )
-            log.info("containment hold %s for lot %s after %s: %s", op.id, event.lot.id, event.id, op.state.value)
-        except GatewayError as exc:
-            await self._blocked(event, reason, key, exc)
-
-    async def _blocked(self, event: Event, reason: str, key: str, exc: GatewayError) -> None:
-        """Record the hold that could not start, so a person sees it (and why) among pending operations."""
-        assert event.lot is not None
-        store = self.runtime.operations.store
-        payload = {"lotId": event.lot.id, "reasonCode": self.settings.reason_code, "reason": reason}
-        op, created = await store.claim(kind=KIND, actor=self.principal.sub, idempotency_key=key, payload=payload,
-                                        steps=plan(HOLD_STEPS, [event.lot.id]), correlation_id=event.correlation_id,
-                                        extra={"event": event.id}, blocked=f"{exc.code}: {exc}")  # fmt: skip
-        if created:
-            await Announcer(self.runtime.events, self.runtime.upstream).progressed(op)
-        log.warning("containment for lot %s after %s is BLOCKED: %s %s", event.lot.id, event.id, exc.code, exc)
+        op = await self.runtime.operations.place_quality_hold(
+            self.principal, event.lot.id, self.settings.reason_code, reason, key, event.correlation_id
+        )
+        log.info("containment hold %s for lot %s after %s: %s", op.id, event.lot.id, event.id, op.state.value)
