@@ -128,6 +128,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             state = connector.guarded.breaker.state
             runtime.metrics.breaker.labels(connector.name).set(BREAKER_LEVEL[state])
         runtime.metrics.pending_operations.set(await runtime.operations.store.count_in_state(OperationState.PENDING))
+        store = runtime.opened_store
+        runtime.metrics.inbox_pending.set(await store.inbox.count_pending())
+        for kind, count in (await store.exceptions.open_by_kind()).items():
+            runtime.metrics.exceptions_open.labels(kind.value).set(count)
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # GraphiQL's own files, only where GraphiQL is served: an air-gapped plant has no CDN to load them from.

@@ -1,5 +1,5 @@
 """The long-lived parts of one gateway process, opened once and shared by every request:
-upstream connectors, the store, the policy engine, the authenticator and the event bus."""
+upstream connectors, the store, the policy engine, the authenticator, the event bus and the exception queue."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from gateway.authz import ReadDecisions
 from gateway.events.hub import Events
 from gateway.events.mqtt import MqttIngest
 from gateway.events.polling import ErpChangeFeed
+from gateway.exceptions import Exceptions
 from gateway.federation.client import SubgraphClient
 from gateway.operations.service import Operations
 from gateway.settings import Mode, Settings
@@ -37,6 +38,7 @@ class Runtime:
     events: Events
     store: Store | None = field(default=None)
     _operations: Operations | None = field(default=None)
+    _exceptions: Exceptions | None = field(default=None)
     _feeds: list[MqttIngest | ErpChangeFeed] = field(default_factory=list)
     event_reads: ReadDecisions = field(default_factory=ReadDecisions)  # subscribers' decisions, shared
     subgraphs: dict[str, SubgraphClient] = field(default_factory=dict)  # remote subgraphs lotgraph federates
@@ -73,7 +75,8 @@ class Runtime:
             self.policies,
             self.settings.max_genealogy_depth,
         )
-        await self.events.start()
+        await self.events.start(self.store.inbox, self.store.exceptions)
+        self._exceptions = Exceptions(self.store.exceptions, self.store.inbox, self.events, self._operations)
         events = self.settings.events
         if events.mqtt.url:
             client_id = f"lotgraph-{socket.gethostname()}-{self.settings.port}"
@@ -122,6 +125,12 @@ class Runtime:
         if self._operations is None:
             raise RuntimeError("operations start with the application's lifespan")
         return self._operations
+
+    @property
+    def exceptions(self) -> Exceptions:
+        if self._exceptions is None:
+            raise RuntimeError("the exception queue starts with the application's lifespan")
+        return self._exceptions
 
     @property
     def opened_store(self) -> Store:

@@ -88,6 +88,14 @@ class Metrics:
             "lotgraph_rate_limit_rejections", "Requests refused by a per-client rate limit", registry=r
         )
         self.pending_operations = Gauge("lotgraph_pending_operations", "Operations waiting to be finished", registry=r)
+        self.inbox_pending = Gauge(
+            "lotgraph_inbox_pending", "Inbound events whose reactions are not done yet (parked ones excluded)",
+            registry=r,
+        )  # fmt: skip
+        self.exceptions_open = Gauge(
+            "lotgraph_exceptions_open", "OPEN entries of the exception queue by kind (EVENT, STEP, NOTIFICATION)",
+            ["kind"], registry=r,
+        )  # fmt: skip
         self.disagreements = Counter(
             "lotgraph_lot_disagreements", "Lots whose systems were found disagreeing when asked", registry=r
         )

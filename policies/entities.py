@@ -55,8 +55,14 @@ def operation(op_id: str, *, actor: str, plants: Iterable[str], suppliers: Itera
     )
 
 
+def exception_entry(entry_id: str, *, kind: str, plants: Iterable[str]) -> Entity:
+    """An exception queue entry as the plants it is about; with none known it is of no known plant."""
+    return Entity("ExceptionEntry", entry_id, {"kind": kind, "plants": set(plants) or {UNKNOWN_PLANT}})
+
+
 def plants_and_suppliers(resource: Entity) -> tuple[set[str], set[str]]:
-    """The plants and suppliers a Lot or an Operation belongs to (what an audit entry about it records)."""
+    """The plants and suppliers a Lot, an Operation or an ExceptionEntry belongs to (what an audit entry about it
+    records)."""
     if resource.type == "Lot":
         return {resource.attrs["plant"]}, {resource.attrs["supplier"]} - {""}
-    return set(resource.attrs["plants"]), set(resource.attrs["suppliers"])
+    return set(resource.attrs["plants"]), set(resource.attrs.get("suppliers", ()))

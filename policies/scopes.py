@@ -38,6 +38,7 @@ PROBES: Mapping[str, tuple[Entity, Mapping[str, Any]]] = {
     "readPolicies": (entities.GOVERNANCE, {}),
     "explainAuthorization": (entities.GOVERNANCE, {}),
     "manageOperations": (entities.GOVERNANCE, {}),
+    "manageExceptions": (entities.GOVERNANCE, {}),
 }
 
 

@@ -61,6 +61,9 @@ def _resource(spec: dict[str, Any]) -> Entity:
             spec.get("id", "OP"), actor=spec.get("actor", "someone"), plants=spec.get("plants", ()),
             suppliers=spec.get("suppliers", ()),
         )  # fmt: skip
+    if kind == "ExceptionEntry":
+        kind_of = spec.get("kind", "EVENT")
+        return entities.exception_entry(spec.get("id", "1"), kind=kind_of, plants=spec.get("plants", ()))
     raise ValueError(f"unknown resource type {kind!r}")
 
 

@@ -23,6 +23,7 @@ from gateway.errors import BadUserInput, GatewayError, SubscriptionNeedsStream
 from gateway.limits import LimitSettings, limits_extension
 from gateway.telemetry import RequestMetrics
 from gateway.trusted import TrustedDocuments
+from schema.exceptions import ExceptionsMutation, ExceptionsQuery
 from schema.governance import GovernanceQuery
 from schema.mutation import Mutation
 from schema.query import Query
@@ -145,8 +146,8 @@ def build_schema(
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     schema = Schema(
         federation_version=FEDERATION_VERSION,
-        query=merge_types("Query", (Query, GovernanceQuery)),
-        mutation=Mutation,
+        query=merge_types("Query", (Query, GovernanceQuery, ExceptionsQuery)),
+        mutation=merge_types("Mutation", (Mutation, ExceptionsMutation)),
         subscription=Subscription,
         extensions=extensions,
     )

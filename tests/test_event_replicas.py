@@ -57,10 +57,11 @@ class Replica:
 
 
 @contextmanager
-def replica(plant: Plant, data_dir: Path, redis_url: str) -> Iterator[Replica]:
-    """`lotgraph run` in a process of its own, on Redis, taking signed QMS webhooks; killed afterwards."""
+def replica(plant: Plant, data_dir: Path, redis_url: str, store_url: str) -> Iterator[Replica]:
+    """`lotgraph run` in a process of its own, on Redis and the replicas' shared store (whose inbox deduplicates
+    inbound events), taking signed QMS webhooks; killed afterwards."""
     with gateway_process(
-        plant, data_dir, REDIS_URL=redis_url, EVENTS__WEBHOOK_SECRETS=json.dumps({"qms": SECRET}),
+        plant, data_dir, REDIS_URL=redis_url, STORE_URL=store_url, EVENTS__WEBHOOK_SECRETS=json.dumps({"qms": SECRET}),
         EVENTS__CONTAINMENT__ENABLED="false", EVENTS__ERP_POLL_SECONDS="0",
     ) as running:  # fmt: skip
         yield Replica(running, data_dir)
@@ -73,9 +74,11 @@ def redis_url(redis_server: str) -> str:
 
 @pytest.fixture(scope="module")
 def replicas(plant: Plant, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Replica]]:
-    """Two replicas, started side by side, each with its own data directory and store, sharing Redis."""
+    """Two replicas, started side by side, each with its own data directory, sharing Redis and one store (a SQLite
+    file both open, as `tests/test_shared_sqlite.py` does; PostgreSQL in production)."""
+    store_url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('replicas-store') / 'store.db'}"
     with ExitStack() as stack:
-        started = [stack.enter_context(replica(plant, tmp_path_factory.mktemp(f"replica-{n}"), redis_url))
+        started = [stack.enter_context(replica(plant, tmp_path_factory.mktemp(f"replica-{n}"), redis_url, store_url))
                    for n in "ab"]  # fmt: skip
         for each in started:
             each.running.wait_ready()

@@ -4,6 +4,10 @@ A persistent session (clean_session off, a stable client id per replica) and QoS
 what arrives while the gateway is away; a shared subscription (`$share/<group>/...`) gives each message to one
 replica. Payloads are the MES's native events, normalized like its webhooks; one that cannot be normalized
 is logged with the reason and counted (MQTT has no answer to send back), never half-ingested.
+
+A message is acknowledged (PUBACK) only once the inbox has it: paho-mqtt's manual acknowledgement, which
+aiomqtt 2.5 does not expose, is switched on in its paho client before connecting. If the inbox cannot take a
+message the session is dropped unacknowledged, and the broker delivers it again when the gateway reconnects.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
+from gateway.errors import GatewayError
 from gateway.events.hub import Events
 from gateway.events.normalize import RejectedEvent, normalize
 from gateway.events.settings import MqttSettings
@@ -50,24 +55,28 @@ class MqttIngest:
         while True:
             try:
                 await self._session()
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, GatewayError) as exc:  # GatewayError: the inbox did not take a message
                 self.connected.clear()
                 log.warning("MQTT broker %s: %s; reconnecting in %.1f s", self.url.hostname, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
 
     async def _session(self) -> None:
-        async with aiomqtt.Client(
+        client = aiomqtt.Client(
             self.url.hostname or "127.0.0.1", port=self.url.port or (8883 if self.url.scheme == "mqtts" else 1883),
             identifier=self.client_id, clean_session=False, username=self.url.username, password=self.url.password,
             tls_params=aiomqtt.TLSParameters() if self.url.scheme == "mqtts" else None,
-        ) as client:  # fmt: skip
+        )  # fmt: skip
+        paho = client._client  # aiomqtt has no manual acknowledgement of its own
+        paho.manual_ack_set(True)
+        async with client:
             for topic in self.topics():
                 await client.subscribe(topic, qos=1)
             self.connected.set()
             log.info("subscribed to %s at %s as %s", self.topics(), self.url.hostname, self.client_id)
             async for message in client.messages:
                 await self._receive(str(message.topic), message.payload)
+                paho.ack(message.mid, message.qos)  # the inbox has it (or it can never be normalized)
 
     async def _receive(self, topic: str, payload: object) -> None:
         if not isinstance(payload, bytes | bytearray | str):

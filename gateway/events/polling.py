@@ -1,7 +1,8 @@
 """ERP postings, for a system that cannot push: the change feed is polled after a cursor kept in the store.
 
-The cursor is saved only after the events of a page are on the bus, so a crash repeats a page (the bus drops
-the duplicates by id) but never skips one. Replicas sharing a store poll the same feed; dedupe makes that safe.
+The cursor is saved only after the events of a page are in the inbox, so a crash repeats a page (the inbox answers
+the repeats as duplicates) but never skips one. Replicas sharing a store poll the same feed; dedupe makes that
+safe.
 Stock-type transfers and batch restrictions become `LotStatusChanged` (the ERP's view), scrap movements
 `ScrapConfirmed`; other postings (receipts, consumption) move the cursor and are counted, but are not
 plant events of their own (MES reports production).
@@ -74,7 +75,8 @@ class ErpChangeFeed:
             await asyncio.sleep(self.interval)
 
     async def poll(self) -> int:
-        """Read one page after the stored cursor, publish its events, then advance the cursor; the page size."""
+        """Read one page after the stored cursor, take its events into the inbox, then advance the cursor; the page
+        size."""
         after = int(await self.cursors.get(SOURCE) or 0)
         postings: list[ErpPosting] = await self.upstream.call(
             SOURCE, "change.read", ChangeQuery(after=after, limit=PAGE)

@@ -45,7 +45,9 @@ class ContainmentSettings(BaseModel):
 
 class EventSettings(BaseModel):
     retention: int = Field(default=100_000, ge=100, description="Events kept on the bus for resuming subscribers.")
-    dedupe_seconds: float = Field(default=86_400, gt=0, description="How long an event id is remembered.")
+    dedupe_seconds: float = Field(
+        default=86_400, gt=0, description="How long an event id is remembered (on the bus, and done in the inbox)."
+    )
     subscriber_queue: int = Field(default=1_000, ge=1, description="Events a subscriber may fall behind.")
     max_subscriptions: int = Field(default=10_000, ge=1, description="Live subscriptions one process accepts.")
     heartbeat_seconds: float = Field(default=15, gt=0, description="Keep-alive interval for idle SSE streams.")
@@ -56,3 +58,9 @@ class EventSettings(BaseModel):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     erp_poll_seconds: float = Field(default=5.0, ge=0, description="ERP change feed polling interval; 0 = off.")
     containment: ContainmentSettings = Field(default_factory=ContainmentSettings)
+    dispatch_seconds: float = Field(
+        default=2.0, gt=0, description="How often the dispatcher looks in the inbox when nothing wakes it."
+    )
+    reaction_attempts: int = Field(
+        default=10, ge=1, description="Runs of an event's reactions that fail transiently before it is parked."
+    )

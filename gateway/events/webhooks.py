@@ -3,8 +3,9 @@
 The signature (HMAC-SHA256 over id, timestamp and body, with the source's own secret) and its timestamp
 (a five-minute replay window) are checked before the body is even parsed. Every refusal says why:
 401 for a bad or stale signature, 400 for a body or type that cannot be normalized, 404 for a source this
-gateway takes no events from. An accepted event is on the bus before the answer (202, with its cursor);
-a duplicate id is answered 200 and dropped, so a sender's retry is always safe.
+gateway takes no events from. An accepted event is in the inbox (and, normally, on the bus) before the answer
+(202, with its cursor); a duplicate id is answered 200 and has no second effect, so a sender's retry is always
+safe. A gateway killed after the 202 still runs the event's reactions when it (or another replica) comes back.
 """
 
 from __future__ import annotations

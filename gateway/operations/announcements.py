@@ -32,7 +32,7 @@ class Announcer:
 
     async def progressed(self, op: Operation) -> None:
         payload = {"operationId": op.id, "kind": op.kind, "state": op.state.value, "actor": op.actor}
-        await self.events.ingest(
+        await self.events.publish(
             Event(id=f"lotgraph:{op.id}:{uuid.uuid4().hex}", type=EventType.OPERATION_UPDATED, source="lotgraph",
                   plant=None, lot=None, occurred=datetime.now(UTC), correlation_id=op.correlation_id or op.id,
                   payload=payload)
@@ -47,7 +47,7 @@ class Announcer:
         for lot_id, batch in zip(lot_ids, batches, strict=True):
             payload = {"system": "LOTGRAPH", "operationId": op.id, "kind": op.kind,
                        **{k: op.input[k] for k in ("reasonCode", "decision") if k in op.input}}  # fmt: skip
-            await self.events.ingest(
+            await self.events.publish(
                 Event(id=f"lotgraph:{op.id}:{lot_id}", type=kind, source="lotgraph",
                       plant=batch and batch.plant_id, occurred=now, correlation_id=op.correlation_id or op.id,
                       lot=LotRef(id=lot_id, material=batch and batch.material_id, supplier=batch and batch.supplier_id),

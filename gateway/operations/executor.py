@@ -27,6 +27,7 @@ from gateway.operations.scope import LotScope, lots_of
 from gateway.operations.steps import BATCH_RUNNERS, RUNNERS, BatchRunner, Outcome
 from gateway.reads import Loaders
 from gateway.store.audit import AuditLog
+from gateway.store.exceptions import ExceptionKind, ExceptionQueue, ExceptionState
 from gateway.store.operations import Operation, OperationState, OperationStore, Step, StepState
 from gateway.telemetry import tracer
 from gateway.upstream import Upstream
@@ -55,8 +56,10 @@ class Executor:
         concurrency: int = 16,
         lot_wait_seconds: float = 30.0,
         announce: Callable[[Operation], Awaitable[None]] | None = None,
+        exceptions: ExceptionQueue | None = None,
     ) -> None:
         self.upstream = upstream
+        self.exceptions = exceptions  # where a FAILED operation is parked (a STEP entry), and resolved
         self.announce = announce  # told the operation's state after every run (the event bus)
         self.operations = operations
         self.audit = audit
@@ -230,22 +233,34 @@ class Executor:
         }
         await self.operations.finish(op.id, OperationState.COMPLETED, result=result)
         contracts = sorted({s.contract for s in done.steps if s.contract})
-        await self._audit_end(op, "completed", "ALLOW", "every step completed",
+        await self._audit_end(op, await self._scope(op), "completed", "ALLOW", "every step completed",
                               {"steps": result["systems"], "contracts": contracts})  # fmt: skip
+        if self.exceptions is not None:  # it had failed, and someone retried it
+            await self.exceptions.settle(ExceptionKind.STEP, op.id, ExceptionState.RESOLVED, by=op.actor,
+                                         why="the operation completed")  # fmt: skip
 
     async def _fail(self, op: Operation, failed: list[Step]) -> None:
-        """FAILED, saying which system refused what: visible in `pendingOperations`, never retried on its own;
-        `retryOperation` runs it again once the cause is fixed (or `abandonOperation` gives it up)."""
+        """FAILED, saying which system refused what: visible in `pendingOperations` and parked as a STEP exception,
+        never retried on its own; `retryOperation` (or `retryException`) runs it again once the cause is fixed,
+        `abandonOperation` (or `discardException`) gives it up."""
         why = "; ".join(f"{s.system.upper()} refused lot {s.lot_id}: {s.last_error}" for s in failed[:5])
         why += f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
         await self.operations.finish(op.id, OperationState.FAILED, error=why)
-        await self._audit_end(op, "failed", "FAILED", why, {"failed": [f"{s.system}:{s.lot_id}" for s in failed]})
+        scope = await self._scope(op)
+        failures = [f"{s.system}:{s.lot_id}" for s in failed]
+        await self._audit_end(op, scope, "failed", "FAILED", why, {"failed": failures})
+        if self.exceptions is not None:
+            code = (failed[0].last_error or "").partition(":")[0] or GatewayError.code
+            await self.exceptions.park(
+                ExceptionKind.STEP, op.id, reason_code=code, reason=why, plants=scope.plants if scope else (),
+                lot_id=failed[0].lot_id, payload={"kind": op.kind, "actor": op.actor, "failed": failures},
+                correlation_id=op.correlation_id,
+            )  # fmt: skip
 
     async def _audit_end(
-        self, op: Operation, outcome: str, decision: str, reason: str, details: dict[str, Any]
+        self, op: Operation, scope: LotScope | None, outcome: str, decision: str, reason: str, details: dict[str, Any]
     ) -> None:
         """The audit entry of how the operation ended (`<kind>.<outcome>`), about its lots' plants and suppliers."""
-        scope = await self._scope(op)
         await self.audit.append(
             plants=scope.plants if scope else None,
             suppliers=scope.suppliers if scope else None,

@@ -29,6 +29,7 @@ from gateway.operations.plans import DISPOSITION_STEPS, HOLD_STEPS, RELEASE_STEP
 from gateway.reads import Loaders
 from gateway.store import Store
 from gateway.store.audit import AuditLog
+from gateway.store.exceptions import ExceptionKind, ExceptionQueue, ExceptionState
 from gateway.store.operations import NEEDS_ATTENTION, Operation, OperationState, OperationStore, StepState
 from gateway.upstream import Upstream
 from policies import entities
@@ -38,7 +39,7 @@ from policies.engine import Decision, Entity, PolicyEngine
 AWAITING_QUALIFIED_PERSON = ("releaseInspectedLot", "carryQmsRelease")
 
 
-def _required(**fields: str) -> None:
+def required(**fields: str) -> None:
     for name, value in fields.items():
         if not value or not value.strip():
             raise BadUserInput(f"{name} must not be empty", argument=name)
@@ -53,6 +54,7 @@ class Operations:
     policies: PolicyEngine
     audit: AuditLog
     max_genealogy_depth: int
+    exceptions: ExceptionQueue
 
     @classmethod
     def start(
@@ -60,22 +62,25 @@ class Operations:
         max_genealogy_depth: int,
     ) -> Operations:  # fmt: skip
         operations = OperationStore(store.engine)
-        executor = Executor(upstream, operations, store.audit, announce=Announcer(events, upstream).progressed)
+        executor = Executor(upstream, operations, store.audit, announce=Announcer(events, upstream).progressed,
+                            exceptions=store.exceptions)  # fmt: skip
         resumer = Resumer(executor, retry_seconds)
         resumer.start()
-        return cls(operations, executor, resumer, upstream, policies, store.audit, max_genealogy_depth)
+        return cls(operations, executor, resumer, upstream, policies, store.audit, max_genealogy_depth,
+                   store.exceptions)  # fmt: skip
 
     async def stop(self) -> None:
         await self.resumer.stop()
 
-    def _as(self, principal: Principal, correlation_id: str) -> _Command:
-        return _Command(self, principal, correlation_id, Guard(self.policies, principal, Loaders(self.upstream)))
+    def command(self, principal: Principal, correlation_id: str) -> Command:
+        """What `principal` does under `correlation_id`: decided by Cedar, audited (also the exception queue's)."""
+        return Command(self, principal, correlation_id, Guard(self.policies, principal, Loaders(self.upstream)))
 
     async def place_quality_hold(
         self, principal: Principal, lot_id: str, reason_code: str, reason: str, key: str, correlation_id: str
     ) -> Operation:
-        _required(lotId=lot_id, reasonCode=reason_code, reason=reason, idempotencyKey=key)
-        command = self._as(principal, correlation_id)
+        required(lotId=lot_id, reasonCode=reason_code, reason=reason, idempotencyKey=key)
+        command = self.command(principal, correlation_id)
         payload = {"lotId": lot_id, "reasonCode": reason_code, "reason": reason}
         resource = await command.guard.lot_entity(lot_id, for_change=True)
         await command.governed("placeQualityHold", [resource], {}, payload)
@@ -85,10 +90,10 @@ class Operations:
         self, principal: Principal, lot_id: str, direction: Direction, max_depth: int, reason: str, key: str,
         correlation_id: str,
     ) -> Operation:  # fmt: skip
-        _required(lotId=lot_id, reason=reason, idempotencyKey=key)
+        required(lotId=lot_id, reason=reason, idempotencyKey=key)
         if not 1 <= max_depth <= self.max_genealogy_depth:
             raise BadUserInput(f"maxDepth must be between 1 and {self.max_genealogy_depth}", argument="maxDepth")
-        command = self._as(principal, correlation_id)
+        command = self.command(principal, correlation_id)
         payload = {"lotId": lot_id, "direction": direction.value, "maxDepth": max_depth, "reason": reason,
                    "reasonCode": "RECALL"}  # fmt: skip
         existing = await self.store.by_key(principal.sub, key)
@@ -103,8 +108,8 @@ class Operations:
     async def release_quality_hold(
         self, principal: Principal, hold_id: str, justification: str, key: str, correlation_id: str
     ) -> Operation:
-        _required(holdId=hold_id, idempotencyKey=key)
-        command = self._as(principal, correlation_id)
+        required(holdId=hold_id, idempotencyKey=key)
+        command = self.command(principal, correlation_id)
         payload = {"holdId": hold_id, "justification": justification}
         hold = await command.guard.loaders.fresh.hold.load(hold_id)
         if hold is None:
@@ -123,10 +128,10 @@ class Operations:
     async def disposition_lot(
         self, principal: Principal, lot_id: str, decision: str, reason: str, key: str, correlation_id: str
     ) -> Operation:
-        _required(lotId=lot_id, idempotencyKey=key)
+        required(lotId=lot_id, idempotencyKey=key)
         if decision not in DISPOSITION_STEPS:
             raise BadUserInput(f"decision must be one of {', '.join(DISPOSITION_STEPS)}", argument="decision")
-        command = self._as(principal, correlation_id)
+        command = self.command(principal, correlation_id)
         payload = {"lotId": lot_id, "decision": decision, "reason": reason}
         resource = await command.guard.lot_entity(lot_id, for_change=True)
         evidence = {**await command.release_evidence(lot_id, reason), "decision": decision}
@@ -182,19 +187,21 @@ class Operations:
     async def retry(self, principal: Principal, op_id: str, correlation_id: str) -> Operation:
         # A BLOCKED operation was refused before it started: retrying it would bypass that decision. A FAILED one was
         # refused by a system; the operator retries it once the cause is fixed, and its failed steps run again.
-        command = self._as(principal, correlation_id)
+        command = self.command(principal, correlation_id)
         op = await command.operator("retryOperation", op_id, {}, [OperationState.PENDING, OperationState.FAILED])
         if op.state is OperationState.FAILED:
             await self.store.reopen(op_id)
         return await self.executor.run(op_id)
 
     async def abandon(self, principal: Principal, op_id: str, reason: str, correlation_id: str) -> Operation:
-        _required(reason=reason)
-        command = self._as(principal, correlation_id)
+        required(reason=reason)
+        command = self.command(principal, correlation_id)
         op = await command.operator("abandonOperation", op_id, {"reason": reason}, NEEDS_ATTENTION)
         await command.refuse_half_applied(op)
         left = [f"{s.system}:{s.lot_id}" for s in op.steps if s.state.value == "PENDING"]
         await self.store.finish(op_id, OperationState.ABANDONED, error=f"abandoned: {reason}; not done: {left}")
+        await self.exceptions.settle(ExceptionKind.STEP, op_id, ExceptionState.DISCARDED, by=principal.sub,
+                                     why=f"operation abandoned: {reason}")  # fmt: skip
         return await self.existing(op_id)
 
     async def existing(self, op_id: str) -> Operation:
@@ -206,7 +213,7 @@ class Operations:
 
 
 @dataclass
-class _Command:
+class Command:
     """One command of one principal: its decisions (with reads of its own, so nothing leaks between callers)
     and its audit entries, under its correlation id."""
 
@@ -297,15 +304,21 @@ class _Command:
     ) -> Operation:
         """Operator actions on an operation: allowed to QA managers of every plant of its lots, audited either way."""
         op = await self.operations.existing(op_id)
-        resource = await self.guard.operation_entity(op)
-        decision = self.guard.decide("manageOperations", resource)
-        await self.audit(action, f"Operation::{op_id}", decision, details, resource)
-        if not decision.allowed:
-            raise Forbidden(decision.explanation, policy_ids=decision.policy_ids, action=action, resource="Operation")
+        await self.authorized("manageOperations", action, await self.guard.operation_entity(op), details)
         if op.state not in states:
             wanted = " or ".join(state.value for state in states)
             raise BadUserInput(f"operation {op_id} is {op.state.value}, not {wanted}", argument="id")
         return op
+
+    async def authorized(self, permission: str, action: str, resource: Entity, details: Mapping[str, Any]) -> Decision:
+        """An operator's `action` on one resource (an Operation, an ExceptionEntry): Cedar decides `permission`,
+        the decision is audited either way, and a denial is FORBIDDEN."""
+        decision = self.guard.decide(permission, resource)
+        await self.audit(action, f"{resource.type}::{resource.id}", decision, details, resource)
+        if not decision.allowed:
+            raise Forbidden(decision.explanation, policy_ids=decision.policy_ids, action=action,
+                            resource=resource.type)  # fmt: skip
+        return decision
 
     async def refuse_half_applied(self, op: Operation) -> None:
         """Abandoning leaves every system as it is and nothing resumes the operation, so it is refused while a lot

@@ -14,6 +14,8 @@ from gateway.errors import ConfigurationError
 from gateway.store.audit import AuditEntry, AuditLog, Verification
 from gateway.store.cursors import IngestCursors
 from gateway.store.engine import migrate, open_engine
+from gateway.store.exceptions import ExceptionQueue
+from gateway.store.inbox import Inbox
 
 __all__ = ["AuditEntry", "AuditLog", "Store", "Verification", "describe"]
 
@@ -45,6 +47,8 @@ class Store:
         self.engine = engine
         self.audit = AuditLog(engine)
         self.cursors = IngestCursors(engine)
+        self.inbox = Inbox(engine)
+        self.exceptions = ExceptionQueue(engine)
 
     @classmethod
     async def open(cls, url: str) -> Store:

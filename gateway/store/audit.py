@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.engine import serialized
-from gateway.store.tables import audit_log, record, utc
+from gateway.store.tables import audit_log, joined, record, split_joined, utc, within
 
 GENESIS = "0" * 64
 _LOCK_ID = 0x6C6F7467  # "lotg"
@@ -64,34 +64,8 @@ def entry_hash(prev_hash: str, seq: int, content: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-_SEP = "|"
-
-
-def _joined(values: Iterable[str] | None) -> str | None:
-    """`|P100|P200|`: each value between separators, so `_within` can strike out whole values."""
-    if values is None:
-        return None
-    listed = sorted(set(values))
-    if any(_SEP in value for value in listed):
-        raise ValueError(f"a plant or supplier id contains {_SEP!r}: {listed}")
-    return _SEP + _SEP.join(listed) + _SEP if listed else _SEP
-
-
-def _split(joined: str | None) -> tuple[str, ...] | None:
-    return None if joined is None else tuple(value for value in joined.split(_SEP) if value)
-
-
-def _within(column: Any, plants: Collection[str]) -> ColumnElement[bool]:
-    """Every value in the joined `column` is one of `plants` (a subset test any SQL dialect can run: strike
-    out each allowed `|P|`, and nothing may be left); NULL (about no lot) is never within."""
-    remaining: Any = column
-    for plant in sorted(plants):
-        remaining = func.replace(remaining, f"{_SEP}{plant}{_SEP}", _SEP)
-    return and_(column.is_not(None), remaining == literal(_SEP))
-
-
 def _content(row: Mapping[str, Any]) -> dict[str, Any]:
-    scope = {name: _split(row[name]) for name in ("plants", "suppliers") if row.get(name) is not None}
+    scope = {name: split_joined(row[name]) for name in ("plants", "suppliers") if row.get(name) is not None}
     return {
         **scope,
         "at": utc(row["at"]).isoformat(),
@@ -127,8 +101,8 @@ class AuditLog:
     ) -> AuditEntry:
         """Append one entry; `plants` and `suppliers` are those of the lots it is about (None: about no lot)."""
         row: dict[str, Any] = {
-            "plants": _joined(plants),
-            "suppliers": _joined(suppliers if suppliers is not None or plants is None else ()),
+            "plants": joined(plants),
+            "suppliers": joined(suppliers if suppliers is not None or plants is None else ()),
             "at": datetime.now(UTC),
             "actor": actor,
             "action": action,
@@ -156,7 +130,7 @@ class AuditLog:
         entries about lots all of those plants (filtered in the query, so pages stay full)."""
         conditions = [audit_log.c.seq > after]
         if plants is not None:
-            conditions.append(_within(audit_log.c.plants, plants))
+            conditions.append(within(audit_log.c.plants, plants))
         for column, value in (("actor", actor), ("action", action), ("resource", resource), ("decision", decision)):
             if value is not None:
                 conditions.append(audit_log.c[column] == value)
@@ -183,6 +157,6 @@ class AuditLog:
 
 def _entry(row: Mapping[str, Any]) -> AuditEntry:
     return record(
-        AuditEntry, row, at=utc(row["at"]), policy_ids=tuple(row["policy_ids"]), plants=_split(row["plants"]),
-        suppliers=_split(row["suppliers"]),
+        AuditEntry, row, at=utc(row["at"]), policy_ids=tuple(row["policy_ids"]), plants=split_joined(row["plants"]),
+        suppliers=split_joined(row["suppliers"]),
     )  # fmt: skip

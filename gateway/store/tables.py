@@ -1,14 +1,33 @@
-"""The gateway's own state, as SQLAlchemy Core tables: operations and their steps (durable sagas),
-and the hash-chained audit log. The schema itself is owned by the Alembic migrations beside this file."""
+"""The gateway's own state, as SQLAlchemy Core tables: operations and their steps (durable sagas), the
+hash-chained audit log, the inbox of plant events and the exception queue. The schema itself is owned by the
+Alembic migrations beside this file."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    func,
+    literal,
+    text,
+)
+from sqlalchemy.sql import ColumnElement
 
 metadata = MetaData()
 
@@ -84,6 +103,56 @@ ingest_cursors = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+# Every inbound plant event, stored before it is acknowledged (its id is the key: a redelivery is a duplicate),
+# until its reactions are done or it is parked; `published` once it is on the bus.
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("event", JSON, nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("published", Boolean, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+ACTIVE_EXCEPTION = "state IN ('OPEN', 'RETRIED')"  # at most one active entry per subject (the partial index)
+
+# What cannot succeed by retrying: parked events, failed operation steps, undeliverable notifications.
+exceptions = Table(
+    "exceptions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("reason_code", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("lot_id", String(64)),
+    Column("plants", Text, nullable=False),  # `|P100|P200|` as in the audit log; `|?|`: of no known plant
+    Column("payload", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("correlation_id", String(128)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_by", String(200)),
+    Column("resolution", Text),
+    Index(
+        "uq_exceptions_active_subject",
+        "kind",
+        "subject",
+        unique=True,
+        sqlite_where=text(ACTIVE_EXCEPTION),
+        postgresql_where=text(ACTIVE_EXCEPTION),
+    ),
+)
 
 T = TypeVar("T")
 
@@ -97,3 +166,29 @@ def record(cls: type[T], row: Mapping[str, Any], **overrides: Any) -> T:
     """A dataclass from a table row: the row's columns that are fields of `cls`, then `overrides`."""
     names = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
     return cls(**{**{key: value for key, value in row.items() if key in names}, **overrides})
+
+
+_SEP = "|"
+
+
+def joined(values: Iterable[str] | None) -> str | None:
+    """`|P100|P200|`: each value between separators, so `within` can strike out whole values."""
+    if values is None:
+        return None
+    listed = sorted(set(values))
+    if any(_SEP in value for value in listed):
+        raise ValueError(f"a plant or supplier id contains {_SEP!r}: {listed}")
+    return _SEP + _SEP.join(listed) + _SEP if listed else _SEP
+
+
+def split_joined(joined: str | None) -> tuple[str, ...] | None:
+    return None if joined is None else tuple(value for value in joined.split(_SEP) if value)
+
+
+def within(column: Any, plants: Collection[str]) -> ColumnElement[bool]:
+    """Every value in the joined `column` is one of `plants` (a subset test any SQL dialect can run: strike
+    out each allowed `|P|`, and nothing may be left); NULL (about no lot) is never within."""
+    remaining: Any = column
+    for plant in sorted(plants):
+        remaining = func.replace(remaining, f"{_SEP}{plant}{_SEP}", _SEP)
+    return and_(column.is_not(None), remaining == literal(_SEP))

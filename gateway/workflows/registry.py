@@ -23,5 +23,6 @@ def install(runtime: Runtime) -> list[Workflow]:
         installed.append(Containment(runtime))
     if runtime.settings.workflows.enabled:
         installed.extend(workflow(runtime) for workflow in WORKFLOWS)
-    runtime.events.reactions.extend(installed)
+    for workflow in installed:
+        runtime.events.react(type(workflow).__name__, workflow)
     return installed

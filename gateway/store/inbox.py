@@ -1,0 +1,143 @@
+"""The inbox: every inbound plant event, stored before its sender is answered, until its reactions are done.
+
+`accept` is the acknowledgement's precondition (a webhook's 202, an MQTT PUBACK, an ERP cursor): the event id is
+the key, so a redelivered event is a duplicate and has no second effect. The dispatcher (`gateway/events/
+dispatcher.py`) claims due entries under a short lease (replicas sharing PostgreSQL never run one event's
+reactions at once; a crashed replica's claim runs out), then marks each DONE, due again later (a transient
+failure, with backoff) or PARKED (what retrying cannot fix, in the exception queue).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.errors import StoreConflict
+from gateway.store.tables import inbox
+
+
+class InboxState(StrEnum):
+    PENDING = "PENDING"  # its reactions are still to run (now, or when `due_at` comes)
+    DONE = "DONE"
+    PARKED = "PARKED"  # in the exception queue; `retryException` makes it PENDING again
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    id: str
+    event: dict[str, Any]  # the canonical Event as JSON
+    published: bool
+    attempts: int
+    last_error: str | None
+
+
+class Inbox:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def accept(self, event_id: str, event_type: str, source: str, event: dict[str, Any]) -> bool:
+        """Store the event; False when its id is already here (a redelivery: answer it as a duplicate)."""
+        now = datetime.now(UTC)
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    inbox.insert().values(
+                        id=event_id, type=event_type, source=source, event=event, state=InboxState.PENDING.value,
+                        published=False, attempts=0, due_at=now, received_at=now, updated_at=now,
+                    )
+                )  # fmt: skip
+        except StoreConflict:
+            return False
+        return True
+
+    async def published(self, event_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(inbox).where(inbox.c.id == event_id).values(published=True))
+
+    async def claim(self, owner: str, seconds: float, limit: int) -> list[InboxEntry]:
+        """Due PENDING entries no live lease covers, leased to `owner` (each by a conditional UPDATE, so two
+        replicas never both win one), oldest first."""
+        now = datetime.now(UTC)
+        free = or_(inbox.c.lease_until.is_(None), inbox.c.lease_until < now)
+        query = (
+            select(inbox.c.id)
+            .where(inbox.c.state == InboxState.PENDING.value, inbox.c.due_at <= now, free)
+            .order_by(inbox.c.received_at)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            candidates = (await conn.execute(query)).scalars().all()
+        claimed = []
+        for event_id in candidates:
+            async with self.engine.begin() as conn:
+                won = await conn.execute(
+                    update(inbox)
+                    .where(inbox.c.id == event_id, inbox.c.state == InboxState.PENDING.value, free)
+                    .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
+                )
+                if won.rowcount != 1:
+                    continue
+                row = (await conn.execute(select(inbox).where(inbox.c.id == event_id))).mappings().one()
+            claimed.append(InboxEntry(row["id"], row["event"], row["published"], row["attempts"], row["last_error"]))
+        return claimed
+
+    async def renew(self, event_id: str, owner: str, seconds: float) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(inbox)
+                .where(inbox.c.id == event_id, inbox.c.lease_owner == owner)
+                .values(lease_until=datetime.now(UTC) + timedelta(seconds=seconds))
+            )
+
+    async def done(self, event_id: str, owner: str) -> None:
+        await self._end(event_id, owner, state=InboxState.DONE, last_error=None)
+
+    async def park(self, event_id: str, owner: str, error: str) -> None:
+        await self._end(event_id, owner, state=InboxState.PARKED, attempts=inbox.c.attempts + 1, last_error=error)
+
+    async def later(self, event_id: str, owner: str, error: str, delay: float) -> None:
+        """A transient failure: counted, kept, and due again after `delay` seconds."""
+        due = datetime.now(UTC) + timedelta(seconds=delay)
+        await self._end(event_id, owner, attempts=inbox.c.attempts + 1, last_error=error, due_at=due)
+
+    async def _end(self, event_id: str, owner: str, **values: Any) -> None:
+        """This run's outcome, and the lease given back (only by its holder: a run that outlived its lease
+        records nothing over its successor's)."""
+        values = {key: value.value if isinstance(value, InboxState) else value for key, value in values.items()}
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(inbox)
+                .where(inbox.c.id == event_id, inbox.c.lease_owner == owner)
+                .values(**values, lease_owner=None, lease_until=None, updated_at=datetime.now(UTC))
+            )
+
+    async def requeue(self, event_id: str) -> bool:
+        """A PARKED event PENDING again, due now, its attempts counted afresh (an operator fixed the cause)."""
+        async with self.engine.begin() as conn:
+            changed = await conn.execute(
+                update(inbox)
+                .where(inbox.c.id == event_id, inbox.c.state == InboxState.PARKED.value)
+                .values(state=InboxState.PENDING.value, attempts=0, due_at=datetime.now(UTC),
+                        updated_at=datetime.now(UTC))
+            )  # fmt: skip
+        return changed.rowcount == 1
+
+    async def count_pending(self) -> int:
+        query = select(func.count()).select_from(inbox).where(inbox.c.state == InboxState.PENDING.value)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).scalar_one()
+
+    async def prune(self, older_than: timedelta) -> int:
+        """Forget DONE entries older than `older_than` (their ids are then no longer deduplicated here)."""
+        async with self.engine.begin() as conn:
+            gone = await conn.execute(
+                delete(inbox).where(
+                    inbox.c.state == InboxState.DONE.value, inbox.c.updated_at < datetime.now(UTC) - older_than
+                )
+            )
+        return gone.rowcount
