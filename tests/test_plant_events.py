@@ -21,7 +21,7 @@ from simulators.shift import Shift
 from tests.conftest import Plant, start_gateway
 from tests.events import QUALITY_EVENTS, SECRET, WsClient
 
-WEBHOOKS = {"qms": SECRET, "mes": SECRET}
+WEBHOOKS = {"qms": SECRET, "mes": SECRET, "wms": SECRET}
 
 
 @pytest.fixture(scope="module")
@@ -144,10 +144,12 @@ async def test_a_mes_completion_over_mqtt_is_streamed_and_the_new_lot_is_queryab
         await _until(lambda: httpx.get(f"{gateway.url}/readyz").json()["feeds"].get("mqtt") == "subscribed")
         _send_events(plant, "mes", {"mqtt": {"url": mqtt_server, "enterprise": "acme"}})
         try:
-            material = next(m for m in shift.mes.materials.values() if m.tier == 3 and shift.components(m))
-            consumed = shift.components(material)
+            material = next(m for m in shift.erp.materials.values() if m.tier == 3 and shift.components(m))
+            consumed = [(c["lot_id"], c["quantity"]) for c in shift.components(material) or []]
             assert consumed
-            body = {"material": material.id, "plant": material.plant, "line": f"{material.plant}-L01", "quantity": 100,
+            order = shift.erp.release_order(material.id, material.plant, 100)  # the planner, in the ERP
+            body = {"order_id": order, "material": material.id, "plant": material.plant, "quantity": 100,
+                    "line": f"{material.plant}-L01",
                     "consumed": [{"lot_id": lot, "quantity": qty} for lot, qty in consumed]}  # fmt: skip
             async with WsClient.connect(gateway.url, gateway.token("plant_operator")) as ws:
                 await ws.acknowledged()
@@ -163,7 +165,12 @@ async def test_a_mes_completion_over_mqtt_is_streamed_and_the_new_lot_is_queryab
             assert {c["lotId"] for c in event["payload"]["consumed"]} == {lot for lot, _ in consumed}
             query = """query($id: ID!) { lot(id: $id) { id material { id } qualityStatus
                          genealogy(direction: UPSTREAM, maxDepth: 1) { nodes { id } } } }"""
-            lot = gateway.data(query, {"id": new_lot})["lot"]
+
+            def received() -> dict[str, Any] | None:  # the production receipt workflow brings it into ERP and QMS
+                read = gateway.execute(query, {"id": new_lot})
+                return read["data"]["lot"] if read.get("data") and read["data"]["lot"] else None
+
+            lot = await _until(received)
             assert lot["material"]["id"] == material.id and lot["qualityStatus"] == "IN_INSPECTION"
             assert {lot for lot, _ in consumed} <= {node["id"] for node in lot["genealogy"]["nodes"]}
         finally:

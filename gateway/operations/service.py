@@ -163,7 +163,7 @@ class Operations:
         visible in `pendingOperations` (for a regulated lot whose inspection passed, that is the lot waiting for a
         qualified person's release). `lot` is the lot's id, or its entity built from the event for a lot the
         systems do not know yet (an arriving one)."""
-        command = self._as(principal, event.correlation_id)
+        command = self.command(principal, event.correlation_id)
         key = f"{action}:{event.id}"
         if (existing := await self.store.by_key(principal.sub, key)) is not None:
             return await self.executor.run(existing.id)

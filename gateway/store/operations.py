@@ -26,7 +26,7 @@ from gateway.store.tables import lot_leases, operation_steps, operations, record
 
 class OperationState(StrEnum):
     PENDING = "PENDING"  # steps are left; the resumer keeps trying
-    BLOCKED = "BLOCKED"  # never started (written by containment before issue 13 parked refused events instead)
+    BLOCKED = "BLOCKED"  # never started: Cedar refused a workflow's operation (e.g. it waits for a qualified person)
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"  # a system refused a step for good: retrying the same request cannot help; a person decides
     ABANDONED = "ABANDONED"
@@ -103,12 +103,14 @@ class OperationStore:
         steps: Sequence[StepPlan],
         correlation_id: str | None,
         extra: Mapping[str, Any] | None = None,
+        blocked: str | None = None,
     ) -> tuple[Operation, bool]:
         """Record a new operation, or return the one this key already started (`created` False).
 
         The same key with a different request is refused: silently answering with another request's
         result would be worse than an error. `extra` is stored with the input (e.g. an electronic
-        signature) but is not part of what makes two requests the same.
+        signature) but is not part of what makes two requests the same. With `blocked` (why), the operation
+        is recorded BLOCKED: visible, never run.
         """
         digest = request_hash(kind, payload)
         now = datetime.now(UTC)
@@ -119,7 +121,8 @@ class OperationStore:
                     operations.insert().values(
                         id=op_id, kind=kind, actor=actor, idempotency_key=idempotency_key, request_hash=digest,
                         input=json.loads(json.dumps({**payload, **(extra or {})}, default=str)),
-                        state=OperationState.PENDING.value, correlation_id=correlation_id,
+                        state=(OperationState.PENDING if blocked is None else OperationState.BLOCKED).value,
+                        error=blocked, correlation_id=correlation_id,
                         created_at=now, updated_at=now,
                     )
                 )  # fmt: skip
