@@ -100,7 +100,7 @@ def _produce(plant: Plant, shift: Shift, quantity_factor: float = 1.0) -> dict[s
         assert order.status_code == 201, order.text
         body = {
             "order_id": order.json()["d"]["ManufacturingOrder"], "material": material.id, "plant": material.plant,
-            "line": f"{material.plant}-L01", "quantity": round(quantity * quantity_factor, 3),
+            "line": f"{material.plant}-L01", "quantity": round(quantity * quantity_factor),
             "consumed": [{"lot_id": c["lot_id"], "quantity": c["quantity"]} for c in consumed],
         }  # fmt: skip
         done = httpx.post(f"{plant.url('mes')}/api/confirmations", json=body)
@@ -218,6 +218,11 @@ async def test_a_pass_releases_and_a_fail_contains_with_a_nonconformance(
     assert len([h for h in qms["holds"] if h["status"] == "ACTIVE"]) == 1, "the nonconformance needed no second hold"
 
 
+def _post(url: str, json: dict[str, Any]) -> httpx.Response:
+    """A person's change in one system, through that system's own API."""
+    return httpx.post(url, json=json, timeout=10)
+
+
 def _inspections(plant: Plant, lot: str) -> list[dict[str, Any]]:
     return httpx.get(f"{plant.url('qms')}/api/v1/inspection-lots", params={"lot_ids": lot}).json()["items"]
 
@@ -233,3 +238,96 @@ def _record(plant: Plant, inspection: dict[str, Any], within: bool) -> None:
 def _result(characteristic: dict[str, Any], within: bool) -> float:
     low, high = characteristic["lower_limit"], characteristic["upper_limit"]
     return (low + high) / 2 if within else high + (high - low)
+
+
+async def test_a_supplier_delivery_is_received_against_its_purchase_order(
+    own_plant: tuple[Plant, Shift], gateway: Gateway
+) -> None:
+    plant, shift = own_plant
+    material = sorted((m for m in shift.erp.materials.values() if m.tier == 0), key=lambda m: m.id)[0]
+    supplier = sorted(shift.erp.sets["A_Supplier"].rows)[0][0]
+    po, item = shift.erp.create_purchase_order(material.id, "P100", supplier, 500)  # purchasing, in ERP
+    delivery = {"purchaseOrder": po, "purchaseOrderItem": item, "materialId": material.id, "plant": "P100",
+                "supplier": supplier, "supplierBatch": "S-4711", "quantity": 500}  # fmt: skip
+    received = _post(f"{plant.url('wms')}/v2/inbound-deliveries/receipts", json=delivery)  # the dock
+    assert received.status_code == 201, received.text
+    lot = received.json()["lotId"]
+    op = await _until(lambda: _operation(gateway, "receiveSupplierGoods", lot))
+    assert op["state"] == "COMPLETED", op
+    erp = _state(plant, "erp", lot)
+    assert (erp["batch"]["Supplier"], erp["batch"]["SupplierBatch"], erp["batch"]["PurchaseOrder"]) == (
+        supplier, "S-4711", po)  # fmt: skip
+    assert {row["InventoryStockType"] for row in erp["stock"]} == {"02"}
+    assert [i["origin"] for i in _inspections(plant, lot)] == ["01"]
+    assert _in_inspection_everywhere(plant, lot)
+
+
+async def test_a_hold_placed_in_the_qms_reaches_wms_and_erp_once_and_its_release_too(
+    own_plant: tuple[Plant, Shift], gateway: Gateway
+) -> None:
+    plant, shift = own_plant
+    lot = next(
+        lot.id for lot in plant.dataset.lots.values()
+        if lot.quality_status == "RELEASED" and lot.remaining > 0 and lot.id not in plant.dataset.divergent
+        and not shift.erp.materials[lot.material].regulated and lot.id.startswith("B2")
+    )  # fmt: skip
+    placed = _post(f"{plant.url('qms')}/api/v1/holds", json={  # a quality engineer, in the QMS itself
+        "lot_id": lot, "reason_code": "QH02", "reason": "customer complaint", "placed_by": "qe-mia"})  # fmt: skip
+    assert placed.status_code == 201, placed.text
+    carried = await _until(lambda: _operation(gateway, "carryQmsHold", lot))
+    assert carried["state"] == "COMPLETED"
+    assert {hu["status"] for hu in _state(plant, "wms", lot)["handling_units"]} == {"BLOCKED"}
+    assert {
+        r["InventoryStockType"] for r in _state(plant, "erp", lot)["stock"] if float(r["MatlWrhsStkQtyInMatlBaseUnit"])
+    } == {"07"}
+    await asyncio.sleep(1.0)
+    assert len(_completed(gateway, "carryQmsHold", lot)) == 1, "carried once"
+    assert _completed(gateway, "placeQualityHold", lot) == [], "a QMS hold is not lotgraph's to place again"
+    released = _post(f"{plant.url('qms')}/api/v1/holds/{placed.json()['id']}/release",
+                          json={"released_by": "qe-mia", "justification": "complaint unfounded"})  # fmt: skip
+    assert released.status_code == 200, released.text
+    await _until(lambda: _operation(gateway, "carryQmsRelease", lot))
+    assert {hu["status"] for hu in _state(plant, "wms", lot)["handling_units"]} == {"AVAILABLE"}
+    read = gateway.data(LOT, {"id": lot})["lot"]
+    assert read["consistency"]["consistent"] is True, read
+
+
+async def test_scrap_reported_by_mes_is_posted_in_erp_and_taken_off_wms(
+    own_plant: tuple[Plant, Shift], gateway: Gateway
+) -> None:
+    plant, shift = own_plant
+    done = _produce(plant, shift)
+    lot = done["lot_id"]
+    await _until(lambda: _operation(gateway, "receiveProduction", lot))
+    scrapped = _post(f"{plant.url('mes')}/api/lots/{lot}/scrap", json={"quantity": 10, "reason": "Line clearance"})
+    assert scrapped.status_code == 201, scrapped.text
+    op = await _until(lambda: _operation(gateway, "reportScrap", lot))
+    assert op["state"] == "COMPLETED", op
+    erp = _state(plant, "erp", lot)
+    (row,) = [r for r in erp["stock"] if r["InventoryStockType"] == "02"]
+    assert float(row["MatlWrhsStkQtyInMatlBaseUnit"]) == pytest.approx(done["quantity"] - 10)
+    assert sum(hu["qty"] for hu in _state(plant, "wms", lot)["handling_units"]) == pytest.approx(
+        done["quantity"] - 10
+    )
+
+
+async def test_a_workflow_waits_while_a_system_is_down_and_fails_visibly_when_refused_for_good(
+    own_plant: tuple[Plant, Shift], gateway: Gateway
+) -> None:
+    plant, shift = own_plant
+    plant.fault("wms", error_rate=1.0, status=503)
+    try:
+        done = _produce(plant, shift)
+        lot = done["lot_id"]
+        await asyncio.sleep(2.0)
+        assert _operation(gateway, "receiveProduction", lot) is None, "not completed while WMS is down"
+        assert _state(plant, "erp", lot) is not None, "ERP received it; WMS waits"
+    finally:
+        plant.clear_faults()
+    op = await _until(lambda: _operation(gateway, "receiveProduction", lot))
+    assert op["state"] == "COMPLETED" and _in_inspection_everywhere(plant, lot)
+    # A receipt over the order's tolerance: the ERP's data rules it out, the operation FAILS with why.
+    over = _produce(plant, shift, quantity_factor=1.5)
+    failed = await _until(lambda: _operation(gateway, "receiveProduction", over["lot_id"], done=("failed",)))
+    assert failed["state"] == "FAILED" and "tolerance" in failed["error"], failed
+    assert [_state(plant, s, over["lot_id"]) for s in ("erp", "wms", "qms")] == [None, None, None]
