@@ -306,9 +306,7 @@ async def test_scrap_reported_by_mes_is_posted_in_erp_and_taken_off_wms(
     erp = _state(plant, "erp", lot)
     (row,) = [r for r in erp["stock"] if r["InventoryStockType"] == "02"]
     assert float(row["MatlWrhsStkQtyInMatlBaseUnit"]) == pytest.approx(done["quantity"] - 10)
-    assert sum(hu["qty"] for hu in _state(plant, "wms", lot)["handling_units"]) == pytest.approx(
-        done["quantity"] - 10
-    )
+    assert sum(hu["qty"] for hu in _state(plant, "wms", lot)["handling_units"]) == pytest.approx(done["quantity"] - 10)
 
 
 async def test_a_workflow_waits_while_a_system_is_down_and_fails_visibly_when_refused_for_good(
