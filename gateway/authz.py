@@ -128,7 +128,10 @@ class Guard:
     async def readable_lots(self, lot_ids: Iterable[str]) -> set[str]:
         """The subset of `lot_ids` this caller may read (unknown lots are simply not in it)."""
         ids = list(dict.fromkeys(lot_ids))
-        results = await self._lot_reads.load_many(ids)
+        # A lot the ERP does not know (yet: MES has it, its receipt is in flight) is as good as unreadable.
+        results = await asyncio.gather(*(self._lot_reads.load(i) for i in ids), return_exceptions=True)
+        if failed := next((r for r in results if isinstance(r, BaseException) and not isinstance(r, NotFound)), None):
+            raise failed
         return {lot_id for lot_id, d in zip(ids, results, strict=True) if isinstance(d, Decision) and d.allowed}
 
     async def require_lot_read(self, lot_id: str) -> None:

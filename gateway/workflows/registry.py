@@ -24,5 +24,5 @@ def install(runtime: Runtime) -> list[Workflow]:
     if runtime.settings.workflows.enabled:
         installed.extend(workflow(runtime) for workflow in WORKFLOWS)
     for workflow in installed:
-        runtime.events.react(type(workflow).__name__, workflow)
+        runtime.events.react(type(workflow).__module__.rsplit(".", 1)[1], workflow)
     return installed
