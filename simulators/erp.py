@@ -513,7 +513,9 @@ class Erp:
 
     # -- orders
 
-    def release_order(self, material: str, plant: str, quantity: float, tolerance_percent: float = 10.0) -> str:
+    def release_order(
+        self, material: str, plant: str, quantity: float, tolerance_percent: float = DEFAULT_TOLERANCE
+    ) -> str:
         """The planner releases a production order (status REL) for MES to execute; returns its number."""
         product = self.sets["A_Product"].rows.get((material,))
         if product is None:
@@ -545,7 +547,7 @@ class Erp:
         return str(self.last_order)
 
     def create_purchase_order(
-        self, material: str, plant: str, supplier: str, quantity: float, tolerance_percent: float = 10.0
+        self, material: str, plant: str, supplier: str, quantity: float, tolerance_percent: float = DEFAULT_TOLERANCE
     ) -> tuple[str, str]:
         """Purchasing orders `quantity` of `material` from `supplier` for `plant`: one purchase order with one item;
         returns (PurchaseOrder, PurchaseOrderItem)."""

@@ -258,6 +258,8 @@ class Mes:
         if not isinstance(lot, str) or not lot:
             raise HTTPException(400, "every consumed lot needs a lot_id")
         named = entry.get("material"), entry.get("plant", plant)
+        if not all(isinstance(value, str | None) for value in named):
+            raise HTTPException(400, f"the material and plant of consumed lot {lot} must be strings")
         if lot in self.directory:
             lot_material, lot_plant = self.directory[lot]
             if named[0] is not None and named[0] != lot_material:

@@ -192,9 +192,9 @@ class Wms:
 
     def check_receivable(self, material: Any, plant: Any) -> str:
         """The material's unit, if the plant has a warehouse here and the material is known (else 400)."""
-        if plant not in WAREHOUSES:
+        if not isinstance(plant, str) or plant not in WAREHOUSES:
             raise HTTPException(400, f"plant {plant} has no warehouse here")
-        if material not in self.materials:
+        if not isinstance(material, str) or material not in self.materials:
             raise HTTPException(400, f"material {material} is unknown to WMS")
         return self.materials[material].unit
 
@@ -203,10 +203,9 @@ class Wms:
     ) -> dict[str, Any]:
         """Put away `quantity` of a lot (produced or delivered) as one handling unit with `status`; answers
         `{"lot", "handling_units", "status"}`. A repeated `reference` answers the first receipt."""
-        if reference in self.receipts:
+        if _text(reference, "reference") in self.receipts:
             return self.receipts[reference]
         _text(lot, "lot")
-        _text(reference, "reference")
         stored_in = self.check_receivable(material, plant)
         quantity = _quantity(quantity, "quantity")
         if unit != stored_in:
@@ -221,13 +220,13 @@ class Wms:
 
     async def receive_v1(self, request: Request) -> Response:
         body = await json_object(request)
-        fresh = body.get("reference") not in self.receipts
+        fresh = _text(body.get("reference"), "reference") not in self.receipts
         fields = [body.get(f) for f in ("lot", "sku", "plant", "qty", "uom", "status", "reference")]
         return JSONResponse(self.receive(*fields), status_code=201 if fresh else 200)
 
     async def receive_v2(self, request: Request) -> Response:
         body = await json_object(request)
-        fresh = body.get("reference") not in self.receipts
+        fresh = _text(body.get("reference"), "reference") not in self.receipts
         value, unit = _v2_quantity(body)
         status = body.get("stockStatus")
         answer = self.receive(
@@ -246,9 +245,8 @@ class Wms:
         """Take `quantity` off the lot's handling units, newest first, removing each one emptied (scrap);
         answers `{"lot", "reduced", "remaining", "handling_units"}` (units left). A repeated `reference` answers
         the first reduction and reduces nothing more."""
-        if reference in self.reductions:
+        if _text(reference, "reference") in self.reductions:
             return self.reductions[reference]
-        _text(reference, "reference")
         _text(reason, "reason")
         quantity = _quantity(quantity, "quantity")
         units = self.by_lot.get(_text(lot, "lot"))

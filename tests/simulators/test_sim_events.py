@@ -429,6 +429,45 @@ async def test_production_is_published_as_mes_events(live: Live) -> None:
     )
 
 
+# ---------------------------------------------------------------------------------------------------- WMS events
+
+
+async def test_the_warehouse_dock_announces_each_delivery_it_receives(live: Live, broker: str) -> None:
+    """The dock sees a supplier delivery first: `goods.received` names the lot id it gave it and what it took in."""
+    await live.webhook("wms")
+    raw = next(m for m in live.dataset.materials.values() if m.tier == 0)
+    wms = live.apps["wms"].state.wms
+    received = wms.receive_delivery("4500009999", "00010", raw.id, "P300", "17300004", "K100200", 125)
+    [event] = await live.delivered(1)
+    envelope_ok(event, "wms", "P300")
+    assert event["type"] == "goods.received" and event["data"] == received
+    assert received == {
+        "lot_id": "R2600001",
+        "material": raw.id,
+        "plant": "P300",
+        "quantity": 125,
+        "unit": raw.unit,
+        "purchase_order": "4500009999",
+        "purchase_order_item": "00010",
+        "supplier": "17300004",
+        "supplier_batch": "K100200",
+        "handling_units": received["handling_units"],
+        "received_at": received["received_at"],
+    }
+    [position] = (await live.call("wms", "GET", "/v1/stock", params={"lots": "R2600001"}))["stock"]
+    assert [position["handling_unit"]] == received["handling_units"] and position["status"] == "QUARANTINE"
+    async with subscriber(broker) as client:
+        await client.subscribe("acme/#", qos=1)
+        await live.call("wms", "PUT", "/_admin/events", json={"mqtt": {"url": broker, "enterprise": "acme"}})
+        body = {"purchaseOrder": "4500009999", "purchaseOrderItem": "00010", "materialId": raw.id, "plant": "P100",
+                "supplier": "17300004", "quantity": 5}  # fmt: skip
+        await live.call("wms", "POST", "/v2/inbound-deliveries/receipts", 201, json=body)
+        async with asyncio.timeout(10):
+            message = await anext(client.messages)
+    assert str(message.topic) == "acme/P100/warehouse/dock/goods/received"
+    assert json.loads(message.payload)["data"]["supplier_batch"] == ""
+
+
 # ---------------------------------------------------------------------------------------------------------- MQTT
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from simulators import Dataset
 
@@ -134,3 +137,119 @@ async def test_hold_errors(qms_client: httpx.AsyncClient, small: Dataset) -> Non
     assert (await qms_client.post("/api/v1/holds", content=b"not json")).status_code == 400
     release = {"released_by": "qa", "justification": "x"}
     assert (await qms_client.post("/api/v1/holds/QH-999999/release", json=release)).status_code == 404
+
+
+# --------------------------------------------------------------------------- writes lotgraph posts to QMS
+
+
+def inspection_body(request_id: str, **changes: object) -> dict:
+    body = {
+        "lot_id": "R2600001",
+        "material": "RM-10005",
+        "plant": "P300",
+        "origin": "01",
+        "supplier": "17300002",
+        "quantity": 250.5,
+        "unit": "KG",
+        "request_id": request_id,
+    }
+    return {**body, **changes}
+
+
+async def test_an_inspection_lot_for_a_new_lot_enters_it_in_inspection(
+    build: Callable[[str], Starlette], connect: Callable[[Starlette], httpx.AsyncClient], small: Dataset
+) -> None:
+    app = build("qms")
+    async with connect(app) as client:
+        response = await client.post("/api/v1/inspection-lots", json=inspection_body("gr-1"))
+        assert response.status_code == 201, response.text
+        created = response.json()
+        assert created["id"] == f"01{len(small.inspection_lots) + 1:010d}", "numbered after the seeded ones"
+        assert {k: created[k] for k in ("lot_id", "material", "plant", "origin", "status", "quantity", "unit")} == {
+            "lot_id": "R2600001",
+            "material": "RM-10005",
+            "plant": "P300",
+            "origin": "01",
+            "status": "Created",
+            "quantity": 250.5,
+            "unit": "KG",
+        }
+        assert created["usage_decision"] is None and 2 <= len(created["characteristics"]) <= 4
+        assert all(c["result"] is None for c in created["characteristics"])
+        [listed] = (await client.get("/api/v1/inspection-lots", params={"lot_ids": "R2600001"})).json()["items"]
+        assert listed == created, "rendered as GET renders it"
+        [lot] = (await client.get("/api/v1/lots", params={"ids": "R2600001"})).json()["items"]
+        assert (lot["status"], lot["supplier"], lot["material"]) == ("Under inspection", "17300002", "RM-10005")
+
+        again = await client.post("/api/v1/inspection-lots", json=inspection_body("gr-1"))
+        assert again.status_code == 200 and again.json() == created
+        twice = await client.post("/api/v1/inspection-lots", json=inspection_body("gr-2"))
+        assert twice.status_code == 409 and created["id"] in twice.json()["error"]["message"]
+        production = await client.post("/api/v1/inspection-lots", json=inspection_body("pr-1", origin="04"))
+        assert production.status_code == 201, "another origin is another inspection"
+        for bad in (
+            inspection_body("x", origin="02"),
+            inspection_body("x", material="RM-99999"),
+            inspection_body("x", plant="P900"),
+            inspection_body("x", quantity=0),
+            inspection_body("x", lot_id=next(iter(small.lots))),  # QMS knows it as another material or plant
+            {k: v for k, v in inspection_body("x").items() if k != "request_id"},
+        ):
+            assert (await client.post("/api/v1/inspection-lots", json=bad)).status_code == 400, bad
+    types = [e["type"] for e in app.state.events.stats()["recent"]]
+    assert types == ["lot.status_changed"], "only a lot new to QMS changes status"
+
+
+async def test_a_known_lot_gets_its_production_inspection_lot(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+    lot = next(lot for lot in small.lots.values() if lot.tier == 3 and lot.quality_status == "RELEASED")
+    body = {"lot_id": lot.id, "material": lot.material, "plant": lot.plant, "origin": "04", "request_id": "p-1"}
+    response = await qms_client.post("/api/v1/inspection-lots", json=body)
+    assert response.status_code == 201 and response.json()["id"].startswith("04")
+    assert (response.json()["quantity"], response.json()["unit"]) == (None, None)
+    [record] = (await qms_client.get("/api/v1/lots", params={"ids": lot.id})).json()["items"]
+    assert record["status"] == native(lot.plant, *LOT_CODES["RELEASED"]), "a known lot keeps its status"
+
+
+async def test_a_repeated_nonconformance_request_answers_the_first(
+    build: Callable[[str], Starlette], connect: Callable[[Starlette], httpx.AsyncClient], small: Dataset
+) -> None:
+    app = build("qms")
+    lot = next(iter(small.lots))
+    body = {"lot_id": lot, "category": "Contamination", "severity": "major", "description": "d", "request_id": "nc-1"}
+    async with connect(app) as client:
+        first = await client.post("/api/v1/nonconformances", json=body)
+        again = await client.post("/api/v1/nonconformances", json={**body, "description": "retried"})
+        other = await client.post("/api/v1/nonconformances", json={**body, "request_id": "nc-2"})
+        plain = await client.post("/api/v1/nonconformances", json={k: v for k, v in body.items() if k != "request_id"})
+    assert (first.status_code, again.status_code, other.status_code, plain.status_code) == (201, 200, 201, 201)
+    assert again.json() == first.json() and other.json()["id"] != first.json()["id"]
+    types = [e["type"] for e in app.state.events.stats()["recent"]]
+    assert types == ["nonconformance.opened"] * 3
+
+
+async def test_holds_carry_who_placed_them(
+    build: Callable[[str], Starlette], connect: Callable[[Starlette], httpx.AsyncClient], small: Dataset
+) -> None:
+    app = build("qms")
+    lot = next(lot.id for lot in small.lots.values() if lot.quality_status == "RELEASED" and lot.plant == "P200")
+    async with connect(app) as client:
+        by_lotgraph = await client.post("/api/v1/holds", json={**hold_body(lot, "h-1"), "origin": "lotgraph"})
+        in_qms = await client.post("/api/v1/holds", json=hold_body(lot))
+        assert (by_lotgraph.status_code, in_qms.status_code) == (201, 201)
+        assert (by_lotgraph.json()["origin"], in_qms.json()["origin"]) == ("lotgraph", "QMS")
+        holds = (await client.get("/api/v1/holds", params={"lot_ids": lot})).json()["items"]
+        assert [h["origin"] for h in holds] == ["lotgraph", "QMS"]
+        seeded = next(h for h in small.holds.values() if h.status == "ACTIVE")
+        [listed] = (await client.get("/api/v1/holds", params={"ids": seeded.id})).json()["items"]
+        assert listed["origin"] == "QMS"
+        release = {"released_by": "QA.KELLY", "justification": "cleared"}
+        released = await client.post(f"/api/v1/holds/{by_lotgraph.json()['id']}/release", json=release)
+        assert released.json()["status"] == "Released" and released.json()["origin"] == "lotgraph"
+        assert (await client.post("/api/v1/holds", json={**hold_body(lot), "origin": 7})).status_code == 400
+    qms = app.state.qms
+    hold = qms.place_hold(lot, "OOS", "Out-of-specification result", "QA.MARTIN")
+    assert (hold.origin, qms.lots[lot].status) == ("QMS", "BLOCKED")
+    assert qms.release_hold(hold.id, "QA.MARTIN", "retest passed").status == "RELEASED"
+    assert qms.lots[lot].status == "BLOCKED", "the other hold placed in QMS still blocks it"
+    placed = [e for e in app.state.events.stats()["recent"] if e["type"] == "hold.placed"]
+    assert len(placed) == 3

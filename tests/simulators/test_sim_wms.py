@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
+
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from simulators import Dataset
 
@@ -84,3 +88,120 @@ async def test_move_errors(wms_client: httpx.AsyncClient, small: Dataset) -> Non
     no_stock = await wms_client.post("/v2/stock-moves", json={"lotId": "B2699999", "targetStatus": "blocked"})
     assert no_stock.status_code == 404
     assert (await wms_client.get("/v1/stock")).status_code == 400
+
+
+# ------------------------------------------------------------------------ receipts, reductions and the dock
+
+
+def v2_receipt(reference: str, **changes: object) -> dict:
+    body = {
+        "lotId": "B2609001",
+        "materialId": "SF-20001",
+        "plant": "P100",
+        "quantity": {"value": 480, "unit": "KG"},
+        "stockStatus": "quarantine",
+        "reference": reference,
+    }
+    return {**body, **changes}
+
+
+async def test_handling_units_are_received_once_per_reference(wms_client: httpx.AsyncClient, small: Dataset) -> None:
+    unit = small.materials["SF-20001"].unit
+    body = v2_receipt("MD-4900000001", quantity={"value": 480, "unit": unit})
+    first = await wms_client.post("/v2/handling-units", json=body)
+    assert first.status_code == 201, first.text
+    [hu] = first.json()["handlingUnits"]
+    assert first.json() == {"lotId": "B2609001", "handlingUnits": [hu], "stockStatus": "quarantine"}
+    again = await wms_client.post("/v2/handling-units", json=body)
+    assert (again.status_code, again.json()) == (200, first.json())
+    [position] = await v1(wms_client, ["B2609001"])
+    assert (position["handling_unit"], position["qty"], position["status"], position["warehouse"]) == (
+        hu,
+        480,
+        "QUARANTINE",
+        "WH10",
+    )
+    assert len(hu) == 18 and hu not in {h.id for h in small.handling_units}
+
+    v1_body = {"lot": "B2609001", "sku": "SF-20001", "plant": "P100", "qty": 20, "uom": unit, "status": "AVAILABLE"}
+    second = await wms_client.post("/v1/receipts", json={**v1_body, "reference": "MD-2"})
+    assert second.status_code == 201
+    assert second.json() == {
+        "lot": "B2609001",
+        "handling_units": second.json()["handling_units"],
+        "status": "AVAILABLE",
+    }
+    assert len(await v2(wms_client, ["B2609001"])) == 2
+    for bad in (
+        v2_receipt("r", plant="P900"),
+        v2_receipt("r", quantity={"value": 0, "unit": unit}),
+        v2_receipt("r", quantity={"value": 1, "unit": "EA"}),
+        v2_receipt("r", quantity=480),
+        v2_receipt("r", stockStatus="lost"),
+        v2_receipt("r", materialId="SF-99999"),
+        {k: v for k, v in v2_receipt("r").items() if k != "reference"},
+    ):
+        assert (await wms_client.post("/v2/handling-units", json=bad)).status_code == 400, bad
+    assert (
+        await wms_client.post("/v1/receipts", json={**v1_body, "status": "DAMAGED", "reference": "d"})
+    ).status_code == 400
+
+
+async def test_a_reduction_takes_from_the_newest_handling_units_once_per_reference(
+    wms_client: httpx.AsyncClient, small: Dataset
+) -> None:
+    counts = Counter(hu.lot for hu in small.handling_units)
+    lot = next(lot for lot, count in counts.items() if count >= 3 and small.lots[lot].unit == "KG")
+    units = [hu for hu in small.handling_units if hu.lot == lot]
+    on_hand = round(sum(hu.quantity for hu in units), 3)
+    take = round(units[-1].quantity + 1, 3)  # empties the newest unit and takes 1 from the one before
+    body = {"lotId": lot, "quantity": {"value": take, "unit": "KG"}, "reason": "Spill", "reference": "SCRAP-1"}
+    first = await wms_client.post("/v2/stock-reductions", json=body)
+    assert first.status_code == 200, first.text
+    remaining = round(on_hand - take, 3)
+    assert first.json() == {"lotId": lot, "reduced": take, "remaining": remaining, "handlingUnits": len(units) - 1}
+    again = await wms_client.post("/v2/stock-reductions", json=body)
+    assert (again.status_code, again.json()) == (200, first.json())
+    left = {p["handling_unit"]: p["qty"] for p in await v1(wms_client, [lot])}
+    assert units[-1].id not in left and left[units[-2].id] == pytest.approx(units[-2].quantity - 1)
+    assert sum(left.values()) == pytest.approx(remaining), "the repeated reference reduced nothing more"
+
+    v1_body = {"lot": lot, "qty": 1, "uom": "KG", "reason": "Sampling", "reference": "SCRAP-2"}
+    reduced = await wms_client.post("/v1/reductions", json=v1_body)
+    assert reduced.json() == {"lot": lot, "reduced": 1, "remaining": round(remaining - 1, 3)}
+    too_much = {**v1_body, "qty": remaining, "reference": "SCRAP-3"}
+    assert (await wms_client.post("/v1/reductions", json=too_much)).status_code == 400
+    assert (await wms_client.post("/v1/reductions", json={**v1_body, "uom": "L", "reference": "x"})).status_code == 400
+    no_stock = {**v1_body, "lot": "B2699999", "reference": "SCRAP-4"}
+    assert (await wms_client.post("/v1/reductions", json=no_stock)).status_code == 404
+    rest = {**v1_body, "qty": round(remaining - 1, 3), "reference": "SCRAP-5"}
+    assert (await wms_client.post("/v1/reductions", json=rest)).json()["remaining"] == 0
+    assert await v1(wms_client, [lot]) == [], "emptied units are removed"
+    state = (await wms_client.get(f"/_admin/lots/{lot}")).json()
+    assert [m["reference"] for m in state["moves"]] == ["SCRAP-1", "SCRAP-2", "SCRAP-5"]
+
+
+async def test_the_dock_receives_a_delivery_under_a_lot_id_of_its_own(
+    build: Callable[[str], Starlette], connect: Callable[[Starlette], httpx.AsyncClient], small: Dataset
+) -> None:
+    app = build("wms")
+    raw = next(m for m in small.materials.values() if m.tier == 0)
+    body = {
+        "purchaseOrder": "4500009999",
+        "purchaseOrderItem": "00010",
+        "materialId": raw.id,
+        "plant": "P200",
+        "supplier": "17300003",
+        "supplierBatch": "K777777",
+        "quantity": 300,
+    }
+    async with connect(app) as client:
+        first = (await client.post("/v2/inbound-deliveries/receipts", json=body)).json()
+        second = (await client.post("/v2/inbound-deliveries/receipts", json=body)).json()
+        assert (first["lotId"], second["lotId"]) == ("R2600001", "R2600002"), "each delivery is a new lot"
+        assert first["quantity"] == {"value": 300, "unit": raw.unit} and first["purchaseOrder"] == "4500009999"
+        [position] = await v2(client, ["R2600001"])
+        assert (position["handlingUnitId"], position["stockStatus"]) == (first["handlingUnits"][0], "quarantine")
+        for bad in ({**body, "plant": "P900"}, {**body, "quantity": -1}, {**body, "supplier": ""}):
+            assert (await client.post("/v2/inbound-deliveries/receipts", json=bad)).status_code == 400, bad
+    assert [e["type"] for e in app.state.events.stats()["recent"]] == ["goods.received", "goods.received"]
