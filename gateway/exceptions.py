@@ -79,8 +79,6 @@ class Exceptions:
 
     async def retry(self, principal: Principal, entry_id: str, correlation_id: str) -> ExceptionEntry:
         entry = await self._decided(principal, entry_id, correlation_id, "retryException", {})
-        if entry.state is not ExceptionState.OPEN:
-            raise BadUserInput(f"exception {entry_id} is {entry.state.value}, not OPEN", argument="id")
         await self.queue.mark(entry.id, ExceptionState.RETRIED, by=principal.sub, why="retried",
                               only_from=[ExceptionState.OPEN])  # fmt: skip
         if entry.kind is ExceptionKind.EVENT:
@@ -98,8 +96,6 @@ class Exceptions:
     async def discard(self, principal: Principal, entry_id: str, reason: str, correlation_id: str) -> ExceptionEntry:
         required(reason=reason)
         entry = await self._decided(principal, entry_id, correlation_id, "discardException", {"reason": reason})
-        if entry.state is not ExceptionState.OPEN:
-            raise BadUserInput(f"exception {entry_id} is {entry.state.value}, not OPEN", argument="id")
         if entry.kind is ExceptionKind.STEP:  # the operation is abandoned, which discards its entry
             await self.operations.abandon(principal, entry.subject, reason, correlation_id)
         else:
@@ -114,6 +110,8 @@ class Exceptions:
         command = self.operations.command(principal, correlation_id)
         details = {**details, "kind": entry.kind.value, "subject": entry.subject}
         await command.authorized("manageExceptions", action, entity(entry), details)
+        if entry.state is not ExceptionState.OPEN:  # only an open entry is retried or discarded
+            raise BadUserInput(f"exception {entry_id} is {entry.state.value}, not OPEN", argument="id")
         return entry
 
     async def _existing(self, entry_id: str) -> ExceptionEntry:

@@ -22,8 +22,8 @@ def service_principal(sub: str, name: str, role: str, plants: Iterable[str]) -> 
 
 
 class Workflow(ABC):
-    """One plant workflow: the handler of the event types it reacts to. Events the gateway announces about its own
-    operations (source `lotgraph`) are never reacted to, so no workflow answers another's echo."""
+    """One plant workflow: the handler of the event types it reacts to. Only inbound plant events reach it (the
+    gateway's own announcements are published past the inbox), so no workflow answers another's echo."""
 
     reacts_to: ClassVar[frozenset[EventType]]
 
@@ -33,7 +33,7 @@ class Workflow(ABC):
         self.principal = service_principal(settings.principal, "Plant workflows", "workflow_service", settings.plants)
 
     async def __call__(self, event: Event) -> None:
-        if event.type in self.reacts_to and event.lot is not None and event.source != "lotgraph":
+        if event.type in self.reacts_to and event.lot is not None:
             op = await self.handle(event)
             if op is not None:
                 log.info("%s %s for lot %s after %s: %s", op.kind, op.id, event.lot.id, event.id, op.state.value)

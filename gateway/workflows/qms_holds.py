@@ -22,7 +22,7 @@ class QmsHoldDecisions(Workflow):
 
     async def handle(self, event: Event) -> Operation | None:
         assert event.lot is not None
-        if event.source != "qms" or event.payload.get("origin") == HOLD_ORIGIN:
+        if event.payload.get("origin") == HOLD_ORIGIN:
             return None
         action, direction = CARRIED[event.type]
         payload = {"lotId": event.lot.id, "holdId": event.payload.get("id"), "direction": direction}

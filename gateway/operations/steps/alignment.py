@@ -33,31 +33,30 @@ ERP_MOVES: Mapping[StockStatus, Mapping[StockStatus, str]] = {
 }
 
 
-async def _target(upstream: Upstream, op: Operation, step: Step) -> tuple[StockStatus, QualityStatus] | Outcome:
-    """Where QMS says the lot's stock belongs, or the skipped outcome when this step has nothing to carry."""
+async def _target(upstream: Upstream, op: Operation, step: Step) -> tuple[StockStatus, QualityStatus] | str:
+    """Where QMS says the lot's stock belongs, or why this step has nothing to carry."""
     records: list[LotQuality] = await upstream.call("qms", "lot_quality.read", Keys(keys=(step.lot_id,)))
     if not records:
         raise NotFound(f"QMS does not know lot {step.lot_id}", source="qms")
     quality = records[0].status
     target = TARGET[quality]
     if op.input.get("direction") == "block" and target is not StockStatus.BLOCKED:
-        reason = f"QMS no longer holds the lot (it is {quality.value})"
-        return Outcome(f"{step.system}.follow_qms", {"reason": reason}, skipped=True)
+        return f"QMS no longer holds the lot (it is {quality.value})"
     return target, quality
 
 
 async def wms_follow_qms(upstream: Upstream, op: Operation, step: Step) -> Outcome:
     found = await _target(upstream, op, step)
-    if isinstance(found, Outcome):
-        return found
+    if isinstance(found, str):
+        return Outcome(upstream.contract("wms", "stock.move").name, {"reason": found}, skipped=True)
     moved = await wms_move(upstream, op, step, found[0])
     return Outcome(moved.contract, {**moved.detail, "qualityStatus": found[1].value}, moved.skipped)
 
 
 async def erp_follow_qms(upstream: Upstream, op: Operation, step: Step) -> Outcome:
     found = await _target(upstream, op, step)
-    if isinstance(found, Outcome):
-        return found
+    if isinstance(found, str):
+        return Outcome(upstream.contract("erp", "goods_movement.post").name, {"reason": found}, skipped=True)
     target, quality = found
     rebooked = await erp_rebook(upstream, step, ERP_MOVES[target], restricted=target is StockStatus.BLOCKED)
     return Outcome(rebooked.contract, {**rebooked.detail, "after": target.value, "qualityStatus": quality.value})
