@@ -14,13 +14,10 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from gateway.demo import plant_group
 from gateway.events.settings import EventSettings
-from gateway.servers import free_block
-from simulators import create_apps, generate
 from simulators.dataset import base_quantity
 from simulators.shift import Shift
-from tests.conftest import Gateway, Plant, start_gateway
+from tests.conftest import Gateway, Plant, eventually, plant_of_its_own, start_gateway
 from tests.events import SECRET
 
 SOURCES = ("qms", "mes", "wms")
@@ -28,11 +25,8 @@ SOURCES = ("qms", "mes", "wms")
 
 @pytest.fixture(scope="module")
 def own_plant() -> Iterator[tuple[Plant, Shift]]:
-    dataset = generate(seed=11, lots=3000)
-    apps = create_apps(dataset)
-    first_port = free_block(4)
-    with plant_group(dataset, "127.0.0.1", first_port, apps=apps).running_in_thread():
-        yield Plant(dataset, first_port), Shift.for_apps(apps, seed=11)
+    with plant_of_its_own(seed=11) as own:
+        yield own
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +50,6 @@ def _state(plant: Plant, system: str, lot: str) -> dict[str, Any] | None:
     return None if response.status_code == 404 else response.json()
 
 
-async def _until(check: Any, within: float = 30.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not (result := check()):
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.25)
-    return result
-
-
 OPERATION = """query($id: ID!) { operation(id: $id) { id kind state actor error
   steps { system action state lastError } } }"""
 AUDIT = """query($action: String!) { auditLog(filter: {action: $action}, first: 200) {
@@ -85,9 +70,10 @@ def _operation(gateway: Gateway, kind: str, lot: str, done: tuple[str, ...] = ("
     return None
 
 
-def _produce(plant: Plant, shift: Shift, quantity_factor: float = 1.0) -> dict[str, Any]:
+def _produce(plant: Plant, shift: Shift, quantity_factor: float = 1.0, regulated: bool = False) -> dict[str, Any]:
     """The planner releases an order in ERP and the line confirms it in MES, each over its own API."""
-    for material in sorted((m for m in shift.erp.materials.values() if 1 <= m.tier <= 5), key=lambda m: m.id):
+    made = (m for m in shift.erp.materials.values() if 1 <= m.tier <= 5 and m.regulated is regulated)
+    for material in sorted(made, key=lambda m: m.id):
         consumed = shift.components(material)
         if consumed is None:
             continue
@@ -141,7 +127,7 @@ async def test_a_completion_is_received_in_every_system_and_reads_consistent(
     plant, shift = own_plant
     done = _produce(plant, shift)
     lot = done["lot_id"]
-    op = await _until(lambda: _operation(gateway, "receiveProduction", lot))
+    op = await eventually(lambda: _operation(gateway, "receiveProduction", lot))
     assert (op["state"], op["actor"]) == ("COMPLETED", "svc-workflows")
     assert [(s["system"], s["action"], s["state"]) for s in op["steps"]] == [
         ("ERP", "receive_production", "DONE"), ("WMS", "receive", "DONE"), ("QMS", "inspect", "DONE")
@@ -159,14 +145,14 @@ async def test_a_redelivered_completion_has_one_effect(own_plant: tuple[Plant, S
     plant, shift = own_plant
     done = _produce(plant, shift)
     lot = done["lot_id"]
-    await _until(lambda: _operation(gateway, "receiveProduction", lot))
+    await eventually(lambda: _operation(gateway, "receiveProduction", lot))
     event_id = next(e["id"] for e in reversed(plant.admin("mes", "GET", "events").json()["recent"])
                     if e["type"] == "production.completed")  # fmt: skip
     data = {key: value for key, value in done.items() if key != "consumed_lots"}
     answers = [_post_signed(gateway, "mes", event_id, "production.completed", done["plant"], data) for _ in range(2)]
     assert answers == [200, 200], "both are duplicates of what the MES delivered"
     assert _post_signed(gateway, "mes", f"{event_id}-resent", "production.completed", done["plant"], data) == 202
-    await _until(lambda: len(_completed(gateway, "receiveProduction", lot)) == 2)
+    await eventually(lambda: len(_completed(gateway, "receiveProduction", lot)) == 2)
     erp = _state(plant, "erp", lot)
     receipts = [row for row in erp["stock"] if row["InventoryStockType"] == "02"]
     assert len(receipts) == 1 and float(receipts[0]["MatlWrhsStkQtyInMatlBaseUnit"]) == pytest.approx(done["quantity"])
@@ -200,16 +186,16 @@ async def test_a_pass_releases_and_a_fail_contains_with_a_nonconformance(
     lots = []
     for _ in range(2):
         done = _produce(plant, shift)
-        await _until(lambda lot=done["lot_id"]: _operation(gateway, "receiveProduction", lot))
+        await eventually(lambda lot=done["lot_id"]: _operation(gateway, "receiveProduction", lot))
         lots.append(done["lot_id"])
     passed, failed = lots
     for lot, within in ((passed, True), (failed, False)):
         (inspection,) = _inspections(plant, lot)
         _record(plant, inspection, within)
-    await _until(lambda: _operation(gateway, "releaseInspectedLot", passed))
+    await eventually(lambda: _operation(gateway, "releaseInspectedLot", passed))
     assert {hu["status"] for hu in _state(plant, "wms", passed)["handling_units"]} == {"AVAILABLE"}
     assert {row["InventoryStockType"] for row in _state(plant, "erp", passed)["stock"]} == {"01"}
-    held = await _until(lambda: _operation(gateway, "placeQualityHold", failed))
+    held = await eventually(lambda: _operation(gateway, "placeQualityHold", failed))
     assert [s["action"] for s in held["steps"]] == ["place_hold", "open_nonconformance", "block", "block"]
     assert {hu["status"] for hu in _state(plant, "wms", failed)["handling_units"]} == {"BLOCKED"}
     assert {row["InventoryStockType"] for row in _state(plant, "erp", failed)["stock"]} == {"07"}
@@ -252,7 +238,7 @@ async def test_a_supplier_delivery_is_received_against_its_purchase_order(
     received = _post(f"{plant.url('wms')}/v2/inbound-deliveries/receipts", json=delivery)  # the dock
     assert received.status_code == 201, received.text
     lot = received.json()["lotId"]
-    op = await _until(lambda: _operation(gateway, "receiveSupplierGoods", lot))
+    op = await eventually(lambda: _operation(gateway, "receiveSupplierGoods", lot))
     assert op["state"] == "COMPLETED", op
     erp = _state(plant, "erp", lot)
     assert (erp["batch"]["Supplier"], erp["batch"]["SupplierBatch"], erp["batch"]["PurchaseOrder"]) == (
@@ -274,7 +260,7 @@ async def test_a_hold_placed_in_the_qms_reaches_wms_and_erp_once_and_its_release
     placed = _post(f"{plant.url('qms')}/api/v1/holds", json={  # a quality engineer, in the QMS itself
         "lot_id": lot, "reason_code": "QH02", "reason": "customer complaint", "placed_by": "qe-mia"})  # fmt: skip
     assert placed.status_code == 201, placed.text
-    carried = await _until(lambda: _operation(gateway, "carryQmsHold", lot))
+    carried = await eventually(lambda: _operation(gateway, "carryQmsHold", lot))
     assert carried["state"] == "COMPLETED"
     assert {hu["status"] for hu in _state(plant, "wms", lot)["handling_units"]} == {"BLOCKED"}
     assert {
@@ -286,7 +272,7 @@ async def test_a_hold_placed_in_the_qms_reaches_wms_and_erp_once_and_its_release
     released = _post(f"{plant.url('qms')}/api/v1/holds/{placed.json()['id']}/release",
                           json={"released_by": "qe-mia", "justification": "complaint unfounded"})  # fmt: skip
     assert released.status_code == 200, released.text
-    await _until(lambda: _operation(gateway, "carryQmsRelease", lot))
+    await eventually(lambda: _operation(gateway, "carryQmsRelease", lot))
     assert {hu["status"] for hu in _state(plant, "wms", lot)["handling_units"]} == {"AVAILABLE"}
     read = gateway.data(LOT, {"id": lot})["lot"]
     assert read["consistency"]["consistent"] is True, read
@@ -298,10 +284,10 @@ async def test_scrap_reported_by_mes_is_posted_in_erp_and_taken_off_wms(
     plant, shift = own_plant
     done = _produce(plant, shift)
     lot = done["lot_id"]
-    await _until(lambda: _operation(gateway, "receiveProduction", lot))
+    await eventually(lambda: _operation(gateway, "receiveProduction", lot))
     scrapped = _post(f"{plant.url('mes')}/api/lots/{lot}/scrap", json={"quantity": 10, "reason": "Line clearance"})
     assert scrapped.status_code == 201, scrapped.text
-    op = await _until(lambda: _operation(gateway, "reportScrap", lot))
+    op = await eventually(lambda: _operation(gateway, "reportScrap", lot))
     assert op["state"] == "COMPLETED", op
     erp = _state(plant, "erp", lot)
     (row,) = [r for r in erp["stock"] if r["InventoryStockType"] == "02"]
@@ -322,10 +308,41 @@ async def test_a_workflow_waits_while_a_system_is_down_and_fails_visibly_when_re
         assert _state(plant, "erp", lot) is not None, "ERP received it; WMS waits"
     finally:
         plant.clear_faults()
-    op = await _until(lambda: _operation(gateway, "receiveProduction", lot))
+    op = await eventually(lambda: _operation(gateway, "receiveProduction", lot))
     assert op["state"] == "COMPLETED" and _in_inspection_everywhere(plant, lot)
     # A receipt over the order's tolerance: the ERP's data rules it out, the operation FAILS with why.
     over = _produce(plant, shift, quantity_factor=1.5)
-    failed = await _until(lambda: _operation(gateway, "receiveProduction", over["lot_id"], done=("failed",)))
+    failed = await eventually(lambda: _operation(gateway, "receiveProduction", over["lot_id"], done=("failed",)))
     assert failed["state"] == "FAILED" and "tolerance" in failed["error"], failed
     assert [_state(plant, s, over["lot_id"]) for s in ("erp", "wms", "qms")] == [None, None, None]
+
+
+PENDING = "{ pendingOperations { id kind state error lotIds } }"
+RELEASE = """mutation($lot: ID!, $key: String!) { dispositionLot(input: {lotId: $lot, decision: RELEASE,
+  reason: "batch record reviewed", idempotencyKey: $key}) { state } }"""
+
+
+async def test_a_passed_regulated_lot_waits_for_a_qualified_persons_signed_release(
+    own_plant: tuple[Plant, Shift], gateway: Gateway
+) -> None:
+    plant, shift = own_plant
+    done = _produce(plant, shift, regulated=True)
+    lot = done["lot_id"]
+    await eventually(lambda: _operation(gateway, "receiveProduction", lot))
+    (inspection,) = _inspections(plant, lot)
+    _record(plant, inspection, within=True)
+    manager = gateway.token("qa_manager", sub="qp-olga", mfa=True)
+
+    def waiting() -> list[dict[str, Any]]:
+        ops = gateway.data(PENDING, token=manager)["pendingOperations"]
+        return [op for op in ops if op["kind"] == "releaseInspectedLot" and lot in op["lotIds"]]
+
+    (op,) = await eventually(waiting)
+    assert op["state"] == "BLOCKED" and "qualified-person-releases-regulated-material" in op["error"], op
+    assert {hu["status"] for hu in _state(plant, "wms", lot)["handling_units"]} == {"QUARANTINE"}, "not released"
+    released = gateway.data(RELEASE, {"lot": lot, "key": f"qp-{lot}"}, token=manager)["dispositionLot"]
+    assert released["state"] == "COMPLETED"
+    assert {hu["status"] for hu in _state(plant, "wms", lot)["handling_units"]} == {"AVAILABLE"}
+    assert {row["InventoryStockType"] for row in _state(plant, "erp", lot)["stock"]} == {"01"}
+    settled = gateway.data(OPERATION, {"id": op["id"]}, token=manager)["operation"]
+    assert settled["state"] == "COMPLETED" and not waiting(), "the signed release settles the automatic one"

@@ -57,8 +57,10 @@ class Executor:
         lot_wait_seconds: float = 30.0,
         announce: Callable[[Operation], Awaitable[None]] | None = None,
         exceptions: ExceptionQueue | None = None,
+        completed: Callable[[Operation], Awaitable[None]] | None = None,
     ) -> None:
         self.upstream = upstream
+        self.completed = completed  # told of every operation that completed, whichever run (request, resumer) did it
         self.exceptions = exceptions  # where a FAILED operation is parked (a STEP entry), and resolved
         self.announce = announce  # told the operation's state after every run (the event bus)
         self.operations = operations
@@ -238,6 +240,8 @@ class Executor:
         if self.exceptions is not None:  # it had failed, and someone retried it
             await self.exceptions.settle(ExceptionKind.STEP, op.id, ExceptionState.RESOLVED, by=op.actor,
                                          why="the operation completed")  # fmt: skip
+        if self.completed is not None:
+            await self.completed(done)
 
     async def _fail(self, op: Operation, failed: list[Step]) -> None:
         """FAILED, saying which system refused what: visible in `pendingOperations` and parked as a STEP exception,

@@ -65,9 +65,11 @@ class Operations:
         executor = Executor(upstream, operations, store.audit, announce=Announcer(events, upstream).progressed,
                             exceptions=store.exceptions)  # fmt: skip
         resumer = Resumer(executor, retry_seconds)
+        service = cls(operations, executor, resumer, upstream, policies, store.audit, max_genealogy_depth,
+                      store.exceptions)  # fmt: skip
+        executor.completed = service._settle_awaited_releases
         resumer.start()
-        return cls(operations, executor, resumer, upstream, policies, store.audit, max_genealogy_depth,
-                   store.exceptions)  # fmt: skip
+        return service
 
     async def stop(self) -> None:
         await self.resumer.stop()
@@ -136,18 +138,18 @@ class Operations:
         resource = await command.guard.lot_entity(lot_id, for_change=True)
         evidence = {**await command.release_evidence(lot_id, reason), "decision": decision}
         await command.governed("dispositionLot", [resource], evidence, payload)
-        op = await command.start(
+        return await command.start(
             "dispositionLot", key, payload, [lot_id], DISPOSITION_STEPS[decision],
             extra={"signature": command.signature(decision)},
         )  # fmt: skip
-        if decision == "RELEASE" and op.state is OperationState.COMPLETED:
-            await self._settle_awaited_releases(lot_id, op)
-        return op
 
-    async def _settle_awaited_releases(self, lot_id: str, release: Operation) -> None:
+    async def _settle_awaited_releases(self, release: Operation) -> None:
         """Automation's releases Cedar left to a qualified person (a passed inspection of regulated material) are
-        done once that person's signed release is: completed, naming it, so they leave `pendingOperations`."""
-        for op_id in await self.store.blocked_on_lot(AWAITING_QUALIFIED_PERSON, lot_id):
+        done once that person's signed release is: completed, naming it, so they leave `pendingOperations`. Told of
+        every completed operation by the executor, so a release the resumer finishes later settles them too."""
+        if release.kind != "dispositionLot" or release.input.get("decision") != "RELEASE":
+            return
+        for op_id in await self.store.blocked_on_lot(AWAITING_QUALIFIED_PERSON, release.input["lotId"]):
             await self.store.finish(op_id, OperationState.COMPLETED,
                                     result={"releasedBy": release.actor, "operation": release.id})  # fmt: skip
             if self.executor.announce is not None:
@@ -155,7 +157,7 @@ class Operations:
 
     async def automate(
         self, principal: Principal, action: str, event: Event, lot: Entity | str, payload: Mapping[str, Any],
-        steps: Sequence[tuple[str, str]], context: Mapping[str, Any] | None = None,
+        steps: Sequence[tuple[str, str]],
     ) -> Operation:  # fmt: skip
         """A workflow's operation on one lot, started by `event` and done as the service `principal`: the operation
         kind is the Cedar action, keyed by the event (a redelivered event finds the first operation and is decided
@@ -169,8 +171,8 @@ class Operations:
             return await self.executor.run(existing.id)
         if isinstance(lot, str):
             lot = await command.guard.lot_entity(lot, for_change=True)
-        decision = command.guard.decide(action, lot, dict(context or {}))
-        details = {"input": payload, "event": {"id": event.id, "type": event.type.value}, "context": context or {}}
+        decision = command.guard.decide(action, lot)
+        details = {"input": payload, "event": {"id": event.id, "type": event.type.value}}
         await command.audit(action, f"Lot::{lot.id}", decision, details, lot)
         extra = {"event": event.id}
         if decision.allowed:
