@@ -6,6 +6,7 @@ admin API (`/_admin/stats`, `/_admin/faults`) to see what the gateway actually d
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -31,8 +32,9 @@ from gateway.events.settings import EventSettings
 from gateway.resilience import ResilienceSettings
 from gateway.servers import ServerGroup, free_block
 from gateway.settings import Mode, Settings, local_sources
-from simulators import Dataset, generate
+from simulators import Dataset, create_apps, generate
 from simulators.lims import create_app as lims_app
+from simulators.shift import Shift
 
 SEED = 42
 
@@ -117,6 +119,27 @@ def plant(dataset: Dataset) -> Iterator[Plant]:
     first_port = free_block(len(SIMULATORS))
     with plant_group(dataset, "127.0.0.1", first_port).running_in_thread():
         yield Plant(dataset, first_port)
+
+
+async def eventually(check: Any, within: float = 30.0) -> Any:
+    """Poll `check()` until it returns something truthy (the gateway works asynchronously after an event)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not (result := check()):
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.25)
+    return result
+
+
+@contextmanager
+def plant_of_its_own(seed: int, lots: int = 3000) -> Iterator[tuple[Plant, Shift]]:
+    """A small plant for tests that change lots the shared plant's tests rely on, and a shift over its systems
+    (to pick what a person would use, and to act as one)."""
+    dataset = generate(seed=seed, lots=lots)
+    apps = create_apps(dataset)
+    first_port = free_block(len(SIMULATORS))
+    with plant_group(dataset, "127.0.0.1", first_port, apps=apps).running_in_thread():
+        yield Plant(dataset, first_port), Shift.for_apps(apps, seed=seed)
 
 
 @dataclass

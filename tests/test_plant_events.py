@@ -13,12 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.demo import plant_group
 from gateway.events.settings import EventSettings, MqttSettings
-from gateway.servers import free_block
-from simulators import Dataset, create_apps, generate
+from simulators import Dataset
 from simulators.shift import Shift
-from tests.conftest import Plant, start_gateway
+from tests.conftest import Plant, eventually, plant_of_its_own, start_gateway
 from tests.events import QUALITY_EVENTS, SECRET, WsClient
 
 WEBHOOKS = {"qms": SECRET, "mes": SECRET, "wms": SECRET}
@@ -26,11 +24,8 @@ WEBHOOKS = {"qms": SECRET, "mes": SECRET, "wms": SECRET}
 
 @pytest.fixture(scope="module")
 def own_plant() -> Iterator[tuple[Plant, Shift]]:
-    dataset = generate(seed=7, lots=3000)
-    apps = create_apps(dataset)
-    first_port = free_block(4)
-    with plant_group(dataset, "127.0.0.1", first_port, apps=apps).running_in_thread():
-        yield Plant(dataset, first_port), Shift.for_apps(apps, seed=7)
+    with plant_of_its_own(seed=7) as own:
+        yield own
 
 
 def _send_events(plant: Plant, system: str, target: dict[str, Any]) -> None:
@@ -41,16 +36,6 @@ def _record(plant: Plant, inspection_id: str, results: dict[str, Any]) -> None:
     """An inspector records results in the QMS (the state change the QMS then reports)."""
     response = httpx.post(f"{plant.url('qms')}/api/v1/inspection-lots/{inspection_id}/results", json=results)
     assert response.status_code == 200, response.text
-
-
-async def _until(check: Any, within: float = 20.0) -> Any:
-    """Poll `check()` until it returns something truthy (the gateway works asynchronously after an event)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not (result := check()):
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.25)
-    return result
 
 
 def _failing_results(dataset: Dataset, shift: Shift) -> tuple[str, str, dict[str, Any]]:
@@ -97,7 +82,7 @@ async def test_a_failed_inspection_reaches_subscribers_and_is_contained(own_plan
                 lot = gateway.data(LOT_STATE, {"id": lot_id})["lot"]
                 return lot if lot["consistency"]["consistent"] else None
 
-            lot = await _until(contained)
+            lot = await eventually(contained)
             assert {"status": "ACTIVE", "placedBy": "svc-containment", "reasonCode": "CONTAINMENT"} in lot["holds"]
             assert lot["qualityStatus"] == "ON_HOLD"
             assert lot["stockPositions"] and {p["status"] for p in lot["stockPositions"]} == {"BLOCKED"}
@@ -126,7 +111,7 @@ async def test_a_refused_containment_is_blocked_and_listed(own_plant: tuple[Plan
                 ops = gateway.data(query, token=token)["pendingOperations"]
                 return [op for op in ops if lot_id in op["lotIds"] and op["state"] == "BLOCKED"]
 
-            (op,) = await _until(blocked)
+            (op,) = await eventually(blocked)
             assert op["actor"] == "svc-containment" and op["kind"] == "placeQualityHold"
             assert op["error"].startswith("FORBIDDEN")
             holds = gateway.data(LOT_STATE, {"id": lot_id})["lot"]["holds"]
@@ -141,7 +126,7 @@ async def test_a_mes_completion_over_mqtt_is_streamed_and_the_new_lot_is_queryab
     plant, shift = own_plant
     mqtt = MqttSettings(url=mqtt_server, client_id=f"lotgraph-test-{uuid.uuid4().hex[:8]}")
     with start_gateway(plant, events=EventSettings(webhook_secrets=WEBHOOKS, mqtt=mqtt)) as gateway:
-        await _until(lambda: httpx.get(f"{gateway.url}/readyz").json()["feeds"].get("mqtt") == "subscribed")
+        await eventually(lambda: httpx.get(f"{gateway.url}/readyz").json()["feeds"].get("mqtt") == "subscribed")
         _send_events(plant, "mes", {"mqtt": {"url": mqtt_server, "enterprise": "acme"}})
         try:
             material = next(m for m in shift.erp.materials.values() if m.tier == 3 and shift.components(m))
@@ -170,7 +155,7 @@ async def test_a_mes_completion_over_mqtt_is_streamed_and_the_new_lot_is_queryab
                 read = gateway.execute(query, {"id": new_lot})
                 return read["data"]["lot"] if read.get("data") and read["data"]["lot"] else None
 
-            lot = await _until(received)
+            lot = await eventually(received)
             assert lot["material"]["id"] == material.id and lot["qualityStatus"] == "IN_INSPECTION"
             assert {lot for lot, _ in consumed} <= {node["id"] for node in lot["genealogy"]["nodes"]}
         finally:
