@@ -81,13 +81,6 @@ class LotDivergent(GatewayError):
     code = "LOT_DIVERGENT"
 
 
-class Unprocessable(GatewayError):
-    """An inbound event a reaction can never act on as it stands (a workflow's precondition that retrying cannot
-    make true): the dispatcher parks the event in the exception queue with this reason instead of retrying it."""
-
-    code = "UNPROCESSABLE_EVENT"
-
-
 class StoreError(GatewayError):
     """The gateway's own database failed; its SQL and parameters go to the log, never into an answer."""
 

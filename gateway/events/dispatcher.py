@@ -12,8 +12,8 @@ the event id, so running them all again after a crash, or after a transient fail
 - all succeeded: DONE (and an exception entry a retry came from is RESOLVED);
 - a transient failure (`UpstreamUnavailable`, `UpstreamTimeout`, `StoreError`): due again after a backoff, the
   attempt counted and the error kept, until `reaction_attempts` are spent;
-- anything retrying cannot fix (`Unprocessable`, `NotFound`, `Forbidden`, `UpstreamRejected`, `ContractViolation`,
-  `BadUserInput`, an unexpected exception), or the attempts spent: PARKED, with an EVENT entry in the exception
+- anything retrying cannot fix (`NotFound`, `Forbidden`, `UpstreamRejected`, `ContractViolation`, `BadUserInput`,
+  an unexpected exception), or the attempts spent: PARKED, with an EVENT entry in the exception
   queue saying which reaction failed and why. `retryException` makes it due again.
 """
 

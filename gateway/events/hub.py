@@ -53,7 +53,7 @@ class Events:
     def react(self, name: str, handler: Reaction) -> None:
         """Run `handler(event)` for every inbound plant event, from the inbox (after a crash, again). It must be
         idempotent: key what it does by `event.id`. Raise `UpstreamUnavailable`, `UpstreamTimeout` or a
-        `StoreError` to be retried with backoff; anything else (`Unprocessable`, `NotFound`, `Forbidden`, ...)
+        `StoreError` to be retried with backoff; anything else (`NotFound`, `Forbidden`, ...)
         parks the event in the exception queue with the error as its reason. Register before the app starts."""
         if name in self.reactions:
             raise ValueError(f"a reaction named {name!r} is already registered")
