@@ -178,8 +178,11 @@ def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c(tmp_path: Path) -> 
         pool = concurrent.futures.ThreadPoolExecutor(1)  # bounded: the stream itself would wait forever
         try:
             gateway = f"http://127.0.0.1:{port}/graphql"
-            qms_event = pool.submit(_first_event, gateway, supplier, lambda e: e["source"] == "qms")
-            event = qms_event.result(timeout=60)
+            # The shift opens and closes nonconformances on the supplier's lots; the opening is what is looked for.
+            opened = pool.submit(
+                _first_event, gateway, supplier, lambda e: (e["source"], e["type"]) == ("qms", "NONCONFORMANCE_OPENED")
+            )
+            event = opened.result(timeout=60)
         finally:
             pool.shutdown(wait=False)  # a stream still waiting ends with the demo, stopped below
         assert event["supplier"] == DEMO_SUPPLIER and event["type"] == "NONCONFORMANCE_OPENED", event

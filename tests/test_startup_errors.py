@@ -90,7 +90,7 @@ def test_run_logs_what_it_runs_with(tmp_path: Path) -> None:
     log = "".join(seen)
     assert f"lotgraph {__version__} in development mode: store sqlite+aiosqlite:///.lotgraph/lotgraph.db" in log
     assert "bus memory, cache memory, policy set " in log
-    assert "source wms at http://127.0.0.1:8003/, API version 1: wms.stock.close@1" in log
+    assert "source wms at http://127.0.0.1:8003/, API version 1: wms.handling_units.receive@1, wms.stock.close@1" in log
 
 
 def test_audit_verify_never_creates_a_store_and_names_the_one_it_checked(tmp_path: Path) -> None:
