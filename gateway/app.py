@@ -30,7 +30,6 @@ from gateway.limits import BodySizeLimit
 from gateway.resilience import BreakerState
 from gateway.runtime import Runtime
 from gateway.settings import Mode, Settings
-from gateway.store.operations import OperationState
 from gateway.trusted import TrustedDocuments
 from gateway.workflows.registry import install as install_workflows
 from schema import build_schema
@@ -127,7 +126,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         for connector in (connectors.erp, connectors.qms, connectors.wms, connectors.mes):
             state = connector.guarded.breaker.state
             runtime.metrics.breaker.labels(connector.name).set(BREAKER_LEVEL[state])
-        runtime.metrics.pending_operations.set(await runtime.operations.store.count_in_state(OperationState.PENDING))
+        await runtime.operations.kpis.refresh()
         store = runtime.opened_store
         runtime.metrics.inbox_pending.set(await store.inbox.count_pending())
         for kind, count in (await store.exceptions.open_by_kind()).items():

@@ -74,6 +74,7 @@ class Runtime:
             self.events,
             self.policies,
             self.settings.max_genealogy_depth,
+            self.metrics,
         )
         await self.events.start(self.store.inbox, self.store.exceptions)
         self._exceptions = Exceptions(self.store.exceptions, self.store.inbox, self.events, self._operations)

@@ -25,6 +25,8 @@ from pydantic import BaseModel
 from strawberry.extensions import SchemaExtension
 
 tracer = trace.get_tracer("lotgraph")
+FLOW_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+CYCLE_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 8 * 3600, 86_400, 3 * 86_400, 7 * 86_400)
 
 
 class TelemetrySettings(BaseModel):
@@ -87,7 +89,10 @@ class Metrics:
         self.rate_limited = Counter(
             "lotgraph_rate_limit_rejections", "Requests refused by a per-client rate limit", registry=r
         )
-        self.pending_operations = Gauge("lotgraph_pending_operations", "Operations waiting to be finished", registry=r)
+        self.operations_open = Gauge(
+            "lotgraph_operations_open", "Operations needing attention (PENDING, BLOCKED, FAILED) by kind and state",
+            ["kind", "state"], registry=r,
+        )  # fmt: skip
         self.inbox_pending = Gauge(
             "lotgraph_inbox_pending", "Inbound events whose reactions are not done yet (parked ones excluded)",
             registry=r,
@@ -109,6 +114,31 @@ class Metrics:
         self.event_delivery_seconds = Histogram(
             "lotgraph_event_delivery_seconds", "From ingest to a subscriber's transport", registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )  # fmt: skip
+        # The plant's quality flow (gateway/operations/kpis.py), in seconds: minutes in a demo, days in a plant.
+        self.workflow_effect_seconds = Histogram(
+            "lotgraph_workflow_effect_seconds", "From a plant event to its workflow's last step, by workflow",
+            ["workflow"], registry=r, buckets=FLOW_BUCKETS,
+        )  # fmt: skip
+        self.hold_propagation_seconds = Histogram(
+            "lotgraph_hold_propagation_seconds", "From a QMS hold decision to the last system in line, by workflow",
+            ["workflow"], registry=r, buckets=FLOW_BUCKETS,
+        )  # fmt: skip
+        self.release_cycle_seconds = Histogram(
+            "lotgraph_release_cycle_seconds", "From a lot's production completion (or supplier receipt) to its release",
+            ["plant", "workflow"], registry=r, buckets=CYCLE_BUCKETS,
+        )  # fmt: skip
+        self.lots_awaiting_inspection = Gauge(
+            "lotgraph_lots_awaiting_inspection", "Lots received by a workflow with no inspection outcome yet",
+            ["plant"], registry=r,
+        )  # fmt: skip
+        self.oldest_awaiting_inspection = Gauge(
+            "lotgraph_oldest_lot_awaiting_inspection_seconds", "Age of the oldest lot awaiting inspection",
+            ["plant"], registry=r,
+        )  # fmt: skip
+        self.lots_awaiting_release = Gauge(
+            "lotgraph_lots_awaiting_qualified_person", "Passed lots of regulated material waiting for a signed release",
+            ["plant"], registry=r,
         )  # fmt: skip
         self.subscriptions = Gauge("lotgraph_subscriptions", "Live GraphQL subscriptions", registry=r)
         self.subscribers_cut_off = Counter(
@@ -135,14 +165,24 @@ class Metrics:
 
 
 class RequestMetrics(SchemaExtension):
-    """Counts and times every GraphQL operation by name and outcome."""
+    """Counts and times every GraphQL operation by name and outcome. A client chooses its operation's name, so
+    only the names of registered trusted documents become labels (a bounded set the plant controls); any other
+    named operation counts as `unregistered`, an unnamed one as `anonymous`."""
+
+    labelled: frozenset[str] = frozenset()
 
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
         yield
         context = self.execution_context
         metrics: Metrics = context.context.runtime.metrics
-        name = context.operation_name or "anonymous"
+        name = context.operation_name
+        label = "anonymous" if name is None else name if name in self.labelled else "unregistered"
         outcome = "error" if context.result and context.result.errors else "ok"
-        metrics.requests.labels(name, outcome).inc()
-        metrics.request_seconds.labels(name).observe(time.perf_counter() - started)
+        metrics.requests.labels(label, outcome).inc()
+        metrics.request_seconds.labels(label).observe(time.perf_counter() - started)
+
+
+def request_metrics(labelled: frozenset[str]) -> type[RequestMetrics]:
+    """The request metrics extension labelling these operation names (strawberry builds one per operation)."""
+    return type("LabelledRequestMetrics", (RequestMetrics,), {"labelled": labelled})

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
-from graphql import GraphQLError
+from graphql import GraphQLError, OperationDefinitionNode, parse
 from pydantic import BaseModel, Field
 from strawberry.extensions import SchemaExtension
 from strawberry.http import GraphQLRequestData
@@ -45,12 +45,19 @@ class TrustedDocuments:
     def __init__(self, settings: TrustedDocumentSettings) -> None:
         self.settings = settings
         self.registered: dict[str, str] = {}
+        names: set[str] = set()  # of the registered operations: the only ones metrics label requests with
         if settings.manifest is not None:
             manifest = json.loads(settings.manifest.read_text())
             for key, document in manifest.items():
                 if digest(document) != key:
                     raise ValueError(f"manifest {settings.manifest}: {key} is not the SHA-256 of its document")
+                try:
+                    definitions = parse(document).definitions
+                except GraphQLError as exc:
+                    raise ValueError(f"manifest {settings.manifest}: {key} is not GraphQL: {exc.message}") from None
+                names.update(d.name.value for d in definitions if isinstance(d, OperationDefinitionNode) and d.name)
             self.registered = manifest
+        self.operation_names = frozenset(names)
         self.remembered: OrderedDict[str, str] = OrderedDict()
 
     def resolve(self, data: GraphQLRequestData) -> GraphQLRequestData:

@@ -21,7 +21,7 @@ from strawberry.types.graphql import OperationType
 from gateway import correlation
 from gateway.errors import BadUserInput, GatewayError, SubscriptionNeedsStream
 from gateway.limits import LimitSettings, limits_extension
-from gateway.telemetry import RequestMetrics
+from gateway.telemetry import request_metrics
 from gateway.trusted import TrustedDocuments
 from schema.exceptions import ExceptionsMutation, ExceptionsQuery
 from schema.governance import GovernanceQuery
@@ -137,7 +137,7 @@ def build_schema(
         lambda: ParserCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),
         limits_extension(limits or LimitSettings()),
-        RequestMetrics,
+        request_metrics(trusted.operation_names if trusted is not None else frozenset()),
         Notices,
     ]
     if trusted is not None:

@@ -45,7 +45,8 @@ def test_metrics_move_with_traffic(gateway: Gateway, plant: Plant, dataset: Data
     failed = 'lotgraph_upstream_requests_total{contract="qms.lot_quality.read@1",outcome="UPSTREAM_UNAVAILABLE"'
     assert _value(after, ok) > _value(before, ok)
     assert _value(after, failed) > _value(before, failed)
-    graphql = 'lotgraph_graphql_requests_total{operation="Trace"'
+    graphql = 'lotgraph_graphql_requests_total{operation="unregistered"'
     assert _value(after, graphql) >= _value(before, graphql) + 2
-    for series in ('lotgraph_breaker_state{source="qms"}', "lotgraph_pending_operations", "lotgraph_upstream_seconds"):
+    assert 'operation="Trace"' not in after, "a client's operation name is a label only when registered"
+    for series in ('lotgraph_breaker_state{source="qms"}', "lotgraph_exceptions_open", "lotgraph_upstream_seconds"):
         assert series in after, series

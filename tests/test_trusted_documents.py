@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from gateway.auth import AuthSettings, DevSigner
 from gateway.limits import LimitSettings
 from gateway.settings import Mode
-from gateway.trusted import TrustedDocumentSettings, digest
+from gateway.trusted import TrustedDocuments, TrustedDocumentSettings, digest
 from tests.conftest import Plant, start_gateway
 from tests.events import WsClient, error_codes, sse_subscribe, until_subscriptions
 
@@ -53,6 +54,31 @@ def test_allowlisted_clients_run_registered_operations_only(plant: Plant, tmp_pa
     assert refused.status_code == 403
     assert refused.json()["errors"][0]["extensions"]["code"] == "OPERATION_NOT_ALLOWED"
     assert internal.json()["data"]["contracts"], "allowlist mode applies to the configured clients only"
+
+
+def test_only_registered_operation_names_label_request_metrics(plant: Plant, tmp_path: Path) -> None:
+    """Clients name their operations: three random names must not add series, a registered document's name may."""
+    manifest = tmp_path / "operations.json"
+    manifest.write_text(json.dumps({digest(REGISTERED): REGISTERED}))
+    with start_gateway(plant, trusted_documents=TrustedDocumentSettings(manifest=manifest)) as gateway:
+        token = gateway.token("quality_engineer")
+        for name in ("Xq1", "Yq2", "Zq3"):
+            assert _post(gateway.url, {"query": f"query {name} {{ contracts {{ name }} }}"}, token).status_code == 200
+        assert _post(gateway.url, {"query": REGISTERED}, token).status_code == 200
+        assert _post(gateway.url, {"query": OTHER}, token).status_code == 200
+        metrics = httpx.get(f"{gateway.url}/metrics").text
+    requests = [line for line in metrics.splitlines() if line.startswith("lotgraph_graphql_requests_total{")]
+    assert {line.split('operation="')[1].split('"')[0] for line in requests} == {
+        "Contracts", "unregistered", "anonymous",
+    }  # fmt: skip
+    assert 'operation="unregistered",outcome="ok"} 3.0' in metrics
+
+
+def test_a_manifest_document_that_is_not_graphql_is_refused_at_start(tmp_path: Path) -> None:
+    broken = "query Broken { contracts {"
+    (manifest := tmp_path / "operations.json").write_text(json.dumps({digest(broken): broken}))
+    with pytest.raises(ValueError, match="is not GraphQL"):
+        TrustedDocuments(TrustedDocumentSettings(manifest=manifest))
 
 
 def test_each_client_has_its_own_rate_limit(plant: Plant) -> None:

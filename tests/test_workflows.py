@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +32,13 @@ def own_plant() -> Iterator[tuple[Plant, Shift]]:
 
 @pytest.fixture(scope="module")
 def gateway(own_plant: tuple[Plant, Shift]) -> Iterator[Gateway]:
-    plant, _ = own_plant
+    with _wired(own_plant[0]) as gateway:
+        yield gateway
+
+
+@contextmanager
+def _wired(plant: Plant) -> Iterator[Gateway]:
+    """A gateway the plant's systems push their events to, as signed webhooks."""
     events = EventSettings(webhook_secrets=dict.fromkeys(SOURCES, SECRET))
     with start_gateway(plant, events=events, operation_retry_seconds=0.5) as gateway:
         for system in SOURCES:
@@ -346,3 +353,47 @@ async def test_a_passed_regulated_lot_waits_for_a_qualified_persons_signed_relea
     assert {row["InventoryStockType"] for row in _state(plant, "erp", lot)["stock"]} == {"01"}
     settled = gateway.data(OPERATION, {"id": op["id"]}, token=manager)["operation"]
     assert settled["state"] == "COMPLETED" and not waiting(), "the signed release settles the automatic one"
+
+
+def _metric(gateway: Gateway, series: str) -> float | None:
+    """One series' value on /metrics (`name{label="value",...}` as exposed), None when it is not there."""
+    for line in httpx.get(f"{gateway.url}/metrics").text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def test_the_quality_flow_is_measured() -> None:
+    """The business KPIs follow the lots of a plant of their own: received lots await inspection until its outcome,
+    a regulated pass waits for the qualified person, each release observes its cycle from the production
+    completion, each workflow its event-to-effect latency, a QMS hold its propagation."""
+    with plant_of_its_own(seed=12) as (plant, shift), _wired(plant) as gateway:
+        plain, regulated = _produce(plant, shift), _produce(plant, shift, regulated=True)
+        for done in (plain, regulated):
+            await eventually(lambda lot=done["lot_id"]: _operation(gateway, "receiveProduction", lot))
+        plants = {plain["plant"], regulated["plant"]}
+        awaiting = sum(_metric(gateway, f'lotgraph_lots_awaiting_inspection{{plant="{p}"}}') or 0 for p in plants)
+        assert awaiting == 2
+        assert _metric(gateway, f'lotgraph_oldest_lot_awaiting_inspection_seconds{{plant="{plain["plant"]}"}}') > 0
+        effect = 'lotgraph_workflow_effect_seconds_count{workflow="receiveProduction"}'
+        assert _metric(gateway, effect) == 2
+        for done in (plain, regulated):
+            (inspection,) = _inspections(plant, done["lot_id"])
+            _record(plant, inspection, within=True)
+        await eventually(lambda: _operation(gateway, "releaseInspectedLot", plain["lot_id"]))
+        waiting = f'lotgraph_lots_awaiting_qualified_person{{plant="{regulated["plant"]}"}}'
+        assert await eventually(lambda: _metric(gateway, waiting) == 1)
+        assert all(_metric(gateway, f'lotgraph_lots_awaiting_inspection{{plant="{p}"}}') is None for p in plants)
+        cycle = 'lotgraph_release_cycle_seconds_count{{plant="{}",workflow="receiveProduction"}}'
+        assert _metric(gateway, cycle.format(plain["plant"])) == 1
+        manager = gateway.token("qa_manager", sub="qp-olga", mfa=True)
+        signed = gateway.data(RELEASE, {"lot": regulated["lot_id"], "key": "qp-kpi"}, token=manager)
+        assert signed["dispositionLot"]["state"] == "COMPLETED"
+        assert _metric(gateway, waiting) is None
+        cycles = sum(_metric(gateway, cycle.format(p)) or 0 for p in plants)
+        assert cycles == 2, "the signed release ends the regulated lot's cycle"
+        hold = {"lot_id": plain["lot_id"], "reason_code": "QH02", "reason": "complaint", "placed_by": "qe-mia"}
+        placed = _post(f"{plant.url('qms')}/api/v1/holds", json=hold)
+        assert placed.status_code == 201, placed.text
+        await eventually(lambda: _operation(gateway, "carryQmsHold", plain["lot_id"]))
+        assert _metric(gateway, 'lotgraph_hold_propagation_seconds_count{workflow="carryQmsHold"}') == 1

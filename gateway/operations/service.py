@@ -25,18 +25,17 @@ from gateway.genealogy import Direction, walk
 from gateway.model import HoldStatus, NonconformanceState
 from gateway.operations.announcements import Announcer
 from gateway.operations.executor import Executor, Resumer
+from gateway.operations.kpis import AWAITING_QUALIFIED_PERSON, Kpis
 from gateway.operations.plans import DISPOSITION_STEPS, HOLD_STEPS, RELEASE_STEPS, plan
 from gateway.reads import Loaders
 from gateway.store import Store
 from gateway.store.audit import AuditLog
 from gateway.store.exceptions import ExceptionKind, ExceptionQueue, ExceptionState
 from gateway.store.operations import NEEDS_ATTENTION, Operation, OperationState, OperationStore, StepState
+from gateway.telemetry import Metrics
 from gateway.upstream import Upstream
 from policies import entities
 from policies.engine import Decision, Entity, PolicyEngine
-
-# Workflow operations Cedar refuses for regulated material: each waits for a qualified person's signed release.
-AWAITING_QUALIFIED_PERSON = ("releaseInspectedLot", "carryQmsRelease")
 
 
 def required(**fields: str) -> None:
@@ -55,19 +54,20 @@ class Operations:
     audit: AuditLog
     max_genealogy_depth: int
     exceptions: ExceptionQueue
+    kpis: Kpis
 
     @classmethod
     def start(
         cls, upstream: Upstream, store: Store, retry_seconds: float, events: Events, policies: PolicyEngine,
-        max_genealogy_depth: int,
+        max_genealogy_depth: int, metrics: Metrics,
     ) -> Operations:  # fmt: skip
         operations = OperationStore(store.engine)
         executor = Executor(upstream, operations, store.audit, announce=Announcer(events, upstream).progressed,
                             exceptions=store.exceptions)  # fmt: skip
         resumer = Resumer(executor, retry_seconds)
         service = cls(operations, executor, resumer, upstream, policies, store.audit, max_genealogy_depth,
-                      store.exceptions)  # fmt: skip
-        executor.completed = service._settle_awaited_releases
+                      store.exceptions, Kpis(operations, metrics))  # fmt: skip
+        executor.completed = service._completed
         resumer.start()
         return service
 
@@ -143,10 +143,14 @@ class Operations:
             extra={"signature": command.signature(decision)},
         )  # fmt: skip
 
+    async def _completed(self, op: Operation) -> None:
+        """Told by the executor of every completed operation, whichever run (request, resumer) completed it."""
+        await self._settle_awaited_releases(op)
+        await self.kpis.completed(op)
+
     async def _settle_awaited_releases(self, release: Operation) -> None:
         """Automation's releases Cedar left to a qualified person (a passed inspection of regulated material) are
-        done once that person's signed release is: completed, naming it, so they leave `pendingOperations`. Told of
-        every completed operation by the executor, so a release the resumer finishes later settles them too."""
+        done once that person's signed release is: completed, naming it, so they leave `pendingOperations`."""
         if release.kind != "dispositionLot" or release.input.get("decision") != "RELEASE":
             return
         for op_id in await self.store.blocked_on_lot(AWAITING_QUALIFIED_PERSON, release.input["lotId"]):
@@ -174,7 +178,9 @@ class Operations:
         decision = command.guard.decide(action, lot)
         details = {"input": payload, "event": {"id": event.id, "type": event.type.value}}
         await command.audit(action, f"Lot::{lot.id}", decision, details, lot)
-        extra = {"event": event.id}
+        # what the business KPIs measure from: the event's type and time, and its plant (`kpis.py`)
+        extra = {"event": event.id, "eventType": event.type.value, "eventAt": event.occurred.isoformat(),
+                 "plant": event.plant}  # fmt: skip
         if decision.allowed:
             return await command.start(action, key, payload, [lot.id], steps, extra=extra)
         op, created = await self.store.claim(

@@ -176,10 +176,56 @@ class OperationStore:
             ).mappings()
             return _operation(row, [_step(s) for s in steps])
 
-    async def count_in_state(self, *states: OperationState) -> int:
-        query = select(func.count()).select_from(operations).where(operations.c.state.in_([s.value for s in states]))
+    async def needing_attention(self) -> dict[tuple[str, OperationState], int]:
+        """Operations PENDING, BLOCKED or FAILED, counted by kind and state."""
+        state = operations.c.state
+        query = (
+            select(operations.c.kind, state, func.count())
+            .where(state.in_([s.value for s in NEEDS_ATTENTION]))
+            .group_by(operations.c.kind, state)
+        )
         async with self.engine.connect() as conn:
-            return (await conn.execute(query)).scalar_one()
+            rows = (await conn.execute(query)).all()
+        return {(kind, OperationState(value)): count for kind, value, count in rows}
+
+    async def lots_by_plant(
+        self, kinds: Sequence[str], state: OperationState, *, unless_event: str | None = None
+    ) -> dict[str, tuple[int, datetime]]:
+        """Per plant (of the workflow event behind them): how many lots operations of these kinds in this state
+        concern, and the oldest such operation's start; `unless_event`: leaving out lots that any operation started
+        by an event of that type has concerned since."""
+        plant = operations.c.input["plant"].as_string()
+        query = (
+            select(plant, func.count(operation_steps.c.lot_id.distinct()), func.min(operations.c.created_at))
+            .join(operation_steps, operation_steps.c.operation_id == operations.c.id)
+            .where(operations.c.kind.in_(list(kinds)), operations.c.state == state.value)
+            .group_by(plant)
+        )
+        if unless_event is not None:
+            later, later_steps = operations.alias("later"), operation_steps.alias("later_steps")
+            query = query.where(
+                ~select(later.c.id)
+                .join(later_steps, later_steps.c.operation_id == later.c.id)
+                .where(later_steps.c.lot_id == operation_steps.c.lot_id,
+                       later.c.input["eventType"].as_string() == unless_event)
+                .exists()
+            )  # fmt: skip
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {name or "unknown": (count, utc(oldest)) for name, count, oldest in rows}
+
+    async def first_on_lot(self, kinds: Sequence[str], lot_id: str) -> Operation | None:
+        """The first operation of these kinds on `lot_id` (e.g. the workflow that received the lot)."""
+        query = (
+            select(operations.c.id)
+            .join(operation_steps, operation_steps.c.operation_id == operations.c.id)
+            .where(operations.c.kind.in_(list(kinds)), operation_steps.c.lot_id == lot_id)
+            .order_by(operations.c.created_at)
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            op_id = (await conn.execute(query)).scalar_one_or_none()
+        return None if op_id is None else await self.get(op_id)
 
     async def in_state(self, *states: OperationState) -> list[Operation]:
         query = select(operations.c.id).where(operations.c.state.in_([s.value for s in states]))

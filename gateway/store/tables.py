@@ -57,7 +57,7 @@ operation_steps = Table(
     Column("operation_id", ForeignKey("operations.id", ondelete="CASCADE"), primary_key=True),
     Column("seq", Integer, primary_key=True),
     Column("system", String(8), nullable=False),
-    Column("lot_id", String(64), nullable=False),
+    Column("lot_id", String(64), nullable=False, index=True),  # a lot's operations: leases, KPIs
     Column("action", String(32), nullable=False),
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
