@@ -10,7 +10,7 @@ import sys
 
 import uvicorn
 
-from gateway import __version__, logs
+from gateway import __version__, logs, operator
 from gateway.auth import DEV_PERSONAS
 from gateway.errors import ConfigurationError
 
@@ -250,6 +250,7 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--mfa", action="store_true", help="as if the holder signed in with a second factor")
     token.add_argument("--ttl-minutes", type=int, default=480)
     token.set_defaults(handler=_token)
+    operator.add_commands(commands)
     return root
 
 

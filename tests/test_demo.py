@@ -52,11 +52,15 @@ def _json_documents(text: str) -> list[Any]:
 def _run_shell(block: str, cwd: Path, port: int) -> list[dict[str, Any]]:
     """A README block run by `sh` as written, in a directory laid out like the repository's root (`.venv/`,
     the demo's `.lotgraph/`), against the demo's port: the answers it printed."""
+    return _json_documents(_shell_output(block, cwd, port))
+
+
+def _shell_output(block: str, cwd: Path, port: int) -> str:
     script = block.replace(f"localhost:{README_PORT}", f"localhost:{port}")
     clean = {key: value for key, value in os.environ.items() if not key.startswith("LOTGRAPH_")}
     done = subprocess.run(["sh", "-ec", script], cwd=cwd, env=clean, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, (block, done.stdout, done.stderr)
-    return _json_documents(done.stdout)
+    return done.stdout
 
 
 def _assert_answered(answer: dict[str, Any], what: str) -> None:
@@ -123,6 +127,8 @@ def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c(tmp_path: Path) -> 
     queries = readme_queries()
     assert len(queries) >= 3, "the README documents example queries"
     commands = readme_commands()
+    (operating,) = [c for c in commands if "lotgraph ops" in c]
+    commands.remove(operating)
     mutations = [c for c in commands if "mutation" in c]
     assert len(mutations) == 2 and "placeQualityHold" in mutations[0] and "releaseQualityHold" in mutations[1]
     # A directory laid out like the repository's root: the README's commands use `.venv/bin/lotgraph` and the
@@ -163,6 +169,10 @@ def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c(tmp_path: Path) -> 
         _assert_answered(release[0], mutations[1])
         released = release[0]["data"]["releaseQualityHold"]
         assert released["state"] == "COMPLETED" and released["signature"]["meaning"] == "RELEASE", released
+        # The operator's terminal: a table of what is pending, then the exception queue as JSON.
+        table, _, listed = _shell_output(operating, tmp_path, port).partition("shown\n")
+        assert "kind" in table and "state" in table, table
+        assert isinstance(json.loads(listed), list), listed
         (stream,) = [c for c in commands if c not in mutations]
         event = _subscribe_as_written(stream, tmp_path, port)
         _assert_answered(event, stream)

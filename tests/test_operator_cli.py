@@ -1,0 +1,77 @@
+"""`lotgraph ops`, run as an operator runs it: a separate process talking to the gateway with a token. It lists
+what is stuck and retries or discards it, as the same GraphQL would (decided by Cedar, audited); a refused token
+or a refused action is one line naming the code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from simulators import Dataset
+from tests.conftest import Gateway, Plant
+from tests.test_exception_queue import _failed_hold, _failed_release
+
+LOTGRAPH = str(Path(sys.executable).parent / "lotgraph")
+
+
+def _ops(gateway: Gateway, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [LOTGRAPH, "ops", *args, "--url", gateway.url, "--token", token]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def _json(gateway: Gateway, token: str, *args: str) -> Any:
+    done = _ops(gateway, token, *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_an_operator_lists_a_failed_operation_and_retries_its_entry(
+    ops_gateway: Gateway, plant: Plant, dataset: Dataset
+) -> None:
+    lot, op_id = _failed_hold(ops_gateway, plant, dataset)
+    operator = ops_gateway.token("plant_operator", "qa_manager", sub="ops-cli", plants=(dataset.lots[lot].plant,))
+    failed = _json(ops_gateway, operator, "failed")
+    assert [(op["id"], op["state"], op["lotIds"]) for op in failed if op["id"] == op_id] == [(op_id, "FAILED", [lot])]
+    assert all(op["state"] == "FAILED" for op in failed)
+    table = _ops(ops_gateway, operator, "failed")
+    assert table.returncode == 0 and op_id in table.stdout and "WMS refused" in table.stdout, table.stdout
+    entries = _json(ops_gateway, operator, "exceptions", "--kind", "STEP", "--lot", lot)
+    assert [(e["subject"], e["state"]) for e in entries] == [(op_id, "OPEN")]
+    plant.clear_faults()
+    (retried,) = _json(ops_gateway, operator, "retry", entries[0]["id"])
+    assert retried["state"] == "RESOLVED"
+    again = _ops(ops_gateway, operator, "retry", entries[0]["id"])
+    assert again.returncode == 1
+    assert (
+        again.stderr.strip()
+        == f"lotgraph ops retry: BAD_USER_INPUT: exception {entries[0]['id']} is RESOLVED, not OPEN"
+    )
+
+
+def test_an_operator_abandons_an_operation_only_with_a_reason_and_never_half_applied(
+    ops_gateway: Gateway, plant: Plant, dataset: Dataset
+) -> None:
+    manager = ops_gateway.token("qa_manager", sub="ops-cli-2")
+    _, op_id = _failed_hold(ops_gateway, plant, dataset)
+    plant.clear_faults()
+    unexplained = _ops(ops_gateway, manager, "discard", op_id)
+    assert unexplained.returncode == 2 and "--reason" in unexplained.stderr, "argparse asks for the reason"
+    half = _ops(ops_gateway, manager, "discard", op_id, "--reason", "not needed")  # QMS and ERP blocked, WMS not
+    assert half.returncode == 1 and half.stderr.startswith("lotgraph ops discard: LOT_DIVERGENT"), half.stderr
+    (done,) = _json(ops_gateway, manager, "retry", op_id)
+    assert done["state"] == "COMPLETED"
+    _, untouched = _failed_release(ops_gateway, plant, dataset)  # refused at its first step: nothing changed
+    plant.clear_faults()
+    (abandoned,) = _json(ops_gateway, manager, "discard", untouched, "--reason", "hold stays: complaint confirmed")
+    assert abandoned["state"] == "ABANDONED" and "complaint confirmed" in abandoned["error"]
+
+
+def test_a_refused_token_is_one_line_naming_the_code(ops_gateway: Gateway) -> None:
+    forged = _ops(ops_gateway, "not-a-token", "pending")
+    assert forged.returncode == 1
+    assert forged.stderr.startswith("lotgraph ops pending: UNAUTHENTICATED") and forged.stderr.count("\n") == 1
+    reader = _ops(ops_gateway, ops_gateway.token("portal_reader"), "exceptions")
+    assert reader.returncode == 1 and reader.stderr.startswith("lotgraph ops exceptions: FORBIDDEN"), reader.stderr
