@@ -1,8 +1,8 @@
 """Traces and metrics: where a request or an operation spent its time, and what the gateway is doing.
 
-Traces: an OpenTelemetry SDK tracer (W3C `traceparent` in and out; httpx spans carry it to every
-upstream), server spans from the Starlette instrumentation, and spans of our own per contract call and
-operation step. Exported by OTLP/HTTP, to the console, or nowhere (`LOTGRAPH_TELEMETRY__TRACES`);
+Traces: an OpenTelemetry SDK tracer (W3C `traceparent` in and out: every upstream request carries its contract
+call's, `gateway/sources/connector.py`), server spans from the Starlette instrumentation, and spans of our own per
+contract call and operation step. Exported by OTLP/HTTP, to the console, or nowhere (`LOTGRAPH_TELEMETRY__TRACES`);
 the trace id is also echoed to the client as `traceparent`.
 
 Metrics: Prometheus series in a registry of this gateway's own, served on `/metrics`.
@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from typing import Literal
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -48,7 +47,6 @@ def setup_tracing(settings: TelemetrySettings) -> None:
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint)))
     trace.set_tracer_provider(provider)
-    HTTPXClientInstrumentor().instrument()
 
 
 def current_traceparent() -> str | None:

@@ -2,6 +2,11 @@
 
 Connectors know how to reach a system and how it batches keys; they know nothing of its payloads:
 validating and normalizing those is the contracts' job.
+
+The client is httpx's API over aiohttp's connection pool and HTTP parser (`httpx-aiohttp`, by an httpx
+maintainer): the same requests and responses, at about half the gateway's CPU per upstream call of httpcore's
+pure-Python one. Each request carries the caller's correlation id and the W3C trace context of the contract call
+it belongs to (`traceparent`), so a request can be followed into the plant's systems.
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
+from opentelemetry.propagate import inject
 
 from gateway import correlation
 from gateway.errors import BadUserInput, NotFound, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
@@ -28,23 +36,15 @@ def chunked(keys: Sequence[str], size: int) -> Iterable[Sequence[str]]:
 class SourceConnector:
     """HTTP access to one source system with its own connection pool and timeouts."""
 
-    def __init__(
-        self,
-        name: str,
-        settings: SourceSettings,
-        transport: httpx.AsyncBaseTransport | None = None,
-        quota: RedisQuota | None = None,
-    ):
+    def __init__(self, name: str, settings: SourceSettings, quota: RedisQuota | None = None):
         self.name = name
         self.settings = settings
+        pool = httpx.Limits(max_connections=settings.max_connections,
+                            max_keepalive_connections=settings.max_connections)  # fmt: skip
         self.client = httpx.AsyncClient(
             base_url=str(settings.url),
             timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-            limits=httpx.Limits(
-                max_connections=settings.max_connections,
-                max_keepalive_connections=settings.max_connections,
-            ),
-            transport=transport,
+            transport=AiohttpTransport(limits=pool),
             auth=upstream_auth(name, settings.auth),
         )
         self.guarded = Guarded(name, settings.resilience, quota)
@@ -60,21 +60,24 @@ class SourceConnector:
         statuses too, unless `check` is False: then the caller reads the status itself)."""
         retryable = method in ("GET", "HEAD") if idempotent is None else idempotent
         try:
-            self.client.build_request(method, path, params=kwargs.get("params"))  # the URL only: no I/O, no body
+            request = self.client.build_request(method, path, **kwargs)  # built once, sent on every attempt
         except httpx.InvalidURL as exc:
             # Only what a client sent (an id of 100,000 characters) makes a URL too long: its mistake, not the
             # source's, so it is refused before the source's protections (breaker, retries) count it.
             raise BadUserInput(f"the request is too long to send to {self.name.upper()}") from exc
-        return await self.guarded.call(lambda: self._send(method, path, check, **kwargs), idempotent=retryable)
+        if correlation_id := correlation.current.get():
+            request.headers[correlation.HEADER] = correlation_id
+        inject(request.headers)  # the current span's trace context: the contract call this request is part of
+        return await self.guarded.call(lambda: self._send(request, check), idempotent=retryable)
 
-    async def _send(self, method: str, path: str, check: bool, **kwargs: Any) -> httpx.Response:
-        headers = dict(kwargs.pop("headers", None) or {})
-        correlation_id = correlation.current.get()
-        if correlation_id:
-            headers[correlation.HEADER] = correlation_id
+    async def _send(self, request: httpx.Request, check: bool) -> httpx.Response:
+        method, path = request.method, request.url.path
         try:
-            response = await self.client.request(method, path, headers=headers, **kwargs)
+            response = await self.client.send(request)
         except httpx.TimeoutException as exc:
+            if _refused(exc):
+                unreachable = f"{self.name.upper()} is unreachable: ConnectError"
+                raise UpstreamUnavailable(unreachable, source=self.name) from exc
             raise UpstreamTimeout(
                 f"{self.name.upper()} did not answer {method} {path} in time", source=self.name
             ) from exc
@@ -109,6 +112,13 @@ class SourceConnector:
         """GET a batch of keys as one comma-separated parameter, in as few requests as URL length allows."""
         chunks = chunked(keys, self.settings.max_batch_keys)
         return list(await asyncio.gather(*(self.get(path, **{key_param: ",".join(c)}, **params) for c in chunks)))
+
+
+def _refused(exc: httpx.TimeoutException) -> bool:
+    """The aiohttp transport reports a connection that failed at once (refused, reset, closed by the peer) as a
+    `ConnectTimeout`; it is no timeout: the system is unreachable, and saying "in time" would mislead."""
+    cause = exc.__cause__
+    return isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, aiohttp.ServerTimeoutError)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
