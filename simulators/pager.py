@@ -24,6 +24,7 @@ from simulators.admin import ADMIN_PREFIX, build_app
 from simulators.web import iso, rest_error
 
 KEPT = 10_000  # pages remembered (the oldest go first)
+SIGNED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
 class Pager:
@@ -45,9 +46,11 @@ class Pager:
             self.seen.discard(self.pages[0]["id"])
         self.seen.add(message_id)
         data = message.get("data") or {}
+        signed = {name: request.headers[name] for name in SIGNED_HEADERS}
         self.pages.append({
             "id": message_id, "received_at": iso(datetime.now(UTC)), "type": message.get("type"),
             "plant": data.get("plant"), "lot_id": data.get("lotId"), "message": message,
+            "as_received": {"headers": signed, "body": body.decode()},  # for anyone who wants to check it again
         })  # fmt: skip
         return JSONResponse({"status": "paged", "id": message_id}, status_code=202)
 
