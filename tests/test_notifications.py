@@ -303,3 +303,30 @@ def test_the_settings_name_what_is_wrong_with_a_target(tmp_path: Path) -> None:
         assert refused.value.setting == f"LOTGRAPH_NOTIFICATIONS__TARGETS__PAGER__{setting.upper().replace('.', '__')}"
         assert says in str(refused.value)
         assert "dG9vIHNob3J0" not in str(refused.value), "a secret is never echoed"
+
+
+async def test_replicas_sharing_a_postgresql_store_never_claim_one_delivery_twice(postgres_url: str) -> None:
+    """Two replicas' workers claiming at once from one outbox: every due delivery goes to exactly one of them, and
+    an event stored again for a target adds no second delivery."""
+    from gateway.store import Store
+
+    store = await Store.open(postgres_url)
+    try:
+        outbox = store.outbox
+        added = [
+            await outbox.add(f"msg_{n}", "pager", f"evt-{n}", "InspectionCompleted", plants=["P100"], lot_id=None,
+                             correlation_id=None, body={"n": n})
+            for n in range(40)
+        ]  # fmt: skip
+        again = await outbox.add("msg_x", "pager", "evt-0", "InspectionCompleted", plants=[], lot_id=None,
+                                 correlation_id=None, body={})  # fmt: skip
+        assert all(added) and again is False
+        first, second = await asyncio.gather(
+            outbox.claim("replica-a", 30, 40, ["pager"]), outbox.claim("replica-b", 30, 40, ["pager"])
+        )
+        a, b = {d.id for d in first}, {d.id for d in second}
+        assert not a & b and a | b == {f"msg_{n}" for n in range(40)}
+        assert await outbox.claim("replica-c", 30, 40, ["pager"]) == [], "leased deliveries are nobody else's"
+        assert await outbox.delivered(next(iter(a)), "replica-b") is False, "only the lease's holder records"
+    finally:
+        await store.aclose()
