@@ -79,7 +79,7 @@ class AuthSettings(BaseModel):
     @classmethod
     def _https_unless_loopback(cls, url: HttpUrl | None) -> HttpUrl | None:
         """Keys fetched over plain HTTP could be swapped in transit, which would let anyone mint tokens."""
-        if url is not None and url.scheme != "https" and not _is_loopback(url.host or ""):
+        if url is not None and url.scheme != "https" and not is_loopback(url.host or ""):
             raise ValueError("jwks_url must use https (plain http only on loopback)")
         return url
 
@@ -109,7 +109,8 @@ class AuthSettings(BaseModel):
         return self.dev_key_file or data_dir / DEV_KEY_NAME
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """A host on this machine: plain http to it crosses no network (the one place http is let through)."""
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:

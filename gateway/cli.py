@@ -216,7 +216,12 @@ def parser() -> argparse.ArgumentParser:
     ).set_defaults(handler=_supergraph)
 
     for name, handler, summary in (
-        ("demo", _demo, "the gateway on PORT, the ERP, QMS, WMS, MES simulators on PORT+1..PORT+4, the LIMS on PORT+5"),
+        (
+            "demo",
+            _demo,
+            "the gateway on PORT, the ERP, QMS, WMS, MES simulators on PORT+1..PORT+4, the LIMS on PORT+5, "
+            "the supervisors' pager on PORT+6",
+        ),
         ("sim", _sim, "only the simulated plant: ERP, QMS, WMS, MES on PORT+1..PORT+4, the LIMS on PORT+5"),
     ):
         command = commands.add_parser(name, help=summary, description=summary)

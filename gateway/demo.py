@@ -1,7 +1,8 @@
 """`lotgraph demo`: the simulated plant and the gateway, one process, embedded defaults.
 
-The gateway listens on P, ERP, QMS, WMS and MES on P+1 … P+4, and the LIMS (a GraphQL subgraph the gateway
-federates) on P+5, so a newcomer has a whole plant behind GraphiQL with one command. A simulated production
+The gateway listens on P, ERP, QMS, WMS and MES on P+1 … P+4, the LIMS (a GraphQL subgraph the gateway
+federates) on P+5 and the supervisors' pager (which the gateway notifies of quality failures) on P+6, so a
+newcomer has a whole plant behind GraphiQL with one command. A simulated production
 shift makes the plant's systems change state every few seconds (production, supplier deliveries, inspections,
 holds and scrap, each in one system), they push their events to the gateway (signed webhooks; MES over MQTT when
 a broker is given), and the gateway's workflows carry every change to the other systems: the plant stays
@@ -22,10 +23,12 @@ from starlette.applications import Starlette
 
 from gateway.app import create_app
 from gateway.auth import AuthSettings, DevSigner, mint_personas
-from gateway.events.settings import EventSettings, MqttSettings
+from gateway.events.envelope import EventType
+from gateway.events.settings import EventSettings, MqttSettings, Trigger
+from gateway.notifications import NotificationSettings, TargetSettings
 from gateway.servers import Listener, ServerGroup
 from gateway.settings import Mode, Settings, local_sources
-from simulators import Dataset, create_apps, generate
+from simulators import Dataset, create_apps, generate, pager
 from simulators.shift import Shift
 
 SIMULATORS = ("erp", "qms", "wms", "mes")
@@ -54,14 +57,22 @@ def subgraph_port(first_port: int, name: str) -> int:
     return first_port + len(SIMULATORS) + SUBGRAPHS.index(name)
 
 
+def pager_port(port: int) -> int:
+    """Where the demo's supervisors' pager listens: after the gateway (`port`), the four systems and the subgraphs."""
+    return port + 1 + len(SIMULATORS) + len(SUBGRAPHS)
+
+
 def subgraph_url(host: str, first_port: int, name: str) -> str:
     """A simulated subgraph's GraphQL endpoint (for `LOTGRAPH_SUBGRAPHS__<NAME>__URL`)."""
     return f"http://{host}:{subgraph_port(first_port, name)}/graphql"
 
 
-def demo_settings(host: str, port: int, webhook_secret: str, mqtt_url: str | None = None) -> Settings:
+def demo_settings(
+    host: str, port: int, webhook_secret: str, mqtt_url: str | None = None, pager_secret: str | None = None
+) -> Settings:
     """Development mode, explicitly: GraphiQL (its Headers tab pre-filled with a QA manager's token), dev tokens,
-    and anonymous reads as a portal reader; the LIMS federated as a remote subgraph."""
+    and anonymous reads as a portal reader; the LIMS federated as a remote subgraph; the supervisors' pager
+    notified of every failed inspection and opened nonconformance (signed with `pager_secret`)."""
     data_dir = Settings.model_fields["data_dir"].default
     return Settings(
         mode=Mode.DEVELOPMENT,
@@ -79,7 +90,12 @@ def demo_settings(host: str, port: int, webhook_secret: str, mqtt_url: str | Non
             webhook_secrets={source: SecretStr(webhook_secret) for source in ("qms", "mes", "wms")},
             mqtt=MqttSettings(url=mqtt_url),
         ),
-    )
+        notifications=NotificationSettings(targets={"supervisors": TargetSettings(
+            url=f"http://{host}:{pager_port(port)}/api/pages", secret=pager_secret or new_webhook_secret(),
+            events=[Trigger(type=EventType.INSPECTION_COMPLETED, passed=False),
+                    Trigger(type=EventType.NONCONFORMANCE_OPENED)],
+        )}),
+    )  # fmt: skip
 
 
 def fresh_store(settings: Settings) -> None:
@@ -112,10 +128,12 @@ def plant_events(settings: Settings, secret: str, mqtt_url: str | None) -> dict[
     }
 
 
-def demo_group(dataset: Dataset, settings: Settings, apps: dict[str, Starlette]) -> ServerGroup:
+def demo_group(dataset: Dataset, settings: Settings, apps: dict[str, Starlette], pager_secret: str) -> ServerGroup:
     group = ServerGroup()
     group.add("gateway", create_app(settings), settings.host, settings.port)
-    return plant_group(dataset, settings.host, settings.port + 1, group, apps)
+    plant_group(dataset, settings.host, settings.port + 1, group, apps)
+    group.add("PAGER", pager.create_app(pager_secret), settings.host, pager_port(settings.port))
+    return group
 
 
 def example_queries(dataset: Dataset) -> list[tuple[str, str]]:
@@ -154,7 +172,7 @@ def persona_tokens(dataset: Dataset, settings: Settings) -> dict[str, str]:
 def banner(listeners: list[Listener], dataset: Dataset, seconds: float, tokens: dict[str, str]) -> str:
     lines = [f"lotgraph demo: a plant of {len(dataset.lots)} lots, ready in {seconds:.1f} s", ""]
     for listener in listeners:
-        path = "/graphql" if listener.name in ("gateway", "LIMS") else ""
+        path = {"gateway": "/graphql", "LIMS": "/graphql", "PAGER": "/_admin/pages"}.get(listener.name, "")
         lines.append(f"  {listener.name:8} {listener.url}{path}")
     lines += ["", "Open GraphiQL at the gateway URL (its Headers tab holds a QA manager's token) and try:"]
     for title, query in example_queries(dataset):
@@ -170,6 +188,8 @@ def banner(listeners: list[Listener], dataset: Dataset, seconds: float, tokens: 
         "",
         "A production shift is running: watch it with",
         "  subscription { qualityEvents { cursor type plant lotId payload } }",
+        "The supervisors' pager (PAGER above) lists the failed inspections and opened nonconformances lotgraph",
+        "notified it of, each verified against its own Standard Webhooks secret.",
         "",
         "Ctrl-C stops everything.",
     ]
@@ -181,8 +201,8 @@ async def run_demo(
 ) -> None:
     started = time.perf_counter()
     dataset = generate(seed=seed, lots=lots)
-    secret = new_webhook_secret()
-    settings = demo_settings(host, port, secret, mqtt_url)
+    secret, pager_secret = new_webhook_secret(), new_webhook_secret()
+    settings = demo_settings(host, port, secret, mqtt_url, pager_secret)
     fresh_store(settings)
     apps = create_apps(dataset, events=plant_events(settings, secret, mqtt_url), with_lims=True)
     # The gateway reads the LIMS's SDL while it is being created, before this loop serves anything: the LIMS
@@ -190,7 +210,7 @@ async def run_demo(
     lims = ServerGroup()
     lims.add("LIMS", apps.pop("lims"), host, subgraph_port(port + 1, "lims"))
     with lims.running_in_thread():
-        group = demo_group(dataset, settings, apps)
+        group = demo_group(dataset, settings, apps, pager_secret)
         tokens = persona_tokens(dataset, settings)
         generated = time.perf_counter() - started
         shift: list[asyncio.Task[None]] = []

@@ -4,9 +4,10 @@ Cedar's `manageExceptions` decides on the queue as a whole (Governance: may the 
 entry (an ExceptionEntry, through the plants it is about); each retry and discard is decided and audited like an
 operator's action on an operation (`Command.authorized`), FORBIDDEN when refused. What a retry does depends on
 the kind: an EVENT's reactions run again from the inbox (the dispatcher is woken); a STEP's operation is retried
-as `retryOperation` does (so `manageOperations` on it is decided too); a NOTIFICATION is marked RETRIED, which is
-what the delivery worker looks for. Discarding a STEP abandons its operation as `abandonOperation` does (refused
-while that would leave a lot half applied); other kinds are just closed, with the reason.
+as `retryOperation` does (so `manageOperations` on it is decided too); a NOTIFICATION's delivery is due again with
+fresh tries (the delivery worker is woken). Each stays RETRIED until it succeeds (RESOLVED) or fails for good again
+(OPEN). Discarding a STEP abandons its operation as `abandonOperation` does (refused while that would leave a lot
+half applied); a NOTIFICATION's delivery is given up (DISCARDED); an EVENT is just closed, with the reason.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from gateway.auth import Principal
 from gateway.authz import Guard
 from gateway.errors import BadUserInput, NotFound
 from gateway.events.hub import Events
+from gateway.notifications import Notifications
 from gateway.operations.service import Operations, required
 from gateway.store.exceptions import ExceptionEntry, ExceptionKind, ExceptionQueue, ExceptionState
 from gateway.store.inbox import Inbox
@@ -43,6 +45,7 @@ class Exceptions:
     inbox: Inbox
     events: Events
     operations: Operations
+    notifications: Notifications
 
     async def page(
         self, guard: Guard, *, first: int, after: str | None, kind: ExceptionKind | None = None,
@@ -81,16 +84,18 @@ class Exceptions:
         entry = await self._decided(principal, entry_id, correlation_id, "retryException", {})
         await self.queue.mark(entry.id, ExceptionState.RETRIED, by=principal.sub, why="retried",
                               only_from=[ExceptionState.OPEN])  # fmt: skip
-        if entry.kind is ExceptionKind.EVENT:
-            await self.inbox.requeue(entry.subject)
-            self.events.wake()
-        elif entry.kind is ExceptionKind.STEP:
-            try:  # completed: the executor resolves the entry; failed again: parked again, OPEN
+        try:  # succeeded: the entry is RESOLVED by what ran it; failed again: parked again, OPEN
+            if entry.kind is ExceptionKind.EVENT:
+                await self.inbox.requeue(entry.subject)
+                self.events.wake()
+            elif entry.kind is ExceptionKind.STEP:
                 await self.operations.retry(principal, entry.subject, correlation_id)
-            except Exception:
-                await self.queue.mark(entry.id, ExceptionState.OPEN, by=principal.sub, why="retry refused",
-                                      only_from=[ExceptionState.RETRIED])  # fmt: skip
-                raise
+            else:
+                await self.notifications.retry(entry.subject)
+        except Exception:
+            await self.queue.mark(entry.id, ExceptionState.OPEN, by=principal.sub, why="retry refused",
+                                  only_from=[ExceptionState.RETRIED])  # fmt: skip
+            raise
         return await self._existing(entry_id)
 
     async def discard(self, principal: Principal, entry_id: str, reason: str, correlation_id: str) -> ExceptionEntry:
@@ -99,6 +104,8 @@ class Exceptions:
         if entry.kind is ExceptionKind.STEP:  # the operation is abandoned, which discards its entry
             await self.operations.abandon(principal, entry.subject, reason, correlation_id)
         else:
+            if entry.kind is ExceptionKind.NOTIFICATION:
+                await self.notifications.discard(entry.subject)
             await self.queue.mark(entry.id, ExceptionState.DISCARDED, by=principal.sub, why=reason,
                                   only_from=[ExceptionState.OPEN])  # fmt: skip
         return await self._existing(entry_id)

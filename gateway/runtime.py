@@ -1,5 +1,6 @@
 """The long-lived parts of one gateway process, opened once and shared by every request:
-upstream connectors, the store, the policy engine, the authenticator, the event bus and the exception queue."""
+upstream connectors, the store, the policy engine, the authenticator, the event bus, the exception queue and the
+notifications' delivery worker."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from gateway.events.mqtt import MqttIngest
 from gateway.events.polling import ErpChangeFeed
 from gateway.exceptions import Exceptions
 from gateway.federation.client import SubgraphClient
+from gateway.notifications import Notifications
 from gateway.operations.service import Operations
 from gateway.settings import Mode, Settings
 from gateway.store import Store, describe
@@ -36,6 +38,7 @@ class Runtime:
     metrics: Metrics
     redis: Redis | None
     events: Events
+    notifications: Notifications
     store: Store | None = field(default=None)
     _operations: Operations | None = field(default=None)
     _exceptions: Exceptions | None = field(default=None)
@@ -56,6 +59,7 @@ class Runtime:
             redis=redis,
             upstream=upstream,
             events=Events.open(settings.events, settings.redis_url, upstream.cache, metrics),
+            notifications=Notifications(settings.notifications, metrics),
             policies=PolicyEngine(),
             subgraphs={name: SubgraphClient(name, subgraph) for name, subgraph in settings.subgraphs.items()},
             authenticator=build_authenticator(
@@ -76,8 +80,11 @@ class Runtime:
             self.settings.max_genealogy_depth,
             self.metrics,
         )
+        await self.notifications.start(self.store.outbox, self.store.exceptions)
         await self.events.start(self.store.inbox, self.store.exceptions)
-        self._exceptions = Exceptions(self.store.exceptions, self.store.inbox, self.events, self._operations)
+        self._exceptions = Exceptions(
+            self.store.exceptions, self.store.inbox, self.events, self._operations, self.notifications
+        )
         events = self.settings.events
         if events.mqtt.url:
             client_id = f"lotgraph-{socket.gethostname()}-{self.settings.port}"
@@ -93,6 +100,7 @@ class Runtime:
         if self._operations is not None:
             await self._operations.stop()
         await self.events.aclose()
+        await self.notifications.aclose()
         await self.upstream.aclose()
         for subgraph in self.subgraphs.values():
             await subgraph.aclose()

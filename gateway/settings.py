@@ -37,6 +37,7 @@ from gateway.cache import CacheSettings
 from gateway.errors import ConfigurationError
 from gateway.events.settings import EventSettings
 from gateway.limits import LimitSettings
+from gateway.notifications.settings import NotificationSettings
 from gateway.resilience import ResilienceSettings
 from gateway.telemetry import TelemetrySettings
 from gateway.trusted import TrustedDocumentSettings
@@ -156,6 +157,7 @@ class Settings(BaseSettings):
     trusted_documents: TrustedDocumentSettings = Field(default_factory=TrustedDocumentSettings)
     events: EventSettings = Field(default_factory=EventSettings)
     workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     max_page_size: int = Field(default=1000, ge=1)
     operation_retry_seconds: float = Field(
         default=5.0, gt=0, description="How often pending operations are retried (a system that was down returns)."
@@ -213,6 +215,7 @@ class Settings(BaseSettings):
 ENV_PREFIX = "LOTGRAPH_"
 # Read by `load_settings` and the CLI themselves rather than being settings.
 NOT_SETTINGS = frozenset({"LOTGRAPH_CONFIG", "LOTGRAPH_LOG_FORMAT"})
+SECRET_WORDS = ("secret", "password", "api_key", "headers")  # settings whose values are never echoed in an error
 log = logging.getLogger(__name__)
 
 
@@ -230,7 +233,15 @@ def load_settings(**overrides: Any) -> Settings:
         problem = error["msg"] if error["type"] != "extra_forbidden" else "is not a setting lotgraph knows"
         if error["type"] == "enum" and "expected" in error.get("ctx", {}):
             problem = f"must be {error['ctx']['expected']}"
-        raise ConfigurationError(_where(path, config_file), f"{problem} (got {error['input']!r})"[:300]) from None
+        if not _secret(path, error["input"]):
+            problem += f" (got {error['input']!r})"
+        raise ConfigurationError(_where(path, config_file), problem[:300]) from None
+
+
+def _secret(path: list[str], value: Any) -> bool:
+    """Whether echoing the wrong value could print a secret: a secret's own value, or a group of settings (a
+    missing field's input is its whole parent, secrets and all)."""
+    return isinstance(value, dict | list) or any(word in part for part in path for word in SECRET_WORDS)
 
 
 def names_a_setting(variable: str) -> bool:
@@ -281,11 +292,16 @@ def _check_config_file(path: Path) -> None:
 
 
 def _where(path: list[str], config_file: str | None) -> str:
-    """`LOTGRAPH_SOURCES__WMS__VERSION` when that variable is set (or there is no file), else the file's key."""
-    variable = ENV_PREFIX + "__".join(part.upper() for part in path)
-    if config_file and variable not in {name.upper() for name in os.environ}:
+    """The variable the wrong value came from (`LOTGRAPH_SOURCES__WMS__VERSION`; a value inside a JSON-valued
+    variable after it: `LOTGRAPH_NOTIFICATIONS__TARGETS__PAGER__EVENTS[0].type`), else the config file's key."""
+    present = {name.upper() for name in os.environ}
+    for cut in range(len(path), 0, -1):
+        variable = ENV_PREFIX + "__".join(part.upper() for part in path[:cut])
+        if variable in present:
+            return variable + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in path[cut:])
+    if config_file:
         return f"{'.'.join(path)} in {config_file}"
-    return variable
+    return ENV_PREFIX + "__".join(part.upper() for part in path)
 
 
 def local_sources(first_port: int) -> Sources:

@@ -99,6 +99,15 @@ class Metrics:
             "lotgraph_exceptions_open", "OPEN entries of the exception queue by kind (EVENT, STEP, NOTIFICATION)",
             ["kind"], registry=r,
         )  # fmt: skip
+        self.notifications_undelivered = Gauge(
+            "lotgraph_notifications_undelivered", "Notifications not delivered yet (pending or parked) by target",
+            ["target"], registry=r,
+        )  # fmt: skip
+        self.notification_attempts = Counter(
+            "lotgraph_notification_attempts",
+            "Delivery tries by target and outcome (delivered, refused, timeout, unreachable)", ["target", "outcome"],
+            registry=r,
+        )  # fmt: skip
         self.disagreements = Counter(
             "lotgraph_lot_disagreements", "Lots whose systems were found disagreeing when asked", registry=r
         )

@@ -25,8 +25,8 @@ ExceptionKind = strawberry.enum(
 ExceptionState = strawberry.enum(
     store.ExceptionState,
     description="OPEN waits for a person; RETRIED runs again (an EVENT's reactions from the inbox; a NOTIFICATION "
-    "waits for the delivery worker to pick it up) and becomes RESOLVED when it succeeds, or OPEN again when it "
-    "fails; DISCARDED was given up, with a reason.",
+    "is due again at the delivery worker, with fresh tries) and becomes RESOLVED when it succeeds, or OPEN again "
+    "when it fails; DISCARDED was given up, with a reason.",
 )
 
 
@@ -35,12 +35,18 @@ class ExceptionEntry:
     id: strawberry.ID
     kind: ExceptionKind
     state: ExceptionState
-    reason_code: str = strawberry.field(description="The error code that parked it, e.g. FORBIDDEN, NOT_FOUND.")
+    reason_code: str = strawberry.field(
+        description="The error code that parked it, e.g. FORBIDDEN, NOT_FOUND; a notification's: TARGET_REFUSED, "
+        "TARGET_TIMEOUT or TARGET_UNREACHABLE."
+    )
     reason: str
     subject: str = strawberry.field(description="The event id, operation id or delivery id it is about.")
     lot_id: str | None
     plants: list[str] = strawberry.field(description="The plants it is about; `?` when none is known.")
-    payload: JSON = strawberry.field(description="The parked event as received, or the failed operation's summary.")
+    payload: JSON = strawberry.field(
+        description="The parked event as received, the failed operation's summary, or the notification's target, "
+        "event id and body as it would be sent."
+    )
     attempts: int
     correlation_id: str | None
     created_at: datetime

@@ -26,6 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 README_PORT = 8000  # `make run`: the only thing in the README's commands the test changes (to a free port)
+DEMO_PORT = re.compile(rf"localhost:{README_PORT // 10}(\d)")  # the gateway's, the systems' and the pager's ports
+
+
+def _on(port: int, block: str) -> str:
+    """A README block with the demo's ports (8000, 8001, ... 8006) moved to the test demo's (port, port + 1, ...)."""
+    return DEMO_PORT.sub(lambda found: f"localhost:{port + int(found.group(1))}", block)
 
 
 def readme_queries() -> list[str]:
@@ -35,7 +41,7 @@ def readme_queries() -> list[str]:
 def readme_commands() -> list[str]:
     """The README's ```sh blocks that talk to a running demo (not the Quickstart's `make` lines)."""
     blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
-    return [block for block in blocks if f"localhost:{README_PORT}" in block]
+    return [block for block in blocks if DEMO_PORT.search(block)]
 
 
 def _json_documents(text: str) -> list[Any]:
@@ -56,7 +62,7 @@ def _run_shell(block: str, cwd: Path, port: int) -> list[dict[str, Any]]:
 
 
 def _shell_output(block: str, cwd: Path, port: int) -> str:
-    script = block.replace(f"localhost:{README_PORT}", f"localhost:{port}")
+    script = _on(port, block)
     clean = {key: value for key, value in os.environ.items() if not key.startswith("LOTGRAPH_")}
     done = subprocess.run(["sh", "-ec", script], cwd=cwd, env=clean, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, (block, done.stdout, done.stderr)
@@ -72,7 +78,7 @@ def _assert_answered(answer: dict[str, Any], what: str) -> None:
 
 def _subscribe_as_written(block: str, cwd: Path, port: int, within: float = 60) -> dict[str, Any]:
     """The README's streaming curl, as written: the first event it prints (then it is stopped, as Ctrl-C would)."""
-    script = block.replace(f"localhost:{README_PORT}", f"localhost:{port}")
+    script = _on(port, block)
     clean = {key: value for key, value in os.environ.items() if not key.startswith("LOTGRAPH_")}
     stream = subprocess.Popen(
         ["sh", "-ec", script], cwd=cwd, env=clean, stdout=subprocess.PIPE, text=True, start_new_session=True
@@ -134,7 +140,7 @@ def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c(tmp_path: Path) -> 
     # A directory laid out like the repository's root: the README's commands use `.venv/bin/lotgraph` and the
     # demo's `.lotgraph/` data directory, both relative to where `make run` runs.
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
-    port = free_block(6)
+    port = free_block(7)
     lotgraph = Path(sys.executable).parent / "lotgraph"
     clean = {key: value for key, value in os.environ.items() if not key.startswith("LOTGRAPH_")}
     process = subprocess.Popen(
@@ -143,7 +149,7 @@ def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c(tmp_path: Path) -> 
     )  # fmt: skip
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/healthz", process)
-        for system_port in range(port + 1, port + 6):  # ERP, QMS, WMS, MES, LIMS
+        for system_port in range(port + 1, port + 7):  # ERP, QMS, WMS, MES, LIMS, the supervisors' pager
             assert httpx.get(f"http://127.0.0.1:{system_port}/_admin/stats").status_code == 200
         graphiql = httpx.get(f"http://127.0.0.1:{port}/graphql", headers={"accept": "text/html"})
         assert "graphiql" in graphiql.text.lower()
@@ -173,7 +179,8 @@ def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c(tmp_path: Path) -> 
         table, _, listed = _shell_output(operating, tmp_path, port).partition("shown\n")
         assert "kind" in table and "state" in table, table
         assert isinstance(json.loads(listed), list), listed
-        (stream,) = [c for c in commands if c not in mutations]
+        (pages,) = [c for c in commands if "/_admin/pages" in c]
+        (stream,) = [c for c in commands if c not in mutations and c != pages]
         event = _subscribe_as_written(stream, tmp_path, port)
         _assert_answered(event, stream)
         assert event["data"]["qualityEvents"]["lotId"], event
@@ -196,6 +203,14 @@ def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c(tmp_path: Path) -> 
         finally:
             pool.shutdown(wait=False)  # a stream still waiting ends with the demo, stopped below
         assert event["supplier"] == DEMO_SUPPLIER and event["type"] == "NONCONFORMANCE_OPENED", event
+        # The supervisors' pager, as the README shows it, was told of the shift's quality failures (it keeps only
+        # what its own secret verifies).
+        deadline = time.monotonic() + 60
+        while not (paged := _run_shell(pages, tmp_path, port)[0]["pages"]):
+            assert time.monotonic() < deadline, "the supervisors' pager was told of nothing"
+            time.sleep(1)
+        assert {page["type"] for page in paged} <= {"InspectionCompleted", "NonconformanceOpened"}, paged
+        assert all(page["message"]["data"]["lotId"] == page["lot_id"] for page in paged), paged
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)

@@ -50,6 +50,26 @@ def _one_line(result: subprocess.CompletedProcess[str]) -> str:
             "cannot open the store at postgresql+asyncpg://lotgraph:***@127.0.0.1:1/x",
         ),
         ({"LOTGRAPH_MODE": "development", "LOTGRAPH_STORE_URL": "nosuchdb://x"}, "LOTGRAPH_STORE_URL", "not a usable"),
+        (
+            {
+                "LOTGRAPH_MODE": "development",
+                "LOTGRAPH_NOTIFICATIONS__TARGETS__PAGER__URL": "https://pager.example/api",
+                "LOTGRAPH_NOTIFICATIONS__TARGETS__PAGER__SECRET": "whsec_aHVudGVyMg==",
+                "LOTGRAPH_NOTIFICATIONS__TARGETS__PAGER__EVENTS": '[{"type": "InspectionCompleted", "passed": false}]',
+            },
+            "LOTGRAPH_NOTIFICATIONS__TARGETS__PAGER__SECRET",
+            "must be a Standard Webhooks secret",
+        ),
+        (
+            {
+                "LOTGRAPH_MODE": "development",
+                "LOTGRAPH_NOTIFICATIONS__TARGETS__PAGER__URL": "https://pager.example/api",
+                "LOTGRAPH_NOTIFICATIONS__TARGETS__PAGER__SECRET": "whsec_" + "aHVudGVyMg" * 4,
+                "LOTGRAPH_NOTIFICATIONS__TARGETS__PAGER__EVENTS": '[{"type": "InspectionFailed"}]',
+            },
+            "LOTGRAPH_NOTIFICATIONS__TARGETS__PAGER__EVENTS[0].type",
+            "'InspectionCompleted'",
+        ),
     ],
 )
 def test_run_refuses_a_bad_setting_in_one_line_naming_it(
@@ -58,7 +78,7 @@ def test_run_refuses_a_bad_setting_in_one_line_naming_it(
     line = _one_line(_lotgraph("run", cwd=tmp_path, **env))
     assert line.startswith(f"lotgraph: {names}: "), line
     assert says in line
-    assert "hunter2" not in line
+    assert "hunter2" not in line and "aHVudGVyMg" not in line
 
 
 def test_a_config_file_key_is_named_by_its_file(tmp_path: Path) -> None:

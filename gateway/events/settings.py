@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
-from gateway.events.envelope import EventType
+from gateway.events.envelope import PLANT_EVENTS, Event, EventType
 
 
 class MqttSettings(BaseModel):
@@ -24,10 +24,22 @@ class MqttSettings(BaseModel):
 
 
 class Trigger(BaseModel):
-    """Events that start a containment hold: of this type and, if `passed` is set, with that inspection verdict."""
+    """Which events a reaction acts on (containment's holds, a notification target's deliveries): of this type and,
+    if `passed` is set, with that inspection verdict. Only inbound plant events reach reactions, so a type no plant
+    system sends would silently match nothing: refused."""
 
     type: EventType
     passed: bool | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _plant_event(cls, kind: EventType) -> EventType:
+        if kind not in PLANT_EVENTS:
+            raise ValueError(f"{kind.value} is the gateway's own event, never a plant's: no reaction sees it")
+        return kind
+
+    def matches(self, event: Event) -> bool:
+        return event.type is self.type and (self.passed is None or event.payload.get("passed") is self.passed)
 
 
 class ContainmentSettings(BaseModel):

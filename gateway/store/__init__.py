@@ -16,6 +16,7 @@ from gateway.store.cursors import IngestCursors
 from gateway.store.engine import migrate, open_engine
 from gateway.store.exceptions import ExceptionQueue
 from gateway.store.inbox import Inbox
+from gateway.store.outbox import Outbox
 
 __all__ = ["AuditEntry", "AuditLog", "Store", "Verification", "describe"]
 
@@ -49,6 +50,7 @@ class Store:
         self.cursors = IngestCursors(engine)
         self.inbox = Inbox(engine)
         self.exceptions = ExceptionQueue(engine)
+        self.outbox = Outbox(engine)
 
     @classmethod
     async def open(cls, url: str) -> Store:

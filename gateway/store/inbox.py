@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import StoreConflict
+from gateway.store import leases
 from gateway.store.tables import inbox
 
 
@@ -60,31 +61,10 @@ class Inbox:
             await conn.execute(update(inbox).where(inbox.c.id == event_id).values(published=True))
 
     async def claim(self, owner: str, seconds: float, limit: int) -> list[InboxEntry]:
-        """Due PENDING entries no live lease covers, leased to `owner` (each by a conditional UPDATE, so two
-        replicas never both win one), oldest first."""
-        now = datetime.now(UTC)
-        free = or_(inbox.c.lease_until.is_(None), inbox.c.lease_until < now)
-        query = (
-            select(inbox.c.id)
-            .where(inbox.c.state == InboxState.PENDING.value, inbox.c.due_at <= now, free)
-            .order_by(inbox.c.received_at)
-            .limit(limit)
-        )
-        async with self.engine.connect() as conn:
-            candidates = (await conn.execute(query)).scalars().all()
-        claimed = []
-        for event_id in candidates:
-            async with self.engine.begin() as conn:
-                won = await conn.execute(
-                    update(inbox)
-                    .where(inbox.c.id == event_id, inbox.c.state == InboxState.PENDING.value, free)
-                    .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
-                )
-                if won.rowcount != 1:
-                    continue
-                row = (await conn.execute(select(inbox).where(inbox.c.id == event_id))).mappings().one()
-            claimed.append(InboxEntry(row["id"], row["event"], row["published"], row["attempts"], row["last_error"]))
-        return claimed
+        """Due PENDING entries, leased to `owner` (`gateway/store/leases.py`), oldest first."""
+        due = and_(inbox.c.state == InboxState.PENDING.value, inbox.c.due_at <= datetime.now(UTC))
+        rows = await leases.claim(self.engine, inbox, due, inbox.c.received_at, owner, seconds, limit)
+        return [InboxEntry(r["id"], r["event"], r["published"], r["attempts"], r["last_error"]) for r in rows]
 
     async def renew(self, event_id: str, owner: str, seconds: float) -> None:
         async with self.engine.begin() as conn:
@@ -106,15 +86,8 @@ class Inbox:
         await self._end(event_id, owner, attempts=inbox.c.attempts + 1, last_error=error, due_at=due)
 
     async def _end(self, event_id: str, owner: str, **values: Any) -> None:
-        """This run's outcome, and the lease given back (only by its holder: a run that outlived its lease
-        records nothing over its successor's)."""
         values = {key: value.value if isinstance(value, InboxState) else value for key, value in values.items()}
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(inbox)
-                .where(inbox.c.id == event_id, inbox.c.lease_owner == owner)
-                .values(**values, lease_owner=None, lease_until=None, updated_at=datetime.now(UTC))
-            )
+        await leases.end(self.engine, inbox, event_id, owner, **values)
 
     async def requeue(self, event_id: str) -> bool:
         """A PARKED event PENDING again, due now, its attempts counted afresh (an operator fixed the cause)."""

@@ -1,6 +1,6 @@
 """The gateway's own state, as SQLAlchemy Core tables: operations and their steps (durable sagas), the
-hash-chained audit log, the inbox of plant events and the exception queue. The schema itself is owned by the
-Alembic migrations beside this file."""
+hash-chained audit log, the inbox of plant events, the exception queue and the outbox of notifications. The
+schema itself is owned by the Alembic migrations beside this file."""
 
 from __future__ import annotations
 
@@ -152,6 +152,32 @@ exceptions = Table(
         sqlite_where=text(ACTIVE_EXCEPTION),
         postgresql_where=text(ACTIVE_EXCEPTION),
     ),
+)
+
+# Outbound notifications (the outbox): one delivery per target and event, sent by the delivery worker under a lease,
+# until a target answers 2xx (DELIVERED), the tries are spent (PARKED, in the exception queue) or a person gives
+# it up (DISCARDED).
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("target", String(100), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("plants", Text, nullable=False),  # `|P100|` as in the exception queue; `|?|`: of no known plant
+    Column("lot_id", String(64)),
+    Column("correlation_id", String(128)),
+    Column("body", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("target", "event_id", name="uq_deliveries_target_event"),
+    Index("ix_deliveries_state_due", "state", "due_at"),
 )
 
 T = TypeVar("T")

@@ -30,10 +30,7 @@ class Containment(Workflow):
         self.reacts_to = frozenset(trigger.type for trigger in self.settings.triggers)  # type: ignore[misc]
 
     def triggered_by(self, event: Event) -> bool:
-        return any(
-            trigger.type is event.type and (trigger.passed is None or event.payload.get("passed") is trigger.passed)
-            for trigger in self.settings.triggers
-        )
+        return any(trigger.matches(event) for trigger in self.settings.triggers)
 
     async def handle(self, event: Event) -> Operation | None:
         assert event.lot is not None

@@ -1,4 +1,4 @@
-"""Which workflows a gateway runs, registered once as reactions of its event hub."""
+"""Which workflows (and notifications) a gateway runs, registered once as reactions of its event hub."""
 
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ WORKFLOWS: tuple[type[Workflow], ...] = (
 
 
 def install(runtime: Runtime) -> list[Workflow]:
-    """Register containment and the plant's workflows (as far as the settings enable them) as event reactions."""
+    """Register the notifications (when targets are configured), containment and the plant's workflows (as far as
+    the settings enable them) as event reactions. Notifications first: storing deliveries is quick, so a target
+    hears of a failed inspection without waiting for the containment it triggers."""
+    if runtime.settings.notifications.targets:
+        runtime.events.react("notifications", runtime.notifications.enqueue)
     installed: list[Workflow] = []
     if runtime.settings.events.containment.enabled:
         installed.append(Containment(runtime))

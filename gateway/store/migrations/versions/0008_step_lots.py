@@ -1,15 +1,15 @@
 """Operation steps indexed by lot: the business KPIs (lots awaiting inspection, a lot's receipt) and the waits
 for a qualified person look operations up by the lot they change.
 
-Revision ID: 0007
+Revision ID: 0008
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
