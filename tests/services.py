@@ -163,11 +163,10 @@ def promtool() -> str:
 
 
 @contextmanager
-def prometheus(config: Callable[[Path], str], scrape_seconds: float = 1.0) -> Iterator[str]:
+def prometheus(config: Callable[[Path], str]) -> Iterator[str]:
     """Yield `http://127.0.0.1:PORT` for a private Prometheus whose configuration is `config(work)`: the YAML of
-    prometheus.yml, given the server's working directory to put rule files in. Always started here (a test
-    decides what it scrapes), keeping its TSDB in that directory; `scrape_seconds` is how soon its first
-    evaluation may be expected after start."""
+    prometheus.yml, given the server's working directory to put rule files in. Always started here, never an
+    operator's (a test decides what it scrapes and evaluates); its TSDB lives in that directory."""
     binary = _prometheus_binary("prometheus")
     with _workdir("prometheus") as work:
         (work / "prometheus.yml").write_text(config(work), encoding="utf-8")
@@ -181,10 +180,9 @@ def prometheus(config: Callable[[Path], str], scrape_seconds: float = 1.0) -> It
             ]  # fmt: skip
 
         def ready(port: int) -> bool:
-            with suppress(OSError):
-                with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-                    sock.sendall(b"GET /-/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-                    return sock.recv(64).startswith((b"HTTP/1.0 200", b"HTTP/1.1 200"))
+            with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                sock.sendall(b"GET /-/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                return sock.recv(64).startswith((b"HTTP/1.0 200", b"HTTP/1.1 200"))
             return False
 
         with _server("Prometheus", argv, ready, work) as port:
