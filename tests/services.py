@@ -1,5 +1,6 @@
-"""Throwaway PostgreSQL, Redis and Mosquitto servers for tests, on loopback and in a temporary directory; and
-Debian's Chromium for the browser test (`chromium()`), installed the same way when missing.
+"""Throwaway PostgreSQL, Redis, Mosquitto and Prometheus servers for tests, on loopback and in a temporary
+directory; Debian's Chromium for the browser test (`chromium()`) and Prometheus's `promtool` (`promtool()`),
+installed the same way when missing.
 
 Project rule: `make test` starts whatever a test needs and is missing, and stops what it started. So each
 context manager here yields a URL and either uses an operator's server (env `LOTGRAPH_TEST_*_URL`) or starts a
@@ -38,6 +39,7 @@ POSTGRES_URL_ENV = "LOTGRAPH_TEST_POSTGRES_URL"
 REDIS_URL_ENV = "LOTGRAPH_TEST_REDIS_URL"
 MQTT_URL_ENV = "LOTGRAPH_TEST_MQTT_URL"
 CHROMIUM_ENV = "LOTGRAPH_TEST_CHROMIUM"  # a Chromium executable for the browser tests, instead of Debian's
+PROMETHEUS_ENV = "LOTGRAPH_TEST_PROMETHEUS_BIN"  # a directory with `prometheus` and `promtool`, instead of Debian's
 
 POSTGRES_USER = "lotgraph"
 POSTGRES_DATABASE = "lotgraph_test"
@@ -153,6 +155,38 @@ def mosquitto() -> Iterator[str]:
 
         with _server("Mosquitto", argv, lambda port: _mqtt_problem(f"mqtt://127.0.0.1:{port}") is None, work) as port:
             yield f"mqtt://127.0.0.1:{port}"
+
+
+def promtool() -> str:
+    """The path of Prometheus's `promtool` (rule checks and rule unit tests), installing Debian's `prometheus`."""
+    return _prometheus_binary("promtool")
+
+
+@contextmanager
+def prometheus(config: Callable[[Path], str]) -> Iterator[str]:
+    """Yield `http://127.0.0.1:PORT` for a private Prometheus whose configuration is `config(work)`: the YAML of
+    prometheus.yml, given the server's working directory to put rule files in. Always started here, never an
+    operator's (a test decides what it scrapes and evaluates); its TSDB lives in that directory."""
+    binary = _prometheus_binary("prometheus")
+    with _workdir("prometheus") as work:
+        (work / "prometheus.yml").write_text(config(work), encoding="utf-8")
+        for path in work.rglob("*"):
+            _chown(path)
+
+        def argv(port: int) -> list[str]:
+            return [
+                binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
+            ]  # fmt: skip
+
+        def ready(port: int) -> bool:
+            with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                sock.sendall(b"GET /-/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                return sock.recv(64).startswith((b"HTTP/1.0 200", b"HTTP/1.1 200"))
+            return False
+
+        with _server("Prometheus", argv, ready, work) as port:
+            yield f"http://127.0.0.1:{port}"
 
 
 # --- readiness checks: real protocol exchanges, no extra dependencies ----------------------------------------------
@@ -463,18 +497,29 @@ def _postgres_bindir() -> Path:
     raise ServiceUnavailable("PostgreSQL: apt-get installed postgresql, but initdb/postgres are still not found")
 
 
-def _binary(name: str, executable: str, package: str) -> str:
-    """The path of `executable` (PATH plus the sbin directories), installing Debian's `package` when missing."""
+def _binary(name: str, executable: str, package: str, daemons: list[str] | None = None) -> str:
+    """The path of `executable` (PATH plus the sbin directories), installing Debian's `package` when missing
+    (`daemons`: the names of the processes it would start, when they are not `executable`)."""
 
     def find() -> str | None:
         return shutil.which(executable, path=os.environ.get("PATH", "") + ":" + _SBIN_PATH)
 
     if path := find():
         return path
-    _apt_install(name, package, [executable], find)
+    _apt_install(name, package, [executable] if daemons is None else daemons, find)
     if path := find():
         return path
     raise ServiceUnavailable(f"{name}: apt-get installed {package}, but {executable} is still not on PATH")
+
+
+def _prometheus_binary(executable: str) -> str:
+    """`prometheus` or `promtool`: from `LOTGRAPH_TEST_PROMETHEUS_BIN`, else Debian's `prometheus` package."""
+    if directory := os.environ.get(PROMETHEUS_ENV):
+        path = Path(directory) / executable
+        if not os.access(path, os.X_OK):
+            raise ServiceUnavailable(f"{PROMETHEUS_ENV}={directory} has no executable {executable}")
+        return str(path)
+    return _binary("Prometheus", executable, "prometheus", daemons=["prometheus"])
 
 
 def _apt_install(name: str, package: str, daemons: list[str], present: Callable[[], object]) -> None:
@@ -489,7 +534,7 @@ def _apt_install(name: str, package: str, daemons: list[str], present: Callable[
             f"{name} is not installed and this process cannot install it "
             f"({'not root' if os.geteuid() != 0 else 'no apt-get'}). Fix: install it (Debian: "
             f"`sudo apt-get install {package}`), or point {_env_for(name)} at "
-            f"{'its executable' if name == 'Chromium' else 'a running server'}."
+            f"{_what_to_point_at(name)}."
         )
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     lock_timeout = ["-o", "DPkg::Lock::Timeout=600"]
@@ -546,10 +591,17 @@ def _daemon_pids(names: list[str]) -> set[int]:
     return found
 
 
+def _what_to_point_at(name: str) -> str:
+    return {"Chromium": "its executable", "Prometheus": "a directory with prometheus and promtool"}.get(
+        name, "a running server"
+    )
+
+
 def _env_for(name: str) -> str:
     return {
         "PostgreSQL": POSTGRES_URL_ENV,
         "Redis": REDIS_URL_ENV,
         "Mosquitto": MQTT_URL_ENV,
         "Chromium": CHROMIUM_ENV,
+        "Prometheus": PROMETHEUS_ENV,
     }[name]

@@ -184,7 +184,9 @@ OPERATOR = {
     "POSTGRES_PASSWORD": "example-password",
     "LOTGRAPH_AUTH__JWKS_URL": "https://idp.example.com/.well-known/jwks.json",
     "LOTGRAPH_AUTH__ISSUER": "https://idp.example.com",
+    "GRAFANA_ADMIN_PASSWORD": "example-grafana-password",
 }
+NOT_SETTINGS = {"POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}  # the database's and Grafana's, not the gateway's
 
 
 def _interpolated(value: str) -> str:
@@ -231,7 +233,7 @@ def test_compose_requires_the_database_password_and_the_identity_provider():
     with pytest.raises(LookupError, match="LOTGRAPH_AUTH__JWKS_URL"):
         interpolate(env["LOTGRAPH_AUTH__JWKS_URL"], {})
     # Every compose variable that looks like a setting sets that very setting (one name per knob).
-    for name in compose_variables() - {"POSTGRES_PASSWORD"}:
+    for name in compose_variables() - NOT_SETTINGS:
         assert names_a_setting(name) and f"${{{name}" in str(env.get(name, "")), name
 
 
@@ -298,6 +300,10 @@ def test_selectors_match_pod_labels():
                 container_port(workload, port["targetPort"])
         elif doc["kind"] == "PodDisruptionBudget":
             selected_workload(doc["spec"]["selector"]["matchLabels"])
+        elif doc["kind"] == "PodMonitor":
+            workload = selected_workload(doc["spec"]["selector"]["matchLabels"])
+            for endpoint in doc["spec"]["podMetricsEndpoints"]:
+                container_port(workload, endpoint["port"])
         elif doc["kind"] == "HorizontalPodAutoscaler":
             target = doc["spec"]["scaleTargetRef"]
             k8s(target["kind"], target["name"])
@@ -320,3 +326,16 @@ def test_network_policies_admit_only_the_gateway_to_the_backends():
             assert [p["port"] for p in rule["ports"]] == [port]
             assert rule["from"], "a rule without `from` admits every pod"
             assert all(selects(peer["podSelector"]["matchLabels"], gateway) for peer in rule["from"])
+
+
+def test_prometheus_scrapes_every_gateway_pod_as_the_job_the_alerts_expect():
+    """The PodMonitor's job label comes from a pod label: its value must be the `job` of LotgraphGatewayDown."""
+    deployment = k8s("Deployment", "gateway")
+    monitor = k8s("PodMonitor", "gateway")
+    assert selected_workload(monitor["spec"]["selector"]["matchLabels"]) is deployment
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert container_port(deployment, endpoint["port"]) == gateway_port() and endpoint["path"] == "/metrics"
+    job = pod_labels(deployment)[monitor["spec"]["jobLabel"]]
+    alerts = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yaml").read_text())
+    expressions = [rule["expr"] for group in alerts["groups"] for rule in group["rules"]]
+    assert f'up{{job="{job}"}}' in " ".join(expressions)

@@ -383,6 +383,9 @@ async def test_the_quality_flow_is_measured() -> None:
         await eventually(lambda: _operation(gateway, "releaseInspectedLot", plain["lot_id"]))
         waiting = f'lotgraph_lots_awaiting_qualified_person{{plant="{regulated["plant"]}"}}'
         assert await eventually(lambda: _metric(gateway, waiting) == 1)
+        oldest = 'lotgraph_oldest_open_operation_seconds{{state="{}"}}'
+        assert _metric(gateway, oldest.format("BLOCKED")) > 0, "the regulated lot's release waits, and for how long"
+        assert _metric(gateway, oldest.format("FAILED")) == 0, "none failed: zero, not a missing series"
         assert all(_metric(gateway, f'lotgraph_lots_awaiting_inspection{{plant="{p}"}}') is None for p in plants)
         cycle = 'lotgraph_release_cycle_seconds_count{{plant="{}",workflow="receiveProduction"}}'
         assert _metric(gateway, cycle.format(plain["plant"])) == 1
@@ -390,6 +393,7 @@ async def test_the_quality_flow_is_measured() -> None:
         signed = gateway.data(RELEASE, {"lot": regulated["lot_id"], "key": "qp-kpi"}, token=manager)
         assert signed["dispositionLot"]["state"] == "COMPLETED"
         assert _metric(gateway, waiting) is None
+        assert _metric(gateway, oldest.format("BLOCKED")) == 0
         cycles = sum(_metric(gateway, cycle.format(p)) or 0 for p in plants)
         assert cycles == 2, "the signed release ends the regulated lot's cycle"
         hold = {"lot_id": plain["lot_id"], "reason_code": "QH02", "reason": "complaint", "placed_by": "qe-mia"}

@@ -6,7 +6,8 @@ Observed as operations complete (the executor tells the service of each):
   when its operation starts) to the last system in line;
 - release cycle: a lot's production completion (or supplier receipt), by the event of the workflow that received
   it, to its release (automatic on a pass, or a qualified person's signed disposition).
-Read from the store at scrape time (`refresh`): operations needing attention by kind and state, lots awaiting
+Read from the store at scrape time (`refresh`): operations needing attention by kind and state (and the oldest's
+age per state, zero when none waits, so an alert on it has a series to evaluate), lots awaiting
 inspection (received by a workflow, no inspection outcome since) with the oldest one's age, and passed lots of
 regulated material waiting for a qualified person. Labels stay bounded: plants, operation kinds (fixed by the
 code), states.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from gateway.events.envelope import EventType
-from gateway.store.operations import Operation, OperationState, OperationStore
+from gateway.store.operations import NEEDS_ATTENTION, Operation, OperationState, OperationStore
 from gateway.telemetry import Metrics
 
 RECEIPTS = ("receiveProduction", "receiveSupplierGoods")
@@ -55,8 +56,13 @@ class Kpis:
         """Set the gauges from the store (at scrape time); a plant or kind with nothing waiting drops out."""
         metrics, now = self.metrics, datetime.now(UTC)
         metrics.operations_open.clear()
-        for (kind, state), count in (await self.operations.needing_attention()).items():
+        oldest: dict[OperationState, datetime] = {}
+        for (kind, state), (count, started) in (await self.operations.needing_attention()).items():
             metrics.operations_open.labels(kind, state.value).set(count)
+            oldest[state] = min(started, oldest.get(state, started))
+        for state in NEEDS_ATTENTION:  # always present: 0 says nothing waits, where a missing series says nothing
+            age = (now - oldest[state]).total_seconds() if state in oldest else 0
+            metrics.oldest_open_operation.labels(state.value).set(age)
         awaiting = await self.operations.lots_by_plant(
             RECEIPTS, OperationState.COMPLETED, unless_event=EventType.INSPECTION_COMPLETED.value
         )

@@ -176,17 +176,17 @@ class OperationStore:
             ).mappings()
             return _operation(row, [_step(s) for s in steps])
 
-    async def needing_attention(self) -> dict[tuple[str, OperationState], int]:
-        """Operations PENDING, BLOCKED or FAILED, counted by kind and state."""
+    async def needing_attention(self) -> dict[tuple[str, OperationState], tuple[int, datetime]]:
+        """Operations PENDING, BLOCKED or FAILED by kind and state: how many, and the oldest one's start."""
         state = operations.c.state
         query = (
-            select(operations.c.kind, state, func.count())
+            select(operations.c.kind, state, func.count(), func.min(operations.c.created_at))
             .where(state.in_([s.value for s in NEEDS_ATTENTION]))
             .group_by(operations.c.kind, state)
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return {(kind, OperationState(value)): count for kind, value, count in rows}
+        return {(kind, OperationState(value)): (count, utc(oldest)) for kind, value, count, oldest in rows}
 
     async def lots_by_plant(
         self, kinds: Sequence[str], state: OperationState, *, unless_event: str | None = None
