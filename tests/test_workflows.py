@@ -37,10 +37,10 @@ def gateway(own_plant: tuple[Plant, Shift]) -> Iterator[Gateway]:
 
 
 @contextmanager
-def _wired(plant: Plant) -> Iterator[Gateway]:
-    """A gateway the plant's systems push their events to, as signed webhooks."""
+def _wired(plant: Plant, **overrides: Any) -> Iterator[Gateway]:
+    """A gateway the plant's systems push their events to, as signed webhooks (settings `overrides` beside)."""
     events = EventSettings(webhook_secrets=dict.fromkeys(SOURCES, SECRET))
-    with start_gateway(plant, events=events, operation_retry_seconds=0.5) as gateway:
+    with start_gateway(plant, events=events, operation_retry_seconds=0.5, **overrides) as gateway:
         for system in SOURCES:
             target = {"webhook": {"url": f"{gateway.url}/webhooks/{system}", "secret": SECRET}}
             plant.admin(system, "PUT", "events", json=target)
