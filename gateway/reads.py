@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from functools import cached_property
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from strawberry.dataloader import DataLoader
 
@@ -77,6 +77,29 @@ def _all_each(
     return load
 
 
+class _Loader(Generic[T]):
+    """A request's loader of one source's entity, made on first use: a request uses a few of the sixteen."""
+
+    def __init__(
+        self, batch: Callable[..., Callable[[list[str]], Awaitable[Sequence[Any]]]], source: str, operation: str,
+        key_of: Callable[[Any], Hashable],
+    ) -> None:  # fmt: skip
+        self.batch, self.source, self.operation, self.key_of = batch, source, operation, key_of
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, loaders: Loaders, owner: type | None = None) -> DataLoader[str, T]:
+        loader: DataLoader[str, T] = DataLoader(
+            self.batch(loaders.upstream, self.source, self.operation, self.key_of, loaders.cached)
+        )
+        loaders.__dict__[self.name] = loader  # from now on the instance's own attribute: made once per request
+        return loader
+
+
+BY_ID, BY_LOT = attrgetter("id"), attrgetter("lot_id")
+
+
 class Loaders:
     """Every loader a request may use; created fresh per request so nothing leaks between callers.
 
@@ -84,40 +107,31 @@ class Loaders:
     read: `fresh` loaders are what a write decision rests on (release evidence, who placed the holds).
     """
 
+    plant = _Loader[Plant | None](_one_each, "erp", "plant.read", BY_ID)
+    material = _Loader[Material | None](_one_each, "erp", "material.read", BY_ID)
+    supplier = _Loader[Supplier | None](_one_each, "erp", "supplier.read", BY_ID)
+    batch = _Loader[Lot | None](_one_each, "erp", "batch.read", BY_ID)
+    erp_stock = _Loader[list[ErpStock]](_all_each, "erp", "stock.read", BY_LOT)
+    production_order = _Loader[ProductionOrder | None](_one_each, "erp", "production_order.read", BY_ID)
+    movements = _Loader[list[GoodsMovement]](_all_each, "erp", "material_document.read", BY_LOT)
+    lot_quality = _Loader[LotQuality | None](_one_each, "qms", "lot_quality.read", BY_LOT)
+    inspection = _Loader[Inspection | None](_one_each, "qms", "inspection_lot.read", BY_ID)
+    inspections = _Loader[list[Inspection]](_all_each, "qms", "inspection_lot.by_lot", BY_LOT)
+    nonconformances = _Loader[list[Nonconformance]](_all_each, "qms", "nonconformance.by_lot", BY_LOT)
+    holds = _Loader[list[QualityHold]](_all_each, "qms", "hold.by_lot", BY_LOT)
+    hold = _Loader[QualityHold | None](_one_each, "qms", "hold.read", BY_ID)
+    stock_positions = _Loader[list[StockPosition]](_all_each, "wms", "stock.read", BY_LOT)
+    execution = _Loader[ProductionExecution | None](_one_each, "mes", "execution.read", attrgetter("order_id"))
+    mes_lot = _Loader[MesLot | None](_one_each, "mes", "lot.read", BY_LOT)
+
     def __init__(self, upstream: Upstream, *, cached: bool = True) -> None:
-        self._upstream = upstream
+        self.upstream = upstream
         self.cached = cached
-
-        def one(source: str, operation: str, key_of: Callable[[Any], Hashable]) -> DataLoader[str, Any]:
-            return DataLoader(_one_each(upstream, source, operation, key_of, cached))
-
-        def many(source: str, operation: str, key_of: Callable[[Any], Hashable]) -> DataLoader[str, Any]:
-            return DataLoader(_all_each(upstream, source, operation, key_of, cached))
-
-        by_id, by_lot = attrgetter("id"), attrgetter("lot_id")
-        self.plant: DataLoader[str, Plant | None] = one("erp", "plant.read", by_id)
-        self.material: DataLoader[str, Material | None] = one("erp", "material.read", by_id)
-        self.supplier: DataLoader[str, Supplier | None] = one("erp", "supplier.read", by_id)
-        self.batch: DataLoader[str, Lot | None] = one("erp", "batch.read", by_id)
-        self.erp_stock: DataLoader[str, list[ErpStock]] = many("erp", "stock.read", by_lot)
-        self.production_order: DataLoader[str, ProductionOrder | None] = one("erp", "production_order.read", by_id)
-        self.movements: DataLoader[str, list[GoodsMovement]] = many("erp", "material_document.read", by_lot)
-        self.lot_quality: DataLoader[str, LotQuality | None] = one("qms", "lot_quality.read", by_lot)
-        self.inspection: DataLoader[str, Inspection | None] = one("qms", "inspection_lot.read", by_id)
-        self.inspections: DataLoader[str, list[Inspection]] = many("qms", "inspection_lot.by_lot", by_lot)
-        self.nonconformances: DataLoader[str, list[Nonconformance]] = many("qms", "nonconformance.by_lot", by_lot)
-        self.holds: DataLoader[str, list[QualityHold]] = many("qms", "hold.by_lot", by_lot)
-        self.hold: DataLoader[str, QualityHold | None] = one("qms", "hold.read", by_id)
-        self.stock_positions: DataLoader[str, list[StockPosition]] = many("wms", "stock.read", by_lot)
-        self.execution: DataLoader[str, ProductionExecution | None] = one(
-            "mes", "execution.read", attrgetter("order_id")
-        )
-        self.mes_lot: DataLoader[str, MesLot | None] = one("mes", "lot.read", by_lot)
 
     @cached_property
     def fresh(self) -> Loaders:
         """Loaders of this request that bypass the read cache (itself, when it already does)."""
-        return self if not self.cached else Loaders(self._upstream, cached=False)
+        return self if not self.cached else Loaders(self.upstream, cached=False)
 
 
 async def existing(loader: DataLoader[str, T | None], key: str, what: str) -> T:
