@@ -12,11 +12,14 @@ injected latency delays), one change at a time so no change queues behind anothe
 from __future__ import annotations
 
 import asyncio
+import math
+import os
 import random
 import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -297,17 +300,19 @@ async def _effects(client: httpx.AsyncClient, stack: Stack, system: str, lots: l
     return counted
 
 
-async def _drained(client: httpx.AsyncClient, stack: Stack, lots: list[str]) -> float:
-    """When the last lot's inspection lot (the workflow's last step) appeared in QMS, or the last time one did
-    before none appeared for IDLE_SECONDS."""
-    waiting, last = set(lots), time.perf_counter()
+async def _drained(client: httpx.AsyncClient, stack: Stack, lots: list[str], started: float) -> tuple[float, float]:
+    """Seconds after `started` until MES had delivered all its events, and until the last lot's inspection lot (the
+    workflow's last step) was in QMS, or the last one before none came for IDLE_SECONDS (then infinity for a
+    delivery not seen)."""
+    waiting, last, delivered = set(lots), time.perf_counter(), math.inf
     while waiting and time.perf_counter() - last < IDLE_SECONDS:
         await asyncio.sleep(0.25)
-        inspected = await _effects(client, stack, "qms", sorted(waiting))
-        if inspected:
+        if delivered == math.inf and (await client.get(f"{stack.sim('mes')}/_admin/events")).json()["pending"] == 0:
+            delivered = time.perf_counter() - started
+        if inspected := await _effects(client, stack, "qms", sorted(waiting)):
             waiting -= set(inspected)
             last = time.perf_counter()
-    return last
+    return delivered, last - started
 
 
 async def _open_exceptions(client: httpx.AsyncClient, stack: Stack) -> int:
@@ -317,33 +322,42 @@ async def _open_exceptions(client: httpx.AsyncClient, stack: Stack) -> int:
     return int(answer.json()["data"]["exceptions"]["totalCount"])
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process has used (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _sustained(stack: Stack, dataset: Dataset, completions: int) -> list[str]:
     limits = httpx.Limits(max_connections=BURST_CONCURRENCY + 4)
     async with httpx.AsyncClient(timeout=WITHIN_SECONDS, limits=limits) as client:
         pending = await Planner(client, stack, dataset, seed=17).confirmations(completions)
         mes = await _delivery(client, stack, "mes")
+        parked_before = await _open_exceptions(client, stack)
         lots: list[str] = []
 
         async def line() -> None:
             while pending:
                 lots.append(await _confirm(client, stack, pending.pop()))
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_seconds(stack.gateway_pid)
         await asyncio.gather(*(line() for _ in range(BURST_CONCURRENCY)))
         sent = time.perf_counter() - started
-        seconds = await _drained(client, stack, lots) - started
+        delivered, seconds = await _drained(client, stack, lots, started)
+        cpu = _cpu_seconds(stack.gateway_pid) - cpu
         await asyncio.sleep(2)  # a late duplicate would show by now
         found = {system: await _effects(client, stack, system, lots) for system in EFFECTS}
-        parked = await _open_exceptions(client, stack)
+        parked = await _open_exceptions(client, stack) - parked_before
     effected = [lot for lot in lots if all(found[system][lot] for system in EFFECTS)]
     duplicates = {system: sum(n - 1 for n in found[system].values() if n > 1) for system in EFFECTS}
     return [
-        f"sustained workflows, one gateway process: {len(lots)} MES completions ({BURST_CONCURRENCY} at a time, sent "
-        f"in {sent:.1f} s) -> receipt in ERP, WMS and QMS, no injected latency; {mes}",
-        f"  {len(effected) / seconds:.1f} workflows/s ({len(effected)} in {seconds:.1f} s); sent {len(lots)}, "
-        f"effected {len(effected)}, duplicates {sum(duplicates.values())} "
-        f"({'  '.join(f'{s}={n}' for s, n in duplicates.items())}), lost {len(lots) - len(effected)}; "
-        f"open exception-queue entries {parked}",
+        f"sustained workflows on one gateway process: a burst of {len(lots)} MES completions ({BURST_CONCURRENCY} at "
+        f"a time) -> receipt in ERP, WMS and QMS, no injected latency; {mes}",
+        f"  sent {len(lots)} in {sent:.1f} s, all delivered to the gateway after {delivered:.1f} s; effected "
+        f"{len(effected)}, the last {seconds:.1f} s after the first sent: {len(effected) / seconds:.1f} workflows/s",
+        f"  duplicates {sum(duplicates.values())} ({'  '.join(f'{s}={n}' for s, n in duplicates.items())}), lost "
+        f"{len(lots) - len(effected)}, new exception-queue entries {parked}; gateway CPU "
+        f"{1000 * cpu / max(len(effected), 1):.0f} ms per workflow",
     ]
 
 
