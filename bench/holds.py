@@ -7,13 +7,11 @@ import statistics
 import time
 import uuid
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.stack import Stack
-from gateway.auth import AuthSettings, DevSigner
 from simulators import Dataset
 
 HOLD = """mutation($lot: ID!, $key: String!) { placeQualityHold(input: {lotId: $lot, reasonCode: "QH01",
@@ -23,15 +21,6 @@ RELEASE = """mutation($hold: ID!, $key: String!) { releaseQualityHold(input: {ho
   justification: "benchmark", idempotencyKey: $key}) { state } }"""
 RECALL = """mutation($lot: ID!, $depth: Int!, $key: String!) { placeRecallHold(input: {lotId: $lot,
   direction: DOWNSTREAM, maxDepth: $depth, reason: "benchmark recall", idempotencyKey: $key}) { state lotIds } }"""
-
-
-def _token(data_dir: Path, role: str, *, mfa: bool = False) -> str:
-    auth = AuthSettings()
-    signer = DevSigner.load_or_create(auth.dev_key_path(data_dir))
-    amr = ("pwd", "mfa") if mfa else ("pwd",)
-    return signer.mint(
-        f"bench-{role}", roles=(role,), plants=("*",), amr=amr, issuer=auth.issuer, audience=auth.audience
-    )
 
 
 def _call(client: httpx.Client, stack: Stack, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:
@@ -76,8 +65,8 @@ def _recall_root(dataset: Dataset, target: int = 1000) -> tuple[str, int]:
     return best[0], best[1]
 
 
-def hold_and_release(stack: Stack, dataset: Dataset, data_dir: Path, lots: int = 20) -> list[str]:
-    engineer, manager = _token(data_dir, "quality_engineer"), _token(data_dir, "qa_manager", mfa=True)
+def hold_and_release(stack: Stack, dataset: Dataset, lots: int = 20) -> list[str]:
+    engineer, manager = stack.token("quality_engineer"), stack.token("qa_manager", mfa=True)
     holds, releases = [], []
     stack.fault_all(latency_ms=20)
     try:
@@ -101,13 +90,13 @@ def hold_and_release(stack: Stack, dataset: Dataset, data_dir: Path, lots: int =
     ]
 
 
-def recall(stack: Stack, dataset: Dataset, data_dir: Path) -> list[str]:
+def recall(stack: Stack, dataset: Dataset) -> list[str]:
     root, depth = _recall_root(dataset)
     stack.reset_stats()
     started = time.perf_counter()
     with httpx.Client(timeout=600) as client:
         op = _call(client, stack, RECALL, {"lot": root, "depth": depth, "key": uuid.uuid4().hex},
-                   _token(data_dir, "qa_manager"))["placeRecallHold"]  # fmt: skip
+                   stack.token("qa_manager"))["placeRecallHold"]  # fmt: skip
     seconds = time.perf_counter() - started
     served = stack.served()
     return [

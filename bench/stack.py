@@ -22,10 +22,12 @@ from typing import Any
 
 import httpx
 
+from gateway.auth import AuthSettings, DevSigner
 from gateway.demo import SIMULATORS, subgraph_url
 from gateway.servers import free_block
 
 LOTGRAPH = str(Path(sys.executable).parent / "lotgraph")
+EVENT_SOURCES = ("qms", "mes", "wms")  # the systems that announce changes (the WMS its receiving dock's)
 
 
 # Signs the simulators' webhooks to the gateway (bench only; never a real secret).
@@ -62,6 +64,15 @@ class Stack:
         for system in SIMULATORS:
             httpx.delete(f"{self.sim(system)}/_admin/faults")
 
+    def token(self, role: str, *, mfa: bool = False) -> str:
+        """A development token for `role` in every plant, signed with the gateway's development key."""
+        auth = AuthSettings()
+        signer = DevSigner.load_or_create(auth.dev_key_path(self.data_dir))
+        amr = ("pwd", "mfa") if mfa else ("pwd",)
+        return signer.mint(
+            f"bench-{role}", roles=(role,), plants=("*",), amr=amr, issuer=auth.issuer, audience=auth.audience
+        )
+
 
 def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
@@ -90,7 +101,7 @@ def _running(seed: int, lots: int, data_dir: str) -> Iterator[Stack]:
         LOTGRAPH_DATA_DIR=data_dir,
         LOTGRAPH_AUTH__ALLOW_ANONYMOUS="true",
         LOTGRAPH_AUTH__ANONYMOUS_ROLES='["portal_reader"]',
-        LOTGRAPH_EVENTS__WEBHOOK_SECRETS=json.dumps({"qms": WEBHOOK_SECRET, "mes": WEBHOOK_SECRET}),
+        LOTGRAPH_EVENTS__WEBHOOK_SECRETS=json.dumps(dict.fromkeys(EVENT_SOURCES, WEBHOOK_SECRET)),
         LOTGRAPH_SUBGRAPHS__LIMS__URL=subgraph_url("127.0.0.1", port + 1, "lims"),
     )
     for offset, system in enumerate(SIMULATORS):
@@ -108,7 +119,7 @@ def _running(seed: int, lots: int, data_dir: str) -> Iterator[Stack]:
         processes.insert(0, gateway)
         stack.gateway_pid = gateway.pid
         _wait(f"{stack.gateway}/healthz", gateway)
-        for system in ("qms", "mes"):  # the plant pushes its events to the gateway
+        for system in EVENT_SOURCES:  # the plant pushes its events to the gateway, as in the demo
             target = {"webhook": {"url": f"{stack.gateway}/webhooks/{system}", "secret": WEBHOOK_SECRET}}
             httpx.put(f"{stack.sim(system)}/_admin/events", json=target).raise_for_status()
         yield stack
