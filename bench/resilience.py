@@ -1,10 +1,11 @@
 """Benchmarks of the resilience work: the 100-lot query cold vs warm (cache), with one source at 2 s
 latency (the gateway's budget bounds it), and single-lot queries per second
-and the gateway's CPU per query at 20 concurrent clients with a token."""
+and the gateway's CPU per query at 20 concurrent clients with a token; memory over 10 minutes of that load."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 
@@ -14,6 +15,7 @@ from bench.graph import LIST_QUERY
 from bench.stack import Stack
 from simulators import Dataset
 
+MEMORY_MINUTES = float(os.environ.get("LOTGRAPH_BENCH_MEMORY_MINUTES", "10"))
 SINGLE = "query($id: ID!) { lot(id: $id) { id material { description } qualityStatus } }"
 
 
@@ -80,4 +82,25 @@ def throughput(stack: Stack, dataset: Dataset, clients: int = 20, seconds: float
         f"{seconds:.0f} s",
         f"  {count / seconds:.0f} queries/s  p50 {statistics.median(latencies):.0f} ms  "
         f"p95 {statistics.quantiles(latencies, n=100)[94]:.0f} ms  gateway CPU {1000 * cpu / count:.2f} ms per query",
+    ]
+
+
+def memory(stack: Stack, dataset: Dataset, minutes: float = MEMORY_MINUTES, clients: int = 20) -> list[str]:
+    """The single-lot load for `minutes` (LOTGRAPH_BENCH_MEMORY_MINUTES), the gateway's resident memory each
+    minute: flat means no cache, loader or span grows with requests."""
+    lot_ids = list(dataset.lots)
+    token = stack.token("quality_engineer")
+    asyncio.run(_clients(stack, lot_ids, clients, 60.0, token))  # warm: the read cache fills to its working size
+    samples = [stack.gateway_rss_mib()]
+    served = 0
+    for _ in range(max(1, round(minutes))):
+        count, _ = asyncio.run(_clients(stack, lot_ids, clients, 60.0 * minutes / max(1, round(minutes)), token))
+        served += count
+        samples.append(stack.gateway_rss_mib())
+    change = 100 * (samples[-1] - samples[0]) / samples[0]
+    return [
+        f"gateway memory over {minutes:g} min of single-lot load ({served} queries, {clients} clients, every lot of "
+        "the plant in turn)",
+        f"  RSS {' -> '.join(f'{mib:.0f}' for mib in samples)} MiB: {change:+.1f} % after a minute's warm-up, "
+        f"max {max(samples):.0f} MiB",
     ]
