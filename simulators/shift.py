@@ -76,9 +76,12 @@ class Shift:
         erp, qms, wms, mes = (apps[system].state for system in ("erp", "qms", "wms", "mes"))
         return cls(erp.erp, qms.qms, wms.wms, mes.mes, seed, interval_seconds, supplier)
 
-    async def run(self) -> None:
-        """One step every `interval_seconds`, until cancelled."""
-        while True:
+    async def run(self, duration: float | None = None) -> None:
+        """One step every `interval_seconds`, for `duration` seconds (then the plant is left to settle) or until
+        cancelled."""
+        loop = asyncio.get_running_loop()
+        end = None if duration is None else loop.time() + duration
+        while end is None or loop.time() + self.interval <= end:
             await asyncio.sleep(self.interval)
             self.step()
 
