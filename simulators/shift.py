@@ -124,6 +124,15 @@ class Shift:
             picked.append({"lot_id": row["Batch"], "quantity": used, "material": component, "plant": row["Plant"]})
         return picked
 
+    def at_hand(self, lot: str) -> float:
+        """How much of a lot is in the plant: in the warehouse's handling units and on the ERP's books alike."""
+        in_warehouse = sum(self.wms.units[hu].quantity for hu in self.wms.by_lot.get(lot, ()))
+        stock = self.erp.sets["A_MatlStkInAcctMod"]
+        booked = sum(
+            float(stock.rows[key]["MatlWrhsStkQtyInMatlBaseUnit"]) for key in stock.indexes["Batch"].get(lot, ())
+        )
+        return min(in_warehouse, booked)
+
     def released(self, lot: str) -> bool:
         record = self.qms.lots.get(lot)
         return record is not None and record.status == "RELEASED"
@@ -205,12 +214,17 @@ class Shift:
         return f"closed {nc.id} on lot {nc.lot}"
 
     def scrap(self) -> str | None:
+        """The line scraps part of a recently produced lot that is still in the plant (a lot shipped or used up
+        cannot be scrapped: it is not there to throw away)."""
         executions = self.mes.executions
-        candidates = [o for o in islice(reversed(executions), RECENT) if executions[o]["good_quantity"] > 0]
+        recent = (executions[o] for o in islice(reversed(executions), RECENT))
+        candidates = [
+            (e, at_hand) for e in recent if e["good_quantity"] > 0 and (at_hand := self.at_hand(e["produced_lot"]))
+        ]
         if not candidates:
             return None
-        execution = executions[self.rng.choice(candidates)]
-        good, unit = execution["good_quantity"], execution["unit"]
+        execution, at_hand = self.rng.choice(candidates)
+        good, unit = min(execution["good_quantity"], at_hand), execution["unit"]
         quantity = min(good, round_quantity(good * self.rng.uniform(0.01, 0.05), unit)) or good
         scrapped = self.mes.scrap(execution["produced_lot"], quantity, self.rng.choice(SCRAP_REASONS))
         return f"scrapped {scrapped['quantity']} {unit} of lot {scrapped['lot_id']}"
