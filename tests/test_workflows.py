@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,9 +16,10 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from gateway.events.settings import EventSettings
+from gateway.settings import Mode
 from simulators.dataset import base_quantity
 from simulators.shift import Shift
-from tests.conftest import Gateway, Plant, eventually, plant_of_its_own, start_gateway
+from tests.conftest import Gateway, Plant, eventually, plant_of_its_own, production_auth, start_gateway
 from tests.events import SECRET
 
 SOURCES = ("qms", "mes", "wms")
@@ -29,19 +31,25 @@ def own_plant() -> Iterator[tuple[Plant, Shift]]:
         yield own
 
 
+EVENTS = EventSettings(webhook_secrets=dict.fromkeys(SOURCES, SECRET))
+
+
+def _send_events_to(plant: Plant, gateway: Gateway | None) -> None:
+    """Point the plant's QMS, MES and WMS dock at `gateway`'s webhooks (None: events off)."""
+    for system in SOURCES:
+        target = {"webhook": {"url": f"{gateway.url}/webhooks/{system}", "secret": SECRET}} if gateway else {}
+        plant.admin(system, "PUT", "events", json=target)
+
+
 @pytest.fixture(scope="module")
 def gateway(own_plant: tuple[Plant, Shift]) -> Iterator[Gateway]:
     plant, _ = own_plant
-    events = EventSettings(webhook_secrets=dict.fromkeys(SOURCES, SECRET))
-    with start_gateway(plant, events=events, operation_retry_seconds=0.5) as gateway:
-        for system in SOURCES:
-            target = {"webhook": {"url": f"{gateway.url}/webhooks/{system}", "secret": SECRET}}
-            plant.admin(system, "PUT", "events", json=target)
+    with start_gateway(plant, events=EVENTS, operation_retry_seconds=0.5) as gateway:
+        _send_events_to(plant, gateway)
         try:
             yield gateway
         finally:
-            for system in SOURCES:
-                plant.admin(system, "PUT", "events", json={})
+            _send_events_to(plant, None)
 
 
 def _state(plant: Plant, system: str, lot: str) -> dict[str, Any] | None:
@@ -346,3 +354,32 @@ async def test_a_passed_regulated_lot_waits_for_a_qualified_persons_signed_relea
     assert {row["InventoryStockType"] for row in _state(plant, "erp", lot)["stock"]} == {"01"}
     settled = gateway.data(OPERATION, {"id": op["id"]}, token=manager)["operation"]
     assert settled["state"] == "COMPLETED" and not waiting(), "the signed release settles the automatic one"
+
+
+async def test_workflows_run_in_production_mode(
+    own_plant: tuple[Plant, Shift], gateway: Gateway, tmp_path: Path
+) -> None:
+    """The default mode (real tokens from an identity provider, no anonymous callers, errors masked): a completion
+    is received everywhere and a failed inspection contained with its nonconformance, as in development."""
+    plant, shift = own_plant
+    with start_gateway(plant, mode=Mode.PRODUCTION, auth=production_auth(tmp_path), events=EVENTS,
+                       operation_retry_seconds=0.5) as production:  # fmt: skip
+        _send_events_to(plant, production)
+        try:
+            assert production.execute(LOT, {"id": "B2600001"})["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+            lot = _produce(plant, shift)["lot_id"]
+            received = await eventually(lambda: _operation(production, "receiveProduction", lot))
+            assert (received["state"], received["actor"]) == ("COMPLETED", "svc-workflows")
+            assert _in_inspection_everywhere(plant, lot)
+            read = production.data(LOT, {"id": lot}, token=production.token("quality_engineer"))["lot"]
+            assert read["consistency"]["consistent"] is True, read
+            (inspection,) = _inspections(plant, lot)
+            _record(plant, inspection, within=False)
+            held = await eventually(lambda: _operation(production, "placeQualityHold", lot))
+        finally:
+            _send_events_to(plant, gateway)
+    assert (held["state"], held["actor"]) == ("COMPLETED", "svc-containment")
+    assert [s["action"] for s in held["steps"]] == ["place_hold", "open_nonconformance", "block", "block"]
+    assert {hu["status"] for hu in _state(plant, "wms", lot)["handling_units"]} == {"BLOCKED"}
+    assert {row["InventoryStockType"] for row in _state(plant, "erp", lot)["stock"]} == {"07"}
+    assert [nc["state"] for nc in _state(plant, "qms", lot)["nonconformances"]] == ["OPEN"]
