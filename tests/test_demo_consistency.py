@@ -34,6 +34,9 @@ ERP_STANCE = {"01": "AVAILABLE", "02": "QUARANTINE", "07": "BLOCKED"}
 USABILITY = ("AVAILABLE", "QUARANTINE", "BLOCKED")
 
 PENDING = "{ pendingOperations { id kind state error lotIds } }"
+LAB = "labSamples { test }"  # a field the demo's gateway borrows from the LIMS subgraph it federates
+RELEASE = """mutation($lot: ID!, $key: String!) { dispositionLot(input: {lotId: $lot, decision: RELEASE,
+  idempotencyKey: $key, reason: "batch record reviewed"}) { state signature { meaning } } }"""
 EXCEPTIONS = "{ exceptions(filter: {state: OPEN}, first: 100) { totalCount edges { node { kind subject reason } } } }"
 
 
@@ -91,8 +94,8 @@ def _awaits_qualified_person(op: dict[str, Any]) -> bool:
     )  # fmt: skip
 
 
-def _graphql(gateway: str, query: str, token: str) -> dict[str, Any]:
-    answer = httpx.post(f"{gateway}/graphql", json={"query": query},
+def _graphql(gateway: str, query: str, token: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer = httpx.post(f"{gateway}/graphql", json={"query": query, "variables": variables or {}},
                         headers={"authorization": f"Bearer {token}"}, timeout=60).json()  # fmt: skip
     assert "errors" not in answer, answer["errors"]
     return answer["data"]
@@ -103,18 +106,18 @@ def _lotgraph_consistency(gateway: str, token: str, lots: list[str]) -> dict[str
     judged: dict[str, dict[str, Any]] = {}
     for start in range(0, len(lots), BATCH):
         chunk = lots[start : start + BATCH]
-        fields = " ".join(f'l{n}: lot(id: "{lot}") {{ id consistency {{ consistent disagreements }} }}'
+        fields = " ".join(f'l{n}: lot(id: "{lot}") {{ id consistency {{ consistent disagreements }} {LAB} }}'
                           for n, lot in enumerate(chunk))  # fmt: skip
         data = _graphql(gateway, f"{{ {fields} }}", token)
         judged.update({data[f"l{n}"]["id"]: data[f"l{n}"]["consistency"] for n in range(len(chunk))})
     return judged
 
 
-def _token(cwd: Path, env: dict[str, str]) -> str:
+def _token(cwd: Path, env: dict[str, str], *flags: str) -> str:
     """A QA manager of every plant, minted as the demo's banner says (development mode, the demo's dev key)."""
     lotgraph = Path(sys.executable).parent / "lotgraph"
     minted = subprocess.run(
-        [str(lotgraph), "token", "--role", "qa_manager", "--plant", "*"],
+        [str(lotgraph), "token", "--role", "qa_manager", "--plant", "*", *flags],
         cwd=cwd, env={**env, "LOTGRAPH_MODE": "development"}, capture_output=True, text=True, check=True,
     )  # fmt: skip
     return minted.stdout.strip()
@@ -156,6 +159,16 @@ def test_every_lot_the_shift_touched_ends_consistent_or_visibly_waiting(tmp_path
                 waiting.append(lot)  # QMS released it; automation left the stock as it was, for the qualified person
             else:
                 divergent.append((lot, stances, judged[lot]))
+        assert waiting, "the shift passed regulated lots, which wait for a qualified person"
+        # A qualified person signs the release of one (through the demo's federated schema): it settles the wait.
+        qualified_person = _token(tmp_path, clean, "--mfa")
+        released = _graphql(gateway, RELEASE, qualified_person, {"lot": waiting[0], "key": f"qp-{waiting[0]}"})[
+            "dispositionLot"
+        ]
+        assert released == {"state": "COMPLETED", "signature": {"meaning": "RELEASE"}}, released
+        assert set(_stances(urls, waiting[0]).values()) == {"AVAILABLE"}
+        assert waiting[0] not in {lot for op in _graphql(gateway, PENDING, token)["pendingOperations"]
+                                  for lot in op["lotIds"]}  # fmt: skip
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
