@@ -218,7 +218,9 @@ async def test_an_mqtt_message_is_acknowledged_only_once_the_inbox_has_it(mqtt_s
     session, the broker delivers it again on reconnecting, and once the inbox takes it the lot is received in
     every system. Had the message been acknowledged first, it would be gone."""
     with plant_of_its_own(seed=23) as (plant, shift):
-        mqtt = MqttSettings(url=mqtt_server, client_id=f"lotgraph-test-{uuid.uuid4().hex[:8]}")
+        # A group of its own: the session it leaves behind at the broker must not take other tests' messages.
+        unique = uuid.uuid4().hex[:8]
+        mqtt = MqttSettings(url=mqtt_server, client_id=f"lotgraph-test-{unique}", shared_group=f"test-{unique}")
         events = EventSettings(mqtt=mqtt, erp_poll_seconds=0, dispatch_seconds=0.3)
         with start_gateway(plant, store_url=postgres_url, events=events, operation_retry_seconds=0.5) as gateway:
             await eventually(lambda: _feed(gateway, "mqtt") == "subscribed")
