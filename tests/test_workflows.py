@@ -416,7 +416,7 @@ async def test_the_quality_flow_is_measured() -> None:
         cycles = sum(_metric(gateway, cycle.format(p)) or 0 for p in plants)
         assert cycles == 2, "the signed release ends the regulated lot's cycle"
         hold = {"lot_id": plain["lot_id"], "reason_code": "QH02", "reason": "complaint", "placed_by": "qe-mia"}
-        placed = _post(f"{plant.url('qms')}/api/v1/holds", json=hold)
+        placed = _change(f"{plant.url('qms')}/api/v1/holds", json=hold)
         assert placed.status_code == 201, placed.text
         await eventually(lambda: _operation(gateway, "carryQmsHold", plain["lot_id"]))
         assert _metric(gateway, 'lotgraph_hold_propagation_seconds_count{workflow="carryQmsHold"}') == 1
