@@ -132,6 +132,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         runtime.metrics.inbox_pending.set(await store.inbox.count_pending())
         for kind, count in (await store.exceptions.open_by_kind()).items():
             runtime.metrics.exceptions_open.labels(kind.value).set(count)
+        await runtime.reconciliation.refresh_metrics()
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # GraphiQL's own files, only where GraphiQL is served: an air-gapped plant has no CDN to load them from.

@@ -37,6 +37,7 @@ from gateway.cache import CacheSettings
 from gateway.errors import ConfigurationError
 from gateway.events.settings import EventSettings
 from gateway.limits import LimitSettings
+from gateway.reconcile.settings import ReconciliationSettings
 from gateway.resilience import ResilienceSettings
 from gateway.telemetry import TelemetrySettings
 from gateway.trusted import TrustedDocumentSettings
@@ -156,6 +157,7 @@ class Settings(BaseSettings):
     trusted_documents: TrustedDocumentSettings = Field(default_factory=TrustedDocumentSettings)
     events: EventSettings = Field(default_factory=EventSettings)
     workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
+    reconciliation: ReconciliationSettings = Field(default_factory=ReconciliationSettings)
     max_page_size: int = Field(default=1000, ge=1)
     operation_retry_seconds: float = Field(
         default=5.0, gt=0, description="How often pending operations are retried (a system that was down returns)."
