@@ -63,6 +63,7 @@ class Reconciliation:
         self.metrics = metrics
         self.owner = uuid.uuid4().hex
         self._holding = False
+        self._plant_list: tuple[float, list[str]] | None = None
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -94,23 +95,31 @@ class Reconciliation:
             await asyncio.sleep(poll)
 
     async def sweep_due(self) -> None:
-        """Sweep every plant that is due, if this process holds (or can take) the lease."""
-        if not await self.store.leases.acquire(LEASE, self.owner, LEASE_SECONDS):
+        """Sweep every plant that is due, under the lease (taken only when one is, given back after)."""
+        due = [plant for plant in await self._plants() if self._due(await self.store.sweeps.get(plant))]
+        if not due or not await self.store.leases.acquire(LEASE, self.owner, LEASE_SECONDS):
             return
         self._holding = True
         heartbeat = asyncio.create_task(self._keep_lease())
         try:
-            for plant in await self.sweep.plants():
-                if not self._holding:
-                    break
-                if self._due(await self.store.sweeps.get(plant)):
-                    done = await self.sweep.run(plant, keep_going=lambda: self._holding)
-                    log.info("reconciliation of %s: %d lots checked, %d newly divergent, %d resolved",
-                             plant, done.checked, done.divergent_found, done.resolved)  # fmt: skip
+            for plant in due:
+                if not self._holding or not self._due(await self.store.sweeps.get(plant)):  # swept meanwhile
+                    continue
+                done = await self.sweep.run(plant, keep_going=lambda: self._holding)
+                log.info("reconciliation of %s: %d lots checked, %d newly divergent, %d resolved",
+                         plant, done.checked, done.divergent_found, done.resolved)  # fmt: skip
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
             self._holding = False
+            await self.store.leases.release(LEASE, self.owner)
+
+    async def _plants(self) -> list[str]:
+        """The plants to sweep; with `*` the ERP's list, asked again once per interval."""
+        now = asyncio.get_running_loop().time()
+        if self._plant_list is None or now - self._plant_list[0] >= self.settings.interval_seconds:
+            self._plant_list = (now, await self.sweep.plants())
+        return self._plant_list[1]
 
     def _due(self, state: SweepState) -> bool:
         if state.under_way or state.completed_at is None:
@@ -125,10 +134,16 @@ class Reconciliation:
             except StoreError as exc:  # a busy store: try again next beat
                 log.warning("reconciliation lease not renewed this time: %s", exc)
 
-    async def run_once(self, plant: str, on_page: Callable[[Progress], None] | None = None) -> Progress:
-        """One sweep of `plant` now (`lotgraph reconcile`), under the lease so no replica sweeps it meanwhile."""
-        if not await self.store.leases.acquire(LEASE, self.owner, LEASE_SECONDS):
-            raise GatewayError("another gateway is sweeping now; try again when its sweep is done")
+    async def run_once(
+        self, plant: str, on_page: Callable[[Progress], None] | None = None, wait_seconds: float = 120.0
+    ) -> Progress:
+        """One sweep of `plant` now (`lotgraph reconcile`), under the lease so no replica sweeps meanwhile: while a
+        gateway holds it (sweeping), waited for up to `wait_seconds`."""
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        while not await self.store.leases.acquire(LEASE, self.owner, LEASE_SECONDS):
+            if asyncio.get_running_loop().time() > deadline:
+                raise GatewayError(f"a gateway has been sweeping for over {wait_seconds:.0f} s; try again later")
+            await asyncio.sleep(0.5)
         self._holding = True
         heartbeat = asyncio.create_task(self._keep_lease())
         try:

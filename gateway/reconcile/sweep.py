@@ -113,7 +113,7 @@ class Sweep:
         `keep_going` says stop (the sweeper lost its lease), or a source fails (raised, the cursor kept)."""
         state = await self.sweeps.get(plant)
         if not state.under_way:
-            await self.sweeps.begin(plant, total=0)
+            await self.sweeps.begin(plant)
             state = await self.sweeps.get(plant)
         progress = Progress(plant, state.checked, state.total)
         started = time.perf_counter()

@@ -48,14 +48,15 @@ class Sweeps:
         async with self.engine.connect() as conn:
             return list((await conn.execute(select(reconciliation_sweeps.c.plant))).scalars())
 
-    async def begin(self, plant: str, total: int) -> None:
-        await self._put(plant, cursor=None, started_at=datetime.now(UTC), checked=0, total=total, last_error=None)
+    async def begin(self, plant: str) -> None:
+        await self._put(plant, cursor=None, started_at=datetime.now(UTC), checked=0, total=None, last_error=None)
 
-    async def advance(self, plant: str, cursor: str, checked: int) -> None:
-        await self._put(plant, cursor=cursor, checked=checked, last_error=None)
+    async def advance(self, plant: str, cursor: str, checked: int, total: int) -> None:
+        await self._put(plant, cursor=cursor, checked=checked, total=total, last_error=None)
 
     async def complete(self, plant: str, checked: int) -> None:
-        await self._put(plant, cursor=None, checked=checked, completed_at=datetime.now(UTC), last_error=None)
+        await self._put(plant, cursor=None, checked=checked, total=checked, completed_at=datetime.now(UTC),
+                        last_error=None)  # fmt: skip
 
     async def interrupted(self, plant: str, error: str) -> None:
         await self._put(plant, last_error=error)
