@@ -35,7 +35,8 @@ DIVERGENT = """query($filter: DivergentLotFilter, $first: Int = 500) { divergent
     systems { system qualityStatus stockStatus } lot { id qualityStatus } } } } }"""
 REPAIR = """mutation($lot: ID!, $key: String!) { repairLot(input: {lotId: $lot, reason: "sweep found it diverged",
   idempotencyKey: $key}) { id kind state error steps { system action state lastError } } }"""
-DIVERGENT_LOTS = """query($filter: LotFilter) { lots(filter: $filter, first: 1000) { totalCount edges { node { id } } } }"""
+DIVERGENT_LOTS = """query($filter: LotFilter) { lots(filter: $filter, first: 1000) {
+  totalCount edges { node { id } } } }"""
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +83,8 @@ def _hold_in_qms(plant: Plant, lot: str) -> None:
 
 def _move_in_wms(plant: Plant, lot: str, status: str) -> None:
     """A warehouse clerk moves the lot's handling units in the WMS itself."""
-    moved = httpx.post(f"{plant.url('wms')}/v2/stock-moves", json={"lotId": lot, "targetStatus": status,
-                                                                   "reference": f"clerk-{uuid.uuid4().hex[:6]}"})  # fmt: skip
+    move = {"lotId": lot, "targetStatus": status, "reference": f"clerk-{uuid.uuid4().hex[:6]}"}
+    moved = httpx.post(f"{plant.url('wms')}/v2/stock-moves", json=move)
     assert moved.status_code == 200, moved.text
 
 
@@ -110,9 +111,9 @@ def _metric(gateway: Gateway, name: str, **labels: str) -> float:
     text = httpx.get(f"{gateway.url}/metrics", timeout=10).text
     wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
     for line in text.splitlines():
-        if line.startswith(name) and (match := re.match(rf"{re.escape(name)}\{{(.*)\}} (\S+)", line)):
-            if ",".join(sorted(match.group(1).split(","))) == wanted:
-                return float(match.group(2))
+        match = re.match(rf"{re.escape(name)}\{{(.*)\}} (\S+)", line)
+        if match and ",".join(sorted(match.group(1).split(","))) == wanted:
+            return float(match.group(2))
     return 0.0
 
 
