@@ -123,7 +123,7 @@ def _reconcile(args: argparse.Namespace) -> None:
                 done = await reconciliation.run_once(plant, on_page=progress)
                 requests = ", ".join(f"{source.upper()} {n}" for source, n in done.requests.items())
                 rows, total = await store.divergent.page(DivergenceFilter(plants=frozenset([plant])), limit=args.show)
-                print(f"{plant}: swept {done.checked} lots in {done.seconds:.1f} s ({requests} requests); "
+                print(f"{plant}: swept {done.checked} lots in {done.seconds:.2f} s ({requests} requests); "
                       f"{total} divergent ({done.divergent_found} new, {done.resolved} resolved)")  # fmt: skip
                 for row in rows:
                     print(f"  {row.lot_id}  {','.join(row.kinds)}  {'; '.join(row.statements['disagreements'])}")
