@@ -195,6 +195,9 @@ async def test_a_repair_never_makes_regulated_material_available(
     assert error["code"] == "FORBIDDEN" and "repair-never-makes-regulated-material-available" in error["policyIds"]
     assert _wms(plant, lot) == {"QUARANTINE"}
     assert _listed(gateway, manager, lot) is not None
+    _move_in_wms(plant, lot, "AVAILABLE")  # the clerk puts it back: no event, so the next sweep sees it
+    assert reconcile(plant, gateway.settings.resolved_store_url, PLANT).returncode == 0
+    assert _listed(gateway, manager, lot) is None, "consistent again: off the list"
 
 
 async def test_a_repair_carries_a_block_and_never_unblocks_what_qms_blocks(
