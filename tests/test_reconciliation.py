@@ -354,3 +354,25 @@ def test_divergent_lots_and_repair_in_production_mode(own_plant: tuple[Plant, Sh
         assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
         both = gateway.execute(DIVERGENT_LOTS, {"filter": {"consistent": True}}, token=engineer)
         assert both["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_the_readme_divergence_commands_work_as_written(own_plant: tuple[Plant, Shift], tmp_path: Path) -> None:
+    """The README's `lotgraph reconcile` block run by `sh` as written, from a directory laid out like the
+    repository's root (`.venv/`, the demo's `.lotgraph/`), against this plant; then its divergentLots query over
+    the store the command filled."""
+    plant, _ = own_plant
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Divergence") : readme.index("## Plant events")]
+    (command,) = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+    (query,) = re.findall(r"```graphql\n(.*?)```", section, flags=re.DOTALL)
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    (tmp_path / ".lotgraph").mkdir()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LOTGRAPH_")}
+    env.update({f"LOTGRAPH_SOURCES__{s.upper()}__URL": plant.url(s) for s in ("erp", "qms", "wms", "mes")})
+    done = subprocess.run(["sh", "-ec", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (command, done.stdout, done.stderr)
+    assert re.search(rf"{PLANT}: swept \d+ lots", done.stdout), done.stdout
+    store = f"sqlite+aiosqlite:///{tmp_path / '.lotgraph' / 'demo.db'}"
+    with start_gateway(plant, store_url=store) as gateway:
+        found = gateway.data(query, token=gateway.token("quality_engineer", plants=(PLANT,)))["divergentLots"]
+    assert found["totalCount"] > 0 and {edge["node"]["plant"] for edge in found["edges"]} == {PLANT}
