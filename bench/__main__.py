@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import events, federation, graph, holds, resilience
+from bench import events, federation, graph, holds, reconciliation, resilience
 from bench.stack import running
 from simulators import generate
 
@@ -22,6 +22,7 @@ def main() -> None:
             lambda: resilience.throughput(stack, dataset),
             lambda: events.subscriptions(stack, dataset),
             lambda: federation.borrowed_fields(stack),
+            lambda: reconciliation.full_sweep(stack),
         ):
             print("\n".join(run()), flush=True)
             print()

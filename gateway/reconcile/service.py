@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -99,18 +99,26 @@ class Reconciliation:
         due = [plant for plant in await self._plants() if self._due(await self.store.sweeps.get(plant))]
         if not due or not await self.store.leases.acquire(LEASE, self.owner, LEASE_SECONDS):
             return
-        self._holding = True
-        heartbeat = asyncio.create_task(self._keep_lease())
-        try:
+        async with self._holding_lease():
             for plant in due:
                 if not self._holding or not self._due(await self.store.sweeps.get(plant)):  # swept meanwhile
                     continue
                 done = await self.sweep.run(plant, keep_going=lambda: self._holding)
                 log.info("reconciliation of %s: %d lots checked, %d newly divergent, %d resolved",
                          plant, done.checked, done.divergent_found, done.resolved)  # fmt: skip
+
+    @contextlib.asynccontextmanager
+    async def _holding_lease(self) -> AsyncIterator[None]:
+        """The lease, just acquired, renewed until the block ends, then given back. The renewal is stopped between
+        two writes, never cancelled inside one (a cancelled SQLite transaction can keep the store's write lock)."""
+        self._holding = True
+        stop = asyncio.Event()
+        heartbeat = asyncio.create_task(self._keep_lease(stop))
+        try:
+            yield
         finally:
-            heartbeat.cancel()
-            await asyncio.gather(heartbeat, return_exceptions=True)
+            stop.set()
+            await heartbeat
             self._holding = False
             await self.store.leases.release(LEASE, self.owner)
 
@@ -126,9 +134,11 @@ class Reconciliation:
             return True
         return datetime.now(UTC) - state.completed_at >= timedelta(seconds=self.settings.interval_seconds)
 
-    async def _keep_lease(self) -> None:
-        while True:
-            await asyncio.sleep(LEASE_SECONDS / 3)
+    async def _keep_lease(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), LEASE_SECONDS / 3)
+                return
             try:
                 self._holding = await self.store.leases.acquire(LEASE, self.owner, LEASE_SECONDS)
             except StoreError as exc:  # a busy store: try again next beat
@@ -144,14 +154,8 @@ class Reconciliation:
             if asyncio.get_running_loop().time() > deadline:
                 raise GatewayError(f"a gateway has been sweeping for over {wait_seconds:.0f} s; try again later")
             await asyncio.sleep(0.5)
-        self._holding = True
-        heartbeat = asyncio.create_task(self._keep_lease())
-        try:
+        async with self._holding_lease():
             return await self.sweep.run(plant, on_page=on_page, keep_going=lambda: self._holding)
-        finally:
-            heartbeat.cancel()
-            await asyncio.gather(heartbeat, return_exceptions=True)
-            await self.store.leases.release(LEASE, self.owner)
 
     async def recheck(self, lot_ids: list[str]) -> None:
         """Judge these lots again now, through the interactive connectors, and record what is found."""

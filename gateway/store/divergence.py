@@ -19,8 +19,10 @@ from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, upda
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.errors import StoreConflict
+from gateway.store.engine import serialized
 from gateway.store.tables import divergent_lots, joined, record, split_joined, utc
 
+_LOCK_ID = 0x6C6F7464  # "lotd": writers of divergent lots
 # The age of an open divergence, in the bounded buckets its metric uses: (label, up to this age).
 AGES: tuple[tuple[str, timedelta | None], ...] = (
     ("<5m", timedelta(minutes=5)), ("<1h", timedelta(hours=1)), ("<1d", timedelta(days=1)), (">=1d", None),
@@ -94,7 +96,9 @@ class DivergentLots:
         agreeing = list(consistent)
         for attempt in range(3):
             try:
-                async with self.engine.begin() as conn:
+                # Read-then-write: on SQLite a plain transaction could not write once another committed after its
+                # read (WAL's snapshot), so it takes the write lock at BEGIN; on PostgreSQL writers take turns.
+                async with serialized(self.engine, _LOCK_ID) as conn:
                     return await self._record(conn, found, agreeing)
             except StoreConflict:  # another writer (a re-check, a replica) opened one of these lots meanwhile
                 if attempt == 2:
