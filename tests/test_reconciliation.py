@@ -277,14 +277,14 @@ async def test_a_sweep_carries_on_from_its_stored_cursor_after_a_restart(
         await eventually(lambda: _sweep_state(gateway, name).get("checked", 0) >= 100)
     stopped = _sweep_state(gateway, name)
     assert stopped["cursor"] and not stopped["completed"] and stopped["checked"] < lots
-    fast = ReconciliationSettings(plants=[name], page_size=200, interval_seconds=3600)
+    fast = ReconciliationSettings(plants=[name], page_size=150, interval_seconds=3600)  # pages told apart by size
     with start_gateway(plant, store_url=store, reconciliation=fast) as gateway:
         await eventually(lambda: _sweep_state(gateway, name).get("completed"), within=60)
     done = _sweep_state(gateway, name)
     assert done["checked"] == lots, "every lot checked once: none skipped, none checked again"
     first_run = _batch_pages(plant, name, top=20)
     assert sum("Batch gt" not in page for page in first_run) == 1, "the first run started from the top, once"
-    second_run = _batch_pages(plant, name, top=200)
+    second_run = _batch_pages(plant, name, top=150)
     assert second_run and all("Batch gt" in page for page in second_run), "the restart did not start again"
     assert f"Batch gt '{stopped['cursor']}'" in second_run[0], "the restart went on from the stored cursor"
 
