@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from bench import events, federation, graph, holds, resilience, workflows
+from bench import events, federation, graph, holds, reconciliation, resilience, workflows
 from bench.stack import Stack, running
 from simulators import Dataset, generate
 
@@ -27,6 +27,7 @@ GROUPS: dict[str, tuple[Run, ...]] = {
     "events": (events.subscriptions,),
     "federation": (lambda stack, _: federation.borrowed_fields(stack),),
     "workflows": (workflows.figures,),
+    "reconciliation": (lambda stack, _: reconciliation.full_sweep(stack),),
     "memory": (resilience.memory,),  # last: 10 minutes of load (LOTGRAPH_BENCH_MEMORY_MINUTES)
 }
 

@@ -115,6 +115,8 @@ def _running(seed: int, lots: int, data_dir: str) -> Iterator[Stack]:
         LOTGRAPH_AUTH__ANONYMOUS_ROLES='["portal_reader"]',
         LOTGRAPH_EVENTS__WEBHOOK_SECRETS=json.dumps(dict.fromkeys(EVENT_SOURCES, WEBHOOK_SECRET)),
         LOTGRAPH_SUBGRAPHS__LIMS__URL=subgraph_url("127.0.0.1", port + 1, "lims"),
+        # The figures count the requests each query costs: the sweep is measured on its own (bench/reconciliation.py).
+        LOTGRAPH_RECONCILIATION__ENABLED="false",
     )
     for offset, system in enumerate(SIMULATORS):
         env[f"LOTGRAPH_SOURCES__{system.upper()}__URL"] = f"http://127.0.0.1:{port + 1 + offset}"

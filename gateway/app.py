@@ -134,6 +134,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         undelivered = await store.outbox.undelivered_by_target()
         for target in {*settings.notifications.targets, *undelivered}:  # configured names only: bounded
             runtime.metrics.notifications_undelivered.labels(target).set(undelivered.get(target, 0))
+        await runtime.reconciliation.refresh_metrics()
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # GraphiQL's own files, only where GraphiQL is served: an air-gapped plant has no CDN to load them from.

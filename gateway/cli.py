@@ -1,4 +1,5 @@
-"""The `lotgraph` command: run the gateway, the demo plant, or only the simulators; mint development tokens."""
+"""The `lotgraph` command: run the gateway, the demo plant, or only the simulators; sweep plants for divergent lots;
+mint development tokens."""
 
 from __future__ import annotations
 
@@ -93,6 +94,55 @@ def _audit_verify(args: argparse.Namespace) -> None:
         return 1
 
     sys.exit(asyncio.run(verify()))
+
+
+def _reconcile(args: argparse.Namespace) -> None:
+    from gateway.errors import GatewayError
+    from gateway.reconcile.service import Reconciliation
+    from gateway.reconcile.sweep import Progress
+    from gateway.settings import load_settings, warn_about_unknown_variables
+    from gateway.store import Store, describe
+    from gateway.store.divergence import DivergenceFilter
+    from gateway.telemetry import Metrics
+    from gateway.upstream import Upstream
+
+    warn_about_unknown_variables()
+    settings = load_settings()
+
+    def progress(done: Progress) -> None:
+        share = f" of {done.total} ({done.checked / done.total:.0%})" if done.total else ""
+        print(f"{done.plant}: {done.checked}{share} lots checked, {done.divergent_found} newly divergent, "
+              f"{done.resolved} resolved", file=sys.stderr, flush=True)  # fmt: skip
+
+    async def sweep() -> int:
+        store = await Store.open(settings.resolved_store_url)
+        metrics = Metrics()
+        upstream = Upstream.open(settings.sources, metrics)
+        reconciliation = Reconciliation.open(settings, store, upstream, metrics)
+        try:
+            plants = args.plants or await reconciliation.sweep.plants()
+            for plant in plants:
+                done = await reconciliation.run_once(plant, on_page=progress)
+                requests = ", ".join(f"{source.upper()} {n}" for source, n in done.requests.items())
+                rows, total = await store.divergent.page(DivergenceFilter(plants=frozenset([plant])), limit=args.show)
+                print(f"{plant}: swept {done.checked} lots in {done.seconds:.2f} s ({requests} requests); "
+                      f"{total} divergent ({done.divergent_found} new, {done.resolved} resolved)")  # fmt: skip
+                for row in rows:
+                    print(f"  {row.lot_id}  {','.join(row.kinds)}  {'; '.join(row.statements['disagreements'])}")
+                if total > len(rows):
+                    print(f"  ... and {total - len(rows)} more (divergentLots in the graph, or --show)")
+            print(f"store {describe(settings.resolved_store_url)}")
+            return 0
+        except GatewayError as exc:
+            print(f"lotgraph reconcile: stopped: {exc.code}: {exc} (the next sweep carries on from there)",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        finally:
+            await reconciliation.aclose()
+            await upstream.aclose()
+            await store.aclose()
+
+    sys.exit(asyncio.run(sweep()))
 
 
 def _policy_test(args: argparse.Namespace) -> None:
@@ -193,6 +243,16 @@ def parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
     verify = audit.add_parser("verify", help="check the hash chain; name the first edited, removed or moved entry")
     verify.set_defaults(handler=_audit_verify)
+
+    about_reconcile = (
+        "sweep plants for lots whose QMS, WMS and ERP disagree, now, against the configured sources and store (as "
+        "`lotgraph run` uses them, at the sweep's budget); progress on stderr, findings on stdout"
+    )
+    reconcile = commands.add_parser("reconcile", help=about_reconcile, description=about_reconcile)
+    reconcile.add_argument("--plant", dest="plants", action="append", default=[],
+                           help="repeatable; default: LOTGRAPH_RECONCILIATION__PLANTS (* = every plant)")  # fmt: skip
+    reconcile.add_argument("--show", type=int, default=20, help="divergent lots listed per plant")
+    reconcile.set_defaults(handler=_reconcile)
 
     policy = commands.add_parser("policy", help="the Cedar policy set").add_subparsers(
         dest="policy_command", required=True

@@ -139,6 +139,7 @@ class Guarded:
         rate = settings.rate_limit_rps
         self.bucket = TokenBucket(rate, settings.rate_limit_burst) if rate and shared is None else None
         self.shared = shared if rate else None
+        self.sent = 0  # requests sent through this guard, retries included: what the source was asked to serve
 
     async def call(self, send: Callable[[], Awaitable[T]], *, idempotent: bool) -> T:
         """`send` within the source's budget; retried only when repeating it cannot do harm."""
@@ -160,6 +161,7 @@ class Guarded:
                 if self.shared:
                     await self._shared_quota()
                 async with self.bulkhead:
+                    self.sent += 1
                     result = await send()
             except (UpstreamUnavailable, UpstreamTimeout) as exc:
                 self.breaker.record(False)

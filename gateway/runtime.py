@@ -1,6 +1,6 @@
 """The long-lived parts of one gateway process, opened once and shared by every request:
-upstream connectors, the store, the policy engine, the authenticator, the event bus, the exception queue and the
-notifications' delivery worker."""
+upstream connectors, the store, the policy engine, the authenticator, the event bus, the exception queue, the
+notifications' delivery worker and reconciliation."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from gateway.exceptions import Exceptions
 from gateway.federation.client import SubgraphClient
 from gateway.notifications import Notifications
 from gateway.operations.service import Operations
+from gateway.reconcile.service import Reconciliation
 from gateway.settings import Mode, Settings
 from gateway.store import Store, describe
 from gateway.telemetry import Metrics, setup_tracing
@@ -42,6 +43,7 @@ class Runtime:
     store: Store | None = field(default=None)
     _operations: Operations | None = field(default=None)
     _exceptions: Exceptions | None = field(default=None)
+    _reconciliation: Reconciliation | None = field(default=None)
     _feeds: list[MqttIngest | ErpChangeFeed] = field(default_factory=list)
     event_reads: ReadDecisions = field(default_factory=ReadDecisions)  # subscribers' decisions, shared
     subgraphs: dict[str, SubgraphClient] = field(default_factory=dict)  # remote subgraphs lotgraph federates
@@ -80,8 +82,14 @@ class Runtime:
             self.settings.max_genealogy_depth,
             self.metrics,
         )
+        reconciliation = self._reconciliation = Reconciliation.open(self.settings, self.store, self.upstream,
+                                                                    self.metrics)  # fmt: skip
+        self._operations.observers.append(reconciliation.operation_completed)
+        if self.settings.reconciliation.enabled:  # after the workflows: the lot as they left it
+            self.events.react("reconciliation", reconciliation.react)
         await self.notifications.start(self.store.outbox, self.store.exceptions)
         await self.events.start(self.store.inbox, self.store.exceptions)
+        reconciliation.start()
         self._exceptions = Exceptions(
             self.store.exceptions, self.store.inbox, self.events, self._operations, self.notifications
         )
@@ -97,6 +105,8 @@ class Runtime:
     async def aclose(self) -> None:
         for feed in self._feeds:
             await feed.aclose()
+        if self._reconciliation is not None:
+            await self._reconciliation.aclose()
         if self._operations is not None:
             await self._operations.stop()
         await self.events.aclose()
@@ -140,6 +150,12 @@ class Runtime:
         if self._exceptions is None:
             raise RuntimeError("the exception queue starts with the application's lifespan")
         return self._exceptions
+
+    @property
+    def reconciliation(self) -> Reconciliation:
+        if self._reconciliation is None:
+            raise RuntimeError("reconciliation starts with the application's lifespan")
+        return self._reconciliation
 
     @property
     def opened_store(self) -> Store:

@@ -38,6 +38,7 @@ from gateway.errors import ConfigurationError
 from gateway.events.settings import EventSettings
 from gateway.limits import LimitSettings
 from gateway.notifications.settings import NotificationSettings
+from gateway.reconcile.settings import ReconciliationSettings
 from gateway.resilience import ResilienceSettings
 from gateway.telemetry import TelemetrySettings
 from gateway.trusted import TrustedDocumentSettings
@@ -158,6 +159,7 @@ class Settings(BaseSettings):
     events: EventSettings = Field(default_factory=EventSettings)
     workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    reconciliation: ReconciliationSettings = Field(default_factory=ReconciliationSettings)
     max_page_size: int = Field(default=1000, ge=1)
     operation_retry_seconds: float = Field(
         default=5.0, gt=0, description="How often pending operations are retried (a system that was down returns)."

@@ -115,9 +115,39 @@ class Metrics:
             "Delivery tries by target and outcome (delivered, refused, timeout, unreachable)", ["target", "outcome"],
             registry=r,
         )  # fmt: skip
-        self.disagreements = Counter(
-            "lotgraph_lot_disagreements", "Lots whose systems were found disagreeing when asked", registry=r
-        )
+        # Counts reads, not lots: a lot read ten times counts ten. How many lots diverge is lotgraph_divergent_lots.
+        self.disagreement_reads = Counter(
+            "lotgraph_lot_disagreement_reads", "Reads of a lot's consistency that found its systems disagreeing",
+            registry=r,
+        )  # fmt: skip
+        self.divergent_lots = Gauge(
+            "lotgraph_divergent_lots", "Open divergent lots by plant, kind and age since first seen (<5m, <1h, <1d, "
+            ">=1d), as reconciliation stored them", ["plant", "kind", "age"], registry=r,
+        )  # fmt: skip
+        self.divergence_seconds = Histogram(
+            "lotgraph_divergence_seconds", "How long resolved divergences lasted, first seen to resolved", ["plant"],
+            registry=r, buckets=(60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400),
+        )  # fmt: skip
+        self.sweep_lots = Counter(
+            "lotgraph_reconciliation_lots_checked", "Lots the reconciliation sweep judged, by plant", ["plant"],
+            registry=r,
+        )  # fmt: skip
+        self.sweep_progress = Gauge(
+            "lotgraph_reconciliation_progress_ratio", "Share of the plant's lots the sweep under way has checked "
+            "(on the replica sweeping)", ["plant"], registry=r,
+        )  # fmt: skip
+        self.sweep_seconds = Histogram(
+            "lotgraph_reconciliation_sweep_seconds", "Duration of completed sweeps, from start to the last page",
+            ["plant"], registry=r, buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600),
+        )  # fmt: skip
+        self.sweep_completed = Gauge(
+            "lotgraph_reconciliation_last_completed_timestamp_seconds", "When the plant's last sweep completed",
+            ["plant"], registry=r,
+        )  # fmt: skip
+        self.sweep_requests = Counter(
+            "lotgraph_reconciliation_requests", "Upstream requests of the sweep by plant and source (retries "
+            "included)", ["plant", "source"], registry=r,
+        )  # fmt: skip
         self.events_ingested = Counter(
             "lotgraph_events_ingested", "Plant events by source, type and outcome (accepted, duplicate)",
             ["source", "type", "outcome"], registry=r,

@@ -34,6 +34,7 @@ PROBES: Mapping[str, tuple[Entity, Mapping[str, Any]]] = {
     "placeRecallHold": (_LOT, {}),
     "releaseQualityHold": (_LOT, _RELEASE_CHECKS_PASSED),
     "dispositionLot": (_LOT, {**_RELEASE_CHECKS_PASSED, "decision": "RELEASE"}),
+    "repairLot": (_LOT, {"qualityStatus": "ON_HOLD"}),
     "readAudit": (entities.GOVERNANCE, {}),
     "readPolicies": (entities.GOVERNANCE, {}),
     "explainAuthorization": (entities.GOVERNANCE, {}),

@@ -1,7 +1,8 @@
 """The `lots` list: filtered pages of lots, driven by the system that can filter on what was asked.
 
 ERP filters batches by plant, material and supplier; a quality-status filter is the QMS's to answer,
-so such a query pages through QMS (which also knows plant, material and supplier of each lot).
+so such a query pages through QMS (which also knows plant, material and supplier of each lot); `consistent: false`
+pages through the divergent lots reconciliation stored (which keep plant, material, supplier and QMS's status).
 Cursors are opaque offsets into the driving system's ordered list.
 
 The filter sent is narrowed to what the caller may read (`within`), so `totalCount` and `hasNextPage` count
@@ -21,6 +22,7 @@ from gateway.contracts.qms import LotQualityPage, LotStatusQuery
 from gateway.errors import BadUserInput, Forbidden
 from gateway.model import QualityStatus
 from gateway.reads import Loaders
+from gateway.store.divergence import DivergenceFilter, DivergentLots
 from gateway.upstream import Upstream
 
 _PREFIX = "lots:"
@@ -32,6 +34,7 @@ class LotFilter:
     material: str | None = None
     supplier: str | None = None
     quality_status: QualityStatus | None = None
+    consistent: bool | None = None  # False: the lots reconciliation found divergent
 
 
 def within(where: LotFilter, scope: ReadScope) -> LotFilter:
@@ -88,12 +91,39 @@ def decode_cursor(cursor: str) -> int:
     raise BadUserInput(f"'{cursor}' is not a cursor this list gave out", argument="after")
 
 
+def _offset(first: int, after: str | None, max_first: int) -> int:
+    if not 1 <= first <= max_first:
+        raise BadUserInput(f"first must be between 1 and {max_first}", argument="first")
+    return decode_cursor(after) + 1 if after else 0
+
+
+def _page(found: list[tuple[str, str]], offset: int, total: int) -> Page:
+    entries = [
+        Entry(lot_id=lot_id, material_id=material_id, cursor=encode_cursor(offset + index))
+        for index, (lot_id, material_id) in enumerate(found)
+    ]
+    return Page(entries=entries, has_next_page=offset + len(entries) < total, total=total)
+
+
+async def divergent_page(divergent: DivergentLots, where: LotFilter, first: int, after: str | None,
+                         max_first: int) -> Page:  # fmt: skip
+    """The divergent lots matching `where` (already narrowed to what the caller reads), as a page of `lots`."""
+    if where.consistent is not False:
+        raise BadUserInput("consistent: true is not a list lotgraph keeps; ask for consistent: false (the divergent "
+                           "lots) or leave it out", argument="filter")  # fmt: skip
+    offset = _offset(first, after, max_first)
+    rows, total = await divergent.page(
+        DivergenceFilter(plants=where.plants, material=where.material, supplier=where.supplier,
+                         quality_status=where.quality_status.value if where.quality_status else None),
+        limit=first, offset=offset,
+    )  # fmt: skip
+    return _page([(row.lot_id, row.material) for row in rows], offset, total)
+
+
 async def page(
     upstream: Upstream, loaders: Loaders, where: LotFilter, first: int, after: str | None, max_first: int
 ) -> Page:
-    if not 1 <= first <= max_first:
-        raise BadUserInput(f"first must be between 1 and {max_first}", argument="first")
-    offset = decode_cursor(after) + 1 if after else 0
+    offset = _offset(first, after, max_first)
     if where.quality_status is None:
         batches: list[LotPage] = await upstream.call(
             "erp",
@@ -127,8 +157,4 @@ async def page(
         for quality in qualities[0].lots:
             loaders.lot_quality.prime(quality.lot_id, quality)
         found = [(quality.lot_id, quality.material_id) for quality in qualities[0].lots]
-    entries = [
-        Entry(lot_id=lot_id, material_id=material_id, cursor=encode_cursor(offset + index))
-        for index, (lot_id, material_id) in enumerate(found)
-    ]
-    return Page(entries=entries, has_next_page=offset + len(entries) < total, total=total)
+    return _page(found, offset, total)

@@ -27,6 +27,7 @@ from schema.exceptions import ExceptionsMutation, ExceptionsQuery
 from schema.governance import GovernanceQuery
 from schema.mutation import Mutation
 from schema.query import Query
+from schema.reconciliation import ReconciliationMutation, ReconciliationQuery
 from schema.subscription import Subscription
 
 log = logging.getLogger("lotgraph.graphql")
@@ -146,8 +147,8 @@ def build_schema(
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     schema = Schema(
         federation_version=FEDERATION_VERSION,
-        query=merge_types("Query", (Query, GovernanceQuery, ExceptionsQuery)),
-        mutation=merge_types("Mutation", (Mutation, ExceptionsMutation)),
+        query=merge_types("Query", (Query, GovernanceQuery, ExceptionsQuery, ReconciliationQuery)),
+        mutation=merge_types("Mutation", (Mutation, ExceptionsMutation, ReconciliationMutation)),
         subscription=Subscription,
         extensions=extensions,
     )

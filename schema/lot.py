@@ -209,5 +209,5 @@ class Lot:
         await self.require_read(info)
         result = await consistency.assess(info.context.loaders, self.id)
         if result.disagreements:
-            info.context.runtime.metrics.disagreements.inc()
+            info.context.runtime.metrics.disagreement_reads.inc()
         return Consistency.of(result)

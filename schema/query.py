@@ -26,6 +26,11 @@ class LotFilter:
     material: str | None = None
     supplier: str | None = None
     quality_status: QualityStatus | None = None
+    consistent: bool | None = strawberry.field(
+        default=None,
+        description="false: only lots reconciliation found divergent (see divergentLots); true is not "
+        "supported (the consistent lots are every other lot).",
+    )
 
 
 @strawberry.type
@@ -73,11 +78,15 @@ class Query:
         ctx = info.context
         asked = lots.LotFilter(
             plants=frozenset([f.plant] if f.plant else []), material=f.material, supplier=f.supplier,
-            quality_status=f.quality_status,
+            quality_status=f.quality_status, consistent=f.consistent,
         )  # fmt: skip
         # Ask the source for exactly what the caller may read, so pages stay full and counts leak nothing.
         where = lots.within(asked, ctx.guard.read_scope)
-        result = await lots.page(ctx.upstream, ctx.loaders, where, first, after, ctx.settings.max_page_size)
+        if where.consistent is None:
+            result = await lots.page(ctx.upstream, ctx.loaders, where, first, after, ctx.settings.max_page_size)
+        else:
+            divergent = ctx.runtime.opened_store.divergent
+            result = await lots.divergent_page(divergent, where, first, after, ctx.settings.max_page_size)
         readable = await ctx.guard.readable_lots(e.lot_id for e in result.entries)
         edges = [
             LotEdge(cursor=e.cursor, node=Lot(id=strawberry.ID(e.lot_id), material_hint=e.material_id, authorized=True))

@@ -29,6 +29,7 @@ from gateway.app import create_app
 from gateway.auth import AuthSettings, DevSigner
 from gateway.demo import SIMULATORS, plant_group
 from gateway.events.settings import EventSettings
+from gateway.reconcile.settings import ReconciliationSettings
 from gateway.resilience import ResilienceSettings
 from gateway.servers import ServerGroup, free_block
 from gateway.settings import Mode, Settings, local_sources
@@ -205,6 +206,8 @@ def start_gateway(plant: Plant, **overrides: Any) -> Iterator[Gateway]:
                 "auth": AuthSettings(allow_anonymous=True, anonymous_roles=("portal_reader",)),
                 # Tests count the requests the simulators serve: polling the ERP is asked for where it is tested.
                 "events": EventSettings(erp_poll_seconds=0),
+                # Likewise the reconciliation sweep and its re-checks (tests/test_reconciliation.py turns them on).
+                "reconciliation": ReconciliationSettings(enabled=False),
                 **overrides,
             }
         )
@@ -255,6 +258,7 @@ def gateway_process(
         os.environ,
         LOTGRAPH_MODE="development",
         LOTGRAPH_DATA_DIR=str(data_dir),
+        LOTGRAPH_RECONCILIATION__ENABLED="false",  # a background sweep of the shared plant only where asked for
         **{f"LOTGRAPH_SOURCES__{s.upper()}__URL": plant.url(s) for s in SIMULATORS},
         **{f"LOTGRAPH_{name}": value for name, value in settings.items()},
     )

@@ -152,13 +152,15 @@ class ErpMaterialDocumentItem(Upstream):
 
 
 class BatchQuery(BaseModel):
-    """One page of batches matching the lot filter, ordered by batch number; `plants`: any of them (none: all)."""
+    """One page of batches matching the lot filter, ordered by batch number; `plants`: any of them (none: all);
+    `after`: only batch numbers after this one (a sweep's cursor, which lots arriving meanwhile cannot shift)."""
 
     model_config = ConfigDict(frozen=True)
 
     plants: tuple[str, ...] = ()
     material: str | None = None
     supplier: str | None = None
+    after: str | None = None
     top: int = Field(ge=1)
     skip: int = Field(ge=0)
 
@@ -183,6 +185,8 @@ def _keys_of(entity_set: str, key_field: str, row: type[Upstream]):
 async def _list_batches(erp: ErpConnector, request: BatchQuery):
     conditions = all_equal({"Material": request.material, "Supplier": request.supplier})
     terms = [any_of("Plant", request.plants)] if request.plants else []
+    if request.after is not None:
+        terms.append(f"Batch gt {quote(request.after)}")
     return await erp.query(
         "API_BATCH_SRV/Batch",
         filter=" and ".join([*terms, *([conditions] if conditions else [])]) or None,
@@ -199,14 +203,36 @@ def _batch_page(body: OData[ErpBatch]) -> list[LotPage]:
     return [LotPage(lots=[row.canonical() for row in body.d.results], total=total)]
 
 
+def _plants(body: OData[ErpPlant]) -> list[Plant]:
+    return [Plant(id=p.Plant, name=p.PlantName, country=p.Country, city=p.CityName) for p in body.d.results]
+
+
 PLANT_READ = register(
     Contract(
         "erp", "plant.read", 1, "Plants by plant code",
         request=Keys, response=OData[ErpPlant],
         send=_keys_of("API_PLANT_SRV/A_Plant", "Plant", ErpPlant),
-        adapt=lambda body: [
-            Plant(id=p.Plant, name=p.PlantName, country=p.Country, city=p.CityName) for p in body.d.results
-        ],
+        adapt=_plants,
+    )
+)  # fmt: skip
+
+
+class AllOf(BaseModel):
+    """Every entity of a small set (the plant's plants)."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+async def _list_plants(erp: ErpConnector, request: AllOf):
+    return await erp.query("API_PLANT_SRV/A_Plant", orderby="Plant", select=_fields(ErpPlant))
+
+
+PLANT_LIST = register(
+    Contract(
+        "erp", "plant.list", 1, "Every plant, by plant code",
+        request=AllOf, response=OData[ErpPlant],
+        send=_list_plants,
+        adapt=_plants,
     )
 )  # fmt: skip
 

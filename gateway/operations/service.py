@@ -1,6 +1,6 @@
-"""The governed operations service: quality holds, recalls, releases, dispositions, and operator actions on
-stuck operations. GraphQL mutations and the automatic reactions (containment) both call it, with the principal
-who acts and plain values.
+"""The governed operations service: quality holds, recalls, releases, dispositions, repairs of divergent lots,
+and operator actions on stuck operations. GraphQL mutations and the automatic reactions (containment) both call
+it, with the principal who acts and plain values.
 
 Every command validates its input, asks Cedar about every lot concerned (the lot's attributes from the reads,
 the release evidence read fresh from the systems of record as Cedar context), audits each decision, records the
@@ -10,8 +10,8 @@ operation under the principal's idempotency key, then runs it across QMS, WMS an
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,11 +22,11 @@ from gateway.errors import BadUserInput, Forbidden, LotDivergent, NotFound
 from gateway.events.envelope import Event
 from gateway.events.hub import Events
 from gateway.genealogy import Direction, walk
-from gateway.model import HoldStatus, NonconformanceState
+from gateway.model import HoldStatus, NonconformanceState, QualityStatus
 from gateway.operations.announcements import Announcer
 from gateway.operations.executor import Executor, Resumer
 from gateway.operations.kpis import AWAITING_QUALIFIED_PERSON, Kpis
-from gateway.operations.plans import DISPOSITION_STEPS, HOLD_STEPS, RELEASE_STEPS, plan
+from gateway.operations.plans import DISPOSITION_STEPS, FOLLOW_QMS_STEPS, HOLD_STEPS, RELEASE_STEPS, plan
 from gateway.reads import Loaders
 from gateway.store import Store
 from gateway.store.audit import AuditLog
@@ -55,6 +55,8 @@ class Operations:
     max_genealogy_depth: int
     exceptions: ExceptionQueue
     kpis: Kpis
+    # Told of every completed operation (after the service's own settling), e.g. reconciliation's re-check.
+    observers: list[Callable[[Operation], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
     def start(
@@ -143,10 +145,38 @@ class Operations:
             extra={"signature": command.signature(decision)},
         )  # fmt: skip
 
+    async def repair_lot(
+        self, principal: Principal, lot_id: str, reason: str, key: str, correlation_id: str
+    ) -> Operation:
+        """WMS and ERP brought in line with what QMS, the system of record for quality, says about the lot: the
+        alignment steps of the workflows (`steps/alignment.py`), which read QMS when they run and never unblock
+        what it blocks. Cedar decides with what QMS says now as context (a repair never makes regulated material
+        available: that is a qualified person's signed release); one decided while QMS did not release the lot
+        never makes it available either, even if QMS releases it before the steps run."""
+        required(lotId=lot_id, reason=reason, idempotencyKey=key)
+        command = self.command(principal, correlation_id)
+        resource = await command.guard.lot_entity(lot_id, for_change=True)
+        fresh = command.guard.loaders.fresh
+        quality = await fresh.lot_quality.load(lot_id)
+        status = quality.status.value if quality else "UNKNOWN"
+        payload = {"lotId": lot_id, "reason": reason, "qualityStatus": status,
+                   "direction": "release" if status == QualityStatus.RELEASED else "restrict"}  # fmt: skip
+        await command.governed("repairLot", [resource], {"qualityStatus": status}, payload)  # before saying more
+        if quality is None:
+            raise NotFound(f"QMS has no record of lot {lot_id}: there is nothing to bring the systems in line with",
+                           argument="lotId")  # fmt: skip
+        found = await assess(fresh, lot_id, judged_only=True)
+        if found.consistent is not False and await self.store.by_key(principal.sub, key) is None:
+            raise BadUserInput(f"the systems of lot {lot_id} do not disagree (or could not all be asked): nothing to "
+                               "repair", argument="lotId")  # fmt: skip
+        return await command.start("repairLot", key, payload, [lot_id], FOLLOW_QMS_STEPS)
+
     async def _completed(self, op: Operation) -> None:
         """Told by the executor of every completed operation, whichever run (request, resumer) completed it."""
         await self._settle_awaited_releases(op)
         await self.kpis.completed(op)
+        for observer in self.observers:
+            await observer(op)
 
     async def _settle_awaited_releases(self, release: Operation) -> None:
         """Automation's releases Cedar left to a qualified person (a passed inspection of regulated material) are

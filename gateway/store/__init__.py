@@ -13,10 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.errors import ConfigurationError
 from gateway.store.audit import AuditEntry, AuditLog, Verification
 from gateway.store.cursors import IngestCursors
+from gateway.store.divergence import DivergentLots
 from gateway.store.engine import migrate, open_engine
 from gateway.store.exceptions import ExceptionQueue
 from gateway.store.inbox import Inbox
+from gateway.store.leases import Leases
 from gateway.store.outbox import Outbox
+from gateway.store.sweeps import Sweeps
 
 __all__ = ["AuditEntry", "AuditLog", "Store", "Verification", "describe"]
 
@@ -51,6 +54,9 @@ class Store:
         self.inbox = Inbox(engine)
         self.exceptions = ExceptionQueue(engine)
         self.outbox = Outbox(engine)
+        self.divergent = DivergentLots(engine)
+        self.sweeps = Sweeps(engine)
+        self.leases = Leases(engine)
 
     @classmethod
     async def open(cls, url: str) -> Store:

@@ -1,9 +1,11 @@
-"""Claiming due rows under a lease: how a worker of one replica takes work that replicas sharing the store must
-never do twice at once (the inbox's events, the outbox's deliveries).
+"""Leases: how replicas sharing the store never do the same work at once.
 
-A row is free when no live lease covers it; each candidate is taken by a conditional UPDATE, so two replicas
-never both win one, and a crashed holder's claim simply runs out. An outcome is recorded only by the lease's
-holder (a run that outlived its lease writes nothing over its successor's) and gives the lease back.
+Two kinds. Row leases (`claim`, `end`): a worker takes due rows (the inbox's events, the outbox's deliveries) under
+a lease; a row is free when no live lease covers it; each candidate is taken by a conditional UPDATE, so two replicas
+never both win one, and a crashed holder's claim simply runs out. An outcome is recorded only by the lease's holder
+(a run that outlived its lease writes nothing over its successor's) and gives the lease back. Named leases
+(`Leases`): a job only one replica may do at a time (the reconciliation sweeper), short and renewed while held, so a
+crashed holder's lease runs out within seconds and another replica takes the job over.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, or_, select, update
+from sqlalchemy import ColumnElement, Table, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.errors import StoreConflict
+from gateway.store.tables import leases
 
 
 async def claim(
@@ -47,3 +52,33 @@ async def end(engine: AsyncEngine, table: Table, row_id: str, owner: str, **valu
             .values(**values, lease_owner=None, lease_until=None, updated_at=datetime.now(UTC))
         )
     return done.rowcount == 1
+
+
+class Leases:
+    """Named leases, one row per job."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def acquire(self, name: str, owner: str, seconds: float) -> bool:
+        """Take (or extend) the lease `name` for `owner`; False while another owner's lease is live."""
+        now = datetime.now(UTC)
+        until = now + timedelta(seconds=seconds)
+        async with self.engine.begin() as conn:
+            taken = await conn.execute(
+                update(leases)
+                .where(leases.c.name == name, or_(leases.c.until < now, leases.c.owner == owner))
+                .values(owner=owner, until=until)
+            )
+        if taken.rowcount == 1:
+            return True
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(leases.insert().values(name=name, owner=owner, until=until))
+        except StoreConflict:  # the row exists and another owner's lease is live (or it just took it)
+            return False
+        return True
+
+    async def release(self, name: str, owner: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(leases).where(leases.c.name == name, leases.c.owner == owner))

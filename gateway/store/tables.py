@@ -1,6 +1,7 @@
 """The gateway's own state, as SQLAlchemy Core tables: operations and their steps (durable sagas), the
-hash-chained audit log, the inbox of plant events, the exception queue and the outbox of notifications. The
-schema itself is owned by the Alembic migrations beside this file."""
+hash-chained audit log, the inbox of plant events, the exception queue, the outbox of notifications, and
+reconciliation's divergent lots, sweeps and leases. The schema itself is owned by the Alembic migrations beside this
+file."""
 
 from __future__ import annotations
 
@@ -178,6 +179,57 @@ deliveries = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("target", "event_id", name="uq_deliveries_target_event"),
     Index("ix_deliveries_state_due", "state", "due_at"),
+)
+
+ACTIVE_DIVERGENCE = "resolved_at IS NULL"  # at most one open divergence per lot (the partial index)
+
+# Lots whose systems disagree, as the reconciliation sweep (or a re-check) found them: open while `resolved_at` is
+# NULL; kept once resolved, so how long each divergence lasted stays on record.
+divergent_lots = Table(
+    "divergent_lots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("lot_id", String(64), nullable=False),
+    Column("plant", String(16), nullable=False, index=True),
+    Column("material", String(64), nullable=False),
+    Column("supplier", String(64)),
+    Column("quality_status", String(16)),  # what QMS says (NULL: it has no record of the lot)
+    Column("kinds", Text, nullable=False),  # `|AVAILABLE_WHILE_BLOCKED|...|`, joined as plants are
+    Column("statements", JSON, nullable=False),  # each system's statement and the disagreements, as found last
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    Index(
+        "uq_divergent_lots_open",
+        "lot_id",
+        unique=True,
+        sqlite_where=text(ACTIVE_DIVERGENCE),
+        postgresql_where=text(ACTIVE_DIVERGENCE),
+    ),
+)
+
+# One row per plant: how far its reconciliation sweep has come (`cursor`, the last lot checked; NULL between
+# sweeps), so a restarted gateway carries on where the last one stopped.
+reconciliation_sweeps = Table(
+    "reconciliation_sweeps",
+    metadata,
+    Column("plant", String(16), primary_key=True),
+    Column("cursor", String(64)),
+    Column("started_at", DateTime(timezone=True)),
+    Column("checked", Integer, nullable=False),
+    Column("total", Integer),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Named leases: one holder at a time among the replicas sharing the store (the reconciliation sweeper).
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("until", DateTime(timezone=True), nullable=False),
 )
 
 T = TypeVar("T")

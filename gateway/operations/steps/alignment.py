@@ -4,7 +4,8 @@ Workflows that carry a quality decision (a passed inspection, a hold placed or r
 do not replay the event that announced it: they read the lot's quality status when the step runs and move the
 stock to match. Events arriving late or out of order, or a hold placed and released again before the step ran,
 therefore still end with the systems agreeing. A step that only carries holds (`direction` "block") never
-unblocks anything.
+unblocks anything; one that was decided while QMS had not released the lot (`direction` "restrict", a repair)
+never makes it available.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ async def _target(upstream: Upstream, op: Operation, step: Step) -> tuple[StockS
     target = TARGET[quality]
     if op.input.get("direction") == "block" and target is not StockStatus.BLOCKED:
         return f"QMS no longer holds the lot (it is {quality.value})"
+    if op.input.get("direction") == "restrict" and target is StockStatus.AVAILABLE:
+        return "QMS released the lot after this operation was decided: making it available needs a decision of its own"
     return target, quality
 
 
