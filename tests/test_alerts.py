@@ -20,6 +20,7 @@ import yaml
 from gateway.events.envelope import EventType
 from gateway.events.settings import Trigger
 from gateway.notifications.settings import NotificationSettings, TargetSettings
+from gateway.reconcile.settings import ReconciliationSettings
 from gateway.resilience import ResilienceSettings
 from gateway.servers import free_port
 from simulators import Dataset
@@ -28,6 +29,7 @@ from tests.events import SECRET
 from tests.monitoring import RULES, Prometheus, alert_rules, watching
 from tests.services import promtool
 from tests.test_deploy import SERVICES
+from tests.test_reconciliation import REPAIR, _hold_in_qms, _move_in_wms, _released_lot, reconcile
 from tests.test_workflows import _change, _inspections, _operation, _produce, _record, _wired
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,6 +116,49 @@ async def test_a_source_going_down_fires_its_alert_on_a_real_prometheus_until_it
         assert await eventually(recovered)
 
 
+async def test_a_lot_diverged_behind_lotgraphs_back_fires_the_divergence_alert_until_it_is_repaired() -> None:
+    """Someone changes a released lot in one system itself (no webhook tells lotgraph): a quality engineer holds it
+    in the QMS, or a clerk blocks it in the WMS. The sweep finds the systems disagreeing: LotgraphLotsDivergent goes
+    from inactive through pending to firing, and back to inactive once `repairLot` has brought WMS and ERP in line
+    with QMS (its completion re-checks the lot). The plant and kind are ones the seeded divergences leave at zero,
+    so the alert is the test's own."""
+    name, states = "LotgraphLotsDivergent", []
+    fast = {f"REQUESTS_PER_SECOND__{source}": "100" for source in ("ERP", "QMS", "WMS")}
+    changes = {
+        "AVAILABLE_WHILE_BLOCKED": _hold_in_qms,
+        "BLOCKED_WHILE_AVAILABLE": lambda plant, lot: _move_in_wms(plant, lot, "BLOCKED"),
+    }
+    with (
+        plant_of_its_own(seed=16) as (plant, _),
+        start_gateway(
+            plant,
+            reconciliation=ReconciliationSettings(plants=["P300"], interval_seconds=3600),
+            operation_retry_seconds=0.5,
+        ) as gateway,  # fmt: skip
+        watching(gateway) as prometheus,
+    ):
+        store = gateway.settings.resolved_store_url
+        assert reconcile(plant, store, **fast).returncode == 0  # every plant, as seeded
+        by = "max by (plant, kind) (sum without (age) (lotgraph_divergent_lots))"
+        counted = await eventually(lambda: {(s["metric"]["plant"], s["metric"]["kind"]): float(s["value"][1])
+                                            for s in prometheus.query(by)})  # fmt: skip
+        home, kind = next((p, k) for (p, k), n in sorted(counted.items()) if n == 0 and k in changes)
+
+        def reaches(state: str) -> bool:
+            states.append(prometheus.alert_state(name, plant=home, kind=kind))
+            return states[-1] == state
+
+        assert await eventually(lambda: reaches("inactive"))
+        lot = _released_lot(plant, in_plant=home)
+        changes[kind](plant, lot)
+        assert reconcile(plant, store, home, **fast).returncode == 0
+        assert await eventually(lambda: reaches("firing"))
+        assert "pending" in states, f"firing only after its `for:` held: {states}"
+        repaired = gateway.data(REPAIR, {"lot": lot, "key": "alert-e2e"}, token=gateway.token("quality_engineer"))
+        assert repaired["repairLot"]["state"] == "COMPLETED", repaired
+        assert await eventually(lambda: reaches("inactive"))
+
+
 def test_the_compose_prometheus_loads_the_rules_and_passes_promtool() -> None:
     """deploy/prometheus/prometheus.yaml as the compose service mounts it: its rule files are the mounted rules."""
     mounts = {}
@@ -154,21 +199,10 @@ def _panel_targets() -> list[tuple[str, dict]]:
     return [(panel["title"], target) for panel in panels for target in panel.get("targets", [])]
 
 
-# Series other branches add (reconciliation, notifications): their panels return nothing here until those are
-# merged, and then these xfails turn into failures, so this set is emptied.
-NOT_YET_MERGED = {"lotgraph_divergent_lots"}
-
-
 def test_the_dashboard_has_a_row_per_concern() -> None:
     rows = [panel["title"] for panel in json.loads(DASHBOARD.read_text())["panels"] if panel["type"] == "row"]
     concerns = ("Divergence", "Workflows", "Exceptions", "Sources", "Events", "GraphQL requests")
     assert [concern for concern in concerns if not any(row.startswith(concern) for row in rows)] == []
-
-
-def _panel_case(title: str, expr: str) -> object:
-    pending = [name for name in NOT_YET_MERGED if name in expr]
-    marks = [pytest.mark.xfail(strict=True, reason=f"{pending} not on this branch")] if pending else []
-    return pytest.param(expr, id=title, marks=marks)
 
 
 def _unsigned_webhook(gateway: Gateway) -> int:
@@ -179,8 +213,8 @@ def _unsigned_webhook(gateway: Gateway) -> int:
 async def plant_at_work() -> AsyncIterator[Prometheus]:
     """Prometheus scraping a gateway whose plant has done what the panels show: lots received (one still awaiting
     inspection), one released, one regulated lot waiting for a qualified person, a QMS hold carried to WMS and ERP,
-    a webhook refused; yielded once Prometheus has scraped the refusal twice (everything before it is in, and a
-    rate over it has two samples)."""
+    every plant swept for divergence, a webhook refused; yielded once Prometheus has scraped the refusal twice
+    (everything before it is in, and a rate over it has two samples)."""
     supervisors = TargetSettings(url=f"http://127.0.0.1:{free_port()}/pages", secret=SECRET,
                                  events=[Trigger(type=EventType.INSPECTION_COMPLETED, passed=False)])  # fmt: skip
     notifications = NotificationSettings(targets={"supervisors": supervisors})
@@ -200,11 +234,13 @@ async def plant_at_work() -> AsyncIterator[Prometheus]:
         hold = {"lot_id": released["lot_id"], "reason_code": "QH02", "reason": "complaint", "placed_by": "qe-mia"}
         assert _change(f"{plant.url('qms')}/api/v1/holds", json=hold).status_code == 201
         await eventually(lambda: _operation(gateway, "carryQmsHold", released["lot_id"]))
+        fast = {f"REQUESTS_PER_SECOND__{source}": "100" for source in ("ERP", "QMS", "WMS")}
+        assert reconcile(plant, gateway.settings.resolved_store_url, **fast).returncode == 0  # the divergence rows
         assert _unsigned_webhook(gateway) == 401
         await eventually(lambda: prometheus.query("count_over_time(lotgraph_events_rejected_total[5m]) >= 2"))
         yield prometheus
 
 
-@pytest.mark.parametrize("expr", [_panel_case(title, target["expr"]) for title, target in _panel_targets()])
+@pytest.mark.parametrize("expr", [pytest.param(target["expr"], id=title) for title, target in _panel_targets()])
 def test_every_dashboard_panel_returns_series(plant_at_work: Prometheus, expr: str) -> None:
     assert plant_at_work.query(expr)
