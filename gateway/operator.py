@@ -1,4 +1,4 @@
-"""`lotgraph ops`: an operator's view of what is stuck, and the actions that unstick it, without GraphiQL.
+"""`lotgraph ops`: an operator's view of what is stuck or diverged, and the actions that fix it, without GraphiQL.
 
 Every command is a GraphQL request to a running gateway, made with the operator's own token (`--token` or
 `LOTGRAPH_TOKEN`; `--url` or `LOTGRAPH_URL`), so it is decided by Cedar and audited exactly as the same query or
@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +30,11 @@ ENTRY = "id kind state reasonCode reason subject lotId plants attempts createdAt
 PENDING = f"{{ pendingOperations {{ {OPERATION} }} }}"
 EXCEPTIONS = f"""query($filter: ExceptionFilter, $first: Int!) {{ exceptions(filter: $filter, first: $first) {{
   totalCount edges {{ node {{ {ENTRY} }} }} }} }}"""
+DIVERGENT_LOT = "lotId plant kinds qualityStatus disagreements firstSeen divergentSeconds"
+DIVERGENT = f"""query($filter: DivergentLotFilter, $first: Int!) {{ divergentLots(filter: $filter, first: $first) {{
+  totalCount edges {{ node {{ {DIVERGENT_LOT} }} }} }} }}"""
+REPAIR = f"""mutation($lot: ID!, $why: String!, $key: String!) {{
+  repairLot(input: {{lotId: $lot, reason: $why, idempotencyKey: $key}}) {{ {OPERATION} }} }}"""
 RETRY_EXCEPTION = f"mutation($id: ID!) {{ retryException(id: $id) {{ {ENTRY} }} }}"
 DISCARD_EXCEPTION = f"mutation($id: ID!, $why: String!) {{ discardException(id: $id, reason: $why) {{ {ENTRY} }} }}"
 RETRY_OPERATION = f"mutation($id: ID!) {{ retryOperation(id: $id) {{ {OPERATION} }} }}"
@@ -82,6 +88,18 @@ def _exceptions(client: Client, args: argparse.Namespace) -> list[dict[str, Any]
     return [edge["node"] for edge in page["edges"]]
 
 
+def _divergent(client: Client, args: argparse.Namespace) -> list[dict[str, Any]]:
+    filter_ = {key: value for key, value in (("plant", args.plant), ("kind", args.kind),
+                                             ("olderThan", args.older_than)) if value}  # fmt: skip
+    page = client.data(DIVERGENT, {"filter": filter_, "first": args.first})["divergentLots"]
+    return [edge["node"] for edge in page["edges"]]
+
+
+def _repair(client: Client, args: argparse.Namespace) -> list[dict[str, Any]]:
+    key = args.key or f"ops-repair-{args.lot}-{uuid.uuid4().hex[:12]}"
+    return [client.data(REPAIR, {"lot": args.lot, "why": args.reason, "key": key})["repairLot"]]
+
+
 def _is_entry(id_: str) -> bool:
     return id_.isascii() and id_.isdigit()
 
@@ -99,6 +117,7 @@ def _discard(client: Client, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 COLUMNS = {  # what a table shows of each kind of row; --json shows everything
+    "divergent": ("lotId", "plant", "kinds", "qualityStatus", "firstSeen", "disagreements"),
     "operation": ("id", "kind", "state", "createdAt", "lotIds", "error"),
     "entry": ("id", "kind", "state", "reasonCode", "subject", "lotId", "plants", "attempts", "reason"),
 }
@@ -129,6 +148,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     listed.add_argument("--plant")
     listed.add_argument("--lot")
     listed.add_argument("--first", type=int, default=50)
+    divergent = command("divergent", "lots whose QMS, WMS and ERP disagree, as reconciliation found them",
+                        _divergent, "divergent")  # fmt: skip
+    divergent.add_argument("--plant")
+    divergent.add_argument("--kind", help="e.g. AVAILABLE_WHILE_BLOCKED")
+    divergent.add_argument("--older-than", type=int, metavar="SECONDS", help="divergent at least this long")
+    divergent.add_argument("--first", type=int, default=50)
+    repair = command("repair", "bring WMS and ERP in line with what QMS says about a lot (repairLot)", _repair,
+                     "operation")  # fmt: skip
+    repair.add_argument("lot")
+    repair.add_argument("--reason", required=True)
+    repair.add_argument("--key", help="idempotency key (default: a new one): the same key repeats nothing")
     retry = command("retry", "retry an exception entry (a number) or an operation (a UUID)", _retry, "auto")
     retry.add_argument("id")
     discard = command("discard", "discard an exception entry, or abandon an operation, saying why", _discard, "auto")

@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.reconcile.settings import ReconciliationSettings
 from simulators import Dataset
-from tests.conftest import Gateway, Plant
+from tests.conftest import Gateway, Plant, plant_of_its_own, start_gateway
 from tests.test_exception_queue import _failed_hold, _failed_release
+from tests.test_reconciliation import _hold_in_qms, _released_lot, reconcile
 
 LOTGRAPH = str(Path(sys.executable).parent / "lotgraph")
 
@@ -75,3 +77,31 @@ def test_a_refused_token_is_one_line_naming_the_code(ops_gateway: Gateway) -> No
     assert forged.stderr.startswith("lotgraph ops pending: UNAUTHENTICATED") and forged.stderr.count("\n") == 1
     reader = _ops(ops_gateway, ops_gateway.token("portal_reader"), "exceptions")
     assert reader.returncode == 1 and reader.stderr.startswith("lotgraph ops exceptions: FORBIDDEN"), reader.stderr
+
+
+async def test_an_operator_lists_divergent_lots_and_repairs_one() -> None:
+    """The runbook's divergence commands: `ops divergent` lists what the sweep found, `ops repair` brings WMS and
+    ERP in line with QMS, after which the lot is off the list."""
+    fast = {f"REQUESTS_PER_SECOND__{source}": "100" for source in ("ERP", "QMS", "WMS")}
+    with (
+        plant_of_its_own(seed=17) as (plant, _),
+        start_gateway(
+            plant,
+            reconciliation=ReconciliationSettings(plants=["P300"], interval_seconds=3600),
+            operation_retry_seconds=0.5,
+        ) as gateway,  # fmt: skip
+    ):
+        lot = _released_lot(plant)
+        _hold_in_qms(plant, lot)
+        assert reconcile(plant, gateway.settings.resolved_store_url, "P100", **fast).returncode == 0
+        engineer = gateway.token("quality_engineer", plants=("P100",))
+        listed = _json(gateway, engineer, "divergent", "--plant", "P100", "--kind", "AVAILABLE_WHILE_BLOCKED",
+                       "--first", "500")  # fmt: skip
+        (found,) = [row for row in listed if row["lotId"] == lot]
+        assert found["kinds"] == ["AVAILABLE_WHILE_BLOCKED"] and found["qualityStatus"] == "ON_HOLD"
+        table = _ops(gateway, engineer, "divergent", "--plant", "P100", "--first", "500")
+        assert table.returncode == 0 and lot in table.stdout, table.stdout
+        (repaired,) = _json(gateway, engineer, "repair", lot, "--reason", "held in QMS by qe-mia, ticket 4711")
+        assert repaired["kind"] == "repairLot" and repaired["state"] == "COMPLETED", repaired
+        after = _json(gateway, engineer, "divergent", "--plant", "P100", "--first", "500")
+        assert lot not in {row["lotId"] for row in after}, "its completion re-checked the lot"
