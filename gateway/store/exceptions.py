@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, and_, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import StoreConflict
@@ -155,7 +155,7 @@ class ExceptionQueue:
             conditions.append(exceptions.c.plants.contains(joined([plant]), autoescape=True))
         if lot_id is not None:
             conditions.append(exceptions.c.lot_id == lot_id)
-        where = and_(*conditions)
+        where = and_(true(), *conditions)
         query = select(exceptions).where(where, exceptions.c.id > after).order_by(exceptions.c.id).limit(limit)
         async with self.engine.connect() as conn:
             rows = [_entry(row) for row in (await conn.execute(query)).mappings()]
