@@ -98,7 +98,7 @@ class PolicyEngine:
         validation = cedarpy.validate_policies(text, self.schema_text)
         if not validation.validation_passed:
             raise PolicyError("policies do not fit the schema: " + "; ".join(map(str, validation.errors)))
-        self._policy_text = text
+        self._named_types = frozenset(re.findall(rf'{NAMESPACE}::(\w+)::"', text))  # types some policy names by id
         self._policy_set = cedarpy.PolicySet.from_str(text)
         self._schema = cedarpy.Schema.from_str(self.schema_text)
         self.actions = frozenset(
@@ -120,9 +120,10 @@ class PolicyEngine:
         """
         if not requests:
             return []
-        groups: dict[str, list[int]] = {}
+        shared: dict[int, str] = {}  # each entity object's JSON, made once: all requests share one principal
+        groups: dict[tuple[object, ...], list[int]] = {}
         for index, request in enumerate(requests):
-            groups.setdefault(self._signature(request), []).append(index)
+            groups.setdefault(self._signature(request, shared), []).append(index)
         if len(groups) < len(requests):
             representatives = [requests[members[0]] for members in groups.values()]
             answers: list[Decision] = [None] * len(requests)  # type: ignore[list-item]
@@ -132,14 +133,12 @@ class PolicyEngine:
             return answers
         return self._decide_each(requests)
 
-    def _signature(self, request: Request) -> str:
+    def _signature(self, request: Request, shared: dict[int, str]) -> tuple[object, ...]:
         resource = request.resource
-        named = f'{NAMESPACE}::{resource.type}::"' in self._policy_text
-        identity = resource.id if named or resource.parents else ""
-        return json.dumps(
-            [request.principal.as_cedar(), request.action, resource.type, identity, resource.as_cedar()["attrs"],
-             dict(request.context), [e.as_cedar() for e in request.entities]],
-            sort_keys=True, default=str,
+        identity = resource.id if resource.parents or resource.type in self._named_types else ""
+        return (
+            _json(request.principal, shared), request.action, resource.type, identity, _canonical(resource.attrs),
+            _canonical(request.context), tuple(_json(entity, shared) for entity in request.entities),
         )  # fmt: skip
 
     def _decide_each(self, requests: Sequence[Request]) -> list[Decision]:
@@ -174,6 +173,18 @@ class PolicyEngine:
             policy_ids=tuple(p.id for p in deciding),
             reasons=tuple(p.reason for p in deciding),
         )
+
+
+def _canonical(value: Mapping[str, Any]) -> str:
+    """Attributes or context as text equal for equal content (sets in any order)."""
+    return json.dumps(value, sort_keys=True, default=lambda v: sorted(v) if isinstance(v, set | frozenset) else str(v))
+
+
+def _json(entity: Entity, made: dict[int, str]) -> str:
+    """An entity's full JSON, made once per object for one batch (`made` is keyed by object identity)."""
+    if (text := made.get(id(entity))) is None:
+        text = made[id(entity)] = json.dumps(entity.as_cedar(), sort_keys=True, default=str)
+    return text
 
 
 def _split(path: Path) -> list[Policy]:
