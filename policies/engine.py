@@ -175,8 +175,11 @@ class PolicyEngine:
         )
 
 
-def _canonical(value: Mapping[str, Any]) -> str:
-    """Attributes or context as text equal for equal content (sets in any order)."""
+def _canonical(value: Mapping[str, Any]) -> object:
+    """Attributes or context as a value equal for equal content (sets in any order): its sorted items when every
+    value is a plain string, number or flag (a lot read's plant, material and supplier), else JSON text."""
+    if all(isinstance(v, str | bool | int | float) for v in value.values()):
+        return tuple(sorted(value.items()))
     return json.dumps(value, sort_keys=True, default=lambda v: sorted(v) if isinstance(v, set | frozenset) else str(v))
 
 
