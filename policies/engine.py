@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import cedarpy
+from cachetools import LRUCache
 
 POLICY_DIR = Path(__file__).parent
 NAMESPACE = "Lotgraph"
@@ -85,7 +86,7 @@ class Request:
 
 
 class PolicyEngine:
-    def __init__(self, directory: Path = POLICY_DIR) -> None:
+    def __init__(self, directory: Path = POLICY_DIR, remembered: int = 100_000) -> None:
         self.directory = directory
         self.schema_text = (directory / "lotgraph.cedarschema").read_text()
         self.policies: list[Policy] = []
@@ -104,6 +105,7 @@ class PolicyEngine:
         self.actions = frozenset(
             name.strip() for group in _ACTIONS.findall(self.schema_text) for name in group.split(",")
         )
+        self._decided: LRUCache[tuple[object, ...], Decision] = LRUCache(maxsize=remembered)
         self._by_position = {f"policy{n}": policy for n, policy in enumerate(self.policies)}
         self.content_hash = hashlib.sha256(
             (self.schema_text + "\0" + "\0".join(p.text for p in self.policies)).encode()
@@ -117,28 +119,23 @@ class PolicyEngine:
 
         Requests that differ only in the id of a resource no policy names (and that has no parents) must get
         the same answer, so each such group is asked once: a 12,000-lot genealogy is a few hundred decisions.
+        A decision depends on nothing but the request and the policy set, which an engine loads once, so it is
+        remembered (bounded): a caller paging through lots asks Cedar only about kinds of lots not seen before.
         """
-        if not requests:
-            return []
         shared: dict[int, str] = {}  # each entity object's JSON, made once: all requests share one principal
-        groups: dict[tuple[object, ...], list[int]] = {}
-        for index, request in enumerate(requests):
-            groups.setdefault(self._signature(request, shared), []).append(index)
-        if len(groups) < len(requests):
-            representatives = [requests[members[0]] for members in groups.values()]
-            answers: list[Decision] = [None] * len(requests)  # type: ignore[list-item]
-            for members, decision in zip(groups.values(), self._decide_each(representatives), strict=True):
-                for index in members:
-                    answers[index] = decision
-            return answers
-        return self._decide_each(requests)
+        signatures = [self._signature(request, shared) for request in requests]
+        known = {s: d for s in dict.fromkeys(signatures) if (d := self._decided.get(s)) is not None}
+        if undecided := {s: r for s, r in zip(signatures, requests, strict=True) if s not in known}:
+            known |= zip(undecided, self._decide_each(list(undecided.values())), strict=True)
+            self._decided.update((s, known[s]) for s in undecided)
+        return [known[s] for s in signatures]
 
     def _signature(self, request: Request, shared: dict[int, str]) -> tuple[object, ...]:
         resource = request.resource
         identity = resource.id if resource.parents or resource.type in self._named_types else ""
         return (
-            _json(request.principal, shared), request.action, resource.type, identity, _canonical(resource.attrs),
-            _canonical(request.context), tuple(_json(entity, shared) for entity in request.entities),
+            _json(request.principal, shared), request.action, resource.type, identity, resource.parents,
+            _canonical(resource.attrs), _canonical(request.context), tuple(_json(e, shared) for e in request.entities),
         )  # fmt: skip
 
     def _decide_each(self, requests: Sequence[Request]) -> list[Decision]:
