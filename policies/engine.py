@@ -20,6 +20,7 @@ from cachetools import LRUCache
 POLICY_DIR = Path(__file__).parent
 NAMESPACE = "Lotgraph"
 _POLICY_START = re.compile(r"^@id\(", re.MULTILINE)
+_PLAIN = (str, bool, int, float)
 _ACTIONS = re.compile(r"^\s*action\s+([\w\s,]+?)\s+appliesTo", re.MULTILINE)
 
 
@@ -123,19 +124,27 @@ class PolicyEngine:
         remembered (bounded): a caller paging through lots asks Cedar only about kinds of lots not seen before.
         """
         shared: dict[int, str] = {}  # each entity object's JSON, made once: all requests share one principal
-        signatures = [self._signature(request, shared) for request in requests]
-        known = {s: d for s in dict.fromkeys(signatures) if (d := self._decided.get(s)) is not None}
-        if undecided := {s: r for s, r in zip(signatures, requests, strict=True) if s not in known}:
-            known |= zip(undecided, self._decide_each(list(undecided.values())), strict=True)
-            self._decided.update((s, known[s]) for s in undecided)
-        return [known[s] for s in signatures]
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(self._signature(request, shared), []).append(index)
+        decided = {s: d for s in groups if (d := self._decided.get(s)) is not None}
+        if undecided := [s for s in groups if s not in decided]:
+            fresh = list(zip(undecided, self._decide_each([requests[groups[s][0]] for s in undecided]), strict=True))
+            decided |= fresh
+            self._decided.update(fresh)
+        answers: list[Decision] = [None] * len(requests)  # type: ignore[list-item]
+        for signature, members in groups.items():
+            for index in members:
+                answers[index] = decided[signature]
+        return answers
 
     def _signature(self, request: Request, shared: dict[int, str]) -> tuple[object, ...]:
         resource = request.resource
         identity = resource.id if resource.parents or resource.type in self._named_types else ""
         return (
             _json(request.principal, shared), request.action, resource.type, identity, resource.parents,
-            _canonical(resource.attrs), _canonical(request.context), tuple(_json(e, shared) for e in request.entities),
+            _canonical(resource.attrs), _canonical(request.context) if request.context else (),
+            tuple(_json(e, shared) for e in request.entities) if request.entities else (),
         )  # fmt: skip
 
     def _decide_each(self, requests: Sequence[Request]) -> list[Decision]:
@@ -175,9 +184,12 @@ class PolicyEngine:
 def _canonical(value: Mapping[str, Any]) -> object:
     """Attributes or context as a value equal for equal content (sets in any order): its sorted items when every
     value is a plain string, number or flag (a lot read's plant, material and supplier), else JSON text."""
-    if all(isinstance(v, str | bool | int | float) for v in value.values()):
-        return tuple(sorted(value.items()))
-    return json.dumps(value, sort_keys=True, default=lambda v: sorted(v) if isinstance(v, set | frozenset) else str(v))
+    for v in value.values():  # a loop, not all(...): this runs once per lot of a 12,000-lot genealogy
+        if not isinstance(v, _PLAIN):
+            return json.dumps(
+                value, sort_keys=True, default=lambda v: sorted(v) if isinstance(v, set | frozenset) else str(v)
+            )
+    return tuple(sorted(value.items()))
 
 
 def _json(entity: Entity, made: dict[int, str]) -> str:
