@@ -16,7 +16,7 @@ from simulators import Dataset
 LIST_QUERY = """query($first: Int!) { lots(first: $first) { edges { node {
   id material { id description } stockPositions { handlingUnit status quantity }
   inspections { id status } holds { id status } } } } }"""
-GENEALOGY_QUERY = """query($id: ID!) { lot(id: $id) { genealogy(direction: DOWNSTREAM, maxDepth: 6) {
+GENEALOGY_QUERY = """query($id: ID!, $depth: Int!) { lot(id: $id) { genealogy(direction: DOWNSTREAM, maxDepth: $depth) {
   depthReached nodes { id material { id } } edges { from to quantity unit } } } }"""
 # lots(first) needs the batch page first (ERP), then material, stock, inspections and holds in parallel.
 FIRST_LEVEL_PATH = "/API_BATCH_SRV/Batch"
@@ -89,22 +89,45 @@ def latency_vs_critical_path(stack: Stack, latency_ms: int = 20, runs: int = 40)
         f"  gateway        p50 {p50:.1f} ms  p95 {p95:.1f} ms",
         f"  critical path  p50 {c50:.1f} ms  p95 {c95:.1f} ms  ({len(levels)} levels of "
         f"{[len(level) for level in levels]} upstream requests, replayed straight at the simulators)",
-        f"  ratio          p50 {p50 / c50:.2f}  p95 {p95 / c95:.2f}  (target <= 1.5)",
+        f"  ratio          p50 {p50 / c50:.2f}  p95 {p95 / c95:.2f}  (target: p50 <= 1.2, p95 <= 1.4)",
     ]
 
 
-def recall_genealogy(stack: Stack, dataset: Dataset) -> list[str]:
+def _timed_genealogy(client: httpx.Client, stack: Stack, lot: str, depth: int) -> tuple[dict[str, Any], float, float]:
+    """The genealogy, the seconds it took, and the gateway CPU seconds it used."""
+    started, cpu = time.perf_counter(), stack.gateway_cpu_seconds()
+    graph = _post(client, stack, GENEALOGY_QUERY, {"id": lot, "depth": depth})["lot"]["genealogy"]
+    return graph, time.perf_counter() - started, stack.gateway_cpu_seconds() - cpu
+
+
+def recall_genealogy(stack: Stack, dataset: Dataset, warm_runs: int = 5) -> list[str]:
+    """The recall lot's downstream genealogy: the first query (its lots' master data not yet in the read cache:
+    cold), then the median of `warm_runs` (upstream requests counted over the last), then depth 3 warm. Gateway
+    CPU seconds beside each: on a shared machine they move less than the wall time."""
     recall_lot, lots = dataset.recall_lot, len(dataset.lots)
     with httpx.Client(timeout=120) as client:
-        _post(client, stack, GENEALOGY_QUERY, {"id": recall_lot})  # warm
         stack.reset_stats()
-        started = time.perf_counter()
-        graph = _post(client, stack, GENEALOGY_QUERY, {"id": recall_lot})["lot"]["genealogy"]
-        seconds = time.perf_counter() - started
-    served = stack.served()
+        graph, cold, cold_cpu = _timed_genealogy(client, stack, recall_lot, 6)
+        cold_served = stack.served()
+        warm = []
+        for _ in range(warm_runs):
+            stack.reset_stats()
+            warm.append(_timed_genealogy(client, stack, recall_lot, 6)[1:])
+        served = stack.served()
+        shallow = [_timed_genealogy(client, stack, recall_lot, 3) for _ in range(warm_runs + 1)]
+
+    def requests(counts: dict[str, int]) -> str:
+        return f"{sum(counts.values())} ({'  '.join(f'{s}={n}' for s, n in counts.items() if n)})"
+
+    def median(runs: list[tuple[float, float]]) -> str:
+        return f"{statistics.median(s for s, _ in runs):.2f} s  CPU {statistics.median(c for _, c in runs):.2f} s"
+
     return [
-        f"genealogy of raw lot {recall_lot} downstream to depth 6 ({lots} lots in the plant)",
-        f"  lots returned {len(graph['nodes'])}  edges {len(graph['edges'])}  depth reached {graph['depthReached']}"
-        f"  upstream requests {sum(served.values())} ({'  '.join(f'{s}={n}' for s, n in served.items() if n)})"
-        f"  seconds {seconds:.2f}  (target: 10,000 lots in <= 2 s)",
+        f"genealogy of raw lot {recall_lot} downstream ({lots} lots in the plant)",
+        f"  depth 6: lots returned {len(graph['nodes'])}  edges {len(graph['edges'])}  depth reached "
+        f"{graph['depthReached']}",
+        f"    cold  {cold:.2f} s  CPU {cold_cpu:.2f} s  upstream requests {requests(cold_served)}  (target <= 1.0 s)",
+        f"    warm  {median(warm)}  upstream requests {requests(served)}  (median of {warm_runs}; target <= 0.6 s)",
+        f"  depth 3: lots returned {len(shallow[0][0]['nodes'])}  warm {median([r[1:] for r in shallow[1:]])}  "
+        f"(median of {warm_runs}; target <= 0.3 s)",
     ]

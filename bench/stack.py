@@ -65,7 +65,8 @@ class Stack:
             httpx.delete(f"{self.sim(system)}/_admin/faults")
 
     def gateway_cpu_seconds(self) -> float:
-        """User and system CPU time the gateway process has used (/proc/PID/stat fields 14 and 15)."""
+        """User and system CPU time the gateway process has used (/proc/PID/stat fields 14 and 15): unlike wall
+        time, it does not grow with what else the machine runs."""
         fields = Path(f"/proc/{self.gateway_pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 

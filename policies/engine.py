@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import cedarpy
+from cachetools import LRUCache
 
 POLICY_DIR = Path(__file__).parent
 NAMESPACE = "Lotgraph"
 _POLICY_START = re.compile(r"^@id\(", re.MULTILINE)
+_PLAIN = (str, bool, int, float)
 _ACTIONS = re.compile(r"^\s*action\s+([\w\s,]+?)\s+appliesTo", re.MULTILINE)
 
 
@@ -85,7 +87,7 @@ class Request:
 
 
 class PolicyEngine:
-    def __init__(self, directory: Path = POLICY_DIR) -> None:
+    def __init__(self, directory: Path = POLICY_DIR, remembered: int = 100_000) -> None:
         self.directory = directory
         self.schema_text = (directory / "lotgraph.cedarschema").read_text()
         self.policies: list[Policy] = []
@@ -98,12 +100,13 @@ class PolicyEngine:
         validation = cedarpy.validate_policies(text, self.schema_text)
         if not validation.validation_passed:
             raise PolicyError("policies do not fit the schema: " + "; ".join(map(str, validation.errors)))
-        self._policy_text = text
+        self._named_types = frozenset(re.findall(rf'{NAMESPACE}::(\w+)::"', text))  # types some policy names by id
         self._policy_set = cedarpy.PolicySet.from_str(text)
         self._schema = cedarpy.Schema.from_str(self.schema_text)
         self.actions = frozenset(
             name.strip() for group in _ACTIONS.findall(self.schema_text) for name in group.split(",")
         )
+        self._decided: LRUCache[tuple[object, ...], Decision] = LRUCache(maxsize=remembered)
         self._by_position = {f"policy{n}": policy for n, policy in enumerate(self.policies)}
         self.content_hash = hashlib.sha256(
             (self.schema_text + "\0" + "\0".join(p.text for p in self.policies)).encode()
@@ -117,29 +120,31 @@ class PolicyEngine:
 
         Requests that differ only in the id of a resource no policy names (and that has no parents) must get
         the same answer, so each such group is asked once: a 12,000-lot genealogy is a few hundred decisions.
+        A decision depends on nothing but the request and the policy set, which an engine loads once, so it is
+        remembered (bounded): a caller paging through lots asks Cedar only about kinds of lots not seen before.
         """
-        if not requests:
-            return []
-        groups: dict[str, list[int]] = {}
+        shared: dict[int, str] = {}  # each entity object's JSON, made once: all requests share one principal
+        groups: dict[tuple[object, ...], list[int]] = {}
         for index, request in enumerate(requests):
-            groups.setdefault(self._signature(request), []).append(index)
-        if len(groups) < len(requests):
-            representatives = [requests[members[0]] for members in groups.values()]
-            answers: list[Decision] = [None] * len(requests)  # type: ignore[list-item]
-            for members, decision in zip(groups.values(), self._decide_each(representatives), strict=True):
-                for index in members:
-                    answers[index] = decision
-            return answers
-        return self._decide_each(requests)
+            groups.setdefault(self._signature(request, shared), []).append(index)
+        decided = {s: d for s in groups if (d := self._decided.get(s)) is not None}
+        if undecided := [s for s in groups if s not in decided]:
+            fresh = list(zip(undecided, self._decide_each([requests[groups[s][0]] for s in undecided]), strict=True))
+            decided |= fresh
+            self._decided.update(fresh)
+        answers: list[Decision] = [None] * len(requests)  # type: ignore[list-item]
+        for signature, members in groups.items():
+            for index in members:
+                answers[index] = decided[signature]
+        return answers
 
-    def _signature(self, request: Request) -> str:
+    def _signature(self, request: Request, shared: dict[int, str]) -> tuple[object, ...]:
         resource = request.resource
-        named = f'{NAMESPACE}::{resource.type}::"' in self._policy_text
-        identity = resource.id if named or resource.parents else ""
-        return json.dumps(
-            [request.principal.as_cedar(), request.action, resource.type, identity, resource.as_cedar()["attrs"],
-             dict(request.context), [e.as_cedar() for e in request.entities]],
-            sort_keys=True, default=str,
+        identity = resource.id if resource.parents or resource.type in self._named_types else ""
+        return (
+            _json(request.principal, shared), request.action, resource.type, identity, resource.parents,
+            _canonical(resource.attrs), _canonical(request.context) if request.context else (),
+            tuple(_json(e, shared) for e in request.entities) if request.entities else (),
         )  # fmt: skip
 
     def _decide_each(self, requests: Sequence[Request]) -> list[Decision]:
@@ -174,6 +179,24 @@ class PolicyEngine:
             policy_ids=tuple(p.id for p in deciding),
             reasons=tuple(p.reason for p in deciding),
         )
+
+
+def _canonical(value: Mapping[str, Any]) -> object:
+    """Attributes or context as a value equal for equal content (sets in any order): its sorted items when every
+    value is a plain string, number or flag (a lot read's plant, material and supplier), else JSON text."""
+    for v in value.values():  # a loop, not all(...): this runs once per lot of a 12,000-lot genealogy
+        if not isinstance(v, _PLAIN):
+            return json.dumps(
+                value, sort_keys=True, default=lambda v: sorted(v) if isinstance(v, set | frozenset) else str(v)
+            )
+    return tuple(sorted(value.items()))
+
+
+def _json(entity: Entity, made: dict[int, str]) -> str:
+    """An entity's full JSON, made once per object for one batch (`made` is keyed by object identity)."""
+    if (text := made.get(id(entity))) is None:
+        text = made[id(entity)] = json.dumps(entity.as_cedar(), sort_keys=True, default=str)
+    return text
 
 
 def _split(path: Path) -> list[Policy]:

@@ -3,6 +3,8 @@ quality (QMS), production (ERP and MES), genealogy (MES) and the cross-system co
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from datetime import date
 
 import strawberry
@@ -10,8 +12,10 @@ import strawberry
 from gateway import consistency, genealogy, model
 from gateway.errors import BadUserInput, GenealogyRedacted, NotFound
 from gateway.limits import WALK, Walk
+from gateway.reads import ready
 from gateway.settings import Settings
 from resolvers.context import GatewayContext
+from resolvers.selection import selects
 from schema.access import guarded_by
 from schema.consistency import Consistency
 from schema.enums import GenealogyDirection, QualityStatus, StockStatus
@@ -89,8 +93,16 @@ class Lot:
             raise NotFound(f"ERP has no batch {self.id}", source="erp")
         return batch
 
-    @strawberry.field
-    async def material(self, info: Info) -> Material | None:
+    @strawberry.field(graphql_type=Material | None)
+    def material(self, info: Info) -> Material | Awaitable[Material | None] | None:
+        """Answered at once when this request has loaded the material already (a genealogy loads its lots' few
+        materials before its nodes resolve): 12,000 nodes then make no coroutine each."""
+        loaded = ready(info.context.loaders.material, self.material_hint) if self.material_hint else None
+        if self.authorized and loaded is not None:
+            return Material.of(material) if (material := loaded.result()) else None
+        return self._material(info)
+
+    async def _material(self, info: Info) -> Material | None:
         await self.require_read(info)
         material_id = self.material_hint or (await self._batch(info)).material_id
         material = await info.context.loaders.material.load(material_id)
@@ -197,6 +209,10 @@ class Lot:
             raise BadUserInput(f"maxDepth must be between 1 and {settings.max_genealogy_depth}", argument="maxDepth")
         walk = await genealogy.walk(info.context.upstream, self.id, direction, depth)
         traced = Genealogy.of(walk, readable=await info.context.guard.readable_lots(walk.nodes))
+        if selects(info.selected_fields, "genealogy", "nodes", "material"):
+            # A failed load stays in the loader: each node's `material` then reports it, as it would have alone.
+            materials = {lot.material_hint for lot in traced.nodes if lot.material_hint}
+            await asyncio.gather(*map(info.context.loaders.material.load, materials), return_exceptions=True)
         if traced.redacted_count:  # said without being asked: a recall built from this trace would miss lots
             info.context.notify(GenealogyRedacted(
                 f"{traced.redacted_count} of {len(walk.nodes)} lots of this genealogy are outside what you may read "

@@ -7,7 +7,7 @@ from collections import defaultdict
 import pytest
 
 from simulators import Dataset
-from tests.conftest import Gateway, Plant
+from tests.conftest import Gateway, Plant, start_gateway
 
 QUERY = """query($id: ID!, $direction: GenealogyDirection!, $depth: Int!) {
   lot(id: $id) { genealogy(direction: $direction, maxDepth: $depth) {
@@ -120,3 +120,30 @@ def test_a_trace_that_leaves_lots_out_says_so_unasked(gateway: Gateway, dataset:
     (notice,) = scoped["errors"]
     assert notice["extensions"] == {"code": "GENEALOGY_REDACTED", "redactedCount": total - shown}
     assert notice["path"] == ["lot", "genealogy"] and f"{total - shown} of {total} lots" in notice["message"]
+
+
+MATERIALS = """query($id: ID!) { lot(id: $id) { genealogy(direction: DOWNSTREAM, maxDepth: 2) {
+  nodes { id material { id } } edges { from to } } } }"""
+
+
+def test_genealogy_nodes_name_their_materials_and_a_failed_material_read_fails_only_those_fields(
+    plant: Plant, dataset: Dataset
+) -> None:
+    """Each node's material is its lot's; with the ERP's material master down the lots and links still come back,
+    each node's `material` null with its own error (a gateway of its own: no material in its read cache)."""
+    with start_gateway(plant) as gateway:
+        plant.fault("erp", error_rate=1.0, status=503, paths=["/sap/opu/odata/sap/API_PRODUCT_SRV/*"])
+        try:
+            failed = gateway.execute(MATERIALS, {"id": dataset.recall_lot})
+        finally:
+            plant.clear_faults()
+        graph = gateway.data(MATERIALS, {"id": dataset.recall_lot})["lot"]["genealogy"]
+    assert len(graph["nodes"]) > 100
+    assert all(node["material"]["id"] == dataset.lots[node["id"]].material for node in graph["nodes"])
+    traced = failed["data"]["lot"]["genealogy"]
+    assert {node["id"] for node in traced["nodes"]} == {node["id"] for node in graph["nodes"]}
+    assert traced["edges"] == graph["edges"]
+    assert all(node["material"] is None for node in traced["nodes"])
+    assert len(failed["errors"]) == len(graph["nodes"])
+    assert {error["path"][-1] for error in failed["errors"]} == {"material"}
+    assert all(error["extensions"]["code"].startswith("UPSTREAM") for error in failed["errors"]), failed["errors"][0]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from policies.engine import POLICY_DIR, PolicyEngine, PolicyError
+from policies import entities
+from policies.engine import POLICY_DIR, PolicyEngine, PolicyError, Request
 from policies.testing import load_cases, run
 
 ENGINE = PolicyEngine()
@@ -81,3 +82,18 @@ def test_batched_decisions_equal_one_by_one_even_when_a_policy_names_a_lot(tmp_p
     assert batched == [engine.decide(Request(reader, "readLot", lot, {})) for lot in lots]
     assert [d.allowed for d in batched] == [False, True, True]
     assert batched[0].policy_ids == ("quarantined-lot",)
+
+
+def test_a_remembered_decision_answers_only_the_same_caller_about_the_same_kind_of_lot() -> None:
+    """Decisions are remembered across batches: asked again, in another order, each caller still gets its own."""
+    engine = PolicyEngine()
+    p100 = entities.user("reader-p100", ["quality_engineer"], ["P100"])
+    p200 = entities.user("reader-p200", ["quality_engineer"], ["P200"])
+    supplier = entities.user("supplier-s1", ["supplier"], [], supplier="S1")
+    lots = [entities.lot("L1", plant="P100", material="M1"), entities.lot("L2", plant="P200", material="M1"),
+            entities.lot("L3", plant="P100", material="M1", supplier="S1")]  # fmt: skip
+    expected = {p100.id: [True, False, True], p200.id: [False, True, False], supplier.id: [False, False, True]}
+    for callers in ([p100, p200, supplier], [supplier, p200, p100], [p200, p100, supplier]):
+        for caller in callers:
+            decided = engine.decide_all([Request(caller, "readLot", lot, {}) for lot in lots])
+            assert [d.allowed for d in decided] == expected[caller.id], caller.id
