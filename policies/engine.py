@@ -87,7 +87,7 @@ class Request:
 
 
 class PolicyEngine:
-    def __init__(self, directory: Path = POLICY_DIR, remembered: int = 100_000) -> None:
+    def __init__(self, directory: Path = POLICY_DIR, remembered: int = 10_000) -> None:
         self.directory = directory
         self.schema_text = (directory / "lotgraph.cedarschema").read_text()
         self.policies: list[Policy] = []
