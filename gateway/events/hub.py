@@ -14,6 +14,7 @@ import logging
 from datetime import timedelta
 
 from gateway.cache import ReadCache
+from gateway.errors import StoreError
 from gateway.events.bus import Bus, MemoryBus
 from gateway.events.dispatcher import Dispatcher, Reaction
 from gateway.events.envelope import Event
@@ -82,8 +83,13 @@ class Events:
         return await self.bus.publish(event)
 
     async def _publish_stored(self, event: Event) -> Event:
+        """Put an inbox entry's event on the bus, with its cursor, and mark it published. A store too busy to mark
+        it leaves the cursor as good: the dispatcher publishes it once more, a duplicate id the bus drops."""
         stored = await self.publish(event)
-        await self._started().inbox.published(event.id)
+        try:
+            await self._started().inbox.published(event.id)
+        except StoreError as exc:
+            log.warning("event %s is on the bus, not yet marked so in the inbox: %s", event.id, exc)
         return stored or event
 
     def _started(self) -> Dispatcher:
