@@ -34,6 +34,7 @@ from gateway.sse import event_stream, wants_event_stream
 from gateway.telemetry import current_traceparent
 from gateway.trusted import TrustedDocuments
 from resolvers.context import GatewayContext
+from schema.renderings import Rendered
 
 
 def _close_reason(text: str) -> str:
@@ -87,6 +88,17 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
             return value
         except (RecursionError, UnicodeError) as exc:
             raise json.JSONDecodeError(f"unreadable JSON ({exc.__class__.__name__})", "", 0) from None
+
+    def encode_json(self, data: object) -> str | bytes:
+        """A subscription event's `next` message splices in its data's JSON, encoded once for every subscriber of
+        the selection (`schema/renderings.py`); anything else is encoded as it comes."""
+        if isinstance(data, dict) and data.get("type") == "next":
+            payload = data["payload"]
+            if isinstance(rendered := payload.get("data"), Rendered) and len(payload) == 1:
+                encoded = rendered.encoded(super().encode_json)
+                text = encoded.decode() if isinstance(encoded, bytes) else encoded
+                return f'{{"id":{json.dumps(data["id"])},"type":"next","payload":{{"data":{text}}}}}'
+        return super().encode_json(data)
 
     def parse_json(self, data: str | bytes) -> Any:
         """A request body (or its GET `variables`, `extensions`) must be a JSON object, or a list of them."""

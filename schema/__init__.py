@@ -27,6 +27,7 @@ from schema.exceptions import ExceptionsMutation, ExceptionsQuery
 from schema.governance import GovernanceQuery
 from schema.mutation import Mutation
 from schema.query import Query
+from schema.renderings import RenderOnce
 from schema.subscription import Subscription
 
 log = logging.getLogger("lotgraph.graphql")
@@ -150,6 +151,7 @@ def build_schema(
         mutation=merge_types("Mutation", (Mutation, ExceptionsMutation)),
         subscription=Subscription,
         extensions=extensions,
+        execution_context_class=RenderOnce,
     )
     schema.hide_suggestions = not introspection
     schema.mask_errors = mask_errors
