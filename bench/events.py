@@ -96,6 +96,7 @@ async def _latency(stack: Stack, dataset: Dataset, subscribers: int, events: int
 
     connected = await _connect(stack.gateway, subscribers, ["INSPECTION_COMPLETED"], received)
     qms = stack.sim("qms")
+    cpu = stack.gateway_cpu_seconds()
     async with httpx.AsyncClient(timeout=30) as client:
         for inspection in inspections:
             sent[inspection.lot] = time.perf_counter()
@@ -105,12 +106,14 @@ async def _latency(stack: Stack, dataset: Dataset, subscribers: int, events: int
             response.raise_for_status()
             await asyncio.sleep(0.2)
         await _all_arrived(arrived, 30)
+    cpu = stack.gateway_cpu_seconds() - cpu
     await _close(connected)
     ms = sorted(1000 * x for x in latencies)
     p50, p95 = ms[len(ms) // 2], ms[int(len(ms) * 0.95)]
     return [
         f"event latency, QMS inspection result -> subscriber, {subscribers} subscribers, {len(sent)} events:",
         f"  deliveries {len(ms)} of {subscribers * len(sent)}, p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {ms[-1]:.0f} ms",
+        f"  gateway CPU {1000 * cpu / len(sent):.0f} ms per event (its fan-out to {subscribers} and its workflow)",
     ]
 
 
@@ -148,17 +151,18 @@ async def _throughput(stack: Stack, dataset: Dataset, subscribers: int, events: 
             body, headers = queue.get_nowait()
             (await client.post(f"{stack.gateway}/webhooks/qms", content=body, headers=headers)).raise_for_status()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), stack.gateway_cpu_seconds()
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=32)) as client:
         await asyncio.gather(*(sender(client) for _ in range(32)))
     ingested = time.perf_counter() - started
     await _all_arrived(arrived, 60)
-    total = time.perf_counter() - started
+    total, cpu = time.perf_counter() - started, stack.gateway_cpu_seconds() - cpu
     await _close(connected)
     return [
         f"throughput, signed webhooks -> bus -> {subscribers} subscribers, {events} events:",
         f"  ingest {events / ingested:.0f} events/s; delivered {delivered} of {subscribers * events} in {total:.1f} s "
         f"= {events / total:.0f} events/s ({delivered / total:.0f} deliveries/s)",
+        f"  gateway CPU {1000 * cpu / events:.1f} ms per event (ingest, reactions, fan-out to {subscribers})",
     ]
 
 

@@ -34,6 +34,7 @@ from gateway.sse import event_stream, wants_event_stream
 from gateway.telemetry import current_traceparent
 from gateway.trusted import TrustedDocuments
 from resolvers.context import GatewayContext
+from schema.renderings import Rendered
 
 
 def _close_reason(text: str) -> str:
@@ -53,6 +54,10 @@ class WebSocketAdapter(ASGIWebSocketAdapter):
     async def close(self, code: int, reason: str) -> None:
         if self.ws.application_state is not WebSocketState.DISCONNECTED:
             await super().close(code, reason)
+
+
+def _dumps(data: object) -> str:
+    return orjson.dumps(data).decode()
 
 
 class GraphQLEndpoint(GraphQL[GatewayContext, None]):
@@ -83,8 +88,15 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         return orjson.loads(data)
 
     def encode_json(self, data: object) -> str:
-        """Every answer's JSON, by orjson: a tenth of the standard library's time for a 100-lot page."""
-        return orjson.dumps(data).decode()
+        """Every answer's JSON, by orjson (a tenth of the standard library's time for a 100-lot page). A subscription
+        event's `next` message splices in its data's JSON, encoded once for every subscriber of the selection
+        (`schema/renderings.py`)."""
+        if isinstance(data, dict) and data.get("type") == "next":
+            payload = data["payload"]
+            if isinstance(rendered := payload.get("data"), Rendered) and len(payload) == 1:
+                text = rendered.encoded(_dumps)
+                return f'{{"id":{_dumps(data["id"])},"type":"next","payload":{{"data":{text}}}}}'
+        return _dumps(data)
 
     def parse_json(self, data: str | bytes) -> Any:
         """A request body (or its GET `variables`, `extensions`) must be a JSON object, or a list of them."""

@@ -38,6 +38,8 @@ def _deadline(ctx: GatewayContext) -> float | None:
 
 
 async def _next(listener: Listener, deadline: float | None) -> Event:
+    if deadline is None:  # a token that does not expire: no timer to arm per event
+        return await listener.get()
     try:
         async with asyncio.timeout_at(deadline):
             return await listener.get()

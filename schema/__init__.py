@@ -28,6 +28,7 @@ from schema.governance import GovernanceQuery
 from schema.mutation import Mutation
 from schema.query import Query
 from schema.reconciliation import ReconciliationMutation, ReconciliationQuery
+from schema.renderings import RenderOnce
 from schema.subscription import Subscription
 
 log = logging.getLogger("lotgraph.graphql")
@@ -151,6 +152,7 @@ def build_schema(
         mutation=merge_types("Mutation", (Mutation, ExceptionsMutation, ReconciliationMutation)),
         subscription=Subscription,
         extensions=extensions,
+        execution_context_class=RenderOnce,
     )
     schema.hide_suggestions = not introspection
     schema.mask_errors = mask_errors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from datetime import datetime
 
@@ -18,12 +19,18 @@ from schema.access import AUTHENTICATED, guarded_by
 from schema.enums import EventType
 from schema.governance import require_operation_access
 from schema.operations import Operation
+from schema.renderings import Shared
 
 Info = strawberry.Info[GatewayContext, None]
 
 
+RECENT_EVENTS = 1024  # events whose shared `QualityEvent` is kept: far more than arrive while one is fanned out
+
+
 @strawberry.type(description="One canonical plant event. Pass `cursor` as `after` to resume after it.")
-class QualityEvent:
+class QualityEvent(Shared):
+    """Every field is the event's own data, the same for every reader (so its renderings are shared)."""
+
     id: strawberry.ID
     cursor: str
     type: EventType
@@ -40,6 +47,17 @@ class QualityEvent:
 
     @classmethod
     def of(cls, event: envelope.Event) -> QualityEvent:
+        """One object per bus event, whichever subscriber asks: each selection of it is executed once."""
+        key = (event.id, event.cursor)
+        if (shared := _recent.get(key)) is None:
+            shared = _recent[key] = cls._made(event)
+            shared.renderings = {}
+            if len(_recent) > RECENT_EVENTS:
+                _recent.popitem(last=False)
+        return shared
+
+    @classmethod
+    def _made(cls, event: envelope.Event) -> QualityEvent:
         lot = event.lot
         return cls(
             id=strawberry.ID(event.id),
@@ -56,6 +74,9 @@ class QualityEvent:
             schema_version=event.schema_version,
             payload=event.payload,
         )
+
+
+_recent: OrderedDict[tuple[str, str | None], QualityEvent] = OrderedDict()
 
 
 @strawberry.input

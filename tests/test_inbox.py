@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from gateway.events.dispatcher import Dispatcher
+from gateway.events.envelope import Event, EventType, LotRef
 from gateway.events.settings import EventSettings, MqttSettings
+from gateway.store import Store
 from simulators import Dataset
 from tests.conftest import Gateway, Plant, eventually, gateway_process, plant_of_its_own, start_gateway
 from tests.events import SECRET, sign
@@ -271,3 +274,49 @@ async def test_the_erp_feed_cursor_moves_only_past_postings_the_inbox_has(plant:
             assert await one("SELECT cursor FROM ingest_cursors WHERE source = 'erp'") != before
     finally:
         await engine.dispose()
+
+
+async def test_an_event_runs_on_the_replica_that_took_it_in_or_after_its_lease_on_another(tmp_path: Path) -> None:
+    """An event stored by one process is leased to it and handed to its dispatcher (which need not look in the
+    store for it), so a replica polling the same store never runs it too; one whose taker died (never handed
+    over) is claimed by the replica once its lease runs out, and run there once."""
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}")
+    ran: list[tuple[str, str]] = []
+    published: list[str] = []
+
+    def dispatcher(name: str, poll_seconds: float) -> Dispatcher:
+        async def react(event: Event) -> None:
+            ran.append((name, event.id))
+
+        async def publish(event: Event) -> None:
+            published.append(event.id)
+
+        return Dispatcher(store.inbox, store.exceptions, {"record": react}, publish, poll_seconds=poll_seconds,
+                          attempts=3, retention=timedelta(days=1))  # fmt: skip
+
+    def event(event_id: str) -> Event:
+        return Event(id=event_id, type=EventType.LOT_STATUS_CHANGED, source="qms", plant="P100", lot=LotRef(id="L1"),
+                     occurred=datetime.now(UTC))  # fmt: skip
+
+    taker, other = dispatcher("taker", poll_seconds=600), dispatcher("other", poll_seconds=0.05)
+    for d in (taker, other):
+        d.start()
+    try:
+        taken = event("qms:taken")
+        entry = await store.inbox.accept(taken.id, taken.type.value, "qms", taken.model_dump(mode="json"),
+                                         owner=taker.owner, seconds=30)  # fmt: skip
+        assert entry is not None
+        await asyncio.sleep(0.3)  # the other replica polls the store six times meanwhile
+        taker.take(entry, taken)
+        orphan = event("qms:orphan")
+        await store.inbox.accept(orphan.id, orphan.type.value, "qms", orphan.model_dump(mode="json"), owner="dead",
+                                 seconds=0.5)  # fmt: skip
+        assert await eventually(lambda: len(ran) == 2, within=10)
+        await asyncio.sleep(0.3)  # nothing runs twice
+        assert await store.inbox.count_pending() == 0
+    finally:
+        for d in (taker, other):
+            await d.aclose()
+        await store.aclose()
+    assert sorted(ran) == [("other", "qms:orphan"), ("taker", "qms:taken")]
+    assert published == ["qms:taken", "qms:orphan"], "each entry is put on the bus before its reactions"

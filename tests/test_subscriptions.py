@@ -118,6 +118,32 @@ async def test_websocket_and_sse_deliver_the_same_normalized_event(
     assert hold["payload"]["status"] == "ACTIVE" and hold["payload"]["reason"] == "foreign particles"
 
 
+async def test_subscribers_of_one_event_each_get_their_own_selection(
+    gateway: Gateway, client: httpx.AsyncClient, hooks: Webhooks, qms: QmsEvents, dataset: Dataset
+) -> None:
+    """One event reaches selections that differ in fields, aliases and operation, and two subscribers of the same
+    selection: each gets exactly what it asked for (renderings are shared per selection, never across)."""
+    lot = next(iter(supplied_lots(dataset, plant="P200")))
+    narrow = "subscription { qualityEvents { id lotId } }"
+    aliased = "subscription { qualityEvents { id where: plant who: supplier __typename } }"
+    status = "subscription { lotStatusChanged { id type payload } }"
+    token = gateway.token("quality_engineer")
+    async with WsClient.connect(gateway.url, token) as one, WsClient.connect(gateway.url, token) as two:
+        for ws in (one, two):
+            await ws.acknowledged()
+        for sub_id, query in (("narrow", narrow), ("aliased", aliased), ("status", status)):
+            await one.subscribe(sub_id, query)
+        await two.subscribe("narrow", narrow)
+        await until_subscriptions(client, gateway.url, 4)
+        answer = await hooks.publish(qms.status_changed(lot.id, "ON_HOLD", "RELEASED"))
+        got = {name: (await one.events_until(name, answered(answer)))[-1] for name in ("narrow", "aliased", "status")}
+        again = (await two.events_until("narrow", answered(answer)))[-1]
+    assert got["narrow"] == again == {"id": answer["id"], "lotId": lot.id}
+    assert got["aliased"] == {"id": answer["id"], "where": "P200", "who": lot.supplier, "__typename": "QualityEvent"}
+    assert set(got["status"]) == {"id", "type", "payload"} and got["status"]["type"] == "LOT_STATUS_CHANGED"
+    assert got["status"]["payload"]["qualityStatus"] == "ON_HOLD"
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [

@@ -1,10 +1,12 @@
 """The dispatcher: runs the reactions to inbound events from the inbox, so none is lost to a crash after the
 event was acknowledged.
 
-One background task per process, woken when an event is ingested and polling as a fallback (an event another
-replica took in, a retry coming due, a parked event an operator retried). It claims due entries under a lease
-renewed while it works, so replicas sharing the store never run one event's reactions at once, and a dead
-process's claims are taken over once their lease runs out; at start-up it picks up whatever is not done.
+One background task per process. An event this process ingests is stored leased to it and handed over in
+memory (`take`): no store round trip to find it. Anything else due (an event another replica took in, a retry
+coming due, a parked event an operator retried, what a dead process left) is claimed from the store: at
+start-up, when told to look (`wake`), after a claim that filled every free slot, and every `poll_seconds`.
+Leases are renewed while an entry runs, so replicas sharing the store never run one event's reactions at once,
+and a dead process's entries are taken over once their lease runs out.
 
 An entry not yet on the bus (the process died between storing and publishing) is published first; the bus drops
 an id it already has. Then every reaction runs, in the order they were registered: reactions key what they do by
@@ -20,10 +22,10 @@ the event id, so running them all again after a crash, or after a transient fail
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
@@ -58,7 +60,7 @@ class Dispatcher:
         self.inbox = inbox
         self.exceptions = exceptions
         self.reactions = reactions
-        self.publish = publish  # puts a stored event on the bus and marks it published
+        self.publish = publish  # puts a stored event on the bus (which drops an id it already has)
         self.poll_seconds = poll_seconds
         self.attempts = attempts
         self.retention = retention
@@ -66,6 +68,8 @@ class Dispatcher:
         self.backoff_seconds = backoff_seconds
         self.owner = uuid.uuid4().hex  # this process, as the holder of inbox leases
         self._wake = asyncio.Event()
+        self._look = True  # claim from the store on the next round (at start: whatever is not done)
+        self._taken: deque[tuple[float, InboxEntry, Event]] = deque()  # handed over, leased at that loop time
         self._running: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -73,6 +77,13 @@ class Dispatcher:
         self._task = asyncio.create_task(self._loop(), name="lotgraph-dispatcher")
 
     def wake(self) -> None:
+        """Look in the store now (an operator made a parked event due again)."""
+        self._look = True
+        self._wake.set()
+
+    def take(self, entry: InboxEntry, event: Event) -> None:
+        """Run the reactions to `event`, which this process just stored in the inbox leased to itself."""
+        self._taken.append((asyncio.get_running_loop().time(), entry, event))
         self._wake.set()
 
     async def _loop(self) -> None:
@@ -84,31 +95,52 @@ class Dispatcher:
                 if loop.time() >= next_prune:
                     next_prune = loop.time() + PRUNE_EVERY_SECONDS
                     await self.inbox.prune(self.retention)
-                if free := self.concurrency - len(self._running):
-                    for entry in await self.inbox.claim(self.owner, LEASE_SECONDS, free):
-                        task = asyncio.create_task(self._process(entry))
-                        self._running.add(task)
-                        task.add_done_callback(self._finished)
+                self._start_taken(loop.time())
+                if self._look and (free := self.concurrency - len(self._running)) > 0:
+                    self._look = False
+                    claimed = await self.inbox.claim(self.owner, LEASE_SECONDS, free)
+                    self._look = len(claimed) == free  # every slot filled: more may be waiting
+                    for entry in claimed:
+                        self._run(entry, None)
             except Exception:  # the store is away: the next round tries again
+                self._look = True
                 log.exception("claiming events from the inbox failed; trying again in %s s", self.poll_seconds)
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            except TimeoutError:
+                self._look = True
+
+    def _start_taken(self, now: float) -> None:
+        """Run handed-over entries while slots are free; one that waited so long its lease may have run out is
+        left to be claimed from the store, where it is."""
+        while self._taken and len(self._running) < self.concurrency:
+            leased_at, entry, event = self._taken.popleft()
+            if now - leased_at < LEASE_SECONDS / 2:
+                self._run(entry, event)
+            else:
+                self._look = True
+
+    def _run(self, entry: InboxEntry, event: Event | None) -> None:
+        task = asyncio.create_task(self._process(entry, event))
+        self._running.add(task)
+        task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
-        self._wake.set()  # a slot is free: claim what waits
+        self._wake.set()  # a slot is free: start what waits
 
-    async def _process(self, entry: InboxEntry) -> None:
+    async def _process(self, entry: InboxEntry, event: Event | None) -> None:
         heartbeat = asyncio.create_task(self._keep_lease(entry.id))
         try:
-            event = Event.model_validate(entry.event)
+            event = event or Event.model_validate(entry.event)
             if not entry.published:
                 await self.publish(event)
             failure = await self._react(event)
             if failure is None:
                 await self.inbox.done(entry.id, self.owner)
-                await self.exceptions.settle(ExceptionKind.EVENT, entry.id, ExceptionState.RESOLVED,
-                                             by="lotgraph", why="its reactions completed")  # fmt: skip
+                if entry.last_error is not None:  # it failed before: an exception entry may wait for this
+                    await self.exceptions.settle(ExceptionKind.EVENT, entry.id, ExceptionState.RESOLVED,
+                                                 by="lotgraph", why="its reactions completed")  # fmt: skip
             elif failure.transient and entry.attempts + 1 < self.attempts:
                 delay = min(self.backoff_seconds * 2**entry.attempts, MAX_BACKOFF_SECONDS) * (0.5 + random.random())
                 log.warning("event %s: %s; again in %.1f s", entry.id, failure.reason, delay)

@@ -10,13 +10,13 @@ time. The gateway's own events (operations announcing themselves) are `publish`e
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import timedelta
 
 from gateway.cache import ReadCache
-from gateway.errors import StoreError
 from gateway.events.bus import Bus, MemoryBus
-from gateway.events.dispatcher import Dispatcher, Reaction
+from gateway.events.dispatcher import LEASE_SECONDS, Dispatcher, Reaction
 from gateway.events.envelope import Event
 from gateway.events.fanout import Fanout
 from gateway.events.redis_bus import RedisBus
@@ -64,16 +64,25 @@ class Events:
         """Take in an inbound plant event: `None` for a duplicate id; otherwise the event, stored in the inbox
         (safe to acknowledge), published (with its cursor), its reactions due."""
         dispatcher = self._started()
-        fresh = await dispatcher.inbox.accept(event.id, event.type.value, event.source, event.model_dump(mode="json"))
-        self.metrics.events_ingested.labels(event.source, event.type.value, "accepted" if fresh else "duplicate").inc()
-        if not fresh:
+        entry = await dispatcher.inbox.accept(
+            event.id,
+            event.type.value,
+            event.source,
+            event.model_dump(mode="json"),
+            owner=dispatcher.owner,
+            seconds=LEASE_SECONDS,
+        )  # leased to this process's dispatcher, which is handed the entry below: no claim
+        outcome = "duplicate" if entry is None else "accepted"
+        self.metrics.events_ingested.labels(event.source, event.type.value, outcome).inc()
+        if entry is None:
             return None
         try:
-            published = await self._publish_stored(event)
+            published = await self.publish(event) or event  # None: the bus had it (a replica's redelivery)
+            entry = dataclasses.replace(entry, published=True)
         except Exception as exc:  # stored: the dispatcher publishes it once the bus is back
             log.warning("event %s is in the inbox but not yet on the bus: %s", event.id, exc)
             published = event
-        dispatcher.wake()
+        dispatcher.take(entry, event)
         return published
 
     async def publish(self, event: Event) -> Event | None:
@@ -81,16 +90,6 @@ class Events:
         if event.lot is not None:
             await self.cache.invalidate_lot(event.lot.id)
         return await self.bus.publish(event)
-
-    async def _publish_stored(self, event: Event) -> Event:
-        """Put an inbox entry's event on the bus, with its cursor, and mark it published. A store too busy to mark
-        it leaves the cursor as good: the dispatcher publishes it once more, a duplicate id the bus drops."""
-        stored = await self.publish(event)
-        try:
-            await self._started().inbox.published(event.id)
-        except StoreError as exc:
-            log.warning("event %s is on the bus, not yet marked so in the inbox: %s", event.id, exc)
-        return stored or event
 
     def _started(self) -> Dispatcher:
         if self._dispatcher is None:
@@ -100,7 +99,7 @@ class Events:
     async def start(self, inbox: Inbox, exceptions: ExceptionQueue) -> None:
         await self.bus.start()
         self._dispatcher = Dispatcher(
-            inbox, exceptions, self.reactions, self._publish_stored, poll_seconds=self.settings.dispatch_seconds,
+            inbox, exceptions, self.reactions, self.publish, poll_seconds=self.settings.dispatch_seconds,
             attempts=self.settings.reaction_attempts, retention=timedelta(seconds=self.settings.dedupe_seconds),
         )  # fmt: skip
         self._dispatcher.start()

@@ -6,11 +6,13 @@ retried (now with backoff, later by the resumer), never compensated by un-blocki
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from itertools import groupby
 from typing import Any, TypeVar
 
@@ -78,27 +80,23 @@ class Executor:
         While another operation is changing one of its lots, it waits `wait_for_lots` seconds (the
         executor's default) for its turn, then stays PENDING for the resumer."""
         async with self._locks[op_id]:
-            op = await self._load(op_id)
-            if op.state is not OperationState.PENDING:
-                return op
             if not await self.operations.acquire(op_id, self.owner, LEASE_SECONDS):
-                return await self._await_other_runner(op_id)
+                op = await self._load(op_id)
+                return op if op.state is not OperationState.PENDING else await self._await_other_runner(op_id)
             heartbeat = asyncio.create_task(self._keep_leases(op_id))
+            took_lots = False
             try:
-                op = await self._load(op_id)  # as the last runner left it
+                op = await self._load(op_id)  # as the last runner left it (read once the lease is ours)
                 if op.state is not OperationState.PENDING:
                     return op
                 wait = self.lot_wait_seconds if wait_for_lots is None else wait_for_lots
-                if not await self._take_lots(op, wait):
+                if not (took_lots := await self._take_lots(op, wait)):
                     return op
-                try:
-                    return await self._steps(op)
-                finally:
-                    await self.operations.release_lots(op_id)
+                return await self._steps(op)
             finally:
                 heartbeat.cancel()
                 await asyncio.gather(heartbeat, return_exceptions=True)
-                await self.operations.release(op_id, self.owner)
+                await self.operations.release(op_id, self.owner, lots=took_lots)
 
     async def _await_other_runner(self, op_id: str) -> Operation:
         deadline = asyncio.get_running_loop().time() + LEASE_SECONDS
@@ -156,12 +154,11 @@ class Executor:
                 succeeded &= all(await asyncio.gather(*(self._step(op, step) for step in steps)))
             if not succeeded and op.kind not in PRESS_ON:
                 break
-        failed = [step for step in (await self._load(op.id)).steps if step.state is StepState.FAILED]
-        if failed:
-            await self._fail(op, failed)
+        done = await self._load(op.id)  # every step as recorded: read once, then changed here as it is stored
+        if failed := [step for step in done.steps if step.state is StepState.FAILED]:
+            done = await self._fail(done, failed)
         elif succeeded:
-            await self._complete(op)
-        done = await self._load(op.id)
+            done = await self._complete(done)
         if self.announce is not None:
             await self.announce(done)
         return done
@@ -224,32 +221,37 @@ class Executor:
         )
         await self.upstream.cache.invalidate_lot(step.lot_id)  # the next read shows what this step changed
 
-    async def _complete(self, op: Operation) -> None:
-        done = await self._load(op.id)
+    async def _complete(self, op: Operation) -> Operation:
+        """`op`, every step done, COMPLETED: stored, audited, and returned as stored."""
         result = {
-            "lots": sorted({s.lot_id for s in done.steps}),
+            "lots": sorted({s.lot_id for s in op.steps}),
             "systems": {
                 f"{s.system}:{s.lot_id}": {"state": s.state.value, "contract": s.contract, **(s.detail or {})}
-                for s in done.steps
+                for s in op.steps
             },
         }
-        await self.operations.finish(op.id, OperationState.COMPLETED, result=result)
-        contracts = sorted({s.contract for s in done.steps if s.contract})
+        stored = json.loads(json.dumps(result, default=str))  # as the store keeps it
+        at = await self.operations.finish(op.id, OperationState.COMPLETED, result=stored)
+        done = replace(op, state=OperationState.COMPLETED, result=stored, error=None, updated_at=at)
+        contracts = sorted({s.contract for s in op.steps if s.contract})
         await self._audit_end(op, await self._scope(op), "completed", "ALLOW", "every step completed",
                               {"steps": result["systems"], "contracts": contracts})  # fmt: skip
-        if self.exceptions is not None:  # it had failed, and someone retried it
+        # Only a step that ran again (after its operation FAILED and was retried) can leave an open STEP entry.
+        if self.exceptions is not None and any(s.attempts > 1 for s in op.steps):
             await self.exceptions.settle(ExceptionKind.STEP, op.id, ExceptionState.RESOLVED, by=op.actor,
                                          why="the operation completed")  # fmt: skip
         if self.completed is not None:
             await self.completed(done)
+        return done
 
-    async def _fail(self, op: Operation, failed: list[Step]) -> None:
+    async def _fail(self, op: Operation, failed: list[Step]) -> Operation:
         """FAILED, saying which system refused what: visible in `pendingOperations` and parked as a STEP exception,
         never retried on its own; `retryOperation` (or `retryException`) runs it again once the cause is fixed,
         `abandonOperation` (or `discardException`) gives it up."""
         why = "; ".join(f"{s.system.upper()} refused lot {s.lot_id}: {s.last_error}" for s in failed[:5])
         why += f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
-        await self.operations.finish(op.id, OperationState.FAILED, error=why)
+        at = await self.operations.finish(op.id, OperationState.FAILED, error=why)
+        done = replace(op, state=OperationState.FAILED, result=None, error=why, updated_at=at)
         scope = await self._scope(op)
         failures = [f"{s.system}:{s.lot_id}" for s in failed]
         await self._audit_end(op, scope, "failed", "FAILED", why, {"failed": failures})
@@ -260,6 +262,7 @@ class Executor:
                 lot_id=failed[0].lot_id, payload={"kind": op.kind, "actor": op.actor, "failed": failures},
                 correlation_id=op.correlation_id,
             )  # fmt: skip
+        return done
 
     async def _audit_end(
         self, op: Operation, scope: LotScope | None, outcome: str, decision: str, reason: str, details: dict[str, Any]

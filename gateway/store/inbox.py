@@ -2,9 +2,12 @@
 
 `accept` is the acknowledgement's precondition (a webhook's 202, an MQTT PUBACK, an ERP cursor): the event id is
 the key, so a redelivered event is a duplicate and has no second effect. The dispatcher (`gateway/events/
-dispatcher.py`) claims due entries under a short lease (replicas sharing PostgreSQL never run one event's
-reactions at once; a crashed replica's claim runs out), then marks each DONE, due again later (a transient
-failure, with backoff) or PARKED (what retrying cannot fix, in the exception queue).
+dispatcher.py`) runs each entry under a short lease (replicas sharing PostgreSQL never run one event's
+reactions at once; a crashed replica's lease runs out): an entry this process took in is stored already leased
+to it and handed over in memory; any other due entry (another replica's, a retry coming due, one left by a dead
+process) is claimed. Each is then marked DONE, due again later (a transient failure, with backoff) or PARKED
+(what retrying cannot fix, in the exception queue), and `published` with that: the dispatcher puts every entry
+on the bus before its reactions run.
 """
 
 from __future__ import annotations
@@ -41,8 +44,11 @@ class Inbox:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def accept(self, event_id: str, event_type: str, source: str, event: dict[str, Any]) -> bool:
-        """Store the event; False when its id is already here (a redelivery: answer it as a duplicate)."""
+    async def accept(
+        self, event_id: str, event_type: str, source: str, event: dict[str, Any], *, owner: str, seconds: float
+    ) -> InboxEntry | None:
+        """Store the event, leased to `owner` for `seconds` (it runs the reactions: no claim needed); None when its
+        id is already here (a redelivery: answer it as a duplicate)."""
         now = datetime.now(UTC)
         try:
             async with self.engine.begin() as conn:
@@ -50,15 +56,12 @@ class Inbox:
                     inbox.insert().values(
                         id=event_id, type=event_type, source=source, event=event, state=InboxState.PENDING.value,
                         published=False, attempts=0, due_at=now, received_at=now, updated_at=now,
+                        lease_owner=owner, lease_until=now + timedelta(seconds=seconds),
                     )
                 )  # fmt: skip
         except StoreConflict:
-            return False
-        return True
-
-    async def published(self, event_id: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(update(inbox).where(inbox.c.id == event_id).values(published=True))
+            return None
+        return InboxEntry(event_id, event, published=False, attempts=0, last_error=None)
 
     async def claim(self, owner: str, seconds: float, limit: int) -> list[InboxEntry]:
         """Due PENDING entries, leased to `owner` (`gateway/store/leases.py`), oldest first."""
@@ -86,8 +89,9 @@ class Inbox:
         await self._end(event_id, owner, attempts=inbox.c.attempts + 1, last_error=error, due_at=due)
 
     async def _end(self, event_id: str, owner: str, **values: Any) -> None:
+        """The run's outcome; the dispatcher published the entry before running its reactions."""
         values = {key: value.value if isinstance(value, InboxState) else value for key, value in values.items()}
-        await leases.end(self.engine, inbox, event_id, owner, **values)
+        await leases.end(self.engine, inbox, event_id, owner, published=True, **values)
 
     async def requeue(self, event_id: str) -> bool:
         """A PARKED event PENDING again, due now, its attempts counted afresh (an operator fixed the cause)."""

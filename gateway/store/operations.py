@@ -114,15 +114,20 @@ class OperationStore:
         """
         digest = request_hash(kind, payload)
         now = datetime.now(UTC)
-        op_id = str(uuid.uuid4())
+        created = Operation(
+            id=str(uuid.uuid4()), kind=kind, actor=actor, idempotency_key=idempotency_key,
+            input=json.loads(json.dumps({**payload, **(extra or {})}, default=str)),
+            state=OperationState.PENDING if blocked is None else OperationState.BLOCKED, result=None, error=blocked,
+            correlation_id=correlation_id, created_at=now, updated_at=now,
+            steps=[Step(seq, s.system, s.lot_id, s.action, StepState.PENDING, 0, None, None, None)
+                   for seq, s in enumerate(steps, start=1)],
+        )  # fmt: skip
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(
                     operations.insert().values(
-                        id=op_id, kind=kind, actor=actor, idempotency_key=idempotency_key, request_hash=digest,
-                        input=json.loads(json.dumps({**payload, **(extra or {})}, default=str)),
-                        state=(OperationState.PENDING if blocked is None else OperationState.BLOCKED).value,
-                        error=blocked, correlation_id=correlation_id,
+                        id=created.id, kind=kind, actor=actor, idempotency_key=idempotency_key, request_hash=digest,
+                        input=created.input, state=created.state.value, error=blocked, correlation_id=correlation_id,
                         created_at=now, updated_at=now,
                     )
                 )  # fmt: skip
@@ -130,9 +135,10 @@ class OperationStore:
                     await conn.execute(
                         operation_steps.insert(),
                         [
-                            {"operation_id": op_id, "seq": seq, "system": s.system, "lot_id": s.lot_id,
-                             "action": s.action, "state": StepState.PENDING.value, "attempts": 0, "updated_at": now}
-                            for seq, s in enumerate(steps, start=1)
+                            {"operation_id": created.id, "seq": step.seq, "system": step.system,
+                             "lot_id": step.lot_id, "action": step.action, "state": step.state.value, "attempts": 0,
+                             "updated_at": now}
+                            for step in created.steps
                         ],
                     )  # fmt: skip
         except StoreConflict:
@@ -146,9 +152,7 @@ class OperationStore:
                     operationId=existing.id,
                 ) from None
             return existing, False
-        created = await self.get(op_id)
-        assert created is not None
-        return created, True
+        return created, True  # as stored: no need to read it back
 
     async def _hash(self, op_id: str) -> str:
         async with self.engine.connect() as conn:
@@ -263,8 +267,11 @@ class OperationStore:
             )
         return result.rowcount == 1
 
-    async def release(self, op_id: str, owner: str) -> None:
+    async def release(self, op_id: str, owner: str, *, lots: bool = False) -> None:
+        """Give the run's lease back, and with `lots` its lots' leases too (one transaction)."""
         async with self.engine.begin() as conn:
+            if lots:
+                await conn.execute(delete(lot_leases).where(lot_leases.c.operation_id == op_id))
             await conn.execute(
                 update(operations)
                 .where(operations.c.id == op_id, operations.c.lease_owner == owner)
@@ -324,10 +331,6 @@ class OperationStore:
                 .values(until=datetime.now(UTC) + timedelta(seconds=seconds))
             )
 
-    async def release_lots(self, op_id: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(lot_leases).where(lot_leases.c.operation_id == op_id))
-
     async def record_step(
         self, op_id: str, seq: int, *, state: StepState, error: str | None, contract: str | None,
         detail: Mapping[str, Any] | None,
@@ -362,7 +365,9 @@ class OperationStore:
 
     async def finish(
         self, op_id: str, state: OperationState, *, result: Mapping[str, Any] | None = None, error: str | None = None
-    ) -> None:
+    ) -> datetime:
+        """End the operation in `state`; when it was stored so."""
+        now = datetime.now(UTC)
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(operations)
@@ -371,9 +376,10 @@ class OperationStore:
                     state=state.value,
                     result=json.loads(json.dumps(result, default=str)) if result is not None else None,
                     error=error,
-                    updated_at=datetime.now(UTC),
+                    updated_at=now,
                 )
             )
+        return now
 
 
 def _operation(row: Mapping[str, Any], steps: list[Step]) -> Operation:
