@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from itertools import groupby
 from typing import Any, TypeVar
 
+from gateway.contracts.base import BULK_ITEMS
 from gateway.errors import (
     ContractViolation,
     GatewayError,
@@ -28,7 +29,7 @@ from gateway.operations.steps import BATCH_RUNNERS, RUNNERS, BatchRunner, Outcom
 from gateway.reads import Loaders
 from gateway.store.audit import AuditLog
 from gateway.store.exceptions import ExceptionKind, ExceptionQueue, ExceptionState
-from gateway.store.operations import Operation, OperationState, OperationStore, Step, StepState
+from gateway.store.operations import Operation, OperationState, OperationStore, Step, StepRecord, StepState
 from gateway.telemetry import tracer
 from gateway.upstream import Upstream
 
@@ -146,12 +147,14 @@ class Executor:
     async def _steps(self, op: Operation) -> Operation:
         pending = [step for step in op.steps if step.state is StepState.PENDING]
         succeeded = True
-        # Steps of one system and action (e.g. every QMS hold of a recall) run together, systems in order.
+        # Steps of one system and action (e.g. every QMS hold of a recall) run together, systems in order; where the
+        # system takes many lots per request, in batches of `BULK_ITEMS` at once, each recorded in one transaction.
         for (system, action), group in groupby(pending, key=lambda s: (s.system, s.action)):
             steps = list(group)
             batch = BATCH_RUNNERS.get(f"{system}.{action}") if len(steps) > 1 else None
             if batch is not None:
-                succeeded &= await self._steps_at_once(op, steps, batch)
+                chunks = [steps[start : start + BULK_ITEMS] for start in range(0, len(steps), BULK_ITEMS)]
+                succeeded &= all(await asyncio.gather(*(self._steps_at_once(op, chunk, batch) for chunk in chunks)))
             else:
                 succeeded &= all(await asyncio.gather(*(self._step(op, step) for step in steps)))
             if not succeeded and op.kind not in PRESS_ON:
@@ -181,7 +184,7 @@ class Executor:
                     return await run()
             except TRANSIENT as exc:
                 error = exc
-                if "breaker" in exc.details:  # the source's circuit is open: the resumer will come back later
+                if not _retryable(exc):
                     break
                 await asyncio.sleep(self.backoff_seconds * 2**attempt * (0.5 + random.random()))
             except GatewayError as exc:
@@ -198,31 +201,44 @@ class Executor:
             f"step {step.system}.{step.action}", attributes={"lotgraph.lot": step.lot_id}
         ):
             result = await self._attempt(op, lambda: runner(self.upstream, op, step))
-        await self._record(op, step, result)
+        await self._record(op, [(step, result)])
         return not isinstance(result, GatewayError)
 
     async def _steps_at_once(self, op: Operation, steps: list[Step], batch: BatchRunner) -> bool:
+        """One batch: its outcomes recorded together, then announced (`operationUpdated` shows a recall's progress)."""
+        outcomes: dict[int, Outcome | GatewayError] = {}
+        todo = steps
         with tracer.start_as_current_span(f"step {steps[0].system}.{steps[0].action} x{len(steps)}"):
-            result = await self._attempt(op, lambda: batch(self.upstream, op, steps))
-        for step, outcome in zip(
-            steps, [result] * len(steps) if isinstance(result, GatewayError) else result, strict=True
-        ):
-            await self._record(op, step, outcome)
-        return not isinstance(result, GatewayError)
+            for attempt in range(self.attempts):  # the lots a system could not take just now go again, alone
+                result = await self._attempt(op, lambda todo=todo: batch(self.upstream, op, todo))
+                if isinstance(result, GatewayError):  # already retried as a whole
+                    outcomes |= dict.fromkeys((step.seq for step in todo), result)
+                    break
+                outcomes |= {step.seq: outcome for step, outcome in zip(todo, result, strict=True)}
+                todo = [step for step in todo if _retryable(outcomes[step.seq])]
+                if not todo or attempt == self.attempts - 1:
+                    break
+                await asyncio.sleep(self.backoff_seconds * 2**attempt * (0.5 + random.random()))
+        await self._record(op, [(step, outcomes[step.seq]) for step in steps])
+        if self.announce is not None:
+            await self.announce(op)  # still PENDING: subscribers re-read its steps
+        return not any(isinstance(outcome, GatewayError) for outcome in outcomes.values())
 
-    async def _record(self, op: Operation, step: Step, result: Outcome | GatewayError) -> None:
-        if isinstance(result, GatewayError):
-            message = f"{result.code}: {result}"
-            state = StepState.FAILED if isinstance(result, PERMANENT) else StepState.PENDING
-            log.warning("operation %s step %s %s %s %s: %s", op.id, step.seq, step.system, step.lot_id,
-                        state.value.lower(), message)  # fmt: skip
-            await self.operations.record_step(op.id, step.seq, state=state, error=message, contract=None, detail=None)
-            return
-        state = StepState.SKIPPED if result.skipped else StepState.DONE
-        await self.operations.record_step(
-            op.id, step.seq, state=state, error=None, contract=result.contract, detail=result.detail
-        )
-        await self.upstream.cache.invalidate_lot(step.lot_id)  # the next read shows what this step changed
+    async def _record(self, op: Operation, results: list[tuple[Step, Outcome | GatewayError]]) -> None:
+        records, changed = [], []
+        for step, result in results:
+            if isinstance(result, GatewayError):
+                message = f"{result.code}: {result}"
+                state = StepState.FAILED if isinstance(result, PERMANENT) else StepState.PENDING
+                log.warning("operation %s step %s %s %s %s: %s", op.id, step.seq, step.system, step.lot_id,
+                            state.value.lower(), message)  # fmt: skip
+                records.append(StepRecord(step.seq, state, error=message))
+            else:
+                state = StepState.SKIPPED if result.skipped else StepState.DONE
+                records.append(StepRecord(step.seq, state, contract=result.contract, detail=result.detail))
+                changed.append(step.lot_id)
+        await self.operations.record_steps(op.id, records)
+        await self.upstream.cache.invalidate_lots(changed)  # the next read shows what these steps changed
 
     async def _complete(self, op: Operation) -> None:
         done = await self._load(op.id)
@@ -285,6 +301,11 @@ class Executor:
         except GatewayError as exc:
             log.warning("operation %s: plants of its lots unknown for the audit entry: %s", op.id, exc.code)
             return None
+
+
+def _retryable(outcome: Outcome | GatewayError) -> bool:
+    """Unavailable or slow just now, and its source's circuit not open (then the resumer comes back later)."""
+    return isinstance(outcome, TRANSIENT) and "breaker" not in outcome.details
 
 
 class Resumer:

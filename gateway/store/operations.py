@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import GatewayError, StoreConflict
@@ -64,6 +64,17 @@ class Step:
     last_error: str | None
     contract: str | None
     detail: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What a run of a step left: its new state, and the error, or the contract used and what it did."""
+
+    seq: int
+    state: StepState
+    error: str | None = None
+    contract: str | None = None
+    detail: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -328,21 +339,26 @@ class OperationStore:
         async with self.engine.begin() as conn:
             await conn.execute(delete(lot_leases).where(lot_leases.c.operation_id == op_id))
 
-    async def record_step(
-        self, op_id: str, seq: int, *, state: StepState, error: str | None, contract: str | None,
-        detail: Mapping[str, Any] | None,
-    ) -> None:  # fmt: skip
+    async def record_steps(self, op_id: str, records: Sequence[StepRecord]) -> None:
+        """Steps' outcomes in one transaction (a batch of lots one request changed: one commit, not one per lot)."""
+        if not records:
+            return
         now = datetime.now(UTC)
+        statement = (
+            update(operation_steps)
+            .where(operation_steps.c.operation_id == op_id, operation_steps.c.seq == bindparam("step"))
+            .values(
+                state=bindparam("new_state"), last_error=bindparam("error"), contract=bindparam("used"),
+                detail=bindparam("outcome"), attempts=operation_steps.c.attempts + 1, updated_at=now,
+            )
+        )  # fmt: skip
+        rows = [
+            {"step": r.seq, "new_state": r.state.value, "error": r.error, "used": r.contract,
+             "outcome": json.loads(json.dumps(r.detail, default=str)) if r.detail is not None else None}
+            for r in records
+        ]  # fmt: skip
         async with self.engine.begin() as conn:
-            await conn.execute(
-                update(operation_steps)
-                .where(operation_steps.c.operation_id == op_id, operation_steps.c.seq == seq)
-                .values(
-                    state=state.value, last_error=error, contract=contract,
-                    detail=json.loads(json.dumps(detail, default=str)) if detail is not None else None,
-                    attempts=operation_steps.c.attempts + 1, updated_at=now,
-                )
-            )  # fmt: skip
+            await conn.execute(statement, rows)
             await conn.execute(update(operations).where(operations.c.id == op_id).values(updated_at=now))
 
     async def reopen(self, op_id: str) -> None:
