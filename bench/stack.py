@@ -64,6 +64,11 @@ class Stack:
         for system in SIMULATORS:
             httpx.delete(f"{self.sim(system)}/_admin/faults")
 
+    def gateway_cpu_seconds(self) -> float:
+        """User and system CPU time the gateway process has used (/proc/PID/stat fields 14 and 15)."""
+        fields = Path(f"/proc/{self.gateway_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def token(self, role: str, *, mfa: bool = False) -> str:
         """A development token for `role` in every plant, signed with the gateway's development key."""
         auth = AuthSettings()

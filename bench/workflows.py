@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import random
 import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -341,12 +339,6 @@ async def _open_exceptions(client: httpx.AsyncClient, stack: Stack) -> int:
     return int(answer.json()["data"]["exceptions"]["totalCount"])
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User and system CPU time the process has used (/proc/PID/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _sustained(stack: Stack, dataset: Dataset, completions: int) -> list[str]:
     limits = httpx.Limits(max_connections=BURST_CONCURRENCY + 4)
     async with httpx.AsyncClient(timeout=WITHIN_SECONDS, limits=limits) as client:
@@ -360,11 +352,11 @@ async def _sustained(stack: Stack, dataset: Dataset, completions: int) -> list[s
             while pending:
                 lots.append(await _confirm(client, stack, pending.pop()))
 
-        started, cpu = time.perf_counter(), _cpu_seconds(stack.gateway_pid)
+        started, cpu = time.perf_counter(), stack.gateway_cpu_seconds()
         await asyncio.gather(*(line() for _ in range(BURST_CONCURRENCY)))
         sent = time.perf_counter() - started
         delivered, seconds = await _drained(client, stack, lots, started)
-        cpu = _cpu_seconds(stack.gateway_pid) - cpu
+        cpu = stack.gateway_cpu_seconds() - cpu
         await asyncio.sleep(2)  # a late duplicate would show by now
         found = {system: await _effects(client, stack, system, lots) for system in EFFECTS}
         parked = await _open_exceptions(client, stack) - parked_before

@@ -425,9 +425,9 @@ async def _restrict_batch(erp: ErpConnector, request: BatchRestriction):
 
 async def _restrict_batches(erp: ErpConnector, request: BatchRestrictions):
     """The `$batch` answers in the bulk shape every bulk write has (`Bulk`): each PATCH's status and SAP error."""
+    bodies = {flag: json.dumps({"MatlBatchIsInRstrcdUseStock": flag}).encode() for flag in (False, True)}
     parts = [BatchPart("PATCH", f"Batch({quote(r.lot_id)})", {"If-Match": r.etag} if r.etag else {},
-                       json.dumps({"MatlBatchIsInRstrcdUseStock": r.restricted}).encode())
-             for r in request.restrictions]  # fmt: skip
+                       bodies[r.restricted]) for r in request.restrictions]  # fmt: skip
     answers = await erp.batch("API_BATCH_SRV", parts)
     return httpx.Response(200, json={"items": [_bulk_item(answer) for answer in answers]})
 

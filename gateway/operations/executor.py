@@ -79,9 +79,8 @@ class Executor:
         While another operation is changing one of its lots, it waits `wait_for_lots` seconds (the
         executor's default) for its turn, then stays PENDING for the resumer."""
         async with self._locks[op_id]:
-            op = await self._load(op_id)
-            if op.state is not OperationState.PENDING:
-                return op
+            if await self.operations.state(op_id) is not OperationState.PENDING:
+                return await self._load(op_id)
             if not await self.operations.acquire(op_id, self.owner, LEASE_SECONDS):
                 return await self._await_other_runner(op_id)
             heartbeat = asyncio.create_task(self._keep_leases(op_id))
@@ -103,14 +102,14 @@ class Executor:
 
     async def _await_other_runner(self, op_id: str) -> Operation:
         deadline = asyncio.get_running_loop().time() + LEASE_SECONDS
-        op = await self._load(op_id)
-        while op.state is OperationState.PENDING and asyncio.get_running_loop().time() < deadline:
+        state = await self.operations.state(op_id)
+        while state is OperationState.PENDING and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.1)
-            op = await self._load(op_id)
+            state = await self.operations.state(op_id)
             if await self.operations.acquire(op_id, self.owner, LEASE_SECONDS):
                 await self.operations.release(op_id, self.owner)  # the other runner finished or died
                 break
-        return op
+        return await self._load(op_id)
 
     async def _take_lots(self, op: Operation, wait: float) -> bool:
         """Every lot the operation still has to change, leased to it for the run: steps of two operations
@@ -159,7 +158,7 @@ class Executor:
                 succeeded &= all(await asyncio.gather(*(self._step(op, step) for step in steps)))
             if not succeeded and op.kind not in PRESS_ON:
                 break
-        failed = [step for step in (await self._load(op.id)).steps if step.state is StepState.FAILED]
+        failed = await self.operations.steps_in_state(op.id, StepState.FAILED)
         if failed:
             await self._fail(op, failed)
         elif succeeded:
@@ -326,8 +325,8 @@ class Resumer:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def resume_all(self) -> None:
-        for op in await self.executor.operations.in_state(OperationState.PENDING):
-            await self.executor.run(op.id, wait_for_lots=0)  # one whose lots are busy waits for the next round
+        for op_id in await self.executor.operations.ids_in_state(OperationState.PENDING):
+            await self.executor.run(op_id, wait_for_lots=0)  # one whose lots are busy waits for the next round
 
     async def _loop(self) -> None:
         while True:

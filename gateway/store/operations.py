@@ -126,26 +126,20 @@ class OperationStore:
         digest = request_hash(kind, payload)
         now = datetime.now(UTC)
         op_id = str(uuid.uuid4())
+        row = {"id": op_id, "kind": kind, "actor": actor, "idempotency_key": idempotency_key, "request_hash": digest,
+               "input": json.loads(json.dumps({**payload, **(extra or {})}, default=str)),
+               "state": (OperationState.PENDING if blocked is None else OperationState.BLOCKED).value,
+               "error": blocked, "correlation_id": correlation_id, "created_at": now, "updated_at": now}  # fmt: skip
+        step_rows = [
+            {"operation_id": op_id, "seq": seq, "system": s.system, "lot_id": s.lot_id, "action": s.action,
+             "state": StepState.PENDING.value, "attempts": 0, "updated_at": now}
+            for seq, s in enumerate(steps, start=1)
+        ]  # fmt: skip
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(
-                    operations.insert().values(
-                        id=op_id, kind=kind, actor=actor, idempotency_key=idempotency_key, request_hash=digest,
-                        input=json.loads(json.dumps({**payload, **(extra or {})}, default=str)),
-                        state=(OperationState.PENDING if blocked is None else OperationState.BLOCKED).value,
-                        error=blocked, correlation_id=correlation_id,
-                        created_at=now, updated_at=now,
-                    )
-                )  # fmt: skip
-                if steps:
-                    await conn.execute(
-                        operation_steps.insert(),
-                        [
-                            {"operation_id": op_id, "seq": seq, "system": s.system, "lot_id": s.lot_id,
-                             "action": s.action, "state": StepState.PENDING.value, "attempts": 0, "updated_at": now}
-                            for seq, s in enumerate(steps, start=1)
-                        ],
-                    )  # fmt: skip
+                await conn.execute(operations.insert().values(**row))
+                if step_rows:
+                    await conn.execute(operation_steps.insert(), step_rows)
         except StoreConflict:
             existing = await self.by_key(actor, idempotency_key)
             if existing is None:
@@ -157,9 +151,9 @@ class OperationStore:
                     operationId=existing.id,
                 ) from None
             return existing, False
-        created = await self.get(op_id)
-        assert created is not None
-        return created, True
+        # as stored, without reading back a recall's tens of thousands of steps
+        absent = {"result": None, "last_error": None, "contract": None, "detail": None}
+        return _operation({**absent, **row}, [_step({**absent, **step}) for step in step_rows]), True
 
     async def _hash(self, op_id: str) -> str:
         async with self.engine.connect() as conn:
@@ -239,10 +233,28 @@ class OperationStore:
         return None if op_id is None else await self.get(op_id)
 
     async def in_state(self, *states: OperationState) -> list[Operation]:
+        return [op for op in [await self.get(i) for i in await self.ids_in_state(*states)] if op is not None]
+
+    async def ids_in_state(self, *states: OperationState) -> list[str]:
+        """Oldest first; without their steps (a recall's are tens of thousands of rows)."""
         query = select(operations.c.id).where(operations.c.state.in_([s.value for s in states]))
         async with self.engine.connect() as conn:
-            ids = (await conn.execute(query.order_by(operations.c.created_at))).scalars().all()
-        return [op for op in [await self.get(i) for i in ids] if op is not None]
+            return list((await conn.execute(query.order_by(operations.c.created_at))).scalars().all())
+
+    async def state(self, op_id: str) -> OperationState | None:
+        """The operation's state alone (polled while waiting: cheaper than the operation with its steps)."""
+        async with self.engine.connect() as conn:
+            found = (await conn.execute(select(operations.c.state).where(operations.c.id == op_id))).scalar()
+        return None if found is None else OperationState(found)
+
+    async def steps_in_state(self, op_id: str, state: StepState) -> list[Step]:
+        query = (
+            select(operation_steps)
+            .where(operation_steps.c.operation_id == op_id, operation_steps.c.state == state.value)
+            .order_by(operation_steps.c.seq)
+        )
+        async with self.engine.connect() as conn:
+            return [_step(row) for row in (await conn.execute(query)).mappings()]
 
     async def blocked_on_lot(self, kinds: Sequence[str], lot_id: str) -> list[str]:
         """Ids of BLOCKED operations of these kinds that would have changed `lot_id`."""
