@@ -387,7 +387,7 @@ class Qms:
         return JSONResponse(hold, status_code=status)
 
     async def post_holds(self, request: Request) -> Response:
-        return await bulk(request, "holds", self.placement)
+        return await bulk(request, "holds", self.placement, "lot_id")
 
     async def post_release(self, request: Request) -> Response:
         body = await json_object(request)

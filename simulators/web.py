@@ -51,16 +51,20 @@ async def json_object(request: Request) -> dict[str, Any]:
     return body
 
 
-async def bulk(request: Request, field: str, write: Write) -> JSONResponse:
+async def bulk(request: Request, field: str, write: Write, lot_field: str) -> JSONResponse:
     """A bulk write: `{field: [item, ...]}` (1 to `MAX_BULK` objects), each item done or refused on its own by `write`
     (its status and result). Answers `200 {"items": [...]}` in request order, each `{"status", "result"}` or
-    `{"status", "error": {"code", "message"}}`; only a malformed request as a whole is a `400`."""
+    `{"status", "error": {"code", "message"}}`; only a malformed request as a whole is a `400`. An injected fault
+    naming `lots` refuses the items whose `lot_field` is one of them (`Admin.refuses`)."""
     items = (await json_object(request)).get(field)
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BULK or not all(isinstance(i, dict) for i in items):
         raise HTTPException(400, f"{field} must be a list of 1 to {MAX_BULK} objects")
+    admin = getattr(request.app.state, "admin", None)
     answers: list[dict[str, Any]] = []
     for item in items:
         try:
+            if admin is not None and (status := admin.refuses(request.url.path, item.get(lot_field))):
+                raise HTTPException(status, "injected error")
             status, result = write(item)
         except HTTPException as exc:
             answers.append({"status": exc.status_code, **rest_error(exc.status_code, exc.detail)})

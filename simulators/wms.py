@@ -159,7 +159,7 @@ class Wms:
         return JSONResponse(self.move_to(await json_object(request))[1])
 
     async def move_v2_bulk(self, request: Request) -> Response:
-        return await bulk(request, "moves", self.move_to)
+        return await bulk(request, "moves", self.move_to, "lotId")
 
     def close(self, lot: Any, reference: Any) -> int:
         """Take every handling unit of `lot` off the books (scrapped); closing a closed lot closes nothing."""
