@@ -11,6 +11,7 @@ import random
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from itertools import groupby
 from typing import Any, TypeVar
 
@@ -161,9 +162,7 @@ class Executor:
         failed = await self.operations.steps_in_state(op.id, StepState.FAILED)
         if failed:
             await self._fail(op, failed)
-        elif succeeded:
-            await self._complete(op)
-        done = await self._load(op.id)
+        done = await self._complete(op) if succeeded and not failed else await self._load(op.id)
         if self.announce is not None:
             await self.announce(done)
         return done
@@ -239,7 +238,9 @@ class Executor:
         await self.operations.record_steps(op.id, records)
         await self.upstream.cache.invalidate_lots(changed)  # the next read shows what these steps changed
 
-    async def _complete(self, op: Operation) -> None:
+    async def _complete(self, op: Operation) -> Operation:
+        """COMPLETED, with the outcome of every step as its result; the operation as it now is (not read back: a
+        recall's result and steps are tens of thousands of rows)."""
         done = await self._load(op.id)
         result = {
             "lots": sorted({s.lot_id for s in done.steps}),
@@ -248,7 +249,8 @@ class Executor:
                 for s in done.steps
             },
         }
-        await self.operations.finish(op.id, OperationState.COMPLETED, result=result)
+        finished_at = await self.operations.finish(op.id, OperationState.COMPLETED, result=result)
+        done = replace(done, state=OperationState.COMPLETED, result=result, error=None, updated_at=finished_at)
         contracts = sorted({s.contract for s in done.steps if s.contract})
         await self._audit_end(op, await self._scope(op), "completed", "ALLOW", "every step completed",
                               {"steps": result["systems"], "contracts": contracts})  # fmt: skip
@@ -257,6 +259,7 @@ class Executor:
                                          why="the operation completed")  # fmt: skip
         if self.completed is not None:
             await self.completed(done)
+        return done
 
     async def _fail(self, op: Operation, failed: list[Step]) -> None:
         """FAILED, saying which system refused what: visible in `pendingOperations` and parked as a STEP exception,

@@ -390,7 +390,9 @@ class OperationStore:
 
     async def finish(
         self, op_id: str, state: OperationState, *, result: Mapping[str, Any] | None = None, error: str | None = None
-    ) -> None:
+    ) -> datetime:
+        """Record how the operation ended; returns when (its `updated_at`)."""
+        now = datetime.now(UTC)
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(operations)
@@ -399,9 +401,10 @@ class OperationStore:
                     state=state.value,
                     result=json.loads(json.dumps(result, default=str)) if result is not None else None,
                     error=error,
-                    updated_at=datetime.now(UTC),
+                    updated_at=now,
                 )
             )
+        return now
 
 
 def _operation(row: Mapping[str, Any], steps: list[Step]) -> Operation:
