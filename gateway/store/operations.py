@@ -365,8 +365,7 @@ class OperationStore:
             )
         )  # fmt: skip
         rows = [
-            {"step": r.seq, "new_state": r.state.value, "error": r.error, "used": r.contract,
-             "outcome": json.loads(json.dumps(r.detail, default=str)) if r.detail is not None else None}
+            {"step": r.seq, "new_state": r.state.value, "error": r.error, "used": r.contract, "outcome": r.detail}
             for r in records
         ]  # fmt: skip
         async with self.engine.begin() as conn:
@@ -399,7 +398,7 @@ class OperationStore:
                 .where(operations.c.id == op_id)
                 .values(
                     state=state.value,
-                    result=json.loads(json.dumps(result, default=str)) if result is not None else None,
+                    result=result,
                     error=error,
                     updated_at=now,
                 )
