@@ -26,6 +26,7 @@ STEP_EXCEPTIONS = """query($lot: String!) { exceptions(filter: {kind: STEP, lotI
   edges { node { state subject reasonCode reason } } } }"""
 BULK = 500  # lots per bulk request (gateway.contracts.base.BULK_ITEMS)
 ERP_BATCH = "POST /sap/opu/odata/sap/API_BATCH_SRV/$batch"
+ERP_CSRF = "GET /sap/opu/odata/sap/{service}/"
 ERP_PATCH = "PATCH /sap/opu/odata/sap/API_BATCH_SRV/Batch('{key}')"
 
 
@@ -92,6 +93,7 @@ async def test_a_recall_runs_each_system_in_bulk_batches_announced_as_each_compl
     assert qms.get("POST /api/v1/holds/bulk") == 2 and "POST /api/v1/holds" not in qms
     assert "POST /v2/stock-moves" not in wms, "never one lot at a time"
     assert erp.get(ERP_BATCH) == 2 and ERP_PATCH not in erp, "every batch flag in one $batch per 500 lots"
+    assert erp.get(ERP_CSRF) == 1, "the writes that start together share one CSRF token"
     with httpx.Client() as client:
         _check_all_blocked(client, plant, lots)
 

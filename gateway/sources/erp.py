@@ -36,14 +36,24 @@ class ErpConnector(SourceConnector):
     """OData reads, and writes with SAP's CSRF handshake and ETag concurrency control."""
 
     _csrf_token: str | None = None
+    _csrf_fetching: asyncio.Future[str] | None = None
 
-    async def _csrf(self, service: str, *, renew: bool = False) -> str:
-        if renew or self._csrf_token is None:
-            response = await self.request("GET", f"{ODATA_ROOT}/{service}/", headers={"x-csrf-token": "fetch"})
-            self._csrf_token = response.headers.get("x-csrf-token")
-            if not self._csrf_token:
-                raise UpstreamRejected("ERP handed out no CSRF token", source=self.name)
-        return self._csrf_token
+    async def _csrf(self, service: str, *, stale: str | None = None) -> str:
+        """The CSRF token, fetched once for however many writes start together (a recall's dozens of documents)
+        and shared, failure included; fetched again when the ERP refused `stale` (unless renewed meanwhile)."""
+        if self._csrf_token is not None and self._csrf_token != stale:
+            return self._csrf_token
+        if self._csrf_fetching is None or self._csrf_fetching.done():
+            self._csrf_fetching = asyncio.ensure_future(self._fetch_csrf(service))
+        return await asyncio.shield(self._csrf_fetching)
+
+    async def _fetch_csrf(self, service: str) -> str:
+        response = await self.request("GET", f"{ODATA_ROOT}/{service}/", headers={"x-csrf-token": "fetch"})
+        token = response.headers.get("x-csrf-token")
+        if not token:
+            raise UpstreamRejected("ERP handed out no CSRF token", source=self.name)
+        self._csrf_token = token
+        return token
 
     async def write(
         self, method: str, service: str, path: str, body: Any, headers: Mapping[str, str] | None = None,
@@ -53,8 +63,9 @@ class ErpConnector(SourceConnector):
         it expired."""
         url = f"{ODATA_ROOT}/{service}/{path}"
         sent = {"json": body} if content is None else {"content": content}
-        for renew in (False, True):
-            token = await self._csrf(service, renew=renew)
+        token: str | None = None
+        for _ in range(2):  # the second time with a token renewed
+            token = await self._csrf(service, stale=token)
             response = await self.request(
                 method, url, check=False, headers={"x-csrf-token": token, **(headers or {})}, **sent
             )
