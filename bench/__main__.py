@@ -27,6 +27,7 @@ GROUPS: dict[str, tuple[Run, ...]] = {
     "events": (events.subscriptions,),
     "federation": (lambda stack, _: federation.borrowed_fields(stack),),
     "workflows": (workflows.figures,),
+    "memory": (resilience.memory,),  # last: 10 minutes of load (LOTGRAPH_BENCH_MEMORY_MINUTES)
 }
 
 

@@ -69,6 +69,13 @@ class Stack:
         fields = Path(f"/proc/{self.gateway_pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def gateway_rss_mib(self) -> float:
+        """The gateway process's resident memory."""
+        for line in Path(f"/proc/{self.gateway_pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
     def token(self, role: str, *, mfa: bool = False) -> str:
         """A development token for `role` in every plant, signed with the gateway's development key."""
         auth = AuthSettings()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cachetools import TTLCache
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jws, jwt
@@ -52,6 +53,7 @@ ASYMMETRIC = {
 HMAC = frozenset({"HS256", "HS384", "HS512"})
 MIN_HMAC_SECRET_BYTES = 32
 JWKS_MIN_REFETCH_SECONDS = 10.0
+VERIFIED_TOKENS = 10_000  # distinct tokens remembered as verified: far more than a plant has callers at once
 ALL_PLANTS = "*"
 DEV_KEY_NAME = "dev-signing-key.pem"
 DEV_ALGORITHM = "RS256"
@@ -69,6 +71,10 @@ class AuthSettings(BaseModel):
     algorithms: tuple[str, ...] = ("RS256", "ES256")
     leeway_seconds: int = Field(default=30, ge=0)
     jwks_cache_seconds: int = Field(default=300, ge=0)
+    verified_token_seconds: int = Field(
+        default=60, ge=0, description="How long a token whose signature verified is not verified again (its times "
+        "are checked on every request; a removed signing key stops it within this); 0: verify every request.",
+    )  # fmt: skip
     allow_anonymous: bool = False
     anonymous_roles: tuple[str, ...] = Field(
         default=(), description="Roles an anonymous caller gets when anonymous calls are allowed (demo: portal_reader)."
@@ -343,6 +349,12 @@ class Authenticator:
         self.algorithms = frozenset(
             name for name in settings.algorithms if name in ASYMMETRIC or (name in HMAC and self.hmac_key)
         )
+        # A client sends the same token with every request: its RSA/EC signature is checked once in a while.
+        self.verified: TTLCache[str, tuple[dict[str, Any], Principal]] | None = (
+            TTLCache(maxsize=VERIFIED_TOKENS, ttl=settings.verified_token_seconds, timer=clock)
+            if settings.verified_token_seconds
+            else None
+        )
         self.claims = jwt.JWTClaimsRegistry(
             leeway=settings.leeway_seconds,
             iss={"essential": True, "value": settings.issuer},
@@ -360,8 +372,16 @@ class Authenticator:
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer":
             raise Unauthenticated("the Authorization header must use the Bearer scheme", error="invalid_request")
-        claims = await self.verify(token.strip())
-        return Principal.from_claims(claims)
+        token = token.strip()
+        if self.verified is not None and (known := self.verified.get(token)) is not None:
+            claims, principal = known
+            self._check_claims(claims)  # expired since it was verified: refused like any other
+            return principal
+        claims = await self.verify(token)
+        principal = Principal.from_claims(claims)
+        if self.verified is not None:
+            self.verified[token] = (claims, principal)
+        return principal
 
     async def verify(self, token: str) -> dict[str, Any]:
         """The claims of a token whose signature, algorithm, issuer, audience and lifetime all check out."""

@@ -45,7 +45,9 @@ def _run(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from gateway.demo import run_demo
 
-    asyncio.run(run_demo(args.host, args.port, args.seed, args.lots, args.shift_seconds, args.mqtt_url))
+    asyncio.run(
+        run_demo(args.host, args.port, args.seed, args.lots, args.shift_seconds, args.mqtt_url, args.shift_duration)
+    )
 
 
 def _plant_size(text: str) -> int:
@@ -233,6 +235,8 @@ def parser() -> argparse.ArgumentParser:
         if name == "demo":
             command.add_argument("--shift-seconds", type=float, default=3.0,
                                  help="one simulated production step this often; 0 = no shift")  # fmt: skip
+            command.add_argument("--shift-duration", type=float, metavar="SECONDS",
+                                 help="stop the shift after this long, then the plant settles")  # fmt: skip
             command.add_argument("--mqtt-url", help="MES publishes to this MQTT broker (default: webhooks)")
 
     about_tokens = (

@@ -197,8 +197,11 @@ def banner(listeners: list[Listener], dataset: Dataset, seconds: float, tokens: 
 
 
 async def run_demo(
-    host: str, port: int, seed: int, lots: int, shift_seconds: float = 3.0, mqtt_url: str | None = None
-) -> None:
+    host: str, port: int, seed: int, lots: int, shift_seconds: float = 3.0, mqtt_url: str | None = None,
+    shift_duration: float | None = None,
+) -> None:  # fmt: skip
+    """Serve the plant and the gateway until a signal; the shift steps every `shift_seconds` (0: no shift), for
+    `shift_duration` seconds if given (then the workflows finish and the plant holds still)."""
     started = time.perf_counter()
     dataset = generate(seed=seed, lots=lots)
     secret, pager_secret = new_webhook_secret(), new_webhook_secret()
@@ -219,7 +222,7 @@ async def run_demo(
             print(banner([*group.listeners, *lims.listeners], dataset, generated, tokens), flush=True)
             if shift_seconds > 0:
                 supplier = dataset.lots[dataset.recall_lot].supplier  # the supplier persona's: it sees events too
-                running = Shift.for_apps(apps, seed, shift_seconds, supplier=supplier).run()
+                running = Shift.for_apps(apps, seed, shift_seconds, supplier=supplier).run(shift_duration)
                 shift.append(asyncio.create_task(running, name="shift"))
 
         try:

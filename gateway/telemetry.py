@@ -19,6 +19,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import BaseModel
 from strawberry.extensions import SchemaExtension
@@ -39,7 +40,9 @@ def setup_tracing(settings: TelemetrySettings) -> None:
     """Install an SDK tracer provider once per process (real trace ids even when nothing is exported)."""
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
-    provider = TracerProvider(resource=Resource.create({"service.name": "lotgraph"}))
+    # Nothing exported: spans are not recorded at all (they still carry trace ids, echoed and sent upstream).
+    sampler = ALWAYS_OFF if settings.traces == "none" else ParentBased(ALWAYS_ON)
+    provider = TracerProvider(resource=Resource.create({"service.name": "lotgraph"}), sampler=sampler)
     if settings.traces == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     elif settings.traces == "otlp":

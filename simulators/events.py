@@ -6,7 +6,8 @@ bounded outbox and delivers it from one background task, either as a webhook sig
 as an MQTT message (QoS 1) on the ISA-95 topic `{enterprise}/{site}/{area}/{line}/{topic}`. A failed attempt is
 retried with backoff until the receiver takes the event, so events arrive in the order they happened; one the
 receiver refuses (4xx) is counted and skipped. With no target, events are counted as dropped and not kept:
-configuring a target later never floods the receiver with history.
+configuring a target later never floods the receiver with history. The last events are listed with the lots
+each is about (`/_admin/events`), so a test can tell which lots changed while the plant ran.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import secrets
 import threading
 from collections import deque
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -114,18 +116,20 @@ class Emitter:
         self.lock = threading.Lock()
         self.target: WebhookTarget | MqttTarget | None = None
         self.outbox: deque[Event] = deque()
-        self.recent: deque[dict[str, str]] = deque(maxlen=RECENT)
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self.sequence = self.delivered = self.rejected = self.dropped = 0
         self.last_rejection: dict[str, Any] | None = None
         self.worker: tuple[asyncio.Task[None], asyncio.Event] | None = None
 
-    def emit(self, type: str, plant: str, data: dict[str, Any], topic: str | None = None) -> str:
-        """Queue one event and return its id. `topic` ends the MQTT topic (default: `type` with dots as levels);
-        the line level is `data["line"]` when the event names one."""
+    def emit(
+        self, type: str, plant: str, data: dict[str, Any], topic: str | None = None, lots: Sequence[str] = ()
+    ) -> str:
+        """Queue one event about `lots` and return its id. `topic` ends the MQTT topic (default: `type` with dots
+        as levels); the line level is `data["line"]` when the event names one."""
         with self.lock:
             self.sequence += 1
             event_id = f"{self.system.upper()}-EVT-{self.sequence:012d}"
-            self.recent.append({"id": event_id, "type": type})
+            self.recent.append({"id": event_id, "type": type, "lots": list(lots)})
             if self.target is None or len(self.outbox) >= OUTBOX_LIMIT:
                 self.dropped += 1
                 return event_id

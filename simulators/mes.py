@@ -248,7 +248,8 @@ class Mes:
         )
         self.record(completion)
         rendered = render_completion(completion)
-        self.events.emit("production.completed", plant, rendered, topic="production/completed")
+        lots = (completion.lot, *(used.lot for used in completion.consumed))
+        self.events.emit("production.completed", plant, rendered, topic="production/completed", lots=lots)
         return rendered
 
     def consumption(self, entry: Mapping[str, Any], plant: str) -> Consumption:
@@ -317,7 +318,9 @@ class Mes:
             "unit": execution["unit"],
             "reason": reason,
         }
-        self.events.emit("production.scrapped", execution["plant"], scrapped, topic="production/scrapped")
+        self.events.emit(
+            "production.scrapped", execution["plant"], scrapped, topic="production/scrapped", lots=(lot_id,)
+        )
         return scrapped
 
     async def post_confirmation(self, request: Request) -> Response:

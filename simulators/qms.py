@@ -300,7 +300,7 @@ class Qms:
         """Emit `cause` with the lot as it is now."""
         kind, name, rendered = cause
         record = self.lots[lot_id]
-        self.events.emit(kind, record.plant, {name: rendered, "lot": self.render_lot(record)})
+        self.events.emit(kind, record.plant, {name: rendered, "lot": self.render_lot(record)}, lots=(lot_id,))
 
     def set_status(self, lot_id: str, status: str, at: datetime, *causes: Cause) -> None:
         """Change the lot's status. What caused the change is announced first (showing the lot as changed), then
@@ -312,8 +312,9 @@ class Qms:
         if previous.status != status:
             previous_status = native(LOT_STATUS, previous.status, record.plant)
             self.events.emit(
-                "lot.status_changed", record.plant, {"lot": self.render_lot(record), "previous_status": previous_status}
-            )
+                "lot.status_changed", record.plant,
+                {"lot": self.render_lot(record), "previous_status": previous_status}, lots=(lot_id,),
+            )  # fmt: skip
 
     def place_hold(
         self,
@@ -556,7 +557,8 @@ class Qms:
         self.inspection_requests[request_id] = inspection.id
         if known is None:
             record = self.lots[lot_id] = QualityRecord(lot_id, plant, material, supplier, "IN_INSPECTION", now)
-            self.events.emit("lot.status_changed", plant, {"lot": self.render_lot(record), "previous_status": None})
+            changed = {"lot": self.render_lot(record), "previous_status": None}
+            self.events.emit("lot.status_changed", plant, changed, lots=(lot_id,))
         return inspection
 
     async def post_inspection_lot(self, request: Request) -> Response:

@@ -76,9 +76,12 @@ class Shift:
         erp, qms, wms, mes = (apps[system].state for system in ("erp", "qms", "wms", "mes"))
         return cls(erp.erp, qms.qms, wms.wms, mes.mes, seed, interval_seconds, supplier)
 
-    async def run(self) -> None:
-        """One step every `interval_seconds`, until cancelled."""
-        while True:
+    async def run(self, duration: float | None = None) -> None:
+        """One step every `interval_seconds`, for `duration` seconds (then the plant is left to settle) or until
+        cancelled."""
+        loop = asyncio.get_running_loop()
+        end = None if duration is None else loop.time() + duration
+        while end is None or loop.time() + self.interval <= end:
             await asyncio.sleep(self.interval)
             self.step()
 
@@ -120,6 +123,15 @@ class Shift:
             used = min(portion, available) if portion > 0 else available
             picked.append({"lot_id": row["Batch"], "quantity": used, "material": component, "plant": row["Plant"]})
         return picked
+
+    def at_hand(self, lot: str) -> float:
+        """How much of a lot is in the plant: in the warehouse's handling units and on the ERP's books alike."""
+        in_warehouse = sum(self.wms.units[hu].quantity for hu in self.wms.by_lot.get(lot, ()))
+        stock = self.erp.sets["A_MatlStkInAcctMod"]
+        booked = sum(
+            float(stock.rows[key]["MatlWrhsStkQtyInMatlBaseUnit"]) for key in stock.indexes["Batch"].get(lot, ())
+        )
+        return min(in_warehouse, booked)
 
     def released(self, lot: str) -> bool:
         record = self.qms.lots.get(lot)
@@ -202,12 +214,17 @@ class Shift:
         return f"closed {nc.id} on lot {nc.lot}"
 
     def scrap(self) -> str | None:
+        """The line scraps part of a recently produced lot that is still in the plant (a lot shipped or used up
+        cannot be scrapped: it is not there to throw away)."""
         executions = self.mes.executions
-        candidates = [o for o in islice(reversed(executions), RECENT) if executions[o]["good_quantity"] > 0]
+        recent = (executions[o] for o in islice(reversed(executions), RECENT))
+        candidates = [
+            (e, at_hand) for e in recent if e["good_quantity"] > 0 and (at_hand := self.at_hand(e["produced_lot"]))
+        ]
         if not candidates:
             return None
-        execution = executions[self.rng.choice(candidates)]
-        good, unit = execution["good_quantity"], execution["unit"]
+        execution, at_hand = self.rng.choice(candidates)
+        good, unit = min(execution["good_quantity"], at_hand), execution["unit"]
         quantity = min(good, round_quantity(good * self.rng.uniform(0.01, 0.05), unit)) or good
         scrapped = self.mes.scrap(execution["produced_lot"], quantity, self.rng.choice(SCRAP_REASONS))
         return f"scrapped {scrapped['quantity']} {unit} of lot {scrapped['lot_id']}"

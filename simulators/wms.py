@@ -346,7 +346,7 @@ class Wms:
             "handling_units": [hu.id],
             "received_at": at,
         }
-        self.events.emit("goods.received", plant, received)
+        self.events.emit("goods.received", plant, received, lots=(lot,))
         return received
 
     async def post_delivery(self, request: Request) -> Response:

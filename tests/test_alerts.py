@@ -28,7 +28,7 @@ from tests.events import SECRET
 from tests.monitoring import RULES, Prometheus, alert_rules, watching
 from tests.services import promtool
 from tests.test_deploy import SERVICES
-from tests.test_workflows import _inspections, _operation, _post, _produce, _record, _wired
+from tests.test_workflows import _change, _inspections, _operation, _produce, _record, _wired
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT_TESTS = ROOT / "tests" / "prometheus" / "alerts.test.yaml"
@@ -198,7 +198,7 @@ async def plant_at_work() -> AsyncIterator[Prometheus]:
             _record(plant, inspection, within=True)
         await eventually(lambda: _operation(gateway, "releaseInspectedLot", released["lot_id"]))
         hold = {"lot_id": released["lot_id"], "reason_code": "QH02", "reason": "complaint", "placed_by": "qe-mia"}
-        assert _post(f"{plant.url('qms')}/api/v1/holds", json=hold).status_code == 201
+        assert _change(f"{plant.url('qms')}/api/v1/holds", json=hold).status_code == 201
         await eventually(lambda: _operation(gateway, "carryQmsHold", released["lot_id"]))
         assert _unsigned_webhook(gateway) == 401
         await eventually(lambda: prometheus.query("count_over_time(lotgraph_events_rejected_total[5m]) >= 2"))

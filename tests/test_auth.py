@@ -4,6 +4,7 @@ keys from a JWKS served over loopback (rotation, rate-limited refetches) or from
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -313,6 +314,29 @@ async def test_jwks_rotation_cache_and_refetch_rate_limit(idp: tuple[IdentityPro
     clock.now += 300
     assert "unknown key" in await refusal(authenticator, f"Bearer {sign(K1)}")
     assert provider.fetches == 4, "the cache expired: K1 is gone for good"
+
+
+async def test_a_verified_token_is_trusted_a_while_never_past_its_expiry_nor_its_key(
+    idp: tuple[IdentityProvider, str],
+) -> None:
+    """Its signature is checked once a minute, not on every request; its expiry on every request; and once the IdP
+    has dropped its key, it stops working when the keys are next fetched, as an unremembered token would."""
+    provider, url = idp
+    clock = Clock()
+    settings = AuthSettings(issuer=ISSUER, jwks_url=url, leeway_seconds=0, verified_token_seconds=60)
+    authenticator = Authenticator(settings, clock=clock)
+    short = sign(K1, exp=int(time.time()) + 1)
+    assert await authenticator.authenticate(f"Bearer {short}") is not None
+    assert authenticator.verified is not None and short in authenticator.verified
+    await asyncio.sleep(1.5)
+    assert await refusal(authenticator, f"Bearer {short}") == "the token has expired"
+    token = sign(K1, sub="u-18")
+    assert (await authenticator.authenticate(f"Bearer {token}")).sub == "u-18"
+    provider.keys = [K2]  # the IdP drops K1
+    clock.now += 61
+    assert await authenticator.authenticate(f"Bearer {token}") is not None, "K1 is still among the keys fetched"
+    clock.now += 300
+    assert "unknown key" in await refusal(authenticator, f"Bearer {token}")
 
 
 async def test_an_unreachable_idp(idp: tuple[IdentityProvider, str]) -> None:

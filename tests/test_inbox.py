@@ -6,22 +6,28 @@ plant only), from where it is retried once the cause is fixed, or discarded with
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from gateway.events.settings import EventSettings
+from gateway.events.settings import EventSettings, MqttSettings
 from simulators import Dataset
-from tests.conftest import Gateway, Plant, gateway_process, start_gateway
+from tests.conftest import Gateway, Plant, eventually, gateway_process, plant_of_its_own, start_gateway
 from tests.events import SECRET, sign
 from tests.test_operation_recovery import _post, _token
 from tests.test_quality_holds import USED, _blocked_everywhere, _releasable
+from tests.test_workflows import _in_inspection_everywhere, _produce, _state
 
 FIRST = 16_000  # lots of this module's own (see tests/test_divergence.py)
 ERP_REFUSES_BATCHES = {"error_rate": 1.0, "status": 422, "paths": ["*/API_BATCH_SRV/Batch*"]}
@@ -182,3 +188,86 @@ def test_the_backlog_is_on_metrics(gateway: Gateway, plant: Plant, dataset: Data
     assert float(open_events.split()[-1]) >= 1
     assert 'lotgraph_exceptions_open{kind="NOTIFICATION"} 0.0' in text
     assert any(line.startswith("lotgraph_inbox_pending ") for line in text.splitlines())
+
+
+@asynccontextmanager
+async def inbox_refusing(store_url: str) -> AsyncIterator[None]:
+    """The store takes everything but new inbox rows (a trigger refuses them) until the block ends: the inbox
+    failing while the rest of the gateway works."""
+    engine = create_async_engine(store_url)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE FUNCTION refuse_inbox() RETURNS trigger LANGUAGE plpgsql AS "
+                                "$$ BEGIN RAISE EXCEPTION 'the inbox is refused by the test'; END $$"))  # fmt: skip
+        await conn.execute(
+            text("CREATE TRIGGER refuse BEFORE INSERT ON inbox FOR EACH ROW EXECUTE FUNCTION refuse_inbox()")
+        )
+    try:
+        yield
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP TRIGGER refuse ON inbox"))
+        await engine.dispose()
+
+
+def _feed(gateway: Gateway, name: str) -> str:
+    return httpx.get(f"{gateway.url}/readyz", timeout=10).json()["feeds"].get(name, "")
+
+
+async def test_an_mqtt_message_is_acknowledged_only_once_the_inbox_has_it(mqtt_server: str, postgres_url: str) -> None:
+    """MES publishes a completion while the inbox cannot store it: the gateway does not PUBACK it and drops the
+    session, the broker delivers it again on reconnecting, and once the inbox takes it the lot is received in
+    every system. Had the message been acknowledged first, it would be gone."""
+    with plant_of_its_own(seed=23) as (plant, shift):
+        # A group of its own: the session it leaves behind at the broker must not take other tests' messages.
+        unique = uuid.uuid4().hex[:8]
+        mqtt = MqttSettings(url=mqtt_server, client_id=f"lotgraph-test-{unique}", shared_group=f"test-{unique}")
+        events = EventSettings(mqtt=mqtt, erp_poll_seconds=0, dispatch_seconds=0.3)
+        with start_gateway(plant, store_url=postgres_url, events=events, operation_retry_seconds=0.5) as gateway:
+            await eventually(lambda: _feed(gateway, "mqtt") == "subscribed")
+            plant.admin("mes", "PUT", "events", json={"mqtt": {"url": mqtt_server, "enterprise": "acme"}})
+            try:
+                async with inbox_refusing(postgres_url):
+                    lot = _produce(plant, shift)["lot_id"]
+                    await eventually(
+                        lambda: plant.admin("mes", "GET", "events").json()["pending"] == 0
+                    )  # at the broker
+                    await eventually(lambda: _feed(gateway, "mqtt") == "connecting")  # refused, session dropped
+                    assert [_state(plant, s, lot) for s in ("erp", "wms")] == [None, None]
+                await eventually(lambda: _in_inspection_everywhere(plant, lot), within=60)
+            finally:
+                plant.admin("mes", "PUT", "events", json={})
+
+
+async def test_the_erp_feed_cursor_moves_only_past_postings_the_inbox_has(plant: Plant, postgres_url: str) -> None:
+    """While the inbox refuses the ERP's events, the polled page is read again and again, its cursor left where it
+    was; once the inbox takes them the page's events are stored (the hold's 344 transfer among them). Had the
+    cursor been saved first, the page would have been skipped for good."""
+    lot = _releasable(plant.dataset, USED, regulated=False, start=FIRST + 200)
+    events = EventSettings(erp_poll_seconds=0.3)
+    engine = create_async_engine(postgres_url)
+
+    async def one(query: str, **params: str) -> Any:
+        async with engine.connect() as conn:
+            return (await conn.execute(text(query), params)).scalar()
+
+    try:
+        with start_gateway(plant, store_url=postgres_url, events=events) as gateway:
+            await eventually(lambda: _feed(gateway, "erp_poll") == "ok")
+            async with inbox_refusing(postgres_url):
+                before = await one("SELECT cursor FROM ingest_cursors WHERE source = 'erp'")
+                hold = """mutation($lot: ID!, $key: String!) { placeQualityHold(input: {lotId: $lot, reasonCode: "QH01",
+                          reason: "feed test", idempotencyKey: $key}) { state } }"""
+                placed = gateway.data(hold, {"lot": lot, "key": uuid.uuid4().hex}, token=gateway.token("qa_manager"))
+                assert placed["placeQualityHold"]["state"] == "COMPLETED"
+                await eventually(lambda: _feed(gateway, "erp_poll").startswith("failing"))
+                await asyncio.sleep(1.0)  # a few polls more, each refused
+                assert await one("SELECT cursor FROM ingest_cursors WHERE source = 'erp'") == before
+            stored = "SELECT count(*) FROM inbox WHERE source = 'erp' AND event -> 'lot' ->> 'id' = :lot"
+            for _ in range(120):
+                if await one(stored, lot=lot):
+                    break
+                await asyncio.sleep(0.25)
+            assert await one(stored, lot=lot), "the page's events reached the inbox"
+            assert await one("SELECT cursor FROM ingest_cursors WHERE source = 'erp'") != before
+    finally:
+        await engine.dispose()

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,10 +17,21 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from gateway.events.settings import EventSettings
+from gateway.settings import Mode
 from simulators.dataset import base_quantity
 from simulators.shift import Shift
-from tests.conftest import Gateway, Plant, eventually, plant_of_its_own, start_gateway
+from tests.conftest import (
+    Gateway,
+    GatewayProcess,
+    Plant,
+    eventually,
+    gateway_process,
+    plant_of_its_own,
+    production_auth,
+    start_gateway,
+)
 from tests.events import SECRET
+from tests.test_operation_recovery import _post, _token
 
 SOURCES = ("qms", "mes", "wms")
 
@@ -28,6 +40,16 @@ SOURCES = ("qms", "mes", "wms")
 def own_plant() -> Iterator[tuple[Plant, Shift]]:
     with plant_of_its_own(seed=11) as own:
         yield own
+
+
+EVENTS = EventSettings(webhook_secrets=dict.fromkeys(SOURCES, SECRET))
+
+
+def _send_events_to(plant: Plant, gateway: Gateway | None) -> None:
+    """Point the plant's QMS, MES and WMS dock at `gateway`'s webhooks (None: events off)."""
+    for system in SOURCES:
+        target = {"webhook": {"url": f"{gateway.url}/webhooks/{system}", "secret": SECRET}} if gateway else {}
+        plant.admin(system, "PUT", "events", json=target)
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +61,12 @@ def gateway(own_plant: tuple[Plant, Shift]) -> Iterator[Gateway]:
 @contextmanager
 def _wired(plant: Plant, **overrides: Any) -> Iterator[Gateway]:
     """A gateway the plant's systems push their events to, as signed webhooks (settings `overrides` beside)."""
-    events = EventSettings(webhook_secrets=dict.fromkeys(SOURCES, SECRET))
-    with start_gateway(plant, events=events, operation_retry_seconds=0.5, **overrides) as gateway:
-        for system in SOURCES:
-            target = {"webhook": {"url": f"{gateway.url}/webhooks/{system}", "secret": SECRET}}
-            plant.admin(system, "PUT", "events", json=target)
+    with start_gateway(plant, events=EVENTS, operation_retry_seconds=0.5, **overrides) as gateway:
+        _send_events_to(plant, gateway)
         try:
             yield gateway
         finally:
-            for system in SOURCES:
-                plant.admin(system, "PUT", "events", json={})
+            _send_events_to(plant, None)
 
 
 def _state(plant: Plant, system: str, lot: str) -> dict[str, Any] | None:
@@ -167,7 +185,8 @@ async def test_a_redelivered_completion_has_one_effect(own_plant: tuple[Plant, S
     assert len(_inspections(plant, lot)) == 1
 
 
-def _post_signed(gateway: Gateway, source: str, event_id: str, kind: str, plant: str, data: dict[str, Any]) -> int:
+def _post_signed(gateway: Gateway | GatewayProcess, source: str, event_id: str, kind: str, plant: str,
+                 data: dict[str, Any]) -> int:  # fmt: skip
     native = {"id": event_id, "type": kind, "occurred_at": datetime.now(UTC).isoformat(), "plant": plant, "data": data}
     body, sent_at = json.dumps(native), datetime.now(UTC)
     headers = {
@@ -211,7 +230,7 @@ async def test_a_pass_releases_and_a_fail_contains_with_a_nonconformance(
     assert len([h for h in qms["holds"] if h["status"] == "ACTIVE"]) == 1, "the nonconformance needed no second hold"
 
 
-def _post(url: str, json: dict[str, Any]) -> httpx.Response:
+def _change(url: str, json: dict[str, Any]) -> httpx.Response:
     """A person's change in one system, through that system's own API."""
     return httpx.post(url, json=json, timeout=10)
 
@@ -242,7 +261,7 @@ async def test_a_supplier_delivery_is_received_against_its_purchase_order(
     po, item = shift.erp.create_purchase_order(material.id, "P100", supplier, 500)  # purchasing, in ERP
     delivery = {"purchaseOrder": po, "purchaseOrderItem": item, "materialId": material.id, "plant": "P100",
                 "supplier": supplier, "supplierBatch": "S-4711", "quantity": 500}  # fmt: skip
-    received = _post(f"{plant.url('wms')}/v2/inbound-deliveries/receipts", json=delivery)  # the dock
+    received = _change(f"{plant.url('wms')}/v2/inbound-deliveries/receipts", json=delivery)  # the dock
     assert received.status_code == 201, received.text
     lot = received.json()["lotId"]
     op = await eventually(lambda: _operation(gateway, "receiveSupplierGoods", lot))
@@ -264,7 +283,7 @@ async def test_a_hold_placed_in_the_qms_reaches_wms_and_erp_once_and_its_release
         if lot.quality_status == "RELEASED" and lot.remaining > 0 and lot.id not in plant.dataset.divergent
         and not shift.erp.materials[lot.material].regulated and lot.id.startswith("B2")
     )  # fmt: skip
-    placed = _post(f"{plant.url('qms')}/api/v1/holds", json={  # a quality engineer, in the QMS itself
+    placed = _change(f"{plant.url('qms')}/api/v1/holds", json={  # a quality engineer, in the QMS itself
         "lot_id": lot, "reason_code": "QH02", "reason": "customer complaint", "placed_by": "qe-mia"})  # fmt: skip
     assert placed.status_code == 201, placed.text
     carried = await eventually(lambda: _operation(gateway, "carryQmsHold", lot))
@@ -276,7 +295,7 @@ async def test_a_hold_placed_in_the_qms_reaches_wms_and_erp_once_and_its_release
     await asyncio.sleep(1.0)
     assert len(_completed(gateway, "carryQmsHold", lot)) == 1, "carried once"
     assert _completed(gateway, "placeQualityHold", lot) == [], "a QMS hold is not lotgraph's to place again"
-    released = _post(f"{plant.url('qms')}/api/v1/holds/{placed.json()['id']}/release",
+    released = _change(f"{plant.url('qms')}/api/v1/holds/{placed.json()['id']}/release",
                           json={"released_by": "qe-mia", "justification": "complaint unfounded"})  # fmt: skip
     assert released.status_code == 200, released.text
     await eventually(lambda: _operation(gateway, "carryQmsRelease", lot))
@@ -292,7 +311,7 @@ async def test_scrap_reported_by_mes_is_posted_in_erp_and_taken_off_wms(
     done = _produce(plant, shift)
     lot = done["lot_id"]
     await eventually(lambda: _operation(gateway, "receiveProduction", lot))
-    scrapped = _post(f"{plant.url('mes')}/api/lots/{lot}/scrap", json={"quantity": 10, "reason": "Line clearance"})
+    scrapped = _change(f"{plant.url('mes')}/api/lots/{lot}/scrap", json={"quantity": 10, "reason": "Line clearance"})
     assert scrapped.status_code == 201, scrapped.text
     op = await eventually(lambda: _operation(gateway, "reportScrap", lot))
     assert op["state"] == "COMPLETED", op
@@ -397,7 +416,108 @@ async def test_the_quality_flow_is_measured() -> None:
         cycles = sum(_metric(gateway, cycle.format(p)) or 0 for p in plants)
         assert cycles == 2, "the signed release ends the regulated lot's cycle"
         hold = {"lot_id": plain["lot_id"], "reason_code": "QH02", "reason": "complaint", "placed_by": "qe-mia"}
-        placed = _post(f"{plant.url('qms')}/api/v1/holds", json=hold)
+        placed = _change(f"{plant.url('qms')}/api/v1/holds", json=hold)
         assert placed.status_code == 201, placed.text
         await eventually(lambda: _operation(gateway, "carryQmsHold", plain["lot_id"]))
         assert _metric(gateway, 'lotgraph_hold_propagation_seconds_count{workflow="carryQmsHold"}') == 1
+
+
+async def test_workflows_run_in_production_mode(
+    own_plant: tuple[Plant, Shift], gateway: Gateway, tmp_path: Path
+) -> None:
+    """The default mode (real tokens from an identity provider, no anonymous callers, errors masked): a completion
+    is received everywhere and a failed inspection contained with its nonconformance, as in development."""
+    plant, shift = own_plant
+    with start_gateway(plant, mode=Mode.PRODUCTION, auth=production_auth(tmp_path), events=EVENTS,
+                       operation_retry_seconds=0.5) as production:  # fmt: skip
+        _send_events_to(plant, production)
+        try:
+            assert production.execute(LOT, {"id": "B2600001"})["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+            lot = _produce(plant, shift)["lot_id"]
+            received = await eventually(lambda: _operation(production, "receiveProduction", lot))
+            assert (received["state"], received["actor"]) == ("COMPLETED", "svc-workflows")
+            assert _in_inspection_everywhere(plant, lot)
+            read = production.data(LOT, {"id": lot}, token=production.token("quality_engineer"))["lot"]
+            assert read["consistency"]["consistent"] is True, read
+            (inspection,) = _inspections(plant, lot)
+            _record(plant, inspection, within=False)
+            held = await eventually(lambda: _operation(production, "placeQualityHold", lot))
+        finally:
+            _send_events_to(plant, gateway)
+    assert (held["state"], held["actor"]) == ("COMPLETED", "svc-containment")
+    assert [s["action"] for s in held["steps"]] == ["place_hold", "open_nonconformance", "block", "block"]
+    assert {hu["status"] for hu in _state(plant, "wms", lot)["handling_units"]} == {"BLOCKED"}
+    assert {row["InventoryStockType"] for row in _state(plant, "erp", lot)["stock"]} == {"07"}
+    assert [nc["state"] for nc in _state(plant, "qms", lot)["nonconformances"]] == ["OPEN"]
+
+
+def _point(plant: Plant, system: str, url: str) -> None:
+    plant.admin(system, "PUT", "events", json={"webhook": {"url": f"{url}/webhooks/{system}", "secret": SECRET}})
+
+
+async def test_two_processes_on_one_postgresql_store_give_each_workflow_effect_once(
+    own_plant: tuple[Plant, Shift], gateway: Gateway, tmp_path: Path, postgres_url: str
+) -> None:
+    """Two `lotgraph run` processes sharing one PostgreSQL store: MES delivers to one, QMS to the other, and every
+    completion is also delivered to the second (a sender's retry through the load balancer). Each workflow runs
+    once: one receipt, one set of handling units, one inspection lot per lot; a pass released once, a fail held
+    and with one nonconformance, counted in the systems themselves."""
+    plant, shift = own_plant
+    settings = {"STORE_URL": postgres_url, "EVENTS__WEBHOOK_SECRETS": json.dumps(dict.fromkeys(SOURCES, SECRET)),
+                "EVENTS__ERP_POLL_SECONDS": "0", "EVENTS__DISPATCH_SECONDS": "0.3",
+                "OPERATION_RETRY_SECONDS": "0.5"}  # fmt: skip
+    with ExitStack() as stack:
+        a, b = (stack.enter_context(gateway_process(plant, tmp_path / name, **settings)) for name in "ab")
+        for replica in (a, b):
+            replica.wait_ready()
+        _point(plant, "mes", a.url)
+        _point(plant, "qms", b.url)
+        try:
+            done = [_produce(plant, shift) for _ in range(4)]
+            await eventually(lambda: plant.admin("mes", "GET", "events").json()["pending"] == 0)  # A has them
+            completions = [e for e in plant.admin("mes", "GET", "events").json()["recent"]
+                           if e["type"] == "production.completed"][-4:]  # fmt: skip
+            for event, made in zip(completions, done, strict=True):
+                data = {key: value for key, value in made.items() if key != "consumed_lots"}
+                answer = _post_signed(b, "mes", event["id"], "production.completed", made["plant"], data)
+                assert answer == 200, "B finds the event A stored in the shared inbox: a duplicate"
+            lots = [made["lot_id"] for made in done]
+            await eventually(lambda: all(_in_inspection_everywhere(plant, lot) for lot in lots), within=60)
+            for lot, within in zip(lots, (True, False, True, False), strict=True):
+                (inspection,) = _inspections(plant, lot)
+                _record(plant, inspection, within)
+            passed, failed = lots[::2], lots[1::2]
+
+            def decided() -> bool:
+                return all(_stock_types(plant, lot) == ({"01"}, {"AVAILABLE"}) for lot in passed) and all(
+                    _stock_types(plant, lot) == ({"07"}, {"BLOCKED"}) for lot in failed)  # fmt: skip
+
+            await eventually(decided, within=60)
+            await asyncio.sleep(2.0)  # a second effect would have had time to happen
+            auditor = _token(tmp_path / "a", "auditor")
+            for kind, kind_lots in (("receiveProduction", lots), ("releaseInspectedLot", passed),
+                                    ("placeQualityHold", failed)):  # fmt: skip
+                entries = _post(a.url, AUDIT, {"action": f"{kind}.completed"}, auditor)["data"]["auditLog"]["entries"]
+                for lot in kind_lots:
+                    runs = [e for e in entries if f"erp:{lot}" in (e["details"].get("steps") or {})]
+                    assert len(runs) == 1, (kind, lot, runs)
+        finally:
+            _send_events_to(plant, gateway)
+    for made in done:
+        lot = made["lot_id"]
+        erp = _state(plant, "erp", lot)
+        assert sum(float(row["MatlWrhsStkQtyInMatlBaseUnit"]) for row in erp["stock"]) == pytest.approx(
+            made["quantity"]), "received once"  # fmt: skip
+        assert len(_state(plant, "wms", lot)["handling_units"]) == 1 and len(_inspections(plant, lot)) == 1
+    for lot in failed:
+        qms = _state(plant, "qms", lot)
+        assert len(qms["holds"]) == 1 and len(qms["nonconformances"]) == 1, qms  # containment's, once
+    for lot in passed:
+        assert _state(plant, "qms", lot)["holds"] == []
+
+
+def _stock_types(plant: Plant, lot: str) -> tuple[set[str], set[str]]:
+    """The ERP stock types and WMS statuses the lot's stock is in."""
+    erp, wms = _state(plant, "erp", lot), _state(plant, "wms", lot)
+    return ({row["InventoryStockType"] for row in erp["stock"] if float(row["MatlWrhsStkQtyInMatlBaseUnit"])},
+            {hu["status"] for hu in wms["handling_units"]})  # fmt: skip

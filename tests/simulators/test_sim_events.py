@@ -176,7 +176,7 @@ async def test_inspection_results_announce_completion_then_status_change_in_the_
     assert [lot["status"] for lot in lots["items"]] == ["20", "Rejected"]
     stats = await live.settled("qms")
     assert (stats["emitted"], stats["delivered"], stats["pending"], stats["dropped"]) == (4, 4, 0, 0)
-    assert stats["recent"] == [{"id": e["id"], "type": e["type"]} for e in events]
+    assert stats["recent"] == [{"id": e["id"], "type": e["type"], "lots": [e["data"]["lot"]["lot_id"]]} for e in events]
 
 
 async def test_results_are_checked_before_anything_changes(live: Live) -> None:
