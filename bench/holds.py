@@ -1,5 +1,5 @@
 """Benchmarks of governed operations: hold and release latency per lot with every simulator at 20 ms,
-and recall holds over about 1,000 and 10,000 lots at 20 ms (seconds, gateway CPU, upstream requests)."""
+and recall holds over at least 1,000 and 10,000 lots at 20 ms (seconds, gateway CPU, upstream requests)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def _releasable(dataset: Dataset, count: int) -> list[str]:
 
 
 def _recall_root(dataset: Dataset, target: int = 1000) -> tuple[str, int]:
-    """A raw lot and a depth whose downstream closure is nearest `target` lots."""
+    """A raw lot and a depth whose downstream closure is the smallest of at least `target` lots."""
     children: dict[str, list[str]] = defaultdict(list)
     for link in dataset.links:
         children[link.consumed_lot].append(link.produced_lot)
@@ -58,7 +58,7 @@ def _recall_root(dataset: Dataset, target: int = 1000) -> tuple[str, int]:
         for depth in range(1, 7):
             frontier = [c for p in frontier for c in children[p] if c not in seen]
             seen.update(frontier)
-            if abs(len(seen) - target) < abs(best[2] - target):
+            if target <= len(seen) < best[2]:
                 best = (lot.id, depth, len(seen))
             if not frontier or len(seen) > 2 * target:
                 break
@@ -91,7 +91,7 @@ def hold_and_release(stack: Stack, dataset: Dataset, lots: int = 20) -> list[str
 
 
 def recall(stack: Stack, dataset: Dataset) -> list[str]:
-    """Recall holds of about 1,000 and 10,000 lots with every simulator at +20 ms: seconds until the mutation
+    """Recall holds of at least 1,000 and 10,000 lots with every simulator at +20 ms: seconds until the mutation
     answers, upstream requests by system, and the gateway's CPU time."""
     lines = []
     stack.fault_all(latency_ms=20)
