@@ -1,5 +1,5 @@
 """Benchmarks of governed operations: hold and release latency per lot with every simulator at 20 ms,
-and a recall hold over about 1,000 lots (seconds, upstream requests)."""
+and recall holds over at least 1,000 and 10,000 lots at 20 ms (seconds, gateway CPU, upstream requests)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def _releasable(dataset: Dataset, count: int) -> list[str]:
 
 
 def _recall_root(dataset: Dataset, target: int = 1000) -> tuple[str, int]:
-    """A raw lot and a depth whose downstream closure is nearest `target` lots."""
+    """A raw lot and a depth whose downstream closure is the smallest of at least `target` lots."""
     children: dict[str, list[str]] = defaultdict(list)
     for link in dataset.links:
         children[link.consumed_lot].append(link.produced_lot)
@@ -58,7 +58,7 @@ def _recall_root(dataset: Dataset, target: int = 1000) -> tuple[str, int]:
         for depth in range(1, 7):
             frontier = [c for p in frontier for c in children[p] if c not in seen]
             seen.update(frontier)
-            if abs(len(seen) - target) < abs(best[2] - target):
+            if target <= len(seen) < best[2]:
                 best = (lot.id, depth, len(seen))
             if not frontier or len(seen) > 2 * target:
                 break
@@ -91,16 +91,25 @@ def hold_and_release(stack: Stack, dataset: Dataset, lots: int = 20) -> list[str
 
 
 def recall(stack: Stack, dataset: Dataset) -> list[str]:
-    root, depth = _recall_root(dataset)
-    stack.reset_stats()
-    started = time.perf_counter()
-    with httpx.Client(timeout=600) as client:
-        op = _call(client, stack, RECALL, {"lot": root, "depth": depth, "key": uuid.uuid4().hex},
-                   stack.token("qa_manager"))["placeRecallHold"]  # fmt: skip
-    seconds = time.perf_counter() - started
-    served = stack.served()
-    return [
-        f"recall hold of raw lot {root} downstream to depth {depth}",
-        f"  lots {len(op['lotIds'])}  state {op['state']}  seconds {seconds:.1f}  upstream requests "
-        f"{sum(served.values())} ({'  '.join(f'{s}={n}' for s, n in served.items())})",
-    ]
+    """Recall holds of at least 1,000 and 10,000 lots with every simulator at +20 ms: seconds until the mutation
+    answers, upstream requests by system, and the gateway's CPU time."""
+    lines = []
+    stack.fault_all(latency_ms=20)
+    try:
+        with httpx.Client(timeout=600) as client:
+            for target in (1_000, 10_000):
+                root, depth = _recall_root(dataset, target)
+                stack.reset_stats()
+                started, cpu = time.perf_counter(), stack.gateway_cpu_seconds()
+                op = _call(client, stack, RECALL, {"lot": root, "depth": depth, "key": uuid.uuid4().hex},
+                           stack.token("qa_manager"))["placeRecallHold"]  # fmt: skip
+                seconds, cpu = time.perf_counter() - started, stack.gateway_cpu_seconds() - cpu
+                served = stack.served()
+                lines += [
+                    f"recall hold of raw lot {root} downstream to depth {depth}, every simulator at 20 ms",
+                    f"  lots {len(op['lotIds'])}  state {op['state']}  seconds {seconds:.1f}  gateway CPU {cpu:.1f} s"
+                    f"  upstream requests {sum(served.values())} ({'  '.join(f'{s}={n}' for s, n in served.items())})",
+                ]
+    finally:
+        stack.clear_faults()
+    return lines

@@ -146,9 +146,12 @@ class Guard:
         self._log(action, [decision])
         return decision
 
-    def decide_all(self, action: str, resources: Iterable[Entity]) -> list[Decision]:
+    def decide_all(
+        self, action: str, resources: Iterable[Entity], context: dict[str, object] | None = None
+    ) -> list[Decision]:
         """One Cedar batch: the decision on each resource, in order (resource ids must be distinct)."""
-        decisions = self.engine.decide_all([Request(self.user, action, resource, {}) for resource in resources])
+        requests = [Request(self.user, action, resource, dict(context or {})) for resource in resources]
+        decisions = self.engine.decide_all(requests)
         self._log(action, decisions)
         return decisions
 

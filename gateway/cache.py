@@ -219,7 +219,11 @@ class ReadCache:
             del self._inflight[flight]
 
     async def invalidate_lot(self, lot_id: str) -> None:
-        await self.entries.delete_many([f"{name}:{lot_id}" for name in LOT_KEYED])
+        await self.invalidate_lots([lot_id])
+
+    async def invalidate_lots(self, lot_ids: Sequence[str]) -> None:
+        if lot_ids:
+            await self.entries.delete_many([f"{name}:{lot_id}" for lot_id in lot_ids for name in LOT_KEYED])
 
     @staticmethod
     def _flag(name: str, age: float) -> None:

@@ -32,6 +32,8 @@ class Upstream:
         for contract in REGISTRY.values():
             version = getattr(sources, contract.source).version
             key = (contract.source, contract.operation)
+            if min(c.version for c in REGISTRY.values() if (c.source, c.operation) == key) > version:
+                continue  # an operation newer than the source's API (a v2 bulk write at a v1 WMS): not offered
             self.contracts[key] = contract_for(contract.source, contract.operation, version)
 
     @classmethod
@@ -47,6 +49,10 @@ class Upstream:
 
     def contract(self, source: str, operation: str) -> Contract[Any, Any, Any]:
         return self.contracts[(source, operation)]
+
+    def offers(self, source: str, operation: str) -> bool:
+        """Whether the source's configured API version has the operation (bulk writes came with later versions)."""
+        return (source, operation) in self.contracts
 
     async def call(self, source: str, operation: str, request: BaseModel) -> list[Any]:
         contract = self.contract(source, operation)

@@ -53,6 +53,7 @@ class Fault(BaseModel):
     malformed: bool = False
     throttle_rps: float | None = Field(None, gt=0)
     paths: list[str] | None = None
+    lots: list[str] | None = Field(None, min_length=1)  # `error_rate` refuses only these lots' items of bulk writes
 
     def applies(self, path: str) -> bool:
         return self.paths is None or any(fnmatchcase(path, glob) for glob in self.paths)
@@ -119,6 +120,13 @@ class Admin:
         if self.changed is not None:
             self.changed.set()
             self.changed = None
+
+    def refuses(self, path: str, lot: Any) -> int | None:
+        """The status the current fault answers a bulk write's item about `lot` with, if it refuses it."""
+        fault = self.fault
+        if fault.lots and lot in fault.lots and fault.applies(path) and self.random.random() < fault.error_rate:
+            return fault.status
+        return None
 
     def routes(self) -> list[Route]:
         return [
@@ -238,7 +246,7 @@ class AdminMiddleware:
             if wait is not None:
                 await self.fail(scope, receive, send, 429, "too many requests", {"Retry-After": str(wait)})
                 return
-        if fault.error_rate and admin.random.random() < fault.error_rate:
+        if fault.error_rate and not fault.lots and admin.random.random() < fault.error_rate:
             await self.fail(scope, receive, send, fault.status, "injected error")
             return
         await self.app(scope, receive, self.malforming(send) if fault.malformed else send)

@@ -12,9 +12,10 @@ sequence number it has seen.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, cast
@@ -27,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from simulators import odata_batch
 from simulators.admin import build_app
 from simulators.catalog import STORAGE_LOCATIONS
 from simulators.credentials import Credentials
@@ -60,6 +62,7 @@ REFERENCES = {"01": ("PurchaseOrder", "PurchaseOrderItem"), "02": ("Manufacturin
 STOCK_NAMES = {"01": "unrestricted", "02": "quality inspection", "07": "blocked"}
 DEFAULT_TOLERANCE = 10.0  # percent over the ordered quantity a receipt may deliver
 KEY_PAIR = re.compile(r"(\w+)='((?:[^']|'')*)'")
+BATCH_PATH = re.compile(r"Batch\('((?:[^']|'')*)'\)")  # a batch's path inside a $batch request
 
 STRING, NUMBER, BOOL, DECIMAL, DATE = "string", "number", "bool", "decimal", "date"
 
@@ -423,6 +426,7 @@ class Erp:
             key = "('{key}')" if len(es.key) == 1 else "({key})"
             routes.append(Route(f"{BASE}/{es.service}/{es.name}{key}", self.entity(es), methods=["GET"]))
         routes.append(Route(f"{BASE}/API_BATCH_SRV/Batch('{{key}}')", self.patch_batch, methods=["PATCH"]))
+        routes.append(Route(f"{BASE}/API_BATCH_SRV/$batch", self.batch, methods=["POST"]))
         routes.append(
             Route(f"{BASE}/API_MATERIAL_DOCUMENT_SRV/A_MaterialDocumentHeader", self.post_document, methods=["POST"])
         )
@@ -475,20 +479,44 @@ class Erp:
         return key
 
     async def patch_batch(self, request: Request) -> Response:
+        key = self.existing(self.sets["Batch"], request)
+        etag = self.change_batch(key, request.headers.get("if-match"), await json_object(request))
+        return Response(status_code=204, headers={"ETag": etag})
+
+    def change_batch(self, key: tuple[str, ...], if_match: str | None, body: dict[str, Any]) -> str:
+        """Set the batch's restricted flag, if `if_match` is its current ETag; returns the new ETag."""
         batches = self.sets["Batch"]
-        key = self.existing(batches, request)
-        if_match = request.headers.get("if-match")
         if if_match is None:
             raise HTTPException(428, "If-Match header required")
         if if_match != batches.etag(key):
             raise HTTPException(412, "ETag mismatch: the batch was changed by someone else")
-        body = await json_object(request)
         if set(body) != {"MatlBatchIsInRstrcdUseStock"} or not isinstance(body["MatlBatchIsInRstrcdUseStock"], bool):
             raise HTTPException(400, "only MatlBatchIsInRstrcdUseStock (boolean) can be changed")
         row = {**batches.rows[key], **body}
         batches.put(row)
         self.record_change("BATCH_CHANGE", row, datetime.now(UTC))
-        return Response(status_code=204, headers={"ETag": batches.etag(key)})
+        return batches.etag(key)
+
+    async def batch(self, request: Request) -> Response:
+        """`POST API_BATCH_SRV/$batch`: batch PATCHes (`Batch('B…')`), one per change set (`odata_batch`)."""
+        return await odata_batch.answer(request, self.batched)
+
+    async def batched(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        match = BATCH_PATH.fullmatch(path)
+        if method != "PATCH" or match is None:
+            raise HTTPException(400, f"$batch of API_BATCH_SRV takes PATCH Batch('…'), not {method} {path}")
+        key = (match.group(1).replace("''", "'"),)
+        if key not in self.sets["Batch"].rows:
+            raise HTTPException(404, f"Batch('{match.group(1)}') does not exist")
+        try:
+            changes = json.loads(body)
+        except ValueError as exc:
+            raise HTTPException(400, f"request body is not valid JSON: {exc}") from exc
+        if not isinstance(changes, dict):
+            raise HTTPException(400, "request body must be a JSON object")
+        return 204, {"ETag": self.change_batch(key, headers.get("if-match"), changes)}, b""
 
     def record_change(self, change_type: str, fields: Row, at: datetime) -> None:
         """Append to the change feed: `fields` names the batch (and, for a goods movement, the document item)."""

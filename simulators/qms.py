@@ -28,7 +28,7 @@ from simulators.credentials import Credentials
 from simulators.dataset import Dataset, Hold, InspectionLot, Nonconformance, QualityStatus
 from simulators.events import Emitter
 from simulators.records import Characteristic, UsageDecision
-from simulators.web import iso, json_object, query_int, split_keys
+from simulators.web import bulk, iso, json_object, query_int, split_keys
 
 NUMERIC_PLANTS = {"P100"}
 # canonical value -> (P100 numeric code, label used by the other plants)
@@ -176,6 +176,7 @@ class Qms:
             Route("/api/v1/nonconformances/{nc_id}/close", self.post_close, methods=["POST"]),
             Route("/api/v1/holds", self.get_holds, methods=["GET"]),
             Route("/api/v1/holds", self.post_hold, methods=["POST"]),
+            Route("/api/v1/holds/bulk", self.post_holds, methods=["POST"]),
             Route("/api/v1/holds/{hold_id}/release", self.post_release, methods=["POST"]),
             Route("/api/v1/lots/{lot_id}/disposition", self.record_disposition, methods=["POST"]),
         ]
@@ -373,15 +374,21 @@ class Qms:
                 self.set_status(hold.lot, self.before_hold.pop(hold.lot, "RELEASED"), now, released)
         return hold
 
-    async def post_hold(self, request: Request) -> Response:
-        body = await json_object(request)
+    def placement(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A hold placement request: `201` and the new hold, `200` and the first one for a repeated request id."""
         request_id = _text(body, "request_id") if "request_id" in body else None
         if request_id in self.requests:
-            return JSONResponse(self.render_hold(self.holds[self.requests[request_id]]), status_code=200)
+            return 200, self.render_hold(self.holds[self.requests[request_id]])
         fields = {f: _text(body, f) for f in ("lot_id", "reason_code", "reason", "placed_by")}
         origin = _text(body, "origin") if "origin" in body else "QMS"
-        hold = self.place_hold(**fields, origin=origin, request_id=request_id)
-        return JSONResponse(self.render_hold(hold), status_code=201)
+        return 201, self.render_hold(self.place_hold(**fields, origin=origin, request_id=request_id))
+
+    async def post_hold(self, request: Request) -> Response:
+        status, hold = self.placement(await json_object(request))
+        return JSONResponse(hold, status_code=status)
+
+    async def post_holds(self, request: Request) -> Response:
+        return await bulk(request, "holds", self.placement, "lot_id")
 
     async def post_release(self, request: Request) -> Response:
         body = await json_object(request)

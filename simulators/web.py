@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+MAX_BULK = 500  # items per bulk write: enough for a recall's batch, small enough for one request
+Write = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]  # one item of a bulk write: its status and result
 
 
 def split_keys(value: str | None) -> list[str]:
@@ -44,6 +49,28 @@ async def json_object(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise HTTPException(400, "request body must be a JSON object")
     return body
+
+
+async def bulk(request: Request, field: str, write: Write, lot_field: str) -> JSONResponse:
+    """A bulk write: `{field: [item, ...]}` (1 to `MAX_BULK` objects), each item done or refused on its own by `write`
+    (its status and result). Answers `200 {"items": [...]}` in request order, each `{"status", "result"}` or
+    `{"status", "error": {"code", "message"}}`; only a malformed request as a whole is a `400`. An injected fault
+    naming `lots` refuses the items whose `lot_field` is one of them (`Admin.refuses`)."""
+    items = (await json_object(request)).get(field)
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BULK or not all(isinstance(i, dict) for i in items):
+        raise HTTPException(400, f"{field} must be a list of 1 to {MAX_BULK} objects")
+    admin = getattr(request.app.state, "admin", None)
+    answers: list[dict[str, Any]] = []
+    for item in items:
+        try:
+            if admin is not None and (status := admin.refuses(request.url.path, item.get(lot_field))):
+                raise HTTPException(status, "injected error")
+            status, result = write(item)
+        except HTTPException as exc:
+            answers.append({"status": exc.status_code, **rest_error(exc.status_code, exc.detail)})
+        else:
+            answers.append({"status": status, "result": result})
+    return JSONResponse({"items": answers})
 
 
 def query_int(request: Request, name: str, default: int, maximum: int | None = None) -> int:

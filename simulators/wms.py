@@ -26,7 +26,7 @@ from simulators.catalog import WAREHOUSES, ZONES
 from simulators.credentials import Credentials
 from simulators.dataset import Dataset, HandlingUnit, sscc
 from simulators.events import Emitter
-from simulators.web import iso, json_object, split_keys
+from simulators.web import bulk, iso, json_object, split_keys
 
 STATUSES = ("AVAILABLE", "QUARANTINE", "BLOCKED", "DAMAGED")
 RECEIVABLE = ("AVAILABLE", "QUARANTINE", "BLOCKED")
@@ -102,6 +102,7 @@ class Wms:
             Route("/v1/moves", self.move_v1, methods=["POST"]),
             Route("/v2/stock-positions", self.stock(render_v2, "lotIds", "data", counted=True), methods=["GET"]),
             Route("/v2/stock-moves", self.move_v2, methods=["POST"]),
+            Route("/v2/stock-moves/bulk", self.move_v2_bulk, methods=["POST"]),
             Route("/v1/closures", self.close_v1, methods=["POST"]),
             Route("/v2/stock-closures", self.close_v2, methods=["POST"]),
             Route("/v1/receipts", self.receive_v1, methods=["POST"]),
@@ -148,11 +149,17 @@ class Wms:
         moved = self.move(body.get("lot"), body.get("to_status"), body.get("reference"))
         return JSONResponse({"lot": body["lot"], "moved": moved, "status": body["to_status"]})
 
-    async def move_v2(self, request: Request) -> Response:
-        body = await json_object(request)
+    def move_to(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A v2 stock move request (`lotId`, `targetStatus`, `reference`) and its answer."""
         target = body.get("targetStatus")
         moved = self.move(body.get("lotId"), target.upper() if isinstance(target, str) else None, body.get("reference"))
-        return JSONResponse({"lotId": body["lotId"], "handlingUnits": moved, "stockStatus": target.lower()})
+        return 200, {"lotId": body["lotId"], "handlingUnits": moved, "stockStatus": target.lower()}
+
+    async def move_v2(self, request: Request) -> Response:
+        return JSONResponse(self.move_to(await json_object(request))[1])
+
+    async def move_v2_bulk(self, request: Request) -> Response:
+        return await bulk(request, "moves", self.move_to, "lotId")
 
     def close(self, lot: Any, reference: Any) -> int:
         """Take every handling unit of `lot` off the books (scrapped); closing a closed lot closes nothing."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from gateway.store import Store
+from gateway.store.audit import entry_row
 
 
 async def _store_with_entries(url: str, count: int = 5) -> Store:
@@ -47,6 +49,33 @@ async def test_untouched_chain_verifies_and_pages(store_url: str) -> None:
         second_page = await store.audit.page(after=2, limit=2)
         assert [entry.seq for entry in second_page] == [3, 4]
         assert second_page[0].prev_hash == (await store.audit.page(after=1, limit=1))[0].hash
+    finally:
+        await store.aclose()
+
+
+async def test_entries_appended_together_are_chained_in_order_and_never_interleaved(store_url: str) -> None:
+    """A recall's decisions go in one transaction per batch of lots; the chain is the same as one by one."""
+    store = await _store_with_entries(store_url, count=1)
+
+    def batch(name: str, size: int) -> list[dict]:
+        return [entry_row(actor=name, action="placeRecallHold", resource=f"Lot::{name}{i}", decision="ALLOW",
+                          reason="test", plants=["P100"]) for i in range(size)]  # fmt: skip
+
+    try:
+        single = store.audit.append(actor="c", action="x", resource="Lot::c", decision="ALLOW", reason="t")
+        await asyncio.gather(store.audit.append_many(batch("a", 40)), store.audit.append_many(batch("b", 40)), single)
+        entries = await store.audit.page(limit=100)
+        assert [e.seq for e in entries] == list(range(1, 83))
+        assert all(later.prev_hash == earlier.hash for earlier, later in itertools.pairwise(entries))
+        actors = [e.actor for e in entries[1:]]
+        for name in ("a", "b"):  # each batch in one piece, in the order given
+            start = actors.index(name)
+            assert [e.resource for e in entries[1 + start : 41 + start]] == [f"Lot::{name}{i}" for i in range(40)]
+        assert entries[5].plants == ("P100",)
+        assert (await store.audit.verify()).ok
+        async with store.engine.begin() as conn:
+            await conn.execute(text("UPDATE audit_log SET reason = 'edited' WHERE seq = 20"))
+        assert (await store.audit.verify()).first_bad == 20
     finally:
         await store.aclose()
 

@@ -77,7 +77,7 @@ def test_recall_killed_midway_resumes_after_restart(
 ) -> None:
     root, lots = _recall_root(dataset)
     key = uuid.uuid4().hex
-    plant.fault("wms", down=True, paths=["/v2/stock-moves"])
+    plant.fault("wms", down=True, paths=["/v2/stock-moves*"])  # one lot at a time and in bulk
     with recovering_gateway(plant, tmp_path, store_url) as url:
         token = _token(tmp_path, "qa_manager")
         plant.reset_stats()

@@ -19,7 +19,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.codes import UnknownCode
-from gateway.errors import ContractViolation
+from gateway.errors import ContractViolation, GatewayError
+from gateway.sources.connector import status_error
 
 Req = TypeVar("Req", bound=BaseModel)
 Resp = TypeVar("Resp", bound=BaseModel)
@@ -43,6 +44,40 @@ class Keys(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     keys: tuple[str, ...] = Field(min_length=1)
+
+
+BULK_ITEMS = 500  # items per bulk write request (the systems' own limit)
+
+
+class BulkError(Upstream):
+    code: str
+    message: str
+
+
+class BulkItem(Upstream, Generic[Resp]):
+    """One item's answer in a bulk write: its own status, and its result or why it was refused."""
+
+    status: int
+    result: Resp | None = None
+    error: BulkError | None = None
+
+
+class Bulk(Upstream, Generic[Resp]):
+    """The answer of a bulk write (QMS holds, WMS moves): one item per item asked, in the order asked."""
+
+    items: list[BulkItem[Resp]]
+
+
+def bulk_outcomes(source: str, body: Bulk[Resp], canonical: Callable[[Resp], Out]) -> list[Out | GatewayError]:
+    """Each item canonical, or the typed error of its own status (a refusal of one lot fails that lot only)."""
+    outcomes: list[Out | GatewayError] = []
+    for item in body.items:
+        if item.status < 300 and item.result is not None:
+            outcomes.append(canonical(item.result))
+        else:
+            why = item.error.message if item.error else "no result"
+            outcomes.append(status_error(source, item.status, f"{source.upper()} answered {item.status}: {why}"))
+    return outcomes
 
 
 @dataclass(frozen=True)

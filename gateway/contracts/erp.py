@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
+import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from gateway.codes import ERP_MATERIAL_TYPE, ERP_STOCK_TYPE, translate
-from gateway.contracts.base import Contract, Keys, Upstream, register
+from gateway.contracts.base import BULK_ITEMS, Bulk, Contract, Keys, Upstream, bulk_outcomes, register
 from gateway.model import (
     ErpPosting,
     ErpStock,
@@ -23,6 +25,7 @@ from gateway.model import (
     Supplier,
 )
 from gateway.sources.erp import ErpConnector, all_equal, any_of, quote
+from gateway.sources.odata_batch import BatchAnswer, BatchPart
 
 R = TypeVar("R")
 _ODATA_DATE = re.compile(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$")
@@ -398,6 +401,28 @@ class BatchRestriction(BaseModel):
 
     lot_id: str
     restricted: bool
+    etag: str | None = Field(default=None, description="The ETag just read (`batch.etag.read`); else read first.")
+
+
+class BatchRestrictions(BaseModel):
+    """Many batches' flags in one OData `$batch`, each with the ETag just read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    restrictions: tuple[BatchRestriction, ...] = Field(min_length=1, max_length=BULK_ITEMS)
+
+
+class ErpEntityMetadata(Upstream):
+    etag: str
+
+
+class ErpBatchEtag(Upstream):
+    Batch: str
+    metadata: ErpEntityMetadata = Field(alias="__metadata")
+
+
+async def _batch_etags(erp: ErpConnector, request: Keys):
+    return await erp.read_by_keys("API_BATCH_SRV/Batch", "Batch", request.keys, select=["Batch"])
 
 
 class NoContent(Upstream):
@@ -420,7 +445,28 @@ async def _post_document(erp: ErpConnector, request: GoodsMovementPosting):
 
 async def _restrict_batch(erp: ErpConnector, request: BatchRestriction):
     path = f"Batch({quote(request.lot_id)})"
-    return await erp.patch_with_etag("API_BATCH_SRV", path, {"MatlBatchIsInRstrcdUseStock": request.restricted})
+    return await erp.patch_with_etag("API_BATCH_SRV", path, {"MatlBatchIsInRstrcdUseStock": request.restricted},
+                                     etag=request.etag)  # fmt: skip
+
+
+async def _restrict_batches(erp: ErpConnector, request: BatchRestrictions):
+    """The `$batch` answers in the bulk shape every bulk write has (`Bulk`): each PATCH's status and SAP error."""
+    bodies = {flag: json.dumps({"MatlBatchIsInRstrcdUseStock": flag}).encode() for flag in (False, True)}
+    parts = [BatchPart("PATCH", f"Batch({quote(r.lot_id)})", {"If-Match": r.etag} if r.etag else {},
+                       bodies[r.restricted]) for r in request.restrictions]  # fmt: skip
+    answers = await erp.batch("API_BATCH_SRV", parts)
+    return httpx.Response(200, json={"items": [_bulk_item(answer) for answer in answers]})
+
+
+def _bulk_item(answer: BatchAnswer) -> dict[str, Any]:
+    if answer.status < 300:
+        return {"status": answer.status, "result": {}}
+    try:
+        error = json.loads(answer.body)["error"]
+        code, message = str(error["code"]), str(error["message"]["value"])
+    except (ValueError, KeyError, TypeError):
+        code, message = str(answer.status), answer.body[:200].decode("utf-8", "replace")
+    return {"status": answer.status, "error": {"code": code, "message": f"{code} {message}"}}
 
 
 GOODS_MOVEMENT_POST = register(
@@ -429,6 +475,25 @@ GOODS_MOVEMENT_POST = register(
         request=GoodsMovementPosting, response=ErpPosted,
         send=_post_document,
         adapt=lambda body: _posted(body),
+    )
+)  # fmt: skip
+
+BATCH_RESTRICT_MANY = register(
+    Contract(
+        "erp", "batch.restrict_many", 1,
+        "Flag many batches restricted or unrestricted in one OData $batch, one change set each (CSRF, If-Match)",
+        request=BatchRestrictions, response=Bulk[NoContent],
+        send=_restrict_batches,
+        adapt=lambda body: bulk_outcomes("erp", body, lambda _: None),
+    )
+)  # fmt: skip
+
+BATCH_ETAG_READ = register(
+    Contract(
+        "erp", "batch.etag.read", 1, "The ETag of each batch (the If-Match of its restriction), by batch number",
+        request=Keys, response=OData[ErpBatchEtag],
+        send=_batch_etags,
+        adapt=lambda body: [(row.Batch, row.metadata.etag) for row in body.d.results],
     )
 )  # fmt: skip
 

@@ -20,7 +20,7 @@ from gateway.codes import (
     qms_translate,
     translate,
 )
-from gateway.contracts.base import Contract, Keys, Upstream, register
+from gateway.contracts.base import BULK_ITEMS, Bulk, Contract, Keys, Upstream, bulk_outcomes, register
 from gateway.model import (
     Inspection,
     InspectionResult,
@@ -321,6 +321,18 @@ async def _place_hold(qms: SourceConnector, request: HoldPlacement):
     return await qms.post("/api/v1/holds", request.model_dump())
 
 
+class HoldPlacements(BaseModel):
+    """Many placements in one bulk request; QMS places or refuses each on its own."""
+
+    model_config = ConfigDict(frozen=True)
+
+    placements: tuple[HoldPlacement, ...] = Field(min_length=1, max_length=BULK_ITEMS)
+
+
+async def _place_holds(qms: SourceConnector, request: HoldPlacements):
+    return await qms.post("/api/v1/holds/bulk", {"holds": [p.model_dump() for p in request.placements]})
+
+
 async def _release_hold(qms: SourceConnector, request: HoldRelease):
     body = {"released_by": request.released_by, "justification": request.justification}
     return await qms.post(f"/api/v1/holds/{request.hold_id}/release", body)
@@ -332,6 +344,15 @@ HOLD_PLACE = register(
         request=HoldPlacement, response=QmsHold,
         send=_place_hold,
         adapt=lambda hold: [hold.canonical()],
+    )
+)  # fmt: skip
+
+HOLD_PLACE_MANY = register(
+    Contract(
+        "qms", "hold.place_many", 1, "Place holds on many lots in one bulk request (each idempotent by request id)",
+        request=HoldPlacements, response=Bulk[QmsHold],
+        send=_place_holds,
+        adapt=lambda body: bulk_outcomes("qms", body, QmsHold.canonical),
     )
 )  # fmt: skip
 

@@ -8,7 +8,7 @@ from datetime import date
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.codes import WMS_V1_STATUS, WMS_V2_STATUS, translate
-from gateway.contracts.base import Contract, ContractStatus, Keys, Upstream, register
+from gateway.contracts.base import BULK_ITEMS, Bulk, Contract, ContractStatus, Keys, Upstream, bulk_outcomes, register
 from gateway.model import Received, Reduced, StockMoved, StockPosition, StockStatus
 from gateway.sources.connector import SourceConnector
 
@@ -136,13 +136,30 @@ async def _v1_move(wms: SourceConnector, request: StockMove):
     return await wms.post("/v1/moves", body)
 
 
+def _v2_move_body(request: StockMove) -> dict[str, str]:
+    return {"lotId": request.lot_id, "targetStatus": _V1_STATUS_OF[request.status].lower(),
+            "reference": request.reference}  # fmt: skip
+
+
 async def _v2_move(wms: SourceConnector, request: StockMove):
-    body = {
-        "lotId": request.lot_id,
-        "targetStatus": _V1_STATUS_OF[request.status].lower(),
-        "reference": request.reference,
-    }
-    return await wms.post("/v2/stock-moves", body)
+    return await wms.post("/v2/stock-moves", _v2_move_body(request))
+
+
+class StockMoves(BaseModel):
+    """Many lots' moves in one bulk request; the WMS moves or refuses each on its own."""
+
+    model_config = ConfigDict(frozen=True)
+
+    moves: tuple[StockMove, ...] = Field(min_length=1, max_length=BULK_ITEMS)
+
+
+async def _v2_move_many(wms: SourceConnector, request: StockMoves):
+    return await wms.post("/v2/stock-moves/bulk", {"moves": [_v2_move_body(m) for m in request.moves]})
+
+
+def _v2_moved(m: V2Moved) -> StockMoved:
+    return StockMoved(lot_id=m.lotId, handling_units=m.handlingUnits,
+                      status=translate(WMS_V2_STATUS, m.stockStatus, field="stockStatus"))  # fmt: skip
 
 
 STOCK_MOVE_V1 = register(
@@ -163,12 +180,16 @@ STOCK_MOVE_V2 = register(
         "wms", "stock.move", 2, "Move a lot's handling units to a stock status (WMS API v2)",
         request=StockMove, response=V2Moved,
         send=_v2_move,
-        adapt=lambda m: [
-            StockMoved(
-                lot_id=m.lotId, handling_units=m.handlingUnits,
-                status=translate(WMS_V2_STATUS, m.stockStatus, field="stockStatus"),
-            )
-        ],
+        adapt=lambda m: [_v2_moved(m)],
+    )
+)  # fmt: skip
+
+STOCK_MOVE_MANY_V2 = register(
+    Contract(
+        "wms", "stock.move_many", 2, "Move many lots' handling units in one bulk request (WMS API v2)",
+        request=StockMoves, response=Bulk[V2Moved],
+        send=_v2_move_many,
+        adapt=lambda body: bulk_outcomes("wms", body, _v2_moved),
     )
 )  # fmt: skip
 

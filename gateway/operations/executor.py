@@ -6,7 +6,6 @@ retried (now with backoff, later by the resumer), never compensated by un-blocki
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import uuid
@@ -16,6 +15,7 @@ from dataclasses import replace
 from itertools import groupby
 from typing import Any, TypeVar
 
+from gateway.contracts.base import BULK_ITEMS
 from gateway.errors import (
     ContractViolation,
     GatewayError,
@@ -30,7 +30,7 @@ from gateway.operations.steps import BATCH_RUNNERS, RUNNERS, BatchRunner, Outcom
 from gateway.reads import Loaders
 from gateway.store.audit import AuditLog
 from gateway.store.exceptions import ExceptionKind, ExceptionQueue, ExceptionState
-from gateway.store.operations import Operation, OperationState, OperationStore, Step, StepState
+from gateway.store.operations import Operation, OperationState, OperationStore, Step, StepRecord, StepState
 from gateway.telemetry import tracer
 from gateway.upstream import Upstream
 
@@ -80,6 +80,8 @@ class Executor:
         While another operation is changing one of its lots, it waits `wait_for_lots` seconds (the
         executor's default) for its turn, then stays PENDING for the resumer."""
         async with self._locks[op_id]:
+            if await self.operations.state(op_id) is not OperationState.PENDING:
+                return await self._load(op_id)
             if not await self.operations.acquire(op_id, self.owner, LEASE_SECONDS):
                 op = await self._load(op_id)
                 return op if op.state is not OperationState.PENDING else await self._await_other_runner(op_id)
@@ -100,14 +102,14 @@ class Executor:
 
     async def _await_other_runner(self, op_id: str) -> Operation:
         deadline = asyncio.get_running_loop().time() + LEASE_SECONDS
-        op = await self._load(op_id)
-        while op.state is OperationState.PENDING and asyncio.get_running_loop().time() < deadline:
+        state = await self.operations.state(op_id)
+        while state is OperationState.PENDING and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.1)
-            op = await self._load(op_id)
+            state = await self.operations.state(op_id)
             if await self.operations.acquire(op_id, self.owner, LEASE_SECONDS):
                 await self.operations.release(op_id, self.owner)  # the other runner finished or died
                 break
-        return op
+        return await self._load(op_id)
 
     async def _take_lots(self, op: Operation, wait: float) -> bool:
         """Every lot the operation still has to change, leased to it for the run: steps of two operations
@@ -144,21 +146,22 @@ class Executor:
     async def _steps(self, op: Operation) -> Operation:
         pending = [step for step in op.steps if step.state is StepState.PENDING]
         succeeded = True
-        # Steps of one system and action (e.g. every QMS hold of a recall) run together, systems in order.
+        # Steps of one system and action (e.g. every QMS hold of a recall) run together, systems in order; where the
+        # system takes many lots per request, in batches of `BULK_ITEMS` at once, each recorded in one transaction.
         for (system, action), group in groupby(pending, key=lambda s: (s.system, s.action)):
             steps = list(group)
             batch = BATCH_RUNNERS.get(f"{system}.{action}") if len(steps) > 1 else None
             if batch is not None:
-                succeeded &= await self._steps_at_once(op, steps, batch)
+                chunks = [steps[start : start + BULK_ITEMS] for start in range(0, len(steps), BULK_ITEMS)]
+                succeeded &= all(await asyncio.gather(*(self._steps_at_once(op, chunk, batch) for chunk in chunks)))
             else:
                 succeeded &= all(await asyncio.gather(*(self._step(op, step) for step in steps)))
             if not succeeded and op.kind not in PRESS_ON:
                 break
-        done = await self._load(op.id)  # every step as recorded: read once, then changed here as it is stored
-        if failed := [step for step in done.steps if step.state is StepState.FAILED]:
-            done = await self._fail(done, failed)
-        elif succeeded:
-            done = await self._complete(done)
+        failed = await self.operations.steps_in_state(op.id, StepState.FAILED)
+        if failed:
+            await self._fail(op, failed)
+        done = await self._complete(op) if succeeded and not failed else await self._load(op.id)
         if self.announce is not None:
             await self.announce(done)
         return done
@@ -178,7 +181,7 @@ class Executor:
                     return await run()
             except TRANSIENT as exc:
                 error = exc
-                if "breaker" in exc.details:  # the source's circuit is open: the resumer will come back later
+                if not _retryable(exc):
                     break
                 await asyncio.sleep(self.backoff_seconds * 2**attempt * (0.5 + random.random()))
             except GatewayError as exc:
@@ -195,63 +198,76 @@ class Executor:
             f"step {step.system}.{step.action}", attributes={"lotgraph.lot": step.lot_id}
         ):
             result = await self._attempt(op, lambda: runner(self.upstream, op, step))
-        await self._record(op, step, result)
+        await self._record(op, [(step, result)])
         return not isinstance(result, GatewayError)
 
     async def _steps_at_once(self, op: Operation, steps: list[Step], batch: BatchRunner) -> bool:
+        """One batch: its outcomes recorded together, then announced (`operationUpdated` shows a recall's progress)."""
+        outcomes: dict[int, Outcome | GatewayError] = {}
+        todo = steps
         with tracer.start_as_current_span(f"step {steps[0].system}.{steps[0].action} x{len(steps)}"):
-            result = await self._attempt(op, lambda: batch(self.upstream, op, steps))
-        for step, outcome in zip(
-            steps, [result] * len(steps) if isinstance(result, GatewayError) else result, strict=True
-        ):
-            await self._record(op, step, outcome)
-        return not isinstance(result, GatewayError)
+            for attempt in range(self.attempts):  # the lots a system could not take just now go again, alone
+                result = await self._attempt(op, lambda todo=todo: batch(self.upstream, op, todo))
+                if isinstance(result, GatewayError):  # already retried as a whole
+                    outcomes |= dict.fromkeys((step.seq for step in todo), result)
+                    break
+                outcomes |= {step.seq: outcome for step, outcome in zip(todo, result, strict=True)}
+                todo = [step for step in todo if _retryable(outcomes[step.seq])]
+                if not todo or attempt == self.attempts - 1:
+                    break
+                await asyncio.sleep(self.backoff_seconds * 2**attempt * (0.5 + random.random()))
+        await self._record(op, [(step, outcomes[step.seq]) for step in steps])
+        if self.announce is not None:
+            await self.announce(op)  # still PENDING: subscribers re-read its steps
+        return not any(isinstance(outcome, GatewayError) for outcome in outcomes.values())
 
-    async def _record(self, op: Operation, step: Step, result: Outcome | GatewayError) -> None:
-        if isinstance(result, GatewayError):
-            message = f"{result.code}: {result}"
-            state = StepState.FAILED if isinstance(result, PERMANENT) else StepState.PENDING
-            log.warning("operation %s step %s %s %s %s: %s", op.id, step.seq, step.system, step.lot_id,
-                        state.value.lower(), message)  # fmt: skip
-            await self.operations.record_step(op.id, step.seq, state=state, error=message, contract=None, detail=None)
-            return
-        state = StepState.SKIPPED if result.skipped else StepState.DONE
-        await self.operations.record_step(
-            op.id, step.seq, state=state, error=None, contract=result.contract, detail=result.detail
-        )
-        await self.upstream.cache.invalidate_lot(step.lot_id)  # the next read shows what this step changed
+    async def _record(self, op: Operation, results: list[tuple[Step, Outcome | GatewayError]]) -> None:
+        records, changed = [], []
+        for step, result in results:
+            if isinstance(result, GatewayError):
+                message = f"{result.code}: {result}"
+                state = StepState.FAILED if isinstance(result, PERMANENT) else StepState.PENDING
+                log.warning("operation %s step %s %s %s %s: %s", op.id, step.seq, step.system, step.lot_id,
+                            state.value.lower(), message)  # fmt: skip
+                records.append(StepRecord(step.seq, state, error=message))
+            else:
+                state = StepState.SKIPPED if result.skipped else StepState.DONE
+                records.append(StepRecord(step.seq, state, contract=result.contract, detail=result.detail))
+                changed.append(step.lot_id)
+        await self.operations.record_steps(op.id, records)
+        await self.upstream.cache.invalidate_lots(changed)  # the next read shows what these steps changed
 
     async def _complete(self, op: Operation) -> Operation:
-        """`op`, every step done, COMPLETED: stored, audited, and returned as stored."""
+        """COMPLETED, with the outcome of every step as its result; the operation as it now is (not read back: a
+        recall's result and steps are tens of thousands of rows)."""
+        done = await self._load(op.id)
         result = {
-            "lots": sorted({s.lot_id for s in op.steps}),
+            "lots": sorted({s.lot_id for s in done.steps}),
             "systems": {
                 f"{s.system}:{s.lot_id}": {"state": s.state.value, "contract": s.contract, **(s.detail or {})}
-                for s in op.steps
+                for s in done.steps
             },
         }
-        stored = json.loads(json.dumps(result, default=str))  # as the store keeps it
-        at = await self.operations.finish(op.id, OperationState.COMPLETED, result=stored)
-        done = replace(op, state=OperationState.COMPLETED, result=stored, error=None, updated_at=at)
-        contracts = sorted({s.contract for s in op.steps if s.contract})
+        finished_at = await self.operations.finish(op.id, OperationState.COMPLETED, result=result)
+        done = replace(done, state=OperationState.COMPLETED, result=result, error=None, updated_at=finished_at)
+        contracts = sorted({s.contract for s in done.steps if s.contract})
         await self._audit_end(op, await self._scope(op), "completed", "ALLOW", "every step completed",
                               {"steps": result["systems"], "contracts": contracts})  # fmt: skip
         # Only a step that ran again (after its operation FAILED and was retried) can leave an open STEP entry.
-        if self.exceptions is not None and any(s.attempts > 1 for s in op.steps):
+        if self.exceptions is not None and any(s.attempts > 1 for s in done.steps):
             await self.exceptions.settle(ExceptionKind.STEP, op.id, ExceptionState.RESOLVED, by=op.actor,
                                          why="the operation completed")  # fmt: skip
         if self.completed is not None:
             await self.completed(done)
         return done
 
-    async def _fail(self, op: Operation, failed: list[Step]) -> Operation:
+    async def _fail(self, op: Operation, failed: list[Step]) -> None:
         """FAILED, saying which system refused what: visible in `pendingOperations` and parked as a STEP exception,
         never retried on its own; `retryOperation` (or `retryException`) runs it again once the cause is fixed,
         `abandonOperation` (or `discardException`) gives it up."""
         why = "; ".join(f"{s.system.upper()} refused lot {s.lot_id}: {s.last_error}" for s in failed[:5])
         why += f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
-        at = await self.operations.finish(op.id, OperationState.FAILED, error=why)
-        done = replace(op, state=OperationState.FAILED, result=None, error=why, updated_at=at)
+        await self.operations.finish(op.id, OperationState.FAILED, error=why)
         scope = await self._scope(op)
         failures = [f"{s.system}:{s.lot_id}" for s in failed]
         await self._audit_end(op, scope, "failed", "FAILED", why, {"failed": failures})
@@ -262,7 +278,6 @@ class Executor:
                 lot_id=failed[0].lot_id, payload={"kind": op.kind, "actor": op.actor, "failed": failures},
                 correlation_id=op.correlation_id,
             )  # fmt: skip
-        return done
 
     async def _audit_end(
         self, op: Operation, scope: LotScope | None, outcome: str, decision: str, reason: str, details: dict[str, Any]
@@ -290,6 +305,11 @@ class Executor:
             return None
 
 
+def _retryable(outcome: Outcome | GatewayError) -> bool:
+    """Unavailable or slow just now, and its source's circuit not open (then the resumer comes back later)."""
+    return isinstance(outcome, TRANSIENT) and "breaker" not in outcome.details
+
+
 class Resumer:
     """Re-runs PENDING operations: once at start-up (a gateway killed mid-operation picks up where it
     stopped) and then every `interval` seconds (a system that was down comes back)."""
@@ -308,8 +328,8 @@ class Resumer:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def resume_all(self) -> None:
-        for op in await self.executor.operations.in_state(OperationState.PENDING):
-            await self.executor.run(op.id, wait_for_lots=0)  # one whose lots are busy waits for the next round
+        for op_id in await self.executor.operations.ids_in_state(OperationState.PENDING):
+            await self.executor.run(op_id, wait_for_lots=0)  # one whose lots are busy waits for the next round
 
     async def _loop(self) -> None:
         while True:

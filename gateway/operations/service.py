@@ -18,6 +18,7 @@ from typing import Any
 from gateway.auth import Principal
 from gateway.authz import Guard
 from gateway.consistency import assess
+from gateway.contracts.base import BULK_ITEMS
 from gateway.errors import BadUserInput, Forbidden, LotDivergent, NotFound
 from gateway.events.envelope import Event
 from gateway.events.hub import Events
@@ -29,7 +30,7 @@ from gateway.operations.kpis import AWAITING_QUALIFIED_PERSON, Kpis
 from gateway.operations.plans import DISPOSITION_STEPS, FOLLOW_QMS_STEPS, HOLD_STEPS, RELEASE_STEPS, plan
 from gateway.reads import Loaders
 from gateway.store import Store
-from gateway.store.audit import AuditLog
+from gateway.store.audit import AuditLog, entry_row
 from gateway.store.exceptions import ExceptionKind, ExceptionQueue, ExceptionState
 from gateway.store.operations import NEEDS_ATTENTION, Operation, OperationState, OperationStore, StepState
 from gateway.telemetry import Metrics
@@ -264,8 +265,13 @@ class Command:
         self, action: str, resource: str, decision: Decision, details: Mapping[str, Any], about: Entity | None = None
     ) -> None:
         """`about`: the Lot or Operation decided on, whose plants and suppliers scope who may read the entry."""
+        await self.operations.audit.append_many([self.entry(action, resource, decision, details, about)])
+
+    def entry(
+        self, action: str, resource: str, decision: Decision, details: Mapping[str, Any], about: Entity | None
+    ) -> dict[str, Any]:
         plants, suppliers = entities.plants_and_suppliers(about) if about is not None else (None, None)
-        await self.operations.audit.append(
+        return entry_row(
             plants=plants,
             suppliers=suppliers,
             actor=self.principal.sub,
@@ -281,15 +287,15 @@ class Command:
     async def governed(
         self, action: str, resources: Sequence[Entity], context: Mapping[str, Any], payload: Mapping[str, Any]
     ) -> None:
-        """Decide for every resource; audit each decision; refuse the whole request if any is denied."""
-        denied: Decision | None = None
-        for resource in resources:
-            decision = self.guard.decide(action, resource, dict(context))
-            details = {"input": payload, "context": context}
-            await self.audit(action, f"Lot::{resource.id}", decision, details, resource)
-            if not decision.allowed and denied is None:
-                denied = decision
-        if denied is not None:
+        """Decide for every resource (one Cedar batch); audit each decision (one transaction per `BULK_ITEMS` lots);
+        refuse the whole request if any is denied."""
+        decisions = self.guard.decide_all(action, resources, dict(context))
+        details = {"input": payload, "context": context}
+        entries = [self.entry(action, f"Lot::{resource.id}", decision, details, resource)
+                   for resource, decision in zip(resources, decisions, strict=True)]  # fmt: skip
+        for start in range(0, len(entries), BULK_ITEMS):
+            await self.operations.audit.append_many(entries[start : start + BULK_ITEMS])
+        if denied := next((decision for decision in decisions if not decision.allowed), None):
             raise Forbidden(denied.explanation, policy_ids=denied.policy_ids, action=action, resource="Lot")
 
     async def start(

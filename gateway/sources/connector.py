@@ -21,7 +21,14 @@ from httpx_aiohttp import AiohttpTransport
 from opentelemetry.propagate import inject
 
 from gateway import correlation
-from gateway.errors import BadUserInput, NotFound, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import (
+    BadUserInput,
+    GatewayError,
+    NotFound,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from gateway.quota import RedisQuota
 from gateway.resilience import Guarded
 from gateway.settings import SourceSettings
@@ -91,16 +98,9 @@ class SourceConnector:
 
     def raise_for_status(self, method: str, path: str, response: httpx.Response) -> None:
         status = response.status_code
-        if status < 400:
-            return
-        what = f"{self.name.upper()} answered {status} to {method} {path}"
-        if status == 404:
-            raise NotFound(what, source=self.name)
-        if status in (408, 504):
-            raise UpstreamTimeout(what, source=self.name, status=status)
-        if status == 429 or status >= 500:
-            raise UpstreamUnavailable(what, source=self.name, status=status, retryAfter=_retry_after(response))
-        raise UpstreamRejected(what, source=self.name, status=status)
+        if status >= 400:
+            what = f"{self.name.upper()} answered {status} to {method} {path}"
+            raise status_error(self.name, status, what, _retry_after(response))
 
     async def get(self, path: str, **params: Any) -> httpx.Response:
         return await self.request("GET", path, params=_drop_none(params))
@@ -112,6 +112,18 @@ class SourceConnector:
         """GET a batch of keys as one comma-separated parameter, in as few requests as URL length allows."""
         chunks = chunked(keys, self.settings.max_batch_keys)
         return list(await asyncio.gather(*(self.get(path, **{key_param: ",".join(c)}, **params) for c in chunks)))
+
+
+def status_error(source: str, status: int, what: str, retry_after: float | None = None) -> GatewayError:
+    """The typed error of an HTTP error status from `source`, whether it answered a request with it or an item of a
+    bulk request: 404 not found, 408/504 a timeout, 429/5xx unavailable (retried), any other refused."""
+    if status == 404:
+        return NotFound(what, source=source)
+    if status in (408, 504):
+        return UpstreamTimeout(what, source=source, status=status)
+    if status == 429 or status >= 500:
+        return UpstreamUnavailable(what, source=source, status=status, retryAfter=retry_after)
+    return UpstreamRejected(what, source=source, status=status)
 
 
 def _refused(exc: httpx.TimeoutException) -> bool:

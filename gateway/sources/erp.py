@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 
 from gateway.errors import UpstreamRejected
+from gateway.sources import odata_batch
 from gateway.sources.connector import SourceConnector, chunked
+from gateway.sources.odata_batch import BatchAnswer, BatchPart
 
 ODATA_ROOT = "/sap/opu/odata/sap"
 
@@ -34,25 +36,38 @@ class ErpConnector(SourceConnector):
     """OData reads, and writes with SAP's CSRF handshake and ETag concurrency control."""
 
     _csrf_token: str | None = None
+    _csrf_fetching: asyncio.Future[str] | None = None
 
-    async def _csrf(self, service: str, *, renew: bool = False) -> str:
-        if renew or self._csrf_token is None:
-            response = await self.request("GET", f"{ODATA_ROOT}/{service}/", headers={"x-csrf-token": "fetch"})
-            self._csrf_token = response.headers.get("x-csrf-token")
-            if not self._csrf_token:
-                raise UpstreamRejected("ERP handed out no CSRF token", source=self.name)
-        return self._csrf_token
+    async def _csrf(self, service: str, *, stale: str | None = None) -> str:
+        """The CSRF token, fetched once for however many writes start together (a recall's dozens of documents)
+        and shared, failure included; fetched again when the ERP refused `stale` (unless renewed meanwhile)."""
+        if self._csrf_token is not None and self._csrf_token != stale:
+            return self._csrf_token
+        if self._csrf_fetching is None or self._csrf_fetching.done():
+            self._csrf_fetching = asyncio.ensure_future(self._fetch_csrf(service))
+        return await asyncio.shield(self._csrf_fetching)
+
+    async def _fetch_csrf(self, service: str) -> str:
+        response = await self.request("GET", f"{ODATA_ROOT}/{service}/", headers={"x-csrf-token": "fetch"})
+        token = response.headers.get("x-csrf-token")
+        if not token:
+            raise UpstreamRejected("ERP handed out no CSRF token", source=self.name)
+        self._csrf_token = token
+        return token
 
     async def write(
         self, method: str, service: str, path: str, body: Any, headers: Mapping[str, str] | None = None,
-        *, check: bool = True,
+        *, check: bool = True, content: bytes | None = None,
     ) -> httpx.Response:  # fmt: skip
-        """A write with a CSRF token, fetched once and renewed when the ERP says it expired."""
+        """A write (`body` as JSON, or `content` as is) with a CSRF token, fetched once and renewed when the ERP says
+        it expired."""
         url = f"{ODATA_ROOT}/{service}/{path}"
-        for renew in (False, True):
-            token = await self._csrf(service, renew=renew)
+        sent = {"json": body} if content is None else {"content": content}
+        token: str | None = None
+        for _ in range(2):  # the second time with a token renewed
+            token = await self._csrf(service, stale=token)
             response = await self.request(
-                method, url, check=False, json=body, headers={"x-csrf-token": token, **(headers or {})}
+                method, url, check=False, headers={"x-csrf-token": token, **(headers or {})}, **sent
             )
             if not (response.status_code == 403 and response.headers.get("x-csrf-token") == "Required"):
                 break
@@ -60,16 +75,31 @@ class ErpConnector(SourceConnector):
             self.raise_for_status(method, url, response)
         return response
 
-    async def patch_with_etag(self, service: str, path: str, body: Any) -> httpx.Response:
-        """PATCH guarded by `If-Match`: re-read the ETag and try once more if someone changed it meanwhile."""
+    async def patch_with_etag(self, service: str, path: str, body: Any, etag: str | None = None) -> httpx.Response:
+        """PATCH guarded by `If-Match` (`etag` if the caller just read it, else read now): re-read the ETag and try
+        once more if someone changed it meanwhile."""
         for _ in range(2):
-            current = await self.get(f"{ODATA_ROOT}/{service}/{path}")
-            etag = {"If-Match": current.headers["etag"]}
-            response = await self.write("PATCH", service, path, body, headers=etag, check=False)
+            if etag is None:
+                etag = (await self.get(f"{ODATA_ROOT}/{service}/{path}")).headers["etag"]
+            response = await self.write("PATCH", service, path, body, headers={"If-Match": etag}, check=False)
             if response.status_code != 412:
                 break
+            etag = None
         self.raise_for_status("PATCH", path, response)
         return response
+
+    async def batch(self, service: str, parts: Sequence[BatchPart]) -> list[BatchAnswer]:
+        """Many writes in one OData `$batch` (each its own change set: applied or refused alone); the answers in
+        order. Writes are never retried by the connector, so neither is a batch of them."""
+        content_type, body = await odata_batch.encode(parts)
+        response = await self.write("POST", service, "$batch", None, {"Content-Type": content_type}, content=body)
+        try:
+            answers = await odata_batch.decode(response.headers.get("content-type", ""), response.content)
+        except ValueError as exc:
+            raise UpstreamRejected(f"ERP answered $batch unreadably: {exc}", source=self.name) from exc
+        if len(answers) != len(parts):
+            raise UpstreamRejected(f"ERP answered {len(answers)} of {len(parts)} $batch requests", source=self.name)
+        return answers
 
     async def query(
         self,

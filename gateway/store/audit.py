@@ -85,42 +85,29 @@ class AuditLog:
         self.engine = engine
         self._local = asyncio.Lock()
 
-    async def append(
-        self,
-        *,
-        actor: str,
-        action: str,
-        resource: str,
-        decision: str,
-        reason: str,
-        policy_ids: Sequence[str] = (),
-        details: Mapping[str, Any] | None = None,
-        correlation_id: str | None = None,
-        plants: Iterable[str] | None = None,
-        suppliers: Iterable[str] | None = None,
-    ) -> AuditEntry:
-        """Append one entry; `plants` and `suppliers` are those of the lots it is about (None: about no lot)."""
-        row: dict[str, Any] = {
-            "plants": joined(plants),
-            "suppliers": joined(suppliers if suppliers is not None or plants is None else ()),
-            "at": datetime.now(UTC),
-            "actor": actor,
-            "action": action,
-            "resource": resource,
-            "decision": decision,
-            "policy_ids": list(policy_ids),
-            "reason": reason,
-            "details": json.loads(json.dumps(dict(details or {}), default=str)),
-            "correlation_id": correlation_id,
-        }
+    async def append(self, **fields: Any) -> AuditEntry:
+        """Append one entry (`fields` as for `entry_row`)."""
+        (entry,) = await self.append_many([entry_row(**fields)])
+        return entry
+
+    async def append_many(self, rows: Sequence[dict[str, Any]]) -> list[AuditEntry]:
+        """Append entries (`entry_row`) in one transaction, in order: a recall's decisions about a batch of lots
+        cost one turn at the chain's lock and one commit, not one per lot."""
+        if not rows:
+            return []
         async with self._local, serialized(self.engine, _LOCK_ID) as conn:
             last = (
                 await conn.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1))
             ).first()
-            seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
-            row |= {"seq": seq, "prev_hash": prev, "hash": entry_hash(prev, seq, _content(row))}
-            await conn.execute(audit_log.insert().values(**row))
-        return _entry(row)
+            seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
+            chained = []
+            for row in rows:
+                seq += 1
+                linked = {**row, "seq": seq, "prev_hash": prev}
+                linked["hash"] = prev = entry_hash(prev, seq, _content(row))
+                chained.append(linked)
+            await conn.execute(audit_log.insert(), chained)
+        return [_entry(row) for row in chained]
 
     async def page(
         self, *, actor: str | None = None, action: str | None = None, resource: str | None = None,
@@ -153,6 +140,28 @@ class AuditLog:
                     return Verification(count, row["seq"], "content does not match its hash (edited)")
                 prev, expected_seq = row["hash"], expected_seq + 1
         return Verification(count, None, None)
+
+
+def entry_row(
+    *, actor: str, action: str, resource: str, decision: str, reason: str, policy_ids: Sequence[str] = (),
+    details: Mapping[str, Any] | None = None, correlation_id: str | None = None, plants: Iterable[str] | None = None,
+    suppliers: Iterable[str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """An entry to append (`AuditLog.append_many`), stamped now; `plants` and `suppliers` are those of the lots it is
+    about (None: about no lot)."""
+    return {
+        "plants": joined(plants),
+        "suppliers": joined(suppliers if suppliers is not None or plants is None else ()),
+        "at": datetime.now(UTC),
+        "actor": actor,
+        "action": action,
+        "resource": resource,
+        "decision": decision,
+        "policy_ids": list(policy_ids),
+        "reason": reason,
+        "details": json.loads(json.dumps(dict(details or {}), default=str)),
+        "correlation_id": correlation_id,
+    }
 
 
 def _entry(row: Mapping[str, Any]) -> AuditEntry:

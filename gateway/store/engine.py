@@ -8,6 +8,7 @@ error never reaches a client with its SQL: the engine turns it into a `StoreErro
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,7 +33,7 @@ def open_engine(url: str) -> AsyncEngine:
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, json_serializer=_json)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -54,9 +55,14 @@ def open_engine(url: str) -> AsyncEngine:
             connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     else:
-        engine = create_async_engine(url, pool_pre_ping=True)
+        engine = create_async_engine(url, pool_pre_ping=True, json_serializer=_json)
     event.listen(engine.sync_engine, "handle_error", _typed_error)
     return engine
+
+
+def _json(value: object) -> str:
+    """JSON columns as JSON, whatever a value holds (a date in a step's detail is stored as its text)."""
+    return json.dumps(value, default=str)
 
 
 def _typed_error(context: ExceptionContext) -> StoreError | None:

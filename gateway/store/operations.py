@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import GatewayError, StoreConflict
@@ -64,6 +64,17 @@ class Step:
     last_error: str | None
     contract: str | None
     detail: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What a run of a step left: its new state, and the error, or the contract used and what it did."""
+
+    seq: int
+    state: StepState
+    error: str | None = None
+    contract: str | None = None
+    detail: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -114,33 +125,21 @@ class OperationStore:
         """
         digest = request_hash(kind, payload)
         now = datetime.now(UTC)
-        created = Operation(
-            id=str(uuid.uuid4()), kind=kind, actor=actor, idempotency_key=idempotency_key,
-            input=json.loads(json.dumps({**payload, **(extra or {})}, default=str)),
-            state=OperationState.PENDING if blocked is None else OperationState.BLOCKED, result=None, error=blocked,
-            correlation_id=correlation_id, created_at=now, updated_at=now,
-            steps=[Step(seq, s.system, s.lot_id, s.action, StepState.PENDING, 0, None, None, None)
-                   for seq, s in enumerate(steps, start=1)],
-        )  # fmt: skip
+        op_id = str(uuid.uuid4())
+        row = {"id": op_id, "kind": kind, "actor": actor, "idempotency_key": idempotency_key, "request_hash": digest,
+               "input": json.loads(json.dumps({**payload, **(extra or {})}, default=str)),
+               "state": (OperationState.PENDING if blocked is None else OperationState.BLOCKED).value,
+               "error": blocked, "correlation_id": correlation_id, "created_at": now, "updated_at": now}  # fmt: skip
+        step_rows = [
+            {"operation_id": op_id, "seq": seq, "system": s.system, "lot_id": s.lot_id, "action": s.action,
+             "state": StepState.PENDING.value, "attempts": 0, "updated_at": now}
+            for seq, s in enumerate(steps, start=1)
+        ]  # fmt: skip
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(
-                    operations.insert().values(
-                        id=created.id, kind=kind, actor=actor, idempotency_key=idempotency_key, request_hash=digest,
-                        input=created.input, state=created.state.value, error=blocked, correlation_id=correlation_id,
-                        created_at=now, updated_at=now,
-                    )
-                )  # fmt: skip
-                if steps:
-                    await conn.execute(
-                        operation_steps.insert(),
-                        [
-                            {"operation_id": created.id, "seq": step.seq, "system": step.system,
-                             "lot_id": step.lot_id, "action": step.action, "state": step.state.value, "attempts": 0,
-                             "updated_at": now}
-                            for step in created.steps
-                        ],
-                    )  # fmt: skip
+                await conn.execute(operations.insert().values(**row))
+                if step_rows:
+                    await conn.execute(operation_steps.insert(), step_rows)
         except StoreConflict:
             existing = await self.by_key(actor, idempotency_key)
             if existing is None:
@@ -152,7 +151,9 @@ class OperationStore:
                     operationId=existing.id,
                 ) from None
             return existing, False
-        return created, True  # as stored: no need to read it back
+        # as stored, without reading back a recall's tens of thousands of steps
+        absent = {"result": None, "last_error": None, "contract": None, "detail": None}
+        return _operation({**absent, **row}, [_step({**absent, **step}) for step in step_rows]), True
 
     async def _hash(self, op_id: str) -> str:
         async with self.engine.connect() as conn:
@@ -232,10 +233,28 @@ class OperationStore:
         return None if op_id is None else await self.get(op_id)
 
     async def in_state(self, *states: OperationState) -> list[Operation]:
+        return [op for op in [await self.get(i) for i in await self.ids_in_state(*states)] if op is not None]
+
+    async def ids_in_state(self, *states: OperationState) -> list[str]:
+        """Oldest first; without their steps (a recall's are tens of thousands of rows)."""
         query = select(operations.c.id).where(operations.c.state.in_([s.value for s in states]))
         async with self.engine.connect() as conn:
-            ids = (await conn.execute(query.order_by(operations.c.created_at))).scalars().all()
-        return [op for op in [await self.get(i) for i in ids] if op is not None]
+            return list((await conn.execute(query.order_by(operations.c.created_at))).scalars().all())
+
+    async def state(self, op_id: str) -> OperationState | None:
+        """The operation's state alone (polled while waiting: cheaper than the operation with its steps)."""
+        async with self.engine.connect() as conn:
+            found = (await conn.execute(select(operations.c.state).where(operations.c.id == op_id))).scalar()
+        return None if found is None else OperationState(found)
+
+    async def steps_in_state(self, op_id: str, state: StepState) -> list[Step]:
+        query = (
+            select(operation_steps)
+            .where(operation_steps.c.operation_id == op_id, operation_steps.c.state == state.value)
+            .order_by(operation_steps.c.seq)
+        )
+        async with self.engine.connect() as conn:
+            return [_step(row) for row in (await conn.execute(query)).mappings()]
 
     async def blocked_on_lot(self, kinds: Sequence[str], lot_id: str) -> list[str]:
         """Ids of BLOCKED operations of these kinds that would have changed `lot_id`."""
@@ -331,21 +350,25 @@ class OperationStore:
                 .values(until=datetime.now(UTC) + timedelta(seconds=seconds))
             )
 
-    async def record_step(
-        self, op_id: str, seq: int, *, state: StepState, error: str | None, contract: str | None,
-        detail: Mapping[str, Any] | None,
-    ) -> None:  # fmt: skip
+    async def record_steps(self, op_id: str, records: Sequence[StepRecord]) -> None:
+        """Steps' outcomes in one transaction (a batch of lots one request changed: one commit, not one per lot)."""
+        if not records:
+            return
         now = datetime.now(UTC)
+        statement = (
+            update(operation_steps)
+            .where(operation_steps.c.operation_id == op_id, operation_steps.c.seq == bindparam("step"))
+            .values(
+                state=bindparam("new_state"), last_error=bindparam("error"), contract=bindparam("used"),
+                detail=bindparam("outcome"), attempts=operation_steps.c.attempts + 1, updated_at=now,
+            )
+        )  # fmt: skip
+        rows = [
+            {"step": r.seq, "new_state": r.state.value, "error": r.error, "used": r.contract, "outcome": r.detail}
+            for r in records
+        ]  # fmt: skip
         async with self.engine.begin() as conn:
-            await conn.execute(
-                update(operation_steps)
-                .where(operation_steps.c.operation_id == op_id, operation_steps.c.seq == seq)
-                .values(
-                    state=state.value, last_error=error, contract=contract,
-                    detail=json.loads(json.dumps(detail, default=str)) if detail is not None else None,
-                    attempts=operation_steps.c.attempts + 1, updated_at=now,
-                )
-            )  # fmt: skip
+            await conn.execute(statement, rows)
             await conn.execute(update(operations).where(operations.c.id == op_id).values(updated_at=now))
 
     async def reopen(self, op_id: str) -> None:
@@ -366,7 +389,7 @@ class OperationStore:
     async def finish(
         self, op_id: str, state: OperationState, *, result: Mapping[str, Any] | None = None, error: str | None = None
     ) -> datetime:
-        """End the operation in `state`; when it was stored so."""
+        """Record how the operation ended; returns when (its `updated_at`)."""
         now = datetime.now(UTC)
         async with self.engine.begin() as conn:
             await conn.execute(
@@ -374,7 +397,7 @@ class OperationStore:
                 .where(operations.c.id == op_id)
                 .values(
                     state=state.value,
-                    result=json.loads(json.dumps(result, default=str)) if result is not None else None,
+                    result=result,
                     error=error,
                     updated_at=now,
                 )

@@ -6,6 +6,7 @@ file."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -242,8 +243,14 @@ def utc(moment: datetime) -> datetime:
 
 def record(cls: type[T], row: Mapping[str, Any], **overrides: Any) -> T:
     """A dataclass from a table row: the row's columns that are fields of `cls`, then `overrides`."""
-    names = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = _fields(cls)
     return cls(**{**{key: value for key, value in row.items() if key in names}, **overrides})
+
+
+@functools.cache
+def _fields(cls: type) -> frozenset[str]:
+    """Asked once per class: a recall's operation is tens of thousands of step rows."""
+    return frozenset(field.name for field in dataclasses.fields(cls))
 
 
 _SEP = "|"

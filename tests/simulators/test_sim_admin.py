@@ -192,3 +192,16 @@ def test_malform_rewrites_objects_in_lists_only() -> None:
         "a": {"b": 1},
         "items": [{"__meta": 1, "id": {"malformed": True}, "n": [{"k": {"malformed": True}}]}, 3, {"__only": 1}],
     }
+
+
+async def test_a_fault_naming_lots_refuses_only_their_items_of_bulk_writes(
+    small: Dataset, connect: Callable[[Starlette], httpx.AsyncClient], build: Callable[[str], Starlette]
+) -> None:
+    first, second = list(small.lots)[:2]
+    async with connect(build("qms")) as client:
+        fault = {"error_rate": 1.0, "status": 422, "lots": [first]}
+        assert (await client.post("/_admin/faults", json=fault)).status_code == 200
+        holds = [{"lot_id": lot, "reason_code": "DEV", "reason": "r", "placed_by": "t"} for lot in (first, second)]
+        answer = await client.post("/api/v1/holds/bulk", json={"holds": holds})
+        assert [item["status"] for item in answer.json()["items"]] == [422, 201]
+        assert (await client.post("/api/v1/holds", json=holds[0])).status_code == 201, "whole requests go through"

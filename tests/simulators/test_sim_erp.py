@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import aiohttp
 import httpx
 from starlette.applications import Starlette
 
@@ -219,3 +220,25 @@ async def test_admin_lot_state_shows_the_batch_and_its_stock(erp_client: httpx.A
     state = (await erp_client.get(f"/_admin/lots/{row.lot}")).json()
     assert state["batch"]["Batch"] == row.lot
     assert [s["InventoryStockType"] for s in state["stock"]] == [row.stock_type]
+
+
+async def test_batch_request_applies_or_refuses_each_change_set_alone(
+    erp_client: httpx.AsyncClient, small: Dataset
+) -> None:
+    lots = list(small.lots)[:2]
+    etags = [(await erp_client.get(f"{BATCHES}('{lot}')")).headers["etag"] for lot in lots]
+    batch = aiohttp.MultipartWriter("mixed")
+    for lot, etag in ((lots[0], etags[0]), (lots[1], 'W/"stale"'), ("B0000000", etags[0])):
+        request = f"PATCH Batch('{lot}') HTTP/1.1\r\nIf-Match: {etag}\r\nContent-Type: application/json\r\n\r\n"
+        changeset = aiohttp.MultipartWriter("mixed")
+        changeset.append(request.encode() + b'{"MatlBatchIsInRstrcdUseStock": true}',
+                         {"Content-Type": "application/http", "Content-Transfer-Encoding": "binary"})  # fmt: skip
+        batch.append(changeset)
+    url, body = f"{ROOT}/API_BATCH_SRV/$batch", await batch.as_bytes()
+    headers = {"Content-Type": batch.headers["Content-Type"]}
+    assert (await erp_client.post(url, content=body, headers=headers)).status_code == 403, "a write: CSRF"
+    answer = await erp_client.post(url, content=body, headers={**headers, "x-csrf-token": await csrf_token(erp_client)})
+    assert answer.status_code == 202 and answer.headers["content-type"].startswith("multipart/mixed")
+    assert re.findall(r"HTTP/1.1 (\d{3})", answer.text) == ["204", "412", "404"], "one answer per change set, in order"
+    states = [(await erp_client.get(f"/_admin/lots/{lot}")).json()["batch"] for lot in lots]
+    assert [state["MatlBatchIsInRstrcdUseStock"] for state in states] == [True, False]

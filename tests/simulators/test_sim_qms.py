@@ -253,3 +253,17 @@ async def test_holds_carry_who_placed_them(
     assert qms.lots[lot].status == "BLOCKED", "the other hold placed in QMS still blocks it"
     placed = [e for e in app.state.events.stats()["recent"] if e["type"] == "hold.placed"]
     assert len(placed) == 3
+
+
+async def test_bulk_placement_answers_each_hold_in_order(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+    first, second = list(small.lots)[:2]
+    holds = [hold_body(first, "r1"), hold_body("B0000000", "r2"), hold_body(second), hold_body(first, "r1")]
+    answer = await qms_client.post("/api/v1/holds/bulk", json={"holds": holds})
+    assert answer.status_code == 200
+    items = answer.json()["items"]
+    assert [item["status"] for item in items] == [201, 404, 201, 200]
+    assert items[3]["result"] == items[0]["result"], "a repeated request id answers the first hold"
+    assert items[1]["error"]["code"] == "NOT_FOUND" and "B0000000" in items[1]["error"]["message"]
+    assert [items[0]["result"]["lot_id"], items[2]["result"]["lot_id"]] == [first, second]
+    for body in ({}, {"holds": []}, {"holds": [1]}, {"holds": [hold_body(first)] * 501}):
+        assert (await qms_client.post("/api/v1/holds/bulk", json=body)).status_code == 400

@@ -205,3 +205,16 @@ async def test_the_dock_receives_a_delivery_under_a_lot_id_of_its_own(
         for bad in ({**body, "plant": "P900"}, {**body, "quantity": -1}, {**body, "supplier": ""}):
             assert (await client.post("/v2/inbound-deliveries/receipts", json=bad)).status_code == 400, bad
     assert [e["type"] for e in app.state.events.stats()["recent"]] == ["goods.received", "goods.received"]
+
+
+async def test_bulk_moves_answer_each_lot_in_order(wms_client: httpx.AsyncClient, small: Dataset) -> None:
+    lots = stocked(small, 2)
+    consumed = next(lot.id for lot in small.lots.values() if lot.remaining == 0)
+    moves = [{"lotId": lot, "targetStatus": "blocked", "reference": "r"} for lot in (lots[0], consumed, lots[1])]
+    answer = await wms_client.post("/v2/stock-moves/bulk", json={"moves": moves})
+    assert answer.status_code == 200
+    items = answer.json()["items"]
+    assert [item["status"] for item in items] == [200, 404, 200]
+    assert [items[0]["result"]["lotId"], items[2]["result"]["lotId"]] == lots
+    assert {p["stockStatus"] for p in await v2(wms_client, lots)} == {"blocked"}
+    assert (await wms_client.post("/v2/stock-moves/bulk", json={"moves": "all"})).status_code == 400

@@ -15,8 +15,10 @@ from gateway.operations.steps.holds import (
     qms_disposition,
     qms_open_nonconformance,
     qms_place_hold,
+    qms_place_holds,
     qms_release_hold,
     wms_block,
+    wms_block_many,
     wms_close,
     wms_unblock,
 )
@@ -54,4 +56,8 @@ RUNNERS: Mapping[str, StepRunner] = {
 }
 
 # Steps whose system takes many lots per request: the executor hands them the whole group at once.
-BATCH_RUNNERS: Mapping[str, BatchRunner] = {"erp.block": erp_block_many}
+BATCH_RUNNERS: Mapping[str, BatchRunner] = {
+    "qms.place_hold": qms_place_holds,
+    "wms.block": wms_block_many,
+    "erp.block": erp_block_many,
+}

@@ -14,12 +14,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from gateway.contracts.base import Keys
-from gateway.contracts.erp import BatchRestriction, GoodsMovementPosting, PostingItem
-from gateway.contracts.qms import DispositionRecord, HoldPlacement, HoldRelease, NonconformanceReport
-from gateway.contracts.wms import StockClosure, StockMove
-from gateway.errors import NotFound
-from gateway.model import ErpStock, HoldStatus, QualityHold, StockStatus
-from gateway.operations.steps.base import Outcome
+from gateway.contracts.erp import BatchRestriction, BatchRestrictions, GoodsMovementPosting, PostingItem
+from gateway.contracts.qms import DispositionRecord, HoldPlacement, HoldPlacements, HoldRelease, NonconformanceReport
+from gateway.contracts.wms import StockClosure, StockMove, StockMoves
+from gateway.errors import GatewayError, NotFound, UpstreamRejected
+from gateway.model import ErpStock, HoldStatus, QualityHold, StockMoved, StockStatus
+from gateway.operations.steps.base import Outcome, Outcomes, each, one_each, settled
 from gateway.store.operations import Operation, Step
 from gateway.upstream import Upstream
 
@@ -30,16 +30,25 @@ UNBLOCK_MOVES = {StockStatus.BLOCKED: "343", StockStatus.QUALITY_INSPECTION: "32
 SCRAP_MOVES = {StockStatus.AVAILABLE: "551", StockStatus.QUALITY_INSPECTION: "553", StockStatus.BLOCKED: "555"}
 
 
+def _placement(op: Operation, step: Step) -> HoldPlacement:
+    return HoldPlacement(lot_id=step.lot_id, reason_code=op.input["reasonCode"], reason=op.input["reason"],
+                         placed_by=op.actor, request_id=f"{op.id}/{step.lot_id}")  # fmt: skip
+
+
 async def qms_place_hold(upstream: Upstream, op: Operation, step: Step) -> Outcome:
-    request = HoldPlacement(
-        lot_id=step.lot_id,
-        reason_code=op.input["reasonCode"],
-        reason=op.input["reason"],
-        placed_by=op.actor,
-        request_id=f"{op.id}/{step.lot_id}",
-    )
-    (hold,) = await upstream.call("qms", "hold.place", request)
+    (hold,) = await upstream.call("qms", "hold.place", _placement(op, step))
     return Outcome(upstream.contract("qms", "hold.place").name, {"holdId": hold.id, "after": "ON_HOLD"})
+
+
+async def qms_place_holds(upstream: Upstream, op: Operation, steps: Sequence[Step]) -> Outcomes:
+    """A recall's holds in one bulk request (each idempotent by its request id, as one at a time): a lot the QMS
+    refuses fails alone."""
+    contract = upstream.contract("qms", "hold.place_many").name
+    request = HoldPlacements(placements=tuple(_placement(op, step) for step in steps))
+    holds: list[QualityHold | GatewayError] = await upstream.call("qms", "hold.place_many", request)
+    one_each(contract, steps, holds)
+    return [h if isinstance(h, GatewayError) else Outcome(contract, {"holdId": h.id, "after": "ON_HOLD"})
+            for h in holds]  # fmt: skip
 
 
 async def qms_open_nonconformance(upstream: Upstream, op: Operation, step: Step) -> Outcome:
@@ -79,6 +88,24 @@ async def wms_move(upstream: Upstream, op: Operation, step: Step, status: StockS
 
 async def wms_block(upstream: Upstream, op: Operation, step: Step) -> Outcome:
     return await wms_move(upstream, op, step, StockStatus.BLOCKED)
+
+
+async def wms_block_many(upstream: Upstream, op: Operation, steps: Sequence[Step]) -> Outcomes:
+    """A recall's WMS blocks in one bulk request where the WMS's API version has it. A lot the WMS's own answer
+    says it has no stock of (its item's 404 inside the WMS's answer, not a proxy's) is skipped."""
+    if not upstream.offers("wms", "stock.move_many"):
+        return await each(wms_block, upstream, op, steps)
+    contract = upstream.contract("wms", "stock.move_many").name
+    request = StockMoves(moves=tuple(StockMove(lot_id=s.lot_id, status=StockStatus.BLOCKED, reference=op.id)
+                                     for s in steps))  # fmt: skip
+    moved: list[StockMoved | GatewayError] = await upstream.call("wms", "stock.move_many", request)
+    one_each(contract, steps, moved)
+    return [
+        Outcome(contract, {"reason": "the WMS reports no stock of this lot"}, skipped=True) if isinstance(m, NotFound)
+        else m if isinstance(m, GatewayError)
+        else Outcome(contract, {"handlingUnits": m.handling_units, "after": m.status.value})
+        for m in moved
+    ]  # fmt: skip
 
 
 async def wms_unblock(upstream: Upstream, op: Operation, step: Step) -> Outcome:
@@ -122,30 +149,59 @@ async def erp_block(upstream: Upstream, op: Operation, step: Step) -> Outcome:
 LOTS_PER_DOCUMENT = 50
 
 
-async def erp_block_many(upstream: Upstream, op: Operation, steps: Sequence[Step]) -> list[Outcome]:
-    """Block many lots (a recall) the way the ERP allows batching: one stock read per key batch, one
-    material document per `LOTS_PER_DOCUMENT` lots; only the batch flag is per lot (PATCH has no batch)."""
+async def erp_block_many(upstream: Upstream, op: Operation, steps: Sequence[Step]) -> Outcomes:
+    """Block many lots (a recall) the way the ERP allows batching: one stock read and one ETag read per key batch,
+    one material document per `LOTS_PER_DOCUMENT` lots, every batch flag in one OData `$batch`. A lot whose flag the
+    ERP refuses fails alone (its postings are done: a rerun finds nothing left to post)."""
     lot_ids = [step.lot_id for step in steps]
-    stock: list[ErpStock] = await upstream.call("erp", "stock.read", Keys(keys=tuple(lot_ids)))
+    keys = Keys(keys=tuple(lot_ids))
+    stock, etags = await asyncio.gather(upstream.call("erp", "stock.read", keys),
+                                        upstream.call("erp", "batch.etag.read", keys))  # fmt: skip
     rows_by_lot: dict[str, list[ErpStock]] = defaultdict(list)
     for row in stock:
         rows_by_lot[row.lot_id].append(row)
     details: dict[str, dict[str, Any]] = {
         lot: {"before": sorted({r.status.value for r in rows_by_lot[lot] if r.quantity > 0})} for lot in lot_ids
     }
-    for start in range(0, len(lot_ids), LOTS_PER_DOCUMENT):
-        chunk = lot_ids[start : start + LOTS_PER_DOCUMENT]
-        items = tuple(item for lot in chunk for item in postings(rows_by_lot[lot], BLOCK_MOVES))
-        if items:
-            (document,) = await upstream.call("erp", "goods_movement.post", GoodsMovementPosting(items=items))
-            for lot in {item.lot_id for item in items}:
-                moved = sorted({i.movement_type for i in items if i.lot_id == lot})
-                details[lot] |= {"document": document.document, "movements": moved}
-    await asyncio.gather(
-        *(upstream.call("erp", "batch.restrict", BatchRestriction(lot_id=lot, restricted=True)) for lot in lot_ids)
+    chunks = [lot_ids[start : start + LOTS_PER_DOCUMENT] for start in range(0, len(lot_ids), LOTS_PER_DOCUMENT)]
+    documents = [
+        items
+        for chunk in chunks
+        if (items := tuple(i for lot in chunk for i in postings(rows_by_lot[lot], BLOCK_MOVES)))
+    ]
+    posted = await asyncio.gather(
+        *(upstream.call("erp", "goods_movement.post", GoodsMovementPosting(items=items)) for items in documents)
     )
+    for items, (document,) in zip(documents, posted, strict=True):
+        for lot in {item.lot_id for item in items}:
+            moved = sorted({i.movement_type for i in items if i.lot_id == lot})
+            details[lot] |= {"document": document.document, "movements": moved}
+    restricted = await _restrict_many(upstream, lot_ids, dict(etags))
     contract = upstream.contract("erp", "goods_movement.post").name
-    return [Outcome(contract, details[lot] | {"restricted": True}) for lot in lot_ids]
+    return [r if isinstance(r, GatewayError) else Outcome(contract, details[lot] | {"restricted": True})
+            for lot, r in zip(lot_ids, restricted, strict=True)]  # fmt: skip
+
+
+async def _restrict_many(upstream: Upstream, lot_ids: Sequence[str], etags: Mapping[str, str]) -> list[Any]:
+    """Every lot's batch flagged restricted: in one `$batch` with the ETags just read; a lot whose batch changed
+    meanwhile (412), or whose ETag was not read, on its own (its ETag read again), as a single restriction is."""
+    known = [lot for lot in lot_ids if lot in etags]
+    results: dict[str, Any] = {}
+    if known:
+        request = BatchRestrictions(restrictions=tuple(BatchRestriction(lot_id=lot, restricted=True, etag=etags[lot])
+                                                       for lot in known))  # fmt: skip
+        results = dict(zip(known, await upstream.call("erp", "batch.restrict_many", request), strict=True))
+    again = [lot for lot in lot_ids if lot not in results or _changed_meanwhile(results[lot])]
+    alone = await asyncio.gather(
+        *(upstream.call("erp", "batch.restrict", BatchRestriction(lot_id=lot, restricted=True)) for lot in again),
+        return_exceptions=True,
+    )
+    results |= dict(zip(again, settled(alone), strict=True))
+    return [results[lot] for lot in lot_ids]
+
+
+def _changed_meanwhile(result: Any) -> bool:
+    return isinstance(result, UpstreamRejected) and result.details.get("status") == 412
 
 
 async def erp_unblock(upstream: Upstream, op: Operation, step: Step) -> Outcome:
