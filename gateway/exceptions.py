@@ -20,12 +20,11 @@ from gateway.errors import BadUserInput, NotFound
 from gateway.events.hub import Events
 from gateway.notifications import Notifications
 from gateway.operations.service import Operations, required
+from gateway.paging import page_start, row_number
 from gateway.store.exceptions import ExceptionEntry, ExceptionKind, ExceptionQueue, ExceptionState
 from gateway.store.inbox import Inbox
 from policies import entities
 from policies.engine import Entity
-
-MAX_PAGE = 500
 
 
 def entity(entry: ExceptionEntry) -> Entity:
@@ -54,13 +53,9 @@ class Exceptions:
         """Entries the caller may manage, oldest first: filtered in SQL to the plants Cedar grants them (so pages
         are full and the count leaks nothing), then each decided by Cedar."""
         guard.require("manageExceptions", entities.GOVERNANCE)
-        if not 1 <= first <= MAX_PAGE:
-            raise BadUserInput(f"first must be between 1 and {MAX_PAGE}", argument="first")
-        # "²".isdigit(), yet int("²") fails; and an id fits 64 bits
-        if after and not (after.isascii() and after.isdigit() and len(after) < 19):
-            raise BadUserInput(f"'{after[:64]}' is not a cursor this list gave out", argument="after")
+        start = page_start(first, after)
         rows, total = await self.queue.page(
-            after=int(after) if after else 0, limit=first + 1, within_plants=self._plants(guard), kind=kind,
+            after=start, limit=first + 1, within_plants=self._plants(guard), kind=kind,
             state=state, plant=plant, lot_id=lot_id,
         )  # fmt: skip
         shown = rows[:first]
@@ -122,8 +117,8 @@ class Exceptions:
         return entry
 
     async def _existing(self, entry_id: str) -> ExceptionEntry:
-        number = entry_id.isascii() and entry_id.isdigit() and len(entry_id) < 19
-        entry = await self.queue.get(int(entry_id)) if number else None
+        number = row_number(entry_id)
+        entry = await self.queue.get(number) if number is not None else None
         if entry is None:
             raise NotFound(f"no exception '{entry_id[:64]}'", argument="id")
         return entry

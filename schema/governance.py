@@ -10,6 +10,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from gateway.errors import BadUserInput, NotFound
+from gateway.paging import page_start
 from gateway.store import operations as store
 from gateway.store.operations import NEEDS_ATTENTION
 from policies import entities
@@ -158,12 +159,7 @@ class GovernanceQuery:
         self, info: Info, filter: AuditFilter | None = None, first: int = 50, after: str | None = None
     ) -> AuditPage:
         _require(info, "readAudit")
-        if not 1 <= first <= 500:
-            raise BadUserInput("first must be between 1 and 500", argument="first")
-        # "²".isdigit(), yet int("²") fails; and a sequence number fits 64 bits
-        if after and not (after.isascii() and after.isdigit() and len(after) < 19):
-            raise BadUserInput(f"'{after[:64]}' is not a cursor this log gave out", argument="after")
-        start = int(after) if after else 0
+        start = page_start(first, after)
         conditions = vars(filter) if filter else {}
         scope = info.context.guard.read_scope  # the plants whose lots this auditor reads
         rows = await info.context.runtime.opened_store.audit.page(

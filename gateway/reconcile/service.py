@@ -27,6 +27,7 @@ from gateway.consistency import DivergenceKind
 from gateway.errors import BadUserInput, Forbidden, GatewayError, StoreError
 from gateway.events.envelope import Event
 from gateway.model import Lot
+from gateway.paging import page_start
 from gateway.reads import Loaders
 from gateway.reconcile.settings import ReconciliationSettings
 from gateway.reconcile.sweep import Progress, Sweep, budgeted, judge, observe_resolved
@@ -42,7 +43,6 @@ from policies import entities
 log = logging.getLogger("lotgraph.reconcile")
 LEASE = "reconciliation"
 LEASE_SECONDS = 10.0
-MAX_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -191,10 +191,7 @@ class Reconciliation:
         older_than: int | None = None,
     ) -> DivergentPage:  # fmt: skip
         """Open divergent lots the caller may read, oldest first."""
-        if not 1 <= first <= MAX_PAGE:
-            raise BadUserInput(f"first must be between 1 and {MAX_PAGE}", argument="first")
-        if after and not (after.isascii() and after.isdigit() and len(after) < 19):
-            raise BadUserInput(f"'{after[:64]}' is not a cursor this list gave out", argument="after")
+        start = page_start(first, after)
         if older_than is not None and older_than < 0:
             raise BadUserInput("olderThan must not be negative", argument="filter")
         scope = guard.read_scope
@@ -206,7 +203,7 @@ class Reconciliation:
             plants=frozenset([plant] if plant else []), kind=kind,
             older_than=timedelta(seconds=older_than) if older_than is not None else None,
         )  # fmt: skip
-        rows, total = await self.store.divergent.page(where, limit=first + 1, after=int(after) if after else 0)
+        rows, total = await self.store.divergent.page(where, limit=first + 1, after=start)
         shown = rows[:first]
         resources = [entities.lot(r.lot_id, plant=r.plant, material=r.material, supplier=r.supplier) for r in shown]
         decisions = guard.decide_all("readLot", resources)
