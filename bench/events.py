@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -94,6 +93,8 @@ async def _latency(stack: Stack, dataset: Dataset, subscribers: int, events: int
             if len(latencies) == subscribers * len(inspections):
                 arrived.set()
 
+    async with httpx.AsyncClient(timeout=30) as client:
+        await stack.settled(client)  # not behind the hold events of the recalls benched before
     connected = await _connect(stack.gateway, subscribers, ["INSPECTION_COMPLETED"], received)
     qms = stack.sim("qms")
     cpu = stack.gateway_cpu_seconds()
@@ -108,11 +109,12 @@ async def _latency(stack: Stack, dataset: Dataset, subscribers: int, events: int
         await _all_arrived(arrived, 30)
     cpu = stack.gateway_cpu_seconds() - cpu
     await _close(connected)
-    ms = sorted(1000 * x for x in latencies)
+    ms = sorted(1000 * x for x in latencies) or [float("nan")]
     p50, p95 = ms[len(ms) // 2], ms[int(len(ms) * 0.95)]
     return [
         f"event latency, QMS inspection result -> subscriber, {subscribers} subscribers, {len(sent)} events:",
-        f"  deliveries {len(ms)} of {subscribers * len(sent)}, p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {ms[-1]:.0f} ms",
+        f"  deliveries {len(latencies)} of {subscribers * len(sent)}, p50 {p50:.0f} ms, p95 {p95:.0f} ms, "
+        f"max {ms[-1]:.0f} ms",
         f"  gateway CPU {1000 * cpu / len(sent):.0f} ms per event (its fan-out to {subscribers} and its workflow)",
     ]
 
@@ -166,18 +168,11 @@ async def _throughput(stack: Stack, dataset: Dataset, subscribers: int, events: 
     ]
 
 
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
 async def _memory(stack: Stack, subscribers: int) -> list[str]:
-    before = _rss_mib(stack.gateway_pid)
+    before = stack.gateway_rss_mib()
     connected = await _connect(stack.gateway, subscribers, ["HOLD_PLACED"], lambda *_: None)
     await asyncio.sleep(1)
-    after = _rss_mib(stack.gateway_pid)
+    after = stack.gateway_rss_mib()
     await _close(connected)
     return [
         f"gateway memory with {subscribers} idle subscriptions: {before:.0f} MiB -> {after:.0f} MiB "

@@ -6,6 +6,7 @@ so the figures are the gateway's own.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -76,6 +77,18 @@ class Stack:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmRSS")
+
+    async def settled(self, client: httpx.AsyncClient, within: float = 300.0) -> float:
+        """Wait (up to `within` seconds) until every simulator has delivered the events it emitted; the seconds
+        waited. Each sends one event at a time, in order: a change behind a backlog (the QMS's events after a recall
+        of thousands of lots) would time the backlog, not what a bench measures."""
+        started = time.monotonic()
+        for system in EVENT_SOURCES:
+            while time.monotonic() - started < within:
+                if not (await client.get(f"{self.sim(system)}/_admin/events")).json()["pending"]:
+                    break
+                await asyncio.sleep(0.2)
+        return time.monotonic() - started
 
     def token(self, role: str, *, mfa: bool = False) -> str:
         """A development token for `role` in every plant, signed with the gateway's development key."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench.stack import EVENT_SOURCES, Stack
+from bench.stack import Stack
 from simulators import Dataset
 from simulators.dataset import base_quantity, round_quantity
 from simulators.records import Material
@@ -39,7 +39,6 @@ USES_PER_LOT = 10  # completions that may consume one component lot: half its st
 WITHIN_SECONDS = 60.0  # a change whose effects take longer counts as not reached
 BURST_CONCURRENCY = 16  # MES completions in flight at once in the sustained run
 IDLE_SECONDS = 30.0  # the sustained run stops waiting once no effect has appeared for this long
-SETTLE_SECONDS = 300.0  # the longest wait for the simulators' earlier events to reach the gateway
 
 LOT = "query($id: ID!) { lot(id: $id) { consistency { consistent } } }"
 
@@ -245,26 +244,13 @@ async def _delivery(client: httpx.AsyncClient, stack: Stack, system: str) -> str
     return f"{system.upper()} events by {' and '.join(target) or 'nothing (no target set)'}"
 
 
-async def _settled(client: httpx.AsyncClient, stack: Stack) -> float:
-    """Wait (up to SETTLE_SECONDS) until every simulator has delivered the events it emitted; the seconds waited.
-    Each sends one event at a time, in order: a change behind a backlog (the QMS's two thousand events after a
-    recall of a thousand lots) would time the backlog, not the workflow."""
-    started = time.monotonic()
-    for system in EVENT_SOURCES:
-        while time.monotonic() - started < SETTLE_SECONDS:
-            if not (await client.get(f"{stack.sim(system)}/_admin/events")).json()["pending"]:
-                break
-            await asyncio.sleep(0.2)
-    return time.monotonic() - started
-
-
 async def _latencies(stack: Stack, dataset: Dataset, lots: int) -> list[str]:
     token = stack.token("qa_manager")
     received, released, contained = Timings(), Timings(), Timings()
     async with httpx.AsyncClient(timeout=WITHIN_SECONDS) as client:
         confirmations = await Planner(client, stack, dataset).confirmations(lots)
         mes, qms = [await _delivery(client, stack, system) for system in ("mes", "qms")]
-        backlog = await _settled(client, stack)
+        backlog = await stack.settled(client)
         stack.fault_all(latency_ms=20)
         try:
             produced = []
@@ -272,7 +258,7 @@ async def _latencies(stack: Stack, dataset: Dataset, lots: int) -> list[str]:
                 lot = await _confirm(client, stack, confirmation)
                 if await _time(client, stack, token, received, lot, RECEIVED):
                     produced.append(lot)
-            await _settled(client, stack)
+            await stack.settled(client)
             for index, lot in enumerate(produced):
                 passed = index % 2 == 0
                 await _record(client, stack, lot, passed)
@@ -344,7 +330,7 @@ async def _sustained(stack: Stack, dataset: Dataset, completions: int) -> list[s
     async with httpx.AsyncClient(timeout=WITHIN_SECONDS, limits=limits) as client:
         pending = await Planner(client, stack, dataset, seed=17).confirmations(completions)
         mes = await _delivery(client, stack, "mes")
-        await _settled(client, stack)
+        await stack.settled(client)
         parked_before = await _open_exceptions(client, stack)
         lots: list[str] = []
 
