@@ -93,6 +93,7 @@ class Query:
             for e in result.entries
             if e.lot_id in readable
         ]
+        await Lot.preload(info, [edge.node for edge in edges], "lots", "edges", "node")
         return LotConnection(
             edges=edges,
             page_info=PageInfo(has_next_page=result.has_next_page, end_cursor=edges[-1].cursor if edges else None),

@@ -55,6 +55,26 @@ def test_list_upstream_requests_do_not_grow_with_list_size(
     assert large["erp"] <= 2 and large["qms"] <= 2 and large["wms"] <= 1 and large["mes"] == 0, large
 
 
+def test_a_page_answers_its_lots_batch_fields_from_the_erp_page(
+    gateway: Gateway, plant: Plant, dataset: Dataset
+) -> None:
+    supplier = next(lot.supplier for lot in dataset.lots.values() if lot.supplier)
+    plant.reset_stats()
+    edges = gateway.data(
+        """query($supplier: String) { lots(first: 5, filter: {supplier: $supplier}) { edges { node {
+             id supplierBatch purchaseOrder countryOfOrigin manufacturedOn expiresOn restricted customer } } } }""",
+        {"supplier": supplier},
+    )["lots"]["edges"]
+    assert plant.served() == {"erp": 1, "qms": 0, "wms": 0, "mes": 0}, "the page's batches answer every field"
+    assert len(edges) == 5
+    for node in (edge["node"] for edge in edges):
+        lot = dataset.lots[node["id"]]
+        assert (node["supplierBatch"], node["purchaseOrder"]) == (lot.supplier_batch, lot.purchase_order)
+        assert node["countryOfOrigin"] == lot.country_of_origin
+        assert node["manufacturedOn"] < node["expiresOn"]
+        assert node["restricted"] in (True, False) and node["customer"] is None
+
+
 def test_pages_walk_the_whole_filtered_list(gateway: Gateway, dataset: Dataset) -> None:
     supplier = next(lot.supplier for lot in dataset.lots.values() if lot.supplier)
     expected = sorted(lot.id for lot in dataset.lots.values() if lot.supplier == supplier)

@@ -37,6 +37,28 @@ def test_qms_down_gives_partial_results(gateway: Gateway, plant: Plant, dataset:
         assert error["extensions"]["source"] == "qms"
 
 
+PAGE = """query { lots(first: 20) { edges { node { id ...Quality stock: stockPositions { handlingUnit } } } } }
+fragment Quality on Lot { qualityStatus holds { id } inspections { id status } }"""
+
+
+def test_qms_down_fails_the_qms_fields_of_every_lot_of_a_page(plant: Plant) -> None:
+    """A list loads its lots' fields before they resolve (one request per source): an outage still costs each lot
+    exactly its own QMS fields, through fragments and aliases, and the same page costs one request per source."""
+    with start_gateway(plant) as gateway:  # its own read cache: no stale entry can stand in for QMS
+        plant.fault("qms", down=True)
+        result = gateway.execute(PAGE)
+        edges = result["data"]["lots"]["edges"]
+        assert len(edges) == 20
+        assert all(edge["node"]["stock"] is not None for edge in edges), "WMS fields still resolve"
+        failed = {(error["path"][2], error["path"][-1]): error["extensions"] for error in result["errors"]}
+        assert set(failed) == {(i, field) for i in range(20) for field in ("qualityStatus", "holds", "inspections")}
+        assert all(e["code"] == "UPSTREAM_UNAVAILABLE" and e["source"] == "qms" for e in failed.values())
+        plant.clear_faults()
+        plant.reset_stats()
+        assert "errors" not in gateway.execute(PAGE)
+        assert plant.served() == {"erp": 1, "qms": 3, "wms": 1, "mes": 0}
+
+
 def test_malformed_payload_is_a_contract_violation_naming_the_field(
     gateway: Gateway, plant: Plant, dataset: Dataset
 ) -> None:
