@@ -22,6 +22,7 @@ from resolvers.context import GatewayContext
 from resolvers.selection import selects
 from schema.access import guarded_by
 from schema.consistency import Consistency
+from schema.copies import copy_of
 from schema.enums import GenealogyDirection, QualityStatus, StockStatus
 from schema.genealogy import Genealogy
 from schema.master import Material, Plant, Supplier
@@ -202,15 +203,15 @@ class Lot:
         "erp_stock", graphql_type=list[BookedStock] | None, description="ERP stock by storage location and stock type."
     )
     def booked_stock(self, rows: list[model.ErpStock]) -> list[BookedStock]:
-        return [BookedStock(**row.model_dump(exclude={"lot_id", "material_id"})) for row in rows]
+        return [copy_of(BookedStock, row) for row in rows]
 
     @_lot_read("stock_positions", graphql_type=list[StockPosition] | None, description="WMS stock by handling unit.")
     def stock_positions(self, positions: list[model.StockPosition]) -> list[StockPosition]:
-        return [StockPosition(**p.model_dump(exclude={"lot_id", "material_id"})) for p in positions]
+        return [copy_of(StockPosition, p) for p in positions]
 
     @_lot_read("movements", graphql_type=list[GoodsMovement] | None)
     def movements(self, items: list[model.GoodsMovement]) -> list[GoodsMovement]:
-        return [GoodsMovement(**m.model_dump(exclude={"lot_id", "material_id", "plant_id"})) for m in items]
+        return [copy_of(GoodsMovement, m) for m in items]
 
     @_lot_read("inspections", graphql_type=list[Inspection] | None)
     def inspections(self, items: list[model.Inspection]) -> list[Inspection]:

@@ -11,6 +11,7 @@ from gateway import model
 from gateway.reads import existing
 from resolvers.context import GatewayContext
 from schema.access import guarded_by
+from schema.copies import copy_of
 from schema.master import Material, Plant
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class ProductionExecution:
             good_quantity=execution.good_quantity,
             scrap_quantity=execution.scrap_quantity,
             unit=execution.unit,
-            operations=[OperationCompletion(**op.model_dump()) for op in execution.operations],
+            operations=[copy_of(OperationCompletion, op) for op in execution.operations],
         )
 
 

@@ -11,6 +11,7 @@ from gateway import model
 from gateway.reads import existing
 from resolvers.context import GatewayContext
 from schema.access import guarded_by
+from schema.copies import copy_of
 from schema.enums import HoldStatus, InspectionStatus, NonconformanceState, UsageDecisionCode
 
 if TYPE_CHECKING:
@@ -83,8 +84,8 @@ class Inspection:
             origin=inspection.origin,
             status=inspection.status,
             created_at=inspection.created_at,
-            results=[InspectionResult(**r.model_dump()) for r in inspection.results],
-            usage_decision=None if decision is None else UsageDecision(**decision.model_dump()),
+            results=[copy_of(InspectionResult, r) for r in inspection.results],
+            usage_decision=None if decision is None else copy_of(UsageDecision, decision),
         )
 
 
@@ -100,7 +101,7 @@ class Nonconformance:
 
     @classmethod
     def of(cls, nc: model.Nonconformance) -> Nonconformance:
-        return cls(**nc.model_dump(exclude={"lot_id", "plant_id"}))
+        return copy_of(cls, nc)
 
 
 @strawberry.type
@@ -119,4 +120,4 @@ class QualityHold:
 
     @classmethod
     def of(cls, hold: model.QualityHold) -> QualityHold:
-        return cls(**hold.model_dump(exclude={"lot_id", "plant_id"}))
+        return copy_of(cls, hold)

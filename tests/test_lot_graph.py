@@ -75,6 +75,17 @@ def test_a_page_answers_its_lots_batch_fields_from_the_erp_page(
         assert node["restricted"] in (True, False) and node["customer"] is None
 
 
+def test_a_produced_lots_movements_are_its_receipt_and_its_issues(gateway: Gateway, dataset: Dataset) -> None:
+    lot = next(lot for lot in dataset.lots.values() if lot.order_id and lot.remaining > 0)
+    movements = gateway.data(
+        "query($id: ID!) { lot(id: $id) { movements { movementType quantity productionOrderId } } }", {"id": lot.id}
+    )["lot"]["movements"]
+    receipt = next(m for m in movements if m["movementType"] == "101")
+    assert (receipt["quantity"], receipt["productionOrderId"]) == (pytest.approx(lot.quantity), lot.order_id)
+    issued = sum(m["quantity"] for m in movements if m["movementType"] == "261")
+    assert issued == pytest.approx(lot.quantity - lot.remaining, rel=1e-3)
+
+
 def test_pages_walk_the_whole_filtered_list(gateway: Gateway, dataset: Dataset) -> None:
     supplier = next(lot.supplier for lot in dataset.lots.values() if lot.supplier)
     expected = sorted(lot.id for lot in dataset.lots.values() if lot.supplier == supplier)
