@@ -178,7 +178,8 @@ class ReadCache:
         keep = ttl + self.settings.stale_seconds
         if keep <= 0:  # nothing could ever be served from the cache: do not keep it
             return dict(await self._coalesced(name, list(keys), fetch))
-        entries = dict(zip(keys, await self.entries.get_many([f"{name}:{k}" for k in keys]), strict=True))
+        # Entries of a TTL of 0 (status data) are never fresh: read only if the source fails, not before asking it.
+        entries = await self._entries(name, keys) if ttl > 0 else {}
         now = self.clock()
         found = {k: e.value for k, e in entries.items() if e is not None and now - e.fetched <= ttl}
         self.count(name, "hit", len(found))
@@ -189,6 +190,7 @@ class ReadCache:
         try:
             fetched = await self._coalesced(name, missing, fetch)
         except UpstreamError:
+            entries = entries if ttl > 0 else await self._entries(name, missing)
             stale = {k: e for k in missing if (e := entries.get(k)) is not None}
             if len(stale) < len(missing):
                 raise
@@ -198,6 +200,9 @@ class ReadCache:
         at = self.clock()
         await self.entries.set_many({f"{name}:{k}": _Entry(v, at, at + keep) for k, v in fetched.items()})
         return found | dict(fetched)
+
+    async def _entries(self, name: str, keys: Sequence[str]) -> dict[str, _Entry | None]:
+        return dict(zip(keys, await self.entries.get_many([f"{name}:{k}" for k in keys]), strict=True))
 
     async def _coalesced(
         self, name: str, keys: list[str], fetch: Callable[[list[str]], Awaitable[Mapping[str, Any]]]
