@@ -125,8 +125,9 @@ def _reconcile(args: argparse.Namespace) -> None:
                 done = await reconciliation.run_once(plant, on_page=progress)
                 requests = ", ".join(f"{source.upper()} {n}" for source, n in done.requests.items())
                 rows, total = await store.divergent.page(DivergenceFilter(plants=frozenset([plant])), limit=args.show)
-                print(f"{plant}: swept {done.checked} lots in {done.seconds:.2f} s ({requests} requests); "
-                      f"{total} divergent ({done.divergent_found} new, {done.resolved} resolved)")  # fmt: skip
+                forgotten = f", {done.forgotten} resolved past retention deleted" if done.forgotten else ""
+                print(f"{plant}: swept {done.checked} lots in {done.seconds:.2f} s ({requests} requests); {total} "
+                      f"divergent ({done.divergent_found} new, {done.resolved} resolved{forgotten})")  # fmt: skip
                 for row in rows:
                     print(f"  {row.lot_id}  {','.join(row.kinds)}  {'; '.join(row.statements['disagreements'])}")
                 if total > len(rows):

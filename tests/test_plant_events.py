@@ -6,9 +6,12 @@ change feed."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -18,6 +21,7 @@ from simulators import Dataset
 from simulators.shift import Shift
 from tests.conftest import Plant, eventually, plant_of_its_own, start_gateway
 from tests.events import QUALITY_EVENTS, SECRET, WsClient
+from tests.services import mqtt_connect
 
 WEBHOOKS = {"qms": SECRET, "mes": SECRET, "wms": SECRET}
 
@@ -161,6 +165,28 @@ async def test_a_mes_completion_over_mqtt_is_streamed_and_the_new_lot_is_queryab
             assert {lot for lot, _ in consumed} <= {node["id"] for node in lot["genealogy"]["nodes"]}
         finally:
             _send_events(plant, "mes", {})
+
+
+async def test_each_mqtt_outage_is_retried_from_the_shortest_wait(
+    own_plant: tuple[Plant, Shift], mqtt_server: str
+) -> None:
+    """Another client taking the gateway's client id ends its session; the gateway takes it back after its retry
+    wait, which closes the other client's connection. The wait must start over after every session that was up,
+    not keep doubling across outages (0.5, 1, 2, 4, 8 s...) so that a plant's tenth blip costs 30 s of MES events."""
+    plant, _ = own_plant
+    client_id = f"lotgraph-test-{uuid.uuid4().hex[:8]}"
+    address = urlsplit(mqtt_server)
+    mqtt = MqttSettings(url=mqtt_server, client_id=client_id)
+    with start_gateway(plant, events=EventSettings(webhook_secrets=WEBHOOKS, mqtt=mqtt)) as gateway:
+        waits = []
+        for _ in range(5):
+            await eventually(lambda: httpx.get(f"{gateway.url}/readyz").json()["feeds"].get("mqtt") == "subscribed")
+            with socket.create_connection((address.hostname, address.port), timeout=20) as other:
+                mqtt_connect(other, client_id)
+                started = time.monotonic()
+                assert await asyncio.to_thread(other.recv, 1) == b"", "the gateway took its client id back"
+                waits.append(time.monotonic() - started)
+    assert max(waits) < 2, f"seconds until each reconnection: {waits}"
 
 
 async def test_a_hold_comes_back_through_the_erp_change_feed(own_plant: tuple[Plant, Shift]) -> None:

@@ -1,12 +1,15 @@
 """A recall sends each system its lots in bulk (QMS holds and WMS moves in bulk requests, the ERP's batch flags in
 one OData `$batch`), 500 lots per request, each batch's outcomes recorded together and announced on
 `operationUpdated` as it completes; a lot a system refuses fails alone, saying why, and the others are done.
+A batch changed in the ERP between the ETag read and the `$batch` is flagged on its own.
 On a plant of the module's own: a recall holds hundreds of lots other modules rely on."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -28,6 +31,7 @@ BULK = 500  # lots per bulk request (gateway.contracts.base.BULK_ITEMS)
 ERP_BATCH = "POST /sap/opu/odata/sap/API_BATCH_SRV/$batch"
 ERP_CSRF = "GET /sap/opu/odata/sap/{service}/"
 ERP_PATCH = "PATCH /sap/opu/odata/sap/API_BATCH_SRV/Batch('{key}')"
+ERP_ETAG = "GET /sap/opu/odata/sap/API_BATCH_SRV/Batch('{key}')"
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +121,49 @@ def test_a_lot_a_system_refuses_in_a_bulk_write_fails_alone_saying_why(
     assert (entry["state"], entry["subject"], entry["reasonCode"]) == ("OPEN", op["id"], "UPSTREAM_REJECTED")
     plant.clear_faults()
     assert gateway.data(RETRY, {"id": op["id"]}, token=manager)["retryOperation"]["state"] == "COMPLETED"
+    with httpx.Client() as client:
+        _check_all_blocked(client, plant, lots)
+
+
+def _restrict_in_the_erp(plant: Plant, lot: str) -> None:
+    """A clerk flags the lot's batch restricted in the ERP itself (its ETag changes)."""
+    service = f"{plant.url('erp')}/sap/opu/odata/sap/API_BATCH_SRV"
+    with httpx.Client(timeout=10) as client:
+        token = client.get(f"{service}/", headers={"x-csrf-token": "fetch"}).headers["x-csrf-token"]
+        etag = client.get(f"{service}/Batch('{lot}')").headers["etag"]
+        changed = client.patch(f"{service}/Batch('{lot}')", json={"MatlBatchIsInRstrcdUseStock": True},
+                               headers={"x-csrf-token": token, "if-match": etag})  # fmt: skip
+    assert changed.status_code == 204, changed.text
+
+
+def test_a_batch_changed_in_the_erp_after_its_etag_was_read_is_restricted_on_its_own(
+    own: tuple[Plant, Dataset], gateway: Gateway
+) -> None:
+    """The recall reads every batch's ETag, then sends one `$batch`; a clerk changes one batch in between (the
+    `$batch` is slow to arrive). The ERP refuses that batch's change (412); the gateway reads its ETag again and
+    flags it alone, and the recall completes with every lot blocked."""
+    plant, dataset = own
+    root, lots = _recall_root(dataset, low=50, high=BULK)
+    changed = sorted(lots - {root})[0]
+    plant.reset_stats()
+    plant.fault("erp", latency_ms=1500, paths=["*/$batch"])
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            recall = pool.submit(gateway.data, RECALL, {"lot": root, "key": uuid.uuid4().hex},
+                                 token=gateway.token("qa_manager"))  # fmt: skip
+            deadline = time.monotonic() + 30
+            while ERP_BATCH not in _by_endpoint(plant, "erp"):  # counted as it arrives, before its latency
+                assert time.monotonic() < deadline and not recall.done(), "the recall sent its $batch"
+                time.sleep(0.05)
+            _restrict_in_the_erp(plant, changed)
+            op = recall.result(timeout=60)["placeRecallHold"]
+    finally:
+        plant.clear_faults()
+    assert op["state"] == "COMPLETED", op["error"]
+    erp = _by_endpoint(plant, "erp")
+    assert erp.get(ERP_BATCH) == 1, "every other batch's flag in the one $batch"
+    # The clerk's read and change, and the gateway's: the changed batch's ETag read again and its flag set alone.
+    assert (erp.get(ERP_ETAG), erp.get(ERP_PATCH)) == (2, 2)
     with httpx.Client() as client:
         _check_all_blocked(client, plant, lots)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -178,6 +179,38 @@ async def test_a_lot_diverged_behind_lotgraphs_back_is_found_listed_repaired_and
     audit = gateway.data('{ auditLog(filter: {action: "repairLot"}, first: 50) { entries { decision resource } } }',
                          token=auditor)["auditLog"]["entries"]  # fmt: skip
     assert {(e["decision"], e["resource"]) for e in audit} >= {("ALLOW", f"Lot::{lot}"), ("DENY", f"Lot::{lot}")}
+
+
+def _entries(gateway: Gateway, lot: str) -> list[tuple[str | None]]:
+    """The store's divergence entries of `lot`: (resolved_at,) each, read as the operator's SQL client would."""
+    path = gateway.settings.resolved_store_url.split(":///", 1)[1]
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT resolved_at FROM divergent_lots WHERE lot_id = ?", (lot,)).fetchall()
+
+
+async def test_resolved_divergences_are_deleted_after_their_retention_and_open_ones_stay(
+    own_plant: tuple[Plant, Shift], gateway: Gateway
+) -> None:
+    plant, _ = own_plant
+    still_open, repaired = _released_lot(plant), _released_lot(plant)
+    for lot in (still_open, repaired):
+        _hold_in_qms(plant, lot)
+    assert reconcile(plant, gateway.settings.resolved_store_url, PLANT).returncode == 0
+    engineer = gateway.token("quality_engineer", plants=(PLANT,))
+    done = gateway.data(REPAIR, {"lot": repaired, "key": uuid.uuid4().hex}, token=engineer)["repairLot"]
+    assert done["state"] == "COMPLETED", done
+    assert [resolved is not None for (resolved,) in _entries(gateway, repaired)] == [True]
+
+    kept = reconcile(plant, gateway.settings.resolved_store_url, PLANT)
+    assert kept.returncode == 0 and "past retention" not in kept.stdout, kept.stdout
+    assert len(_entries(gateway, repaired)) == 1, "within the default 90 days the record stays"
+
+    await asyncio.sleep(1)
+    swept = reconcile(plant, gateway.settings.resolved_store_url, PLANT, RESOLVED_RETENTION_DAYS="0.00001")  # 0.86 s
+    assert swept.returncode == 0, swept.stderr
+    assert re.search(r"\d+ resolved past retention deleted", swept.stdout), swept.stdout
+    assert _entries(gateway, repaired) == []
+    assert [resolved for (resolved,) in _entries(gateway, still_open)] == [None], "an open divergence is never deleted"
 
 
 async def test_a_repair_never_makes_regulated_material_available(

@@ -25,6 +25,7 @@ from gateway.events.settings import MqttSettings
 
 log = logging.getLogger("lotgraph.events.mqtt")
 SOURCE = "mes"
+FIRST_RETRY_SECONDS = 0.5  # doubled after each failed attempt, up to 30 s
 
 
 class MqttIngest:
@@ -51,11 +52,13 @@ class MqttIngest:
         self._task = asyncio.create_task(self._run(), name="lotgraph-mqtt")
 
     async def _run(self) -> None:
-        delay = 0.5
+        delay = FIRST_RETRY_SECONDS
         while True:
             try:
                 await self._session()
             except (aiomqtt.MqttError, GatewayError) as exc:  # GatewayError: the inbox did not take a message
+                if self.connected.is_set():  # the session was up: a new outage starts from the shortest wait
+                    delay = FIRST_RETRY_SECONDS
                 self.connected.clear()
                 log.warning("MQTT broker %s: %s; reconnecting in %.1f s", self.url.hostname, exc, delay)
                 await asyncio.sleep(delay)

@@ -104,8 +104,9 @@ class Reconciliation:
                 if not self._holding or not self._due(await self.store.sweeps.get(plant)):  # swept meanwhile
                     continue
                 done = await self.sweep.run(plant, keep_going=lambda: self._holding)
-                log.info("reconciliation of %s: %d lots checked, %d newly divergent, %d resolved",
-                         plant, done.checked, done.divergent_found, done.resolved)  # fmt: skip
+                log.info("reconciliation of %s: %d lots checked, %d newly divergent, %d resolved, %d resolved "
+                         "past retention deleted", plant, done.checked, done.divergent_found, done.resolved,
+                         done.forgotten)  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def _holding_lease(self) -> AsyncIterator[None]:

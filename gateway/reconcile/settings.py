@@ -1,5 +1,6 @@
 """Reconciliation settings (`LOTGRAPH_RECONCILIATION__...`): whether the sweep runs, over which plants, how often,
-in pages of what size, and how many requests per second it may send each source it reads."""
+in pages of what size, how many requests per second it may send each source it reads, and how long resolved
+divergences are kept."""
 
 from __future__ import annotations
 
@@ -31,3 +32,8 @@ class ReconciliationSettings(BaseModel):
         description="Lots per page; at most a source's max_batch_keys keeps a page to one request per source.",
     )  # fmt: skip
     requests_per_second: SweepBudget = Field(default_factory=SweepBudget)
+    resolved_retention_days: float = Field(
+        default=90.0, gt=0,
+        description="How long a resolved divergence is kept (the record of how long it lasted); older ones are "
+        "deleted when a sweep of their plant completes.",
+    )  # fmt: skip

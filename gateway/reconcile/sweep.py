@@ -14,6 +14,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from gateway.consistency import Consistency, assess
 from gateway.contracts.erp import AllOf, BatchQuery, LotPage
@@ -80,6 +81,7 @@ class Progress:
     total: int | None
     divergent_found: int = 0
     resolved: int = 0
+    forgotten: int = 0  # resolved divergences past their retention, deleted when the sweep completed
     requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SWEPT_SOURCES, 0))
     seconds: float = 0.0
     completed: bool = False
@@ -130,6 +132,8 @@ class Sweep:
                 if len(page.lots) < self.settings.page_size:
                     await self.sweeps.complete(plant, progress.checked)
                     progress.completed = True
+                    retention = timedelta(days=self.settings.resolved_retention_days)
+                    progress.forgotten = await self.divergent.forget_resolved(plant, retention)
                     self._completed(plant, state)
                     break
                 cursor = page.lots[-1].id

@@ -3,8 +3,9 @@ each system said, when it was first and last seen and, once the systems agree ag
 
 A lot has at most one open entry (a partial unique index says so). Finding it divergent again updates that entry
 (its kinds, statements and `last_seen`); finding it consistent resolves it, and the entry stays as the record of
-how long the divergence lasted. The plant, material and supplier are kept beside it, so the lists filter and
-narrow to what a caller may read in SQL, never asking the plant's systems.
+how long the divergence lasted, until its plant's retention has passed (`forget_resolved`). The plant, material
+and supplier are kept beside it, so the lists filter and narrow to what a caller may read in SQL, never asking the
+plant's systems.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.errors import StoreConflict
@@ -137,6 +138,15 @@ class DivergentLots:
             return []
         query = select(divergent_lots).where(divergent_lots.c.lot_id.in_(lot_ids), _open())
         return [_entry(row) for row in (await conn.execute(query)).mappings()]
+
+    async def forget_resolved(self, plant: str, older_than: timedelta) -> int:
+        """Delete `plant`'s entries resolved more than `older_than` ago; how many went. Open entries stay."""
+        cutoff = datetime.now(UTC) - older_than
+        async with self.engine.begin() as conn:
+            gone = await conn.execute(
+                delete(divergent_lots).where(divergent_lots.c.plant == plant, divergent_lots.c.resolved_at < cutoff)
+            )
+        return gone.rowcount
 
     async def open_among(self, lot_ids: Collection[str]) -> set[str]:
         """Which of `lot_ids` have an open entry (an index look-up: the cheap test before re-checking a lot)."""
