@@ -119,7 +119,7 @@ async def test_a_revoked_token_is_replaced_once_but_never_in_a_loop(steady: Upst
             await fetch_lots(connector)  # the token is too young to blame: no new fetch
         assert steady.served(TOKEN_REQUESTS) == 1
 
-        auth = connector.auth
+        auth = connector.client.auth
         assert isinstance(auth, ClientCredentials)
         auth.refetch_interval = 0.0  # as if the token had lived long enough
         assert len((await fetch_lots(connector))["items"]) == 2
