@@ -7,7 +7,8 @@ reactions at once; a crashed replica's lease runs out): an entry this process to
 to it and handed over in memory; any other due entry (another replica's, a retry coming due, one left by a dead
 process) is claimed. Each is then marked DONE, due again later (a transient failure, with backoff) or PARKED
 (what retrying cannot fix, in the exception queue), and `published` with that: the dispatcher puts every entry
-on the bus before its reactions run.
+on the bus before its reactions run. Arrivals that come together are inserted in one transaction, and so are DONE
+outcomes (`gateway/store/groups.py`): each caller still returns only once its own row is committed.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.errors import StoreConflict
 from gateway.store import leases
+from gateway.store.groups import GroupCommit
 from gateway.store.tables import inbox
+
+_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}  # each with its INSERT ... ON CONFLICT
 
 
 class InboxState(StrEnum):
@@ -43,25 +47,36 @@ class InboxEntry:
 class Inbox:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # Concurrent arrivals share one transaction, and so do the dispatcher's DONE outcomes (`groups.py`).
+        self._arrivals = GroupCommit(self._store_new)
+        self._finished = GroupCommit(self._mark_done)
 
     async def accept(
         self, event_id: str, event_type: str, source: str, event: dict[str, Any], *, owner: str, seconds: float
     ) -> InboxEntry | None:
         """Store the event, leased to `owner` for `seconds` (it runs the reactions: no claim needed); None when its
-        id is already here (a redelivery: answer it as a duplicate)."""
+        id is already here (a redelivery: answer it as a duplicate). Returns once the row is committed."""
         now = datetime.now(UTC)
-        try:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    inbox.insert().values(
-                        id=event_id, type=event_type, source=source, event=event, state=InboxState.PENDING.value,
-                        published=False, attempts=0, due_at=now, received_at=now, updated_at=now,
-                        lease_owner=owner, lease_until=now + timedelta(seconds=seconds),
-                    )
-                )  # fmt: skip
-        except StoreConflict:
+        row = dict(
+            id=event_id, type=event_type, source=source, event=event, state=InboxState.PENDING.value, published=False,
+            attempts=0, due_at=now, received_at=now, updated_at=now, lease_owner=owner,
+            lease_until=now + timedelta(seconds=seconds),
+        )  # fmt: skip
+        if not await self._arrivals.submit(row):
             return None
         return InboxEntry(event_id, event, published=False, attempts=0, last_error=None)
+
+    async def _store_new(self, rows: list[dict[str, Any]]) -> list[bool]:
+        """Insert a group of arrivals in one transaction: for each, whether it was stored (False: its id was in
+        the inbox already, or came earlier in the same group)."""
+        first: dict[str, int] = {}
+        for i, row in enumerate(rows):
+            first.setdefault(row["id"], i)
+        async with self.engine.begin() as conn:
+            insert = _INSERT[conn.dialect.name](inbox).on_conflict_do_nothing(index_elements=[inbox.c.id])
+            new = [rows[i] for i in first.values()]
+            stored = set((await conn.execute(insert.returning(inbox.c.id), new)).scalars())
+        return [first[row["id"]] == i and row["id"] in stored for i, row in enumerate(rows)]
 
     async def claim(self, owner: str, seconds: float, limit: int) -> list[InboxEntry]:
         """Due PENDING entries, leased to `owner` (`gateway/store/leases.py`), oldest first."""
@@ -78,20 +93,29 @@ class Inbox:
             )
 
     async def done(self, event_id: str, owner: str) -> None:
-        await self._end(event_id, owner, state=InboxState.DONE, last_error=None)
+        await self._finished.submit((event_id, owner))
+
+    async def _mark_done(self, runs: list[tuple[str, str]]) -> list[None]:
+        """DONE for a group of entries, one statement per lease holder (in practice: this process)."""
+        by_owner: dict[str, list[str]] = {}
+        for event_id, owner in runs:
+            by_owner.setdefault(owner, []).append(event_id)
+        for owner, event_ids in by_owner.items():
+            await self._end(event_ids, owner, state=InboxState.DONE, last_error=None)
+        return [None] * len(runs)
 
     async def park(self, event_id: str, owner: str, error: str) -> None:
-        await self._end(event_id, owner, state=InboxState.PARKED, attempts=inbox.c.attempts + 1, last_error=error)
+        await self._end([event_id], owner, state=InboxState.PARKED, attempts=inbox.c.attempts + 1, last_error=error)
 
     async def later(self, event_id: str, owner: str, error: str, delay: float) -> None:
         """A transient failure: counted, kept, and due again after `delay` seconds."""
         due = datetime.now(UTC) + timedelta(seconds=delay)
-        await self._end(event_id, owner, attempts=inbox.c.attempts + 1, last_error=error, due_at=due)
+        await self._end([event_id], owner, attempts=inbox.c.attempts + 1, last_error=error, due_at=due)
 
-    async def _end(self, event_id: str, owner: str, **values: Any) -> None:
-        """The run's outcome; the dispatcher published the entry before running its reactions."""
+    async def _end(self, event_ids: list[str], owner: str, **values: Any) -> None:
+        """The runs' outcome; the dispatcher published each entry before running its reactions."""
         values = {key: value.value if isinstance(value, InboxState) else value for key, value in values.items()}
-        await leases.end(self.engine, inbox, event_id, owner, published=True, **values)
+        await leases.end(self.engine, inbox, event_ids, owner, published=True, **values)
 
     async def requeue(self, event_id: str) -> bool:
         """A PARKED event PENDING again, due now, its attempts counted afresh (an operator fixed the cause)."""

@@ -10,7 +10,7 @@ crashed holder's lease runs out within seconds and another replica takes the job
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,15 +43,16 @@ async def claim(
     return claimed
 
 
-async def end(engine: AsyncEngine, table: Table, row_id: str, owner: str, **values: Any) -> bool:
-    """Record a run's outcome (`values`) and give the lease back, if `owner` still holds it."""
+async def end(engine: AsyncEngine, table: Table, row_ids: Collection[str], owner: str, **values: Any) -> int:
+    """Record runs' outcome (`values`) and give their leases back, for the rows whose lease `owner` still holds
+    (how many: one statement for many rows that ended alike)."""
     async with engine.begin() as conn:
         done = await conn.execute(
             update(table)
-            .where(table.c.id == row_id, table.c.lease_owner == owner)
+            .where(table.c.id.in_(row_ids), table.c.lease_owner == owner)
             .values(**values, lease_owner=None, lease_until=None, updated_at=datetime.now(UTC))
         )
-    return done.rowcount == 1
+    return done.rowcount
 
 
 class Leases:

@@ -97,8 +97,9 @@ class Outbox:
 
     async def _tried(self, delivery_id: str, owner: str, **values: Any) -> bool:
         """One try's outcome, counted; False if `owner`'s lease had run out (another replica has it now)."""
-        return await leases.end(self.engine, deliveries, delivery_id, owner, attempts=deliveries.c.attempts + 1,
-                                **values)  # fmt: skip
+        ended = await leases.end(self.engine, deliveries, [delivery_id], owner, attempts=deliveries.c.attempts + 1,
+                                 **values)  # fmt: skip
+        return ended == 1
 
     async def requeue(self, delivery_id: str) -> bool:
         """A PARKED delivery PENDING again, due now, with fresh tries (an operator fixed the target)."""
