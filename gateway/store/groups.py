@@ -1,4 +1,5 @@
-"""Group commit: concurrent writers of one kind share a transaction, each still awaiting its own commit.
+"""Group commit: concurrent writers of one kind share a transaction, each still awaiting its own commit (the
+inbox's arrivals and DONE outcomes; reconciliation's re-checks, which share their batched reads too).
 
 A webhook is answered only once its event is committed, so every request waits for a commit; with one transaction
 per request, concurrent requests queue for the store's write lock (SQLite's is one per file: they sleep in its
