@@ -17,13 +17,19 @@ PyPI batch by a timer or within one loop tick, which either adds latency or lets
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import StoreError, StoreUnavailable
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}  # each with its INSERT ... ON CONFLICT
 
 
 class GroupCommit(Generic[Item, Result]):
@@ -38,8 +44,8 @@ class GroupCommit(Generic[Item, Result]):
     async def submit(self, item: Item) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._drain())
+        if self._writer is None:  # in a context of its own: the group's writes are no one request's
+            self._writer = asyncio.create_task(self._drain(), context=contextvars.Context())
         return await future
 
     async def _drain(self) -> None:
@@ -77,3 +83,17 @@ def _fail(group: list[tuple[Item, asyncio.Future[Result]]], exc: Exception) -> N
     for _, future in group:
         if not future.done():
             future.set_exception(exc)
+
+
+async def insert_new(engine: AsyncEngine, table: Table, rows: list[dict[str, Any]], key: Sequence[str]) -> list[bool]:
+    """Insert a group of rows in one transaction, skipping each whose `key` (a unique constraint's columns) is in
+    the table already or came earlier in the group: for each row, whether it was stored. The table's primary key is
+    `id`, returned for the rows stored (INSERT ... ON CONFLICT DO NOTHING RETURNING, SQLite and PostgreSQL)."""
+    first: dict[tuple[Any, ...], int] = {}
+    for i, row in enumerate(rows):
+        first.setdefault(tuple(row[column] for column in key), i)
+    async with engine.begin() as conn:
+        insert = _INSERT[conn.dialect.name](table).on_conflict_do_nothing(index_elements=list(key))
+        new = [rows[i] for i in first.values()]
+        stored = set((await conn.execute(insert.returning(table.c.id), new)).scalars())
+    return [first[tuple(row[column] for column in key)] == i and row["id"] in stored for i, row in enumerate(rows)]

@@ -19,14 +19,11 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import and_, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store import leases
-from gateway.store.groups import GroupCommit
+from gateway.store.groups import GroupCommit, insert_new
 from gateway.store.tables import inbox
-
-_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}  # each with its INSERT ... ON CONFLICT
 
 
 class InboxState(StrEnum):
@@ -48,7 +45,7 @@ class Inbox:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         # Concurrent arrivals share one transaction, and so do the dispatcher's DONE outcomes (`groups.py`).
-        self._arrivals = GroupCommit(self._store_new)
+        self._arrivals = GroupCommit(lambda rows: insert_new(engine, inbox, rows, key=("id",)))
         self._finished = GroupCommit(self._mark_done)
 
     async def accept(
@@ -65,18 +62,6 @@ class Inbox:
         if not await self._arrivals.submit(row):
             return None
         return InboxEntry(event_id, event, published=False, attempts=0, last_error=None)
-
-    async def _store_new(self, rows: list[dict[str, Any]]) -> list[bool]:
-        """Insert a group of arrivals in one transaction: for each, whether it was stored (False: its id was in
-        the inbox already, or came earlier in the same group)."""
-        first: dict[str, int] = {}
-        for i, row in enumerate(rows):
-            first.setdefault(row["id"], i)
-        async with self.engine.begin() as conn:
-            insert = _INSERT[conn.dialect.name](inbox).on_conflict_do_nothing(index_elements=[inbox.c.id])
-            new = [rows[i] for i in first.values()]
-            stored = set((await conn.execute(insert.returning(inbox.c.id), new)).scalars())
-        return [first[row["id"]] == i and row["id"] in stored for i, row in enumerate(rows)]
 
     async def claim(self, owner: str, seconds: float, limit: int) -> list[InboxEntry]:
         """Due PENDING entries, leased to `owner` (`gateway/store/leases.py`), oldest first."""

@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.errors import StoreConflict
 from gateway.store import leases
 from gateway.store.exceptions import UNKNOWN_PLANT
+from gateway.store.groups import GroupCommit, insert_new
 from gateway.store.tables import deliveries, joined, record, split_joined, utc
 
 
@@ -54,26 +54,20 @@ class Delivery:
 class Outbox:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._additions = GroupCommit(lambda rows: insert_new(engine, deliveries, rows, key=("target", "event_id")))
 
     async def add(
         self, delivery_id: str, target: str, event_id: str, event_type: str, *, plants: Iterable[str],
         lot_id: str | None, correlation_id: str | None, body: Mapping[str, Any],
     ) -> bool:  # fmt: skip
-        """Store a delivery, due now; False when the target already has one for this event."""
+        """Store a delivery, due now; False when the target already has one for this event. Deliveries added
+        together share one transaction (`groups.py`); each returns once its own is committed."""
         now = datetime.now(UTC)
-        try:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    deliveries.insert().values(
-                        id=delivery_id, target=target, event_id=event_id, event_type=event_type,
-                        plants=joined(set(plants) or {UNKNOWN_PLANT}), lot_id=lot_id, correlation_id=correlation_id,
-                        body=dict(body), state=DeliveryState.PENDING.value, attempts=0, due_at=now, created_at=now,
-                        updated_at=now,
-                    )
-                )  # fmt: skip
-        except StoreConflict:
-            return False
-        return True
+        return await self._additions.submit(dict(
+            id=delivery_id, target=target, event_id=event_id, event_type=event_type,
+            plants=joined(set(plants) or {UNKNOWN_PLANT}), lot_id=lot_id, correlation_id=correlation_id,
+            body=dict(body), state=DeliveryState.PENDING.value, attempts=0, due_at=now, created_at=now, updated_at=now,
+        ))  # fmt: skip
 
     async def claim(self, owner: str, seconds: float, limit: int, targets: Collection[str]) -> list[Delivery]:
         """Due PENDING deliveries to `targets` (the ones this process knows how to reach), leased to `owner`."""

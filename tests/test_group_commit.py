@@ -1,13 +1,13 @@
-"""Group commit of the inbox (`gateway/store/groups.py`), on SQLite and PostgreSQL: events arriving together are
-stored in one transaction, each exactly once, and `accept` returns only once its own row is committed; a duplicate
-inside one group is answered as a duplicate; a group the store refuses answers each of its callers with the error
-and stores nothing of theirs, while a row the store refuses fails alone, its group stored. The dispatcher's DONE
-outcomes share transactions too."""
+"""Group commit (`gateway/store/groups.py`), on SQLite and PostgreSQL: inbox events arriving together are stored
+in one transaction, each exactly once, and `accept` returns only once its own row is committed; a duplicate inside
+one group is answered as a duplicate; a group the store refuses answers each of its callers with the error and
+stores nothing of theirs, while a row the store refuses fails alone, its group stored. The dispatcher's DONE
+outcomes share transactions too, and so do notification deliveries added together (one per target and event)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -126,3 +126,19 @@ async def test_runs_ending_together_are_recorded_done_in_one_transaction(store: 
     assert len(transactions) < 5, f"20 outcomes took {len(transactions)} transactions"
     await store.inbox.done("qms:00", "me")  # again, after its lease was given back: nothing changes, no error
     assert await store.inbox.count_pending() == 0
+
+
+async def test_deliveries_added_together_share_a_transaction_one_per_target_and_event(store: Store) -> None:
+    transactions = commits(store)
+
+    def add(delivery_id: str, target: str, event_id: str) -> Awaitable[bool]:
+        return store.outbox.add(delivery_id, target, event_id, "InspectionCompleted", plants=["P100"], lot_id="L1",
+                                correlation_id=None, body={"event": event_id})  # fmt: skip
+
+    added = await asyncio.gather(*(add(f"msg_{n}{t}", t, f"evt-{n}") for n in range(30) for t in ("a", "b")))
+    assert all(added)
+    assert len(transactions) < 10, f"60 deliveries took {len(transactions)} transactions"
+    again = await asyncio.gather(add("msg_x", "a", "evt-0"), add("msg_y", "c", "evt-0"), add("msg_z", "c", "evt-0"))
+    assert again == [False, True, False], "one delivery per target and event, within a group too"
+    due = await store.outbox.claim("me", 30, 100, ["a", "b", "c"])
+    assert len(due) == 61
