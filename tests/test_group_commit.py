@@ -128,17 +128,33 @@ async def test_runs_ending_together_are_recorded_done_in_one_transaction(store: 
     assert await store.inbox.count_pending() == 0
 
 
+def add(store: Store, delivery_id: str, target: str, event_id: str) -> Awaitable[bool]:
+    return store.outbox.add(delivery_id, target, event_id, "InspectionCompleted", plants=["P100"], lot_id="L1",
+                            correlation_id=None, body={"event": event_id})  # fmt: skip
+
+
 async def test_deliveries_added_together_share_a_transaction_one_per_target_and_event(store: Store) -> None:
     transactions = commits(store)
-
-    def add(delivery_id: str, target: str, event_id: str) -> Awaitable[bool]:
-        return store.outbox.add(delivery_id, target, event_id, "InspectionCompleted", plants=["P100"], lot_id="L1",
-                                correlation_id=None, body={"event": event_id})  # fmt: skip
-
-    added = await asyncio.gather(*(add(f"msg_{n}{t}", t, f"evt-{n}") for n in range(30) for t in ("a", "b")))
+    added = await asyncio.gather(*(add(store, f"msg_{n}{t}", t, f"evt-{n}") for n in range(30) for t in ("a", "b")))
     assert all(added)
     assert len(transactions) < 10, f"60 deliveries took {len(transactions)} transactions"
-    again = await asyncio.gather(add("msg_x", "a", "evt-0"), add("msg_y", "c", "evt-0"), add("msg_z", "c", "evt-0"))
+    again = await asyncio.gather(
+        add(store, "msg_x", "a", "evt-0"), add(store, "msg_y", "c", "evt-0"), add(store, "msg_z", "c", "evt-0")
+    )
     assert again == [False, True, False], "one delivery per target and event, within a group too"
     due = await store.outbox.claim("me", 30, 100, ["a", "b", "c"])
     assert len(due) == 61
+
+
+async def test_deliveries_ending_together_are_recorded_in_one_transaction_by_their_lease_holder(store: Store) -> None:
+    await asyncio.gather(*(add(store, f"msg_{n}", "a", f"evt-{n}") for n in range(20)))
+    claimed = await store.outbox.claim("me", 30, 100, ["a"])
+    transactions = commits(store)
+    *mine, stranger = await asyncio.gather(
+        *(store.outbox.delivered(delivery.id, "me") for delivery in claimed), store.outbox.delivered("msg_0", "other")
+    )
+    assert len(mine) == 20 and all(mine) and stranger is False, "only the lease's holder records an outcome"
+    assert len(transactions) < 5, f"20 outcomes took {len(transactions)} transactions"
+    async with store.engine.connect() as conn:
+        states = (await conn.execute(text("SELECT state, attempts FROM deliveries"))).all()
+    assert set(states) == {("DELIVERED", 1)}

@@ -81,26 +81,21 @@ class Inbox:
         await self._finished.submit((event_id, owner))
 
     async def _mark_done(self, runs: list[tuple[str, str]]) -> list[None]:
-        """DONE for a group of entries, one statement per lease holder (in practice: this process)."""
-        by_owner: dict[str, list[str]] = {}
-        for event_id, owner in runs:
-            by_owner.setdefault(owner, []).append(event_id)
-        for owner, event_ids in by_owner.items():
-            await self._end(event_ids, owner, state=InboxState.DONE, last_error=None)
+        await self._end(runs, state=InboxState.DONE, last_error=None)
         return [None] * len(runs)
 
     async def park(self, event_id: str, owner: str, error: str) -> None:
-        await self._end([event_id], owner, state=InboxState.PARKED, attempts=inbox.c.attempts + 1, last_error=error)
+        await self._end([(event_id, owner)], state=InboxState.PARKED, attempts=inbox.c.attempts + 1, last_error=error)
 
     async def later(self, event_id: str, owner: str, error: str, delay: float) -> None:
         """A transient failure: counted, kept, and due again after `delay` seconds."""
         due = datetime.now(UTC) + timedelta(seconds=delay)
-        await self._end([event_id], owner, attempts=inbox.c.attempts + 1, last_error=error, due_at=due)
+        await self._end([(event_id, owner)], attempts=inbox.c.attempts + 1, last_error=error, due_at=due)
 
-    async def _end(self, event_ids: list[str], owner: str, **values: Any) -> None:
-        """The runs' outcome; the dispatcher published each entry before running its reactions."""
+    async def _end(self, runs: list[tuple[str, str]], **values: Any) -> None:
+        """The runs' outcome (entry id, lease holder); the dispatcher published each entry before its reactions."""
         values = {key: value.value if isinstance(value, InboxState) else value for key, value in values.items()}
-        await leases.end(self.engine, inbox, event_ids, owner, published=True, **values)
+        await leases.end(self.engine, inbox, runs, published=True, **values)
 
     async def requeue(self, event_id: str) -> bool:
         """A PARKED event PENDING again, due now, its attempts counted afresh (an operator fixed the cause)."""

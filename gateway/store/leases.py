@@ -45,16 +45,25 @@ async def claim(
     return [claimed[row_id] for row_id in candidates if row_id in claimed]
 
 
-async def end(engine: AsyncEngine, table: Table, row_ids: Collection[str], owner: str, **values: Any) -> int:
-    """Record runs' outcome (`values`) and give their leases back, for the rows whose lease `owner` still holds
-    (how many: one statement for many rows that ended alike)."""
+async def end(
+    engine: AsyncEngine, table: Table, runs: Collection[tuple[str, str]], **values: Any
+) -> set[tuple[str, str]]:
+    """Record runs' outcome (`values`) and give their leases back, for each run (row id, lease holder) whose holder
+    still holds the lease: the runs ended. Runs that ended alike take one statement per holder."""
+    by_owner: dict[str, list[str]] = {}
+    for row_id, owner in runs:
+        by_owner.setdefault(owner, []).append(row_id)
+    ended: set[tuple[str, str]] = set()
     async with engine.begin() as conn:
-        done = await conn.execute(
-            update(table)
-            .where(table.c.id.in_(row_ids), table.c.lease_owner == owner)
-            .values(**values, lease_owner=None, lease_until=None, updated_at=datetime.now(UTC))
-        )
-    return done.rowcount
+        for owner, row_ids in by_owner.items():
+            done = await conn.execute(
+                update(table)
+                .where(table.c.id.in_(row_ids), table.c.lease_owner == owner)
+                .values(**values, lease_owner=None, lease_until=None, updated_at=datetime.now(UTC))
+                .returning(table.c.id)
+            )
+            ended.update((row_id, owner) for row_id in done.scalars())
+    return ended
 
 
 class Leases:
