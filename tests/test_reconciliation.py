@@ -252,7 +252,7 @@ async def test_an_event_about_a_lot_re_checks_it_at_once(own_plant: tuple[Plant,
 async def test_the_lots_of_a_burst_of_events_are_re_checked_together(own_plant: tuple[Plant, Shift]) -> None:
     """Twenty lots blocked in the WMS behind lotgraph's back, then an event about each, all at once: every lot is
     listed divergent by its event's re-check, and the WMS is asked about them in a few batched reads (its answers
-    held back 300 ms, so the events arrive while the first re-check runs), not once per event."""
+    held back 500 ms, so the events arrive while the first re-check runs), not once per event."""
     plant, _ = own_plant
     events = EventSettings(webhook_secrets={"qms": SECRET}, containment=ContainmentSettings(enabled=False))
     settings = ReconciliationSettings(plants=["P300"], interval_seconds=3600)
@@ -262,7 +262,7 @@ async def test_the_lots_of_a_burst_of_events_are_re_checked_together(own_plant: 
         lots = [_released_lot(plant) for _ in range(20)]
         for lot in lots:
             _move_in_wms(plant, lot, "BLOCKED")
-        plant.fault("wms", latency_ms=300)
+        plant.fault("wms", latency_ms=500)
         try:
             plant.reset_stats()
             async with httpx.AsyncClient(timeout=30) as client:
@@ -280,7 +280,7 @@ async def test_the_lots_of_a_burst_of_events_are_re_checked_together(own_plant: 
 
             assert await eventually(all_listed)
             wms_reads = plant.admin("wms", "GET", "stats").json()["total"]
-            assert 1 <= wms_reads <= 5, f"the WMS was asked {wms_reads} times about 20 lots"
+            assert 1 <= wms_reads <= 10, f"the WMS was asked {wms_reads} times about 20 lots (once each: 20+)"
         finally:
             plant.clear_faults()
 
