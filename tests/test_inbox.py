@@ -271,6 +271,10 @@ async def test_the_erp_feed_cursor_moves_only_past_postings_the_inbox_has(plant:
                     break
                 await asyncio.sleep(0.25)
             assert await one(stored, lot=lot), "the page's events reached the inbox"
+            for _ in range(40):  # saved once the whole page is in (events after this lot's may still be going in)
+                if await one("SELECT cursor FROM ingest_cursors WHERE source = 'erp'") != before:
+                    break
+                await asyncio.sleep(0.25)
             assert await one("SELECT cursor FROM ingest_cursors WHERE source = 'erp'") != before
     finally:
         await engine.dispose()

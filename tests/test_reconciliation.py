@@ -8,6 +8,7 @@ budget (counted at the simulators), and `lotgraph reconcile` prints what it foun
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sqlite3
@@ -27,7 +28,7 @@ from gateway.settings import Mode
 from gateway.workflows.settings import WorkflowSettings
 from simulators.shift import Shift
 from tests.conftest import Gateway, Plant, eventually, plant_of_its_own, production_auth, start_gateway
-from tests.events import SECRET
+from tests.events import SECRET, QmsEvents, sign
 
 PLANT = "P100"
 OTHER = "P200"
@@ -279,6 +280,42 @@ async def test_an_event_about_a_lot_re_checks_it_at_once(own_plant: tuple[Plant,
             assert _listed(gateway, engineer, lot) is not None
         finally:
             plant.admin("qms", "PUT", "events", json={})
+
+
+async def test_the_lots_of_a_burst_of_events_are_re_checked_together(own_plant: tuple[Plant, Shift]) -> None:
+    """Twenty lots blocked in the WMS behind lotgraph's back, then an event about each, all at once: every lot is
+    listed divergent by its event's re-check, and the WMS is asked about them in a few batched reads (its answers
+    held back 500 ms, so the events arrive while the first re-check runs), not once per event."""
+    plant, _ = own_plant
+    events = EventSettings(webhook_secrets={"qms": SECRET}, containment=ContainmentSettings(enabled=False))
+    settings = ReconciliationSettings(plants=["P300"], interval_seconds=3600)
+    qms = QmsEvents(plant.dataset)
+    with start_gateway(plant, events=events, workflows=WorkflowSettings(enabled=False),
+                       reconciliation=settings) as gateway:  # fmt: skip
+        lots = [_released_lot(plant) for _ in range(20)]
+        for lot in lots:
+            _move_in_wms(plant, lot, "BLOCKED")
+        plant.fault("wms", latency_ms=500)
+        try:
+            plant.reset_stats()
+            async with httpx.AsyncClient(timeout=30) as client:
+                bodies = [json.dumps(qms.status_changed(lot, "RELEASED", "RELEASED")) for lot in lots]
+                answers = await asyncio.gather(*(
+                    client.post(f"{gateway.url}/webhooks/qms", content=body, headers=sign(SECRET, body))
+                    for body in bodies
+                ))  # fmt: skip
+            assert [answer.status_code for answer in answers] == [202] * 20
+            engineer = gateway.token("quality_engineer", plants=(PLANT,))
+
+            def all_listed() -> bool:
+                found = gateway.data(DIVERGENT, {"filter": {"plant": PLANT}}, token=engineer)["divergentLots"]
+                return set(lots) <= {edge["node"]["lotId"] for edge in found["edges"]}
+
+            assert await eventually(all_listed)
+            wms_reads = plant.admin("wms", "GET", "stats").json()["total"]
+            assert 1 <= wms_reads <= 10, f"the WMS was asked {wms_reads} times about 20 lots (once each: 20+)"
+        finally:
+            plant.clear_faults()
 
 
 def _sweep_state(gateway: Gateway, plant: str) -> dict[str, Any]:

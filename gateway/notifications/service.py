@@ -9,6 +9,7 @@ run again, finds the deliveries already there. A slow or dead target therefore n
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from gateway.errors import BadUserInput
@@ -33,11 +34,12 @@ class Notifications:
         wanting = [name for name, target in self.settings.targets.items() if target.wants(event)]
         body = message.body(event) if wanting else {}
         plants, lot_id = [event.plant] if event.plant else [], event.lot.id if event.lot else None
-        stored = [
-            await worker.outbox.add(f"msg_{uuid.uuid4().hex}", name, event.id, event.type.value, plants=plants,
-                                    lot_id=lot_id, correlation_id=event.correlation_id, body=body)
+        # Added together: one transaction for every target's delivery (gateway/store/groups.py).
+        stored = await asyncio.gather(*(
+            worker.outbox.add(f"msg_{uuid.uuid4().hex}", name, event.id, event.type.value, plants=plants,
+                              lot_id=lot_id, correlation_id=event.correlation_id, body=body)
             for name in wanting
-        ]  # fmt: skip
+        ))  # fmt: skip
         if any(stored):
             worker.wake()
 

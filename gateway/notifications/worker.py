@@ -82,7 +82,8 @@ class DeliveryWorker:
     async def _record(self, delivery: Delivery, outcome: Outcome) -> None:
         tries = delivery.attempts + 1
         if outcome.delivered:
-            if await self.outbox.delivered(delivery.id, self.owner):
+            # Only a delivery that failed before can have an exception entry waiting (as the dispatcher's events).
+            if await self.outbox.delivered(delivery.id, self.owner) and delivery.last_error is not None:
                 await self.exceptions.settle(ExceptionKind.NOTIFICATION, delivery.id, ExceptionState.RESOLVED,
                                              by="lotgraph", why="delivered")  # fmt: skip
         elif tries < self.settings.attempts:

@@ -7,7 +7,9 @@ caller may read.
   systems see one sweep at a time, at the sweep's own budget, whatever the number of replicas.
 - Re-checks: the lot of every plant event (a reaction, after the workflows), and the lots of every completed
   operation that are listed divergent, are judged again at once through the interactive connectors. A re-check
-  never fails the event: the next sweep judges the lot anyway.
+  never fails the event: the next sweep judges the lot anyway. The lots of events handled while a re-check runs
+  are re-checked together next (`gateway/store/groups.py`): a burst of events costs a few batched reads, not
+  four requests per event.
 - Reads: `page` lists open divergent lots narrowed in SQL to the caller's read scope, each shown lot decided by
   Cedar's `readLot` from the plant, material and supplier stored with it.
 """
@@ -34,6 +36,7 @@ from gateway.reconcile.sweep import Progress, Sweep, budgeted, judge, observe_re
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.store.divergence import AGES, DivergenceFilter, DivergentLot, Readable
+from gateway.store.groups import GroupCommit
 from gateway.store.operations import Operation
 from gateway.store.sweeps import SweepState
 from gateway.telemetry import Metrics
@@ -65,6 +68,7 @@ class Reconciliation:
         self._holding = False
         self._plant_list: tuple[float, list[str]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._rechecks = GroupCommit(self._recheck_group, most=settings.page_size)
 
     @classmethod
     def open(cls, settings: Settings, store: Store, upstream: Upstream, metrics: Metrics) -> Reconciliation:
@@ -170,13 +174,18 @@ class Reconciliation:
         observe_resolved(self.metrics, recorded.resolved)
 
     async def react(self, event: Event) -> None:
-        """The reaction to every plant event: its lot judged again (after the workflows' reactions ran)."""
+        """The reaction to every plant event: its lot judged again (after the workflows' reactions ran). Events
+        handled together are re-checked together: one batched read per source and one record for the group."""
         if event.lot is None:
             return
         try:
-            await self.recheck([event.lot.id])
+            await self._rechecks.submit(event.lot.id)
         except Exception as exc:  # never the event's failure: the sweep judges the lot anyway
             log.warning("re-check of lot %s after event %s failed: %s", event.lot.id, event.id, exc)
+
+    async def _recheck_group(self, lot_ids: list[str]) -> list[None]:
+        await self.recheck(list(dict.fromkeys(lot_ids)))
+        return [None] * len(lot_ids)
 
     async def operation_completed(self, op: Operation) -> None:
         """A completed operation's lots that are listed divergent, judged again (a repair leaves the list now)."""

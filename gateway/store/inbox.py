@@ -7,7 +7,8 @@ reactions at once; a crashed replica's lease runs out): an entry this process to
 to it and handed over in memory; any other due entry (another replica's, a retry coming due, one left by a dead
 process) is claimed. Each is then marked DONE, due again later (a transient failure, with backoff) or PARKED
 (what retrying cannot fix, in the exception queue), and `published` with that: the dispatcher puts every entry
-on the bus before its reactions run.
+on the bus before its reactions run. Arrivals that come together are inserted in one transaction, and so are DONE
+outcomes (`gateway/store/groups.py`): each caller still returns only once its own row is committed.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.errors import StoreConflict
 from gateway.store import leases
+from gateway.store.groups import GroupCommit, insert_new
 from gateway.store.tables import inbox
 
 
@@ -43,23 +44,22 @@ class InboxEntry:
 class Inbox:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # Concurrent arrivals share one transaction, and so do the dispatcher's DONE outcomes (`groups.py`).
+        self._arrivals = GroupCommit(lambda rows: insert_new(engine, inbox, rows, key=("id",)))
+        self._finished = GroupCommit(self._mark_done)
 
     async def accept(
         self, event_id: str, event_type: str, source: str, event: dict[str, Any], *, owner: str, seconds: float
     ) -> InboxEntry | None:
         """Store the event, leased to `owner` for `seconds` (it runs the reactions: no claim needed); None when its
-        id is already here (a redelivery: answer it as a duplicate)."""
+        id is already here (a redelivery: answer it as a duplicate). Returns once the row is committed."""
         now = datetime.now(UTC)
-        try:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    inbox.insert().values(
-                        id=event_id, type=event_type, source=source, event=event, state=InboxState.PENDING.value,
-                        published=False, attempts=0, due_at=now, received_at=now, updated_at=now,
-                        lease_owner=owner, lease_until=now + timedelta(seconds=seconds),
-                    )
-                )  # fmt: skip
-        except StoreConflict:
+        row = dict(
+            id=event_id, type=event_type, source=source, event=event, state=InboxState.PENDING.value, published=False,
+            attempts=0, due_at=now, received_at=now, updated_at=now, lease_owner=owner,
+            lease_until=now + timedelta(seconds=seconds),
+        )  # fmt: skip
+        if not await self._arrivals.submit(row):
             return None
         return InboxEntry(event_id, event, published=False, attempts=0, last_error=None)
 
@@ -78,20 +78,24 @@ class Inbox:
             )
 
     async def done(self, event_id: str, owner: str) -> None:
-        await self._end(event_id, owner, state=InboxState.DONE, last_error=None)
+        await self._finished.submit((event_id, owner))
+
+    async def _mark_done(self, runs: list[tuple[str, str]]) -> list[None]:
+        await self._end(runs, state=InboxState.DONE, last_error=None)
+        return [None] * len(runs)
 
     async def park(self, event_id: str, owner: str, error: str) -> None:
-        await self._end(event_id, owner, state=InboxState.PARKED, attempts=inbox.c.attempts + 1, last_error=error)
+        await self._end([(event_id, owner)], state=InboxState.PARKED, attempts=inbox.c.attempts + 1, last_error=error)
 
     async def later(self, event_id: str, owner: str, error: str, delay: float) -> None:
         """A transient failure: counted, kept, and due again after `delay` seconds."""
         due = datetime.now(UTC) + timedelta(seconds=delay)
-        await self._end(event_id, owner, attempts=inbox.c.attempts + 1, last_error=error, due_at=due)
+        await self._end([(event_id, owner)], attempts=inbox.c.attempts + 1, last_error=error, due_at=due)
 
-    async def _end(self, event_id: str, owner: str, **values: Any) -> None:
-        """The run's outcome; the dispatcher published the entry before running its reactions."""
+    async def _end(self, runs: list[tuple[str, str]], **values: Any) -> None:
+        """The runs' outcome (entry id, lease holder); the dispatcher published each entry before its reactions."""
         values = {key: value.value if isinstance(value, InboxState) else value for key, value in values.items()}
-        await leases.end(self.engine, inbox, event_id, owner, published=True, **values)
+        await leases.end(self.engine, inbox, runs, published=True, **values)
 
     async def requeue(self, event_id: str) -> bool:
         """A PARKED event PENDING again, due now, its attempts counted afresh (an operator fixed the cause)."""

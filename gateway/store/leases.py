@@ -1,16 +1,16 @@
 """Leases: how replicas sharing the store never do the same work at once.
 
 Two kinds. Row leases (`claim`, `end`): a worker takes due rows (the inbox's events, the outbox's deliveries) under
-a lease; a row is free when no live lease covers it; each candidate is taken by a conditional UPDATE, so two replicas
-never both win one, and a crashed holder's claim simply runs out. An outcome is recorded only by the lease's holder
-(a run that outlived its lease writes nothing over its successor's) and gives the lease back. Named leases
+a lease; a row is free when no live lease covers it; the candidates are taken by one conditional UPDATE, so two
+replicas never both win one, and a crashed holder's claim simply runs out. An outcome is recorded only by the lease's
+holder (a run that outlived its lease writes nothing over its successor's) and gives the lease back. Named leases
 (`Leases`): a job only one replica may do at a time (the reconciliation sweeper), short and renewed while held, so a
 crashed holder's lease runs out within seconds and another replica takes the job over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,34 +24,46 @@ from gateway.store.tables import leases
 async def claim(
     engine: AsyncEngine, table: Table, due: ColumnElement[bool], order: Any, owner: str, seconds: float, limit: int
 ) -> list[Mapping[str, Any]]:
-    """Up to `limit` rows matching `due` that no live lease covers, leased to `owner` for `seconds`, in `order`."""
+    """Up to `limit` rows matching `due` that no live lease covers, leased to `owner` for `seconds`, in `order`.
+    The candidates are read, then taken in one conditional UPDATE ... RETURNING: a row another replica took
+    meanwhile no longer matches it (PostgreSQL re-checks the condition once the other's lock is released)."""
     now = datetime.now(UTC)
     free = or_(table.c.lease_until.is_(None), table.c.lease_until < now)
+    query = select(table.c.id).where(due, free).order_by(order).limit(limit)
     async with engine.connect() as conn:
-        candidates = (await conn.execute(select(table.c.id).where(due, free).order_by(order).limit(limit))).scalars()
-        candidates = list(candidates)
-    claimed = []
-    for row_id in candidates:
-        async with engine.begin() as conn:
-            won = await conn.execute(
-                update(table)
-                .where(table.c.id == row_id, due, free)
-                .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
-            )
-            if won.rowcount == 1:
-                claimed.append((await conn.execute(select(table).where(table.c.id == row_id))).mappings().one())
-    return claimed
-
-
-async def end(engine: AsyncEngine, table: Table, row_id: str, owner: str, **values: Any) -> bool:
-    """Record a run's outcome (`values`) and give the lease back, if `owner` still holds it."""
+        candidates = list((await conn.execute(query)).scalars())
+    if not candidates:
+        return []
     async with engine.begin() as conn:
-        done = await conn.execute(
+        won = await conn.execute(
             update(table)
-            .where(table.c.id == row_id, table.c.lease_owner == owner)
-            .values(**values, lease_owner=None, lease_until=None, updated_at=datetime.now(UTC))
+            .where(table.c.id.in_(candidates), due, free)
+            .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
+            .returning(*table.c)
         )
-    return done.rowcount == 1
+        claimed = {row["id"]: row for row in won.mappings()}
+    return [claimed[row_id] for row_id in candidates if row_id in claimed]
+
+
+async def end(
+    engine: AsyncEngine, table: Table, runs: Collection[tuple[str, str]], **values: Any
+) -> set[tuple[str, str]]:
+    """Record runs' outcome (`values`) and give their leases back, for each run (row id, lease holder) whose holder
+    still holds the lease: the runs ended. Runs that ended alike take one statement per holder."""
+    by_owner: dict[str, list[str]] = {}
+    for row_id, owner in runs:
+        by_owner.setdefault(owner, []).append(row_id)
+    ended: set[tuple[str, str]] = set()
+    async with engine.begin() as conn:
+        for owner, row_ids in by_owner.items():
+            done = await conn.execute(
+                update(table)
+                .where(table.c.id.in_(row_ids), table.c.lease_owner == owner)
+                .values(**values, lease_owner=None, lease_until=None, updated_at=datetime.now(UTC))
+                .returning(table.c.id)
+            )
+            ended.update((row_id, owner) for row_id in done.scalars())
+    return ended
 
 
 class Leases:

@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.errors import StoreConflict
 from gateway.store import leases
 from gateway.store.exceptions import UNKNOWN_PLANT
+from gateway.store.groups import GroupCommit, insert_new
 from gateway.store.tables import deliveries, joined, record, split_joined, utc
 
 
@@ -54,26 +54,21 @@ class Delivery:
 class Outbox:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._additions = GroupCommit(lambda rows: insert_new(engine, deliveries, rows, key=("target", "event_id")))
+        self._deliveries_done = GroupCommit(self._mark_delivered)
 
     async def add(
         self, delivery_id: str, target: str, event_id: str, event_type: str, *, plants: Iterable[str],
         lot_id: str | None, correlation_id: str | None, body: Mapping[str, Any],
     ) -> bool:  # fmt: skip
-        """Store a delivery, due now; False when the target already has one for this event."""
+        """Store a delivery, due now; False when the target already has one for this event. Deliveries added
+        together share one transaction (`groups.py`); each returns once its own is committed."""
         now = datetime.now(UTC)
-        try:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    deliveries.insert().values(
-                        id=delivery_id, target=target, event_id=event_id, event_type=event_type,
-                        plants=joined(set(plants) or {UNKNOWN_PLANT}), lot_id=lot_id, correlation_id=correlation_id,
-                        body=dict(body), state=DeliveryState.PENDING.value, attempts=0, due_at=now, created_at=now,
-                        updated_at=now,
-                    )
-                )  # fmt: skip
-        except StoreConflict:
-            return False
-        return True
+        return await self._additions.submit(dict(
+            id=delivery_id, target=target, event_id=event_id, event_type=event_type,
+            plants=joined(set(plants) or {UNKNOWN_PLANT}), lot_id=lot_id, correlation_id=correlation_id,
+            body=dict(body), state=DeliveryState.PENDING.value, attempts=0, due_at=now, created_at=now, updated_at=now,
+        ))  # fmt: skip
 
     async def claim(self, owner: str, seconds: float, limit: int, targets: Collection[str]) -> list[Delivery]:
         """Due PENDING deliveries to `targets` (the ones this process knows how to reach), leased to `owner`."""
@@ -86,19 +81,24 @@ class Outbox:
         return [_delivery(row) for row in rows]
 
     async def delivered(self, delivery_id: str, owner: str) -> bool:
-        return await self._tried(delivery_id, owner, state=DeliveryState.DELIVERED.value, last_error=None)
+        """DELIVERED; False if `owner`'s lease had run out. Deliveries ending together share one statement."""
+        return await self._deliveries_done.submit((delivery_id, owner))
+
+    async def _mark_delivered(self, tries: list[tuple[str, str]]) -> list[bool]:
+        ended = await self._tried(tries, state=DeliveryState.DELIVERED.value, last_error=None)
+        return [one in ended for one in tries]
 
     async def later(self, delivery_id: str, owner: str, error: str, delay: float) -> bool:
         due = datetime.now(UTC) + timedelta(seconds=delay)
-        return await self._tried(delivery_id, owner, last_error=error, due_at=due)
+        return bool(await self._tried([(delivery_id, owner)], last_error=error, due_at=due))
 
     async def park(self, delivery_id: str, owner: str, error: str) -> bool:
-        return await self._tried(delivery_id, owner, state=DeliveryState.PARKED.value, last_error=error)
+        return bool(await self._tried([(delivery_id, owner)], state=DeliveryState.PARKED.value, last_error=error))
 
-    async def _tried(self, delivery_id: str, owner: str, **values: Any) -> bool:
-        """One try's outcome, counted; False if `owner`'s lease had run out (another replica has it now)."""
-        return await leases.end(self.engine, deliveries, delivery_id, owner, attempts=deliveries.c.attempts + 1,
-                                **values)  # fmt: skip
+    async def _tried(self, tries: list[tuple[str, str]], **values: Any) -> set[tuple[str, str]]:
+        """Tries' outcome (delivery id, lease holder), counted; the tries whose holder's lease had not run out
+        (another replica has the others now)."""
+        return await leases.end(self.engine, deliveries, tries, attempts=deliveries.c.attempts + 1, **values)
 
     async def requeue(self, delivery_id: str) -> bool:
         """A PARKED delivery PENDING again, due now, with fresh tries (an operator fixed the target)."""
