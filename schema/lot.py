@@ -21,6 +21,7 @@ from schema.consistency import Consistency
 from schema.enums import GenealogyDirection, QualityStatus, StockStatus
 from schema.genealogy import Genealogy
 from schema.master import Material, Plant, Supplier
+from schema.plain import PRESET, UNSET, Unset
 from schema.production import ProductionOrder
 from schema.quality import Inspection, Nonconformance, QualityHold
 
@@ -73,6 +74,8 @@ class Lot:
     id: strawberry.ID
     material_hint: strawberry.Private[str | None] = None
     authorized: strawberry.Private[bool] = False
+    # Filled by a genealogy, which loads its lots' materials at once (`schema/plain.py`'s presets).
+    preset_material: strawberry.Private[Material | Unset | None] = UNSET
 
     @classmethod
     async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Lot:
@@ -93,10 +96,12 @@ class Lot:
             raise NotFound(f"ERP has no batch {self.id}", source="erp")
         return batch
 
-    @strawberry.field(graphql_type=Material | None)
+    @strawberry.field(graphql_type=Material | None, metadata={PRESET: "preset_material"})
     def material(self, info: Info) -> Material | Awaitable[Material | None] | None:
         """Answered at once when this request has loaded the material already (a genealogy loads its lots' few
-        materials before its nodes resolve): 12,000 nodes then make no coroutine each."""
+        materials before its nodes resolve, and presets them): 12,000 nodes then make no coroutine each."""
+        if not isinstance(self.preset_material, Unset):
+            return self.preset_material
         loaded = ready(info.context.loaders.material, self.material_hint) if self.material_hint else None
         if self.authorized and loaded is not None:
             return Material.of(material) if (material := loaded.result()) else None
@@ -211,8 +216,16 @@ class Lot:
         traced = Genealogy.of(walk, readable=await info.context.guard.readable_lots(walk.nodes))
         if selects(info.selected_fields, "genealogy", "nodes", "material"):
             # A failed load stays in the loader: each node's `material` then reports it, as it would have alone.
-            materials = {lot.material_hint for lot in traced.nodes if lot.material_hint}
-            await asyncio.gather(*map(info.context.loaders.material.load, materials), return_exceptions=True)
+            materials = list({lot.material_hint for lot in traced.nodes if lot.material_hint})
+            loaded = await asyncio.gather(*map(info.context.loaders.material.load, materials), return_exceptions=True)
+            preset = {
+                material_id: Material.of(material) if material else None
+                for material_id, material in zip(materials, loaded, strict=True)
+                if not isinstance(material, BaseException)
+            }
+            for lot in traced.nodes:
+                if lot.material_hint in preset:
+                    lot.preset_material = preset[lot.material_hint]
         if traced.redacted_count:  # said without being asked: a recall built from this trace would miss lots
             info.context.notify(GenealogyRedacted(
                 f"{traced.redacted_count} of {len(walk.nodes)} lots of this genealogy are outside what you may read "
