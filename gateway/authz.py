@@ -113,8 +113,10 @@ class Guard:
         decisions = [next(decided) if batch is not None else None for batch in batches]
         self._lot_decisions.update(zip(lot_ids, decisions, strict=True))
         self._log("readLot", [d for d in decisions if d is not None])
-        unknown = (NotFound(f"no lot '{lot_id}'", argument="id") for lot_id in lot_ids)
-        return [decision or next(unknown) for decision in decisions]
+        return [
+            decision or NotFound(f"no lot '{lot_id}'", argument="id")
+            for lot_id, decision in zip(lot_ids, decisions, strict=True)
+        ]
 
     async def _decide_cost_reads(self, material_ids: list[str]) -> list[Decision]:
         materials = await self.loaders.material.load_many(material_ids)

@@ -33,6 +33,18 @@ def test_supplier_reads_its_own_lot_but_not_anothers(gateway: Gateway, dataset: 
     assert "no policy permits" in error["message"]
 
 
+def test_lots_asked_together_that_the_erp_does_not_know_are_each_not_found_by_their_own_id(
+    gateway: Gateway, dataset: Dataset
+) -> None:
+    """One request's lot reads are decided in one batch: each unknown lot's NOT_FOUND names that lot."""
+    query = "query($a: ID!, $b: ID!, $c: ID!) { a: lot(id: $a) { id } b: lot(id: $b) { id } c: lot(id: $c) { id } }"
+    result = gateway.execute(query, {"a": dataset.recall_lot, "b": "NO-SUCH-LOT-1", "c": "NO-SUCH-LOT-2"})
+    assert result["data"] == {"a": {"id": dataset.recall_lot}, "b": None, "c": None}
+    errors = {error["path"][0]: error for error in result["errors"]}
+    assert {path: error["extensions"]["code"] for path, error in errors.items()} == {"b": "NOT_FOUND", "c": "NOT_FOUND"}
+    assert "NO-SUCH-LOT-1" in errors["b"]["message"] and "NO-SUCH-LOT-2" in errors["c"]["message"]
+
+
 def test_supplier_lists_only_its_own_lots(gateway: Gateway, dataset: Dataset) -> None:
     supplier, _, other = _supplier_lots(dataset)
     token = gateway.token("supplier", plants=(), supplier=supplier)
