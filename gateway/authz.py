@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from operator import attrgetter
 
 from strawberry.dataloader import DataLoader
 
@@ -204,9 +205,8 @@ async def _batches(loader: DataLoader[str, Lot | None], lot_ids: list[str]) -> l
     return [known[lot_id] for lot_id in lot_ids]
 
 
-def _kind(batch: Lot) -> tuple[str, str, str | None]:
-    """What `readLot` looks at of a lot (`_read_entity`'s attributes)."""
-    return batch.plant_id, batch.material_id, batch.supplier_id
+_kind: Callable[[Lot], tuple[str, str, str | None]] = attrgetter("plant_id", "material_id", "supplier_id")
+"""What `readLot` looks at of a lot (`_read_entity`'s attributes)."""
 
 
 def _read_entity(batch: Lot) -> Entity:

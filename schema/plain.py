@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from math import isfinite
 from typing import Any, Final
 
 from graphql import (
@@ -70,7 +71,8 @@ class _Field:
     constant: str | None  # `__typename`
     nullable: bool
     leaf: GraphQLLeafType | None
-    strings: bool  # String or ID: a `str` value is its own serialization
+    as_is: type | None  # values of exactly this type are their own serialization (str of String and ID, ...)
+    finite: bool  # ... if finite (float of Float)
     nested: _Plan | None  # a plain object's own plan
 
     @property
@@ -87,6 +89,8 @@ class _Plan:
     plain: bool  # no field ever goes through `execute_field` (none general, no preset)
 
 
+# Scalars whose values of exactly these types graphql-core serializes as themselves (a Float if finite).
+_AS_IS: Final[dict[str, type]] = {"String": str, "ID": str, "Boolean": bool, "Float": float}
 _PENDING: Final = object()  # a general field's place in a row, before it is executed
 
 
@@ -144,11 +148,11 @@ class PlainLists(StrawberryGraphQLCoreExecutionContext):
     def _field(self, parent: GraphQLObjectType, name: str, details: FieldDetailsList) -> _Field:
         node = details[0].node
         field_def = self.schema.get_field(parent, node.name.value)
-        general = _Field(name, details, None, False, None, True, None, False, None)
+        general = _Field(name, details, None, False, None, True, None, None, False, None)
         if field_def is None:
             return general
         if field_def is TypeNameMetaFieldDef:
-            return _Field(name, details, None, False, parent.name, False, None, False, None)
+            return _Field(name, details, None, False, parent.name, False, None, None, False, None)
         attr, preset = self._plain_attribute(field_def)
         if attr is None or node.arguments:
             return general
@@ -156,12 +160,13 @@ class PlainLists(StrawberryGraphQLCoreExecutionContext):
         nullable = not isinstance(field_type, GraphQLNonNull)
         named = field_type if nullable else field_type.of_type  # type: ignore[union-attr]
         if is_leaf_type(named):
-            strings = is_specified_scalar_type(named) and named.name in ("String", "ID")  # type: ignore[union-attr]
-            return _Field(name, details, attr, preset, None, nullable, named, strings, None)  # type: ignore[arg-type]
+            as_is = _AS_IS.get(named.name) if is_specified_scalar_type(named) else None  # type: ignore[union-attr]
+            finite = as_is is float
+            return _Field(name, details, attr, preset, None, nullable, named, as_is, finite, None)  # type: ignore[arg-type]
         if is_object_type(named):
             nested = self._plan(named, details)  # type: ignore[arg-type]
             if nested is not None and nested.plain:
-                return _Field(name, details, attr, preset, None, nullable, None, False, nested)
+                return _Field(name, details, attr, preset, None, nullable, None, None, False, nested)
         return general
 
     def _plain_attribute(self, field_def: GraphQLField) -> tuple[str | None, bool]:
@@ -211,7 +216,9 @@ class PlainLists(StrawberryGraphQLCoreExecutionContext):
                 value = getattr(item, field.attr)
             except Exception:
                 raise _DEVIATES from None
-            if value is None:
+            if type(value) is field.as_is and (not field.finite or isfinite(value)):
+                row[field.name] = value
+            elif value is None:
                 if not field.nullable:
                     raise _DEVIATES
                 row[field.name] = None
@@ -222,8 +229,6 @@ class PlainLists(StrawberryGraphQLCoreExecutionContext):
                 raise _DEVIATES
             elif field.nested is not None:
                 row[field.name] = self._row(field.nested, value)[0]
-            elif field.strings and isinstance(value, str):
-                row[field.name] = value
             else:
                 row[field.name] = _leaf(field.leaf, value)  # type: ignore[arg-type]
         return row, pending

@@ -101,7 +101,9 @@ def _odd(kind: int) -> Any:
         return ValueError("no item")
     if kind == 5:
         return _awaited(_item(103))
-    return _item(104, tag=Tag(name=None))  # type: ignore[arg-type]
+    if kind == 6:
+        return _item(104, tag=Tag(name=None))  # type: ignore[arg-type]
+    return _item(105, tag=Tag(name="endless", weight=float("inf")))
 
 
 @strawberry.type
@@ -112,9 +114,9 @@ class Query:
 
     @strawberry.field
     def loose(self) -> list[Item | None]:
-        """Plain items, each followed by one the plan cannot take: null, a null in a non-null field, a value its
-        scalar would not serialize, an error, an awaitable."""
-        return [either for n, item in enumerate(ITEMS[:14]) for either in (item, _odd(n % 7))]
+        """Plain items, each followed by one the plan cannot take: null, a null in a non-null field, values their
+        scalars would not serialize, an error, an awaitable."""
+        return [either for n, item in enumerate(ITEMS[:16]) for either in (item, _odd(n % 8))]
 
     @strawberry.field
     def strict(self) -> list[Item] | None:
@@ -199,11 +201,12 @@ def test_resolver_errors_keep_their_paths_and_order() -> None:
 
 
 def test_items_the_plan_cannot_take_fail_or_resolve_as_graphql_core_says() -> None:
-    answer, plain, general = both("{ loose { id count colour code tag { name } } }")
+    answer, plain, general = both("{ loose { id count colour code tag { name weight } } }")
     messages = {error["message"] for error in answer["errors"]}
     assert "Cannot return null for non-nullable field Item.code." in messages
     assert "Int cannot represent non-integer value: 'many'" in messages
     assert "no item" in messages
+    assert "Float cannot represent non numeric value: inf" in messages
     assert any(message.startswith("Enum 'Colour' cannot represent value") for message in messages)
     assert answer["data"]["loose"][11]["id"] == "I103"  # the awaited item
     assert answer["data"]["loose"][13] == {"id": "I104", "count": 104, "colour": "BLUE", "code": "C104", "tag": None}
