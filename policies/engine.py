@@ -112,6 +112,11 @@ class PolicyEngine:
             (self.schema_text + "\0" + "\0".join(p.text for p in self.policies)).encode()
         ).hexdigest()
 
+    def by_attributes(self, resource_type: str) -> bool:
+        """No policy names a resource of `resource_type` by id: resources alike in attributes (without parents)
+        get the same decision, so a caller may ask once for each kind of them."""
+        return resource_type not in self._named_types
+
     def decide(self, request: Request) -> Decision:
         return self.decide_all([request])[0]
 

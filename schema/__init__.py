@@ -26,6 +26,7 @@ from gateway.trusted import TrustedDocuments
 from schema.exceptions import ExceptionsMutation, ExceptionsQuery
 from schema.governance import GovernanceQuery
 from schema.mutation import Mutation
+from schema.plain import PlainLists
 from schema.query import Query
 from schema.reconciliation import ReconciliationMutation, ReconciliationQuery
 from schema.renderings import RenderOnce
@@ -57,6 +58,11 @@ class Notices(SchemaExtension):
         notices = getattr(self.execution_context.context, "notices", None)
         if result is not None and notices:
             result.errors = [*(result.errors or []), *notices]
+
+
+class Executor(RenderOnce, PlainLists):
+    """graphql-core's executor as lotgraph runs it: a subscription event rendered once per selection
+    (`schema/renderings.py`), lists of plain objects completed in one loop (`schema/plain.py`)."""
 
 
 class Schema(strawberry.federation.Schema):
@@ -152,7 +158,7 @@ def build_schema(
         mutation=merge_types("Mutation", (Mutation, ExceptionsMutation, ReconciliationMutation)),
         subscription=Subscription,
         extensions=extensions,
-        execution_context_class=RenderOnce,
+        execution_context_class=Executor,
     )
     schema.hide_suggestions = not introspection
     schema.mask_errors = mask_errors

@@ -26,6 +26,7 @@ from schema.copies import copy_of
 from schema.enums import GenealogyDirection, QualityStatus, StockStatus
 from schema.genealogy import Genealogy
 from schema.master import Material, Plant, Supplier
+from schema.plain import PRESET, UNSET, Unset
 from schema.production import ProductionOrder
 from schema.quality import Inspection, Nonconformance, QualityHold
 
@@ -121,6 +122,8 @@ class Lot:
     id: strawberry.ID
     material_hint: strawberry.Private[str | None] = None
     authorized: strawberry.Private[bool] = False
+    # Filled by a genealogy, which loads its lots' materials at once (`schema/plain.py`'s presets).
+    preset_material: strawberry.Private[Material | Unset | None] = UNSET
 
     @classmethod
     async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Lot:
@@ -152,10 +155,15 @@ class Lot:
         await self.require_read(info)
         return _known(self, await info.context.loaders.batch.load(self.id))
 
-    @strawberry.field(graphql_type=Material | None, metadata={READS: Reads("material", attrgetter("material_hint"))})
+    @strawberry.field(
+        graphql_type=Material | None,
+        metadata={READS: Reads("material", attrgetter("material_hint")), PRESET: "preset_material"},
+    )
     def material(self, info: Info) -> Material | Awaitable[Material | None] | None:
         """Answered at once when this request has loaded the material already (a genealogy loads its lots' few
-        materials before its nodes resolve): 12,000 nodes then make no coroutine each."""
+        materials before its nodes resolve, and presets them): 12,000 nodes then make no coroutine each."""
+        if not isinstance(self.preset_material, Unset):
+            return self.preset_material
         loaded = ready(info.context.loaders.material, self.material_hint) if self.material_hint else None
         if self.authorized and loaded is not None:
             return Material.of(material) if (material := loaded.result()) else None
@@ -244,8 +252,16 @@ class Lot:
         traced = Genealogy.of(walk, readable=await info.context.guard.readable_lots(walk.nodes))
         if selects(info.selected_fields, "genealogy", "nodes", "material"):
             # A failed load stays in the loader: each node's `material` then reports it, as it would have alone.
-            materials = {lot.material_hint for lot in traced.nodes if lot.material_hint}
-            await asyncio.gather(*map(info.context.loaders.material.load, materials), return_exceptions=True)
+            materials = list({lot.material_hint for lot in traced.nodes if lot.material_hint})
+            loaded = await asyncio.gather(*map(info.context.loaders.material.load, materials), return_exceptions=True)
+            preset = {
+                material_id: Material.of(material) if material else None
+                for material_id, material in zip(materials, loaded, strict=True)
+                if not isinstance(material, BaseException)
+            }
+            for lot in traced.nodes:
+                if lot.material_hint in preset:
+                    lot.preset_material = preset[lot.material_hint]
         if traced.redacted_count:  # said without being asked: a recall built from this trace would miss lots
             info.context.notify(GenealogyRedacted(
                 f"{traced.redacted_count} of {len(walk.nodes)} lots of this genealogy are outside what you may read "

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+from pathlib import Path
+
 import httpx
 import pytest
 
+from gateway.auth import Principal
+from gateway.authz import Guard
+from gateway.model import Lot
+from gateway.reads import Loaders
+from policies.engine import POLICY_DIR, PolicyEngine
 from simulators import Dataset
 from tests.conftest import Gateway, Plant, start_gateway
 
@@ -31,6 +40,44 @@ def test_supplier_reads_its_own_lot_but_not_anothers(gateway: Gateway, dataset: 
     assert error["extensions"]["code"] == "FORBIDDEN"
     assert error["extensions"]["policyIds"] == []
     assert "no policy permits" in error["message"]
+
+
+def test_lots_asked_together_that_the_erp_does_not_know_are_each_not_found_by_their_own_id(
+    gateway: Gateway, dataset: Dataset
+) -> None:
+    """One request's lot reads are decided in one batch: each unknown lot's NOT_FOUND names that lot."""
+    query = "query($a: ID!, $b: ID!, $c: ID!) { a: lot(id: $a) { id } b: lot(id: $b) { id } c: lot(id: $c) { id } }"
+    result = gateway.execute(query, {"a": dataset.recall_lot, "b": "NO-SUCH-LOT-1", "c": "NO-SUCH-LOT-2"})
+    assert result["data"] == {"a": {"id": dataset.recall_lot}, "b": None, "c": None}
+    errors = {error["path"][0]: error for error in result["errors"]}
+    assert {path: error["extensions"]["code"] for path, error in errors.items()} == {"b": "NOT_FOUND", "c": "NOT_FOUND"}
+    assert "NO-SUCH-LOT-1" in errors["b"]["message"] and "NO-SUCH-LOT-2" in errors["c"]["message"]
+
+
+def test_a_list_of_lots_alike_is_decided_lot_by_lot_when_a_policy_names_one_of_them(tmp_path: Path) -> None:
+    """A list's lots are asked about once per kind (plant, material, supplier) only while no policy names a lot:
+    with one that forbids lot B1, B1 is left out of a list of lots otherwise alike, and only B1."""
+    directory = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, directory)
+    (directory / "zz-quarantine.cedar").write_text(
+        '@id("quarantined-lot")\n@reason("This lot is under investigation.")\n'
+        'forbid (principal, action == Lotgraph::Action::"readLot", resource == Lotgraph::Lot::"B1");\n'
+    )
+    reader = Principal("pat", "Pat", frozenset({"qa_manager"}), frozenset({"*"}), None, frozenset({"pwd"}), None, None)
+    lots = {
+        lot_id: Lot(id=lot_id, material_id="M1", plant_id="P100", supplier_id=None, supplier_batch=None,
+                    manufactured_on=None, expires_on=None, restricted=False, country_of_origin=None,
+                    purchase_order=None, production_order_id=None, customer=None)
+        for lot_id in ("B1", "B2", "B3")
+    }  # fmt: skip
+
+    async def readable(engine: PolicyEngine) -> set[str]:
+        loaders = Loaders(upstream=None)  # type: ignore[arg-type]  # every batch primed: no upstream is asked
+        loaders.batch.prime_many(lots)
+        return await Guard(engine, reader, loaders).readable_lots(lots)
+
+    assert asyncio.run(readable(PolicyEngine())) == {"B1", "B2", "B3"}
+    assert asyncio.run(readable(PolicyEngine(directory))) == {"B2", "B3"}
 
 
 def test_supplier_lists_only_its_own_lots(gateway: Gateway, dataset: Dataset) -> None:
