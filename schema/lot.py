@@ -4,8 +4,8 @@ quality (QMS), production (ERP and MES), genealogy (MES) and the cross-system co
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import date
 from operator import attrgetter
 from typing import Any
@@ -14,7 +14,7 @@ import strawberry
 from strawberry.utils.str_converters import to_camel_case
 
 from gateway import consistency, genealogy, model
-from gateway.errors import BadUserInput, GenealogyRedacted, NotFound
+from gateway.errors import BadUserInput, GatewayError, GenealogyRedacted, NotFound
 from gateway.limits import WALK, Walk
 from gateway.reads import ready
 from gateway.settings import Settings
@@ -72,12 +72,19 @@ class GoodsMovement:
 READS = "lotgraph.reads"  # a Lot field's metadata: what it reads (`Reads`), which a list of lots preloads
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per field, the key of its presets
 class Reads:
-    """What a Lot field reads: the request's loader of that name, keyed by the lot's id or by `key(lot)`."""
+    """What a Lot field reads (the request's loader of that name, keyed by the lot's id or by `key(lot)`), and
+    how its answer is made of what was read (`shape`, which depends on the lot only through that key: lots of one
+    key share one answer, a genealogy's 12,000 nodes their few materials)."""
 
     loader: str
+    shape: Callable[[Lot, Any], Any]
     key: Callable[[Lot], str | None] = attrgetter("id")
+
+    def preset(self, lot: Lot) -> Any:
+        """The field's answer for `lot` as its list preloaded it (`Lot.preload`), or UNSET (`schema/plain.py`)."""
+        return lot.presets.get(self, UNSET)
 
 
 def _lot_read(loader: str, **field: Any) -> Callable[[Callable[[Lot, Any], Any]], Any]:
@@ -90,7 +97,8 @@ def _lot_read(loader: str, **field: Any) -> Callable[[Callable[[Lot, Any], Any]]
             loaded = ready(getattr(info.context.loaders, loader), self.id) if self.authorized else None
             return shape(self, loaded.result()) if loaded is not None else _awaited(self, info, loader, shape)
 
-        return strawberry.field(resolver=resolve, metadata={READS: Reads(loader)}, **field)
+        reads = Reads(loader, shape)
+        return strawberry.field(resolver=resolve, metadata={READS: reads, PRESET: reads.preset}, **field)
 
     return field_of
 
@@ -98,6 +106,24 @@ def _lot_read(loader: str, **field: Any) -> Callable[[Callable[[Lot, Any], Any]]
 async def _awaited(lot: Lot, info: Info, loader: str, shape: Callable[[Lot, Any], Any]) -> Any:
     await lot.require_read(info)
     return shape(lot, await getattr(info.context.loaders, loader).load(lot.id))
+
+
+_UNASKED = object()
+
+
+def _shaped(reads: Reads, lot: Lot, loaded: asyncio.Future[Any] | None) -> Any:
+    """The field's answer from a finished load, or UNSET when there is none to preset (the field then resolves
+    itself, and reports the failure or the refusal as it would alone)."""
+    if loaded is None:
+        return UNSET
+    try:
+        return reads.shape(lot, loaded.result())
+    except GatewayError:  # e.g. ERP has no such batch
+        return UNSET
+
+
+_MATERIAL = Reads("material", lambda _lot, material: Material.of(material) if material else None,
+                  key=attrgetter("material_hint"))  # fmt: skip
 
 
 def _known(lot: Lot, batch: model.Lot | None) -> model.Lot:
@@ -122,8 +148,8 @@ class Lot:
     id: strawberry.ID
     material_hint: strawberry.Private[str | None] = None
     authorized: strawberry.Private[bool] = False
-    # Filled by a genealogy, which loads its lots' materials at once (`schema/plain.py`'s presets).
-    preset_material: strawberry.Private[Material | Unset | None] = UNSET
+    # Fields' answers, by what they read, filled by the list the lot is in (`preload`; `schema/plain.py`).
+    presets: strawberry.Private[dict[Reads, Any]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Lot:
@@ -139,31 +165,40 @@ class Lot:
 
     @classmethod
     async def preload(cls, info: Info, lots: Sequence[Lot], *path: str) -> None:
-        """Load, for every lot of a list at once, what the fields selected under `path` read: one batch per source,
-        sent as soon as the list is known rather than once graphql-core has started every item's fields, whose
-        resolvers then answer without a coroutine each. Failures stay in the loaders, for each field to report."""
+        """Load, for every lot of a list at once (lots the caller may read), what the fields selected under `path`
+        read: one batch per source, sent as soon as the list is known rather than once graphql-core has started
+        every item's fields; then preset each lot's answers, which the list completes in one loop. A failed load
+        stays in its loader and presets nothing: each lot's field reports it, as it would alone."""
         loaders, selected = info.context.loaders, info.selected_fields  # made anew on each access: made once
-        loads = []
+        readable = [lot for lot in lots if lot.authorized]
+        selected_reads = []
         for field in cls.__strawberry_definition__.fields:
             reads = field.metadata.get(READS)
             if reads is not None and selects(selected, *path, to_camel_case(field.python_name)):
-                loader = getattr(loaders, reads.loader)
-                loads += [loader.load(key) for key in {reads.key(lot) for lot in lots} if key is not None]
+                selected_reads.append((reads, getattr(loaders, reads.loader)))
+        loads = [loader.load(key) for reads, loader in selected_reads
+                 for key in {reads.key(lot) for lot in readable} if key is not None]  # fmt: skip
         await asyncio.gather(*loads, return_exceptions=True)
+        for reads, loader in selected_reads:
+            answers: dict[str, Any] = {}  # by key; UNSET: nothing to preset (the load failed, or the shape refused)
+            for lot in readable:
+                if (key := reads.key(lot)) is None:
+                    continue
+                if (answer := answers.get(key, _UNASKED)) is _UNASKED:
+                    answer = answers[key] = _shaped(reads, lot, ready(loader, key))
+                if answer is not UNSET:
+                    lot.presets[reads] = answer
 
     async def _batch(self, info: Info) -> model.Lot:
         await self.require_read(info)
         return _known(self, await info.context.loaders.batch.load(self.id))
 
-    @strawberry.field(
-        graphql_type=Material | None,
-        metadata={READS: Reads("material", attrgetter("material_hint")), PRESET: "preset_material"},
-    )
+    @strawberry.field(graphql_type=Material | None, metadata={READS: _MATERIAL, PRESET: _MATERIAL.preset})
     def material(self, info: Info) -> Material | Awaitable[Material | None] | None:
-        """Answered at once when this request has loaded the material already (a genealogy loads its lots' few
-        materials before its nodes resolve, and presets them): 12,000 nodes then make no coroutine each."""
-        if not isinstance(self.preset_material, Unset):
-            return self.preset_material
+        """Answered at once when this request has loaded the material already (a list of lots preloads its lots'
+        few materials): 12,000 genealogy nodes then make no coroutine each."""
+        if not isinstance(preset := _MATERIAL.preset(self), Unset):
+            return preset  # type: ignore[no-any-return]
         loaded = ready(info.context.loaders.material, self.material_hint) if self.material_hint else None
         if self.authorized and loaded is not None:
             return Material.of(material) if (material := loaded.result()) else None
@@ -250,18 +285,7 @@ class Lot:
             raise BadUserInput(f"maxDepth must be between 1 and {settings.max_genealogy_depth}", argument="maxDepth")
         walk = await genealogy.walk(info.context.upstream, self.id, direction, depth)
         traced = Genealogy.of(walk, readable=await info.context.guard.readable_lots(walk.nodes))
-        if selects(info.selected_fields, "genealogy", "nodes", "material"):
-            # A failed load stays in the loader: each node's `material` then reports it, as it would have alone.
-            materials = list({lot.material_hint for lot in traced.nodes if lot.material_hint})
-            loaded = await asyncio.gather(*map(info.context.loaders.material.load, materials), return_exceptions=True)
-            preset = {
-                material_id: Material.of(material) if material else None
-                for material_id, material in zip(materials, loaded, strict=True)
-                if not isinstance(material, BaseException)
-            }
-            for lot in traced.nodes:
-                if lot.material_hint in preset:
-                    lot.preset_material = preset[lot.material_hint]
+        await Lot.preload(info, traced.nodes, "genealogy", "nodes")
         if traced.redacted_count:  # said without being asked: a recall built from this trace would miss lots
             info.context.notify(GenealogyRedacted(
                 f"{traced.redacted_count} of {len(walk.nodes)} lots of this genealogy are outside what you may read "

@@ -6,28 +6,32 @@ some 110,000 times, and that was most of the gateway's CPU for the query. Most o
 attribute read by strawberry's default resolver, a scalar serialized, an object of such fields.
 
 `PlainLists` (part of the schema's executor) plans once per list field and selection which selected fields of
-the item type are plain, and completes them for every item in a tight loop. Every other field (a resolver of its
-own, arguments, a list, an abstract type, middleware) runs through graphql-core's `execute_field` as before, for
-each item. An item the plan does not fit (null, an error, awaitable; a null where the schema promises a value; a
-value its scalar would not serialize) is completed whole by graphql-core, so its errors and their paths are
-graphql-core's own. @defer, @stream and `is_type_of` checks leave the list to graphql-core altogether.
+the item type are plain (leaves; objects, and lists of objects, whose selected fields are all plain), and completes
+them for every item in a tight loop. Every other field (a resolver of its own, arguments, a list of leaves, an
+abstract type, middleware) runs through graphql-core's `execute_field` as before, for each item. An item the plan
+does not fit (null, an error, awaitable; a null where the schema promises a value; a value its scalar would not
+serialize) is completed whole by graphql-core, so its errors and their paths are graphql-core's own. @defer,
+@stream and `is_type_of` checks leave the list to graphql-core altogether.
 
-Presets: a resolver that a list answers in advance for its items (a genealogy loads its lots' materials before
-the nodes resolve) names, in its field's metadata (`PRESET`), the attribute that holds the answer. The plan reads
-that attribute as plain when it is set; while it is `UNSET` the resolver runs. The resolver must answer the preset
-itself too, so both paths say the same.
+Presets: a resolver that a list answers in advance for its items (a page of lots loads what its lots' fields read
+before they resolve) names, in its field's metadata (`PRESET`), a function reading the answer from the item. The
+plan takes that answer as plain when there is one; while the function says `UNSET` the resolver runs (and an
+object nested in an item, whose preset is `UNSET`, sends the item the general way). The resolver must give the
+preset's answer too, so both paths say the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from math import isfinite
+from operator import attrgetter
 from typing import Any, Final
 
 from graphql import (
     GraphQLField,
     GraphQLLeafType,
+    GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
@@ -42,7 +46,7 @@ from graphql.type.introspection import TypeNameMetaFieldDef
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
-PRESET: Final = "lotgraph.preset"  # field metadata: the attribute a list may fill with the field's answer
+PRESET: Final = "lotgraph.preset"  # field metadata: `(item) -> answer | UNSET`, an answer a list filled in advance
 
 
 class Unset:
@@ -50,7 +54,7 @@ class Unset:
         return "UNSET"
 
 
-UNSET: Final = Unset()  # a preset attribute not filled: the field's resolver answers
+UNSET: Final = Unset()  # no preset answer: the field's resolver answers
 
 
 class _Deviates(Exception):
@@ -66,18 +70,20 @@ class _Field:
 
     name: str
     details: FieldDetailsList
-    attr: str | None  # the attribute holding a plain value; None: a general field (or `__typename`)
-    preset: bool  # the attribute is a preset: UNSET means the field is general for that item
+    read: Callable[[Any], Any] | None  # reads a plain value from the item; None: a general field (or `__typename`)
+    preset: bool  # `read` reads a preset: UNSET means the field is general for that item
     constant: str | None  # `__typename`
     nullable: bool
     leaf: GraphQLLeafType | None
     as_is: type | None  # values of exactly this type are their own serialization (str of String and ID, ...)
     finite: bool  # ... if finite (float of Float)
-    nested: _Plan | None  # a plain object's own plan
+    nested: _Plan | None  # a plain object's own plan (of each element, for a list of objects)
+    elements: bool = False  # a list of `nested` objects
+    elements_nullable: bool = False
 
     @property
     def general(self) -> bool:
-        return self.attr is None and self.constant is None
+        return self.read is None and self.constant is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +92,7 @@ class _Plan:
 
     parent: GraphQLObjectType
     fields: tuple[_Field, ...]
-    plain: bool  # no field ever goes through `execute_field` (none general, no preset)
+    closed: bool  # no general field: with its presets there, an item completes without `execute_field`
 
 
 # Scalars whose values of exactly these types graphql-core serializes as themselves (a Float if finite).
@@ -143,7 +149,7 @@ class PlainLists(StrawberryGraphQLCoreExecutionContext):
         fields = tuple(self._field(object_type, name, field_details) for name, field_details in grouped.items())
         if all(field.general for field in fields):
             return None
-        return _Plan(object_type, fields, plain=not any(field.general or field.preset for field in fields))
+        return _Plan(object_type, fields, closed=not any(field.general for field in fields))
 
     def _field(self, parent: GraphQLObjectType, name: str, details: FieldDetailsList) -> _Field:
         node = details[0].node
@@ -153,8 +159,8 @@ class PlainLists(StrawberryGraphQLCoreExecutionContext):
             return general
         if field_def is TypeNameMetaFieldDef:
             return _Field(name, details, None, False, parent.name, False, None, None, False, None)
-        attr, preset = self._plain_attribute(field_def)
-        if attr is None or node.arguments:
+        read, preset = self._reader(field_def)
+        if read is None or node.arguments:
             return general
         field_type: GraphQLOutputType = field_def.type
         nullable = not isinstance(field_type, GraphQLNonNull)
@@ -162,15 +168,23 @@ class PlainLists(StrawberryGraphQLCoreExecutionContext):
         if is_leaf_type(named):
             as_is = _AS_IS.get(named.name) if is_specified_scalar_type(named) else None  # type: ignore[union-attr]
             finite = as_is is float
-            return _Field(name, details, attr, preset, None, nullable, named, as_is, finite, None)  # type: ignore[arg-type]
+            return _Field(name, details, read, preset, None, nullable, named, as_is, finite, None)  # type: ignore[arg-type]
         if is_object_type(named):
             nested = self._plan(named, details)  # type: ignore[arg-type]
-            if nested is not None and nested.plain:
-                return _Field(name, details, attr, preset, None, nullable, None, None, False, nested)
+            if nested is not None and nested.closed:
+                return _Field(name, details, read, preset, None, nullable, None, None, False, nested)
+        elif isinstance(named, GraphQLList) and not _streamed(details):
+            element = named.of_type
+            elements_nullable = not isinstance(element, GraphQLNonNull)
+            element = element if elements_nullable else element.of_type
+            nested = self._plan(element, details) if is_object_type(element) else None  # type: ignore[arg-type]
+            if nested is not None and nested.closed:
+                return _Field(name, details, read, preset, None, nullable, None, None, False, nested, True,
+                              elements_nullable)  # fmt: skip
         return general
 
-    def _plain_attribute(self, field_def: GraphQLField) -> tuple[str | None, bool]:
-        """The attribute a field's value is read from when nothing but reading it happens, and whether it is a
+    def _reader(self, field_def: GraphQLField) -> tuple[Callable[[Any], Any] | None, bool]:
+        """How a field's value is read from its item when nothing but reading it happens, and whether that reads a
         preset; (None, False) for a field that must be resolved."""
         if field_def.args:
             return None, False
@@ -181,9 +195,9 @@ class PlainLists(StrawberryGraphQLCoreExecutionContext):
         if definition is None:
             return None, False
         if getattr(resolve, "_is_default", False) and definition.default_resolver is getattr:
-            return definition.python_name, False  # strawberry's basic field: getattr(source, python_name)
+            return attrgetter(definition.python_name), False  # strawberry's basic field: getattr(source, python_name)
         preset = definition.metadata.get(PRESET)
-        if isinstance(preset, str) and not definition.extensions:
+        if callable(preset) and not definition.extensions:
             return preset, True
         return None, False
 
@@ -208,12 +222,12 @@ class PlainLists(StrawberryGraphQLCoreExecutionContext):
             if field.constant is not None:
                 row[field.name] = field.constant
                 continue
-            if field.attr is None:
+            if field.read is None:
                 row[field.name] = _PENDING
                 pending = True
                 continue
             try:
-                value = getattr(item, field.attr)
+                value = field.read(item)
             except Exception:
                 raise _DEVIATES from None
             if type(value) is field.as_is and (not field.finite or isfinite(value)):
@@ -227,11 +241,34 @@ class PlainLists(StrawberryGraphQLCoreExecutionContext):
                 pending = True
             elif not self._settled(value):
                 raise _DEVIATES
+            elif field.elements:
+                row[field.name] = self._rows(field, value)
             elif field.nested is not None:
-                row[field.name] = self._row(field.nested, value)[0]
+                row[field.name] = self._closed_row(field.nested, value)
             else:
                 row[field.name] = _leaf(field.leaf, value)  # type: ignore[arg-type]
         return row, pending
+
+    def _closed_row(self, plan: _Plan, item: object) -> dict[str, Any]:
+        """An object nested in an item, whole: a preset it lacks sends the item the general way."""
+        row, pending = self._row(plan, item)
+        if pending:
+            raise _DEVIATES
+        return row
+
+    def _rows(self, field: _Field, value: object) -> list[Any]:
+        """A list of objects nested in an item, each whole."""
+        if type(value) not in (list, tuple):
+            raise _DEVIATES
+        plan = field.nested
+        assert plan is not None
+        rows: list[Any] = []
+        for element in value:  # type: ignore[attr-defined]
+            if element is None and field.elements_nullable:
+                rows.append(None)
+            else:
+                rows.append(self._closed_row(plan, element))
+        return rows
 
     def _complete_items(
         self,
@@ -335,6 +372,11 @@ class PlainLists(StrawberryGraphQLCoreExecutionContext):
             self.handle_field_error(raw_error, item_type, details, item_path)
             return None
         return row
+
+
+def _streamed(details: FieldDetailsList) -> bool:
+    """The list field carries @stream: graphql-core sends its items incrementally."""
+    return any(directive.name.value == "stream" for detail in details for directive in detail.node.directives or ())
 
 
 def _awaitable(value: Any) -> Awaitable[Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from enum import Enum
+from operator import attrgetter
 from typing import Any
 
 import pytest
@@ -59,7 +60,7 @@ class Item:
             raise ValueError(f"fragile later {self.id}")
         return "fine"
 
-    @strawberry.field(metadata={PRESET: "preset_note"})
+    @strawberry.field(metadata={PRESET: attrgetter("preset_note")})
     def note(self) -> str:
         return self.preset_note if not isinstance(self.preset_note, Unset) else f"resolved {self.id}"
 
