@@ -37,6 +37,7 @@ class Item:
     colour: Colour
     tag: Tag | None
     code: str  # non-null: an item given None violates it
+    parts: list[Tag]
     preset_note: strawberry.Private[str | Unset] = UNSET
 
     @strawberry.field
@@ -77,6 +78,7 @@ def _item(n: int, **changes: Any) -> Item:
         "colour": Colour.RED if n % 2 else Colour.BLUE,
         "tag": None if n % 3 == 0 else Tag(name=f"tag {n % 5}", weight=n / 3 if n % 2 else None),
         "code": f"C{n}",
+        "parts": [Tag(name=f"part {n}.{k}", weight=k / 2 if k else None) for k in range(n % 3)],
         "preset_note": f"preset {n}" if n % 2 else UNSET,
     }
     return Item(**{**fields, **changes})
@@ -108,10 +110,27 @@ def _odd(kind: int) -> Any:
 
 
 @strawberry.type
+class Edge:
+    node: Item
+
+
+@strawberry.type
 class Query:
     @strawberry.field
     def items(self) -> list[Item]:
         return ITEMS
+
+    @strawberry.field
+    def edges(self) -> list[Edge]:
+        """Items nested in a list's items: half of them with their `note` preset."""
+        return [Edge(node=item) for item in ITEMS]
+
+    @strawberry.field
+    def broken_parts(self) -> list[Item | None]:
+        """Items whose lists of objects hold what the plan cannot take: a null element, an element whose non-null
+        field is null, a value that is no list."""
+        odd = [[Tag(name="p"), None], [Tag(name=None)], "no list"]  # type: ignore[arg-type]
+        return [either for n, item in enumerate(ITEMS[:6]) for either in (item, _item(300 + n, parts=odd[n % 3]))]
 
     @strawberry.field
     def loose(self) -> list[Item | None]:
@@ -189,6 +208,27 @@ def test_plain_fields_of_a_list_are_completed_without_a_resolve_info_per_item() 
 def test_selections_answer_the_same_through_the_plain_and_the_general_path(query: str) -> None:
     answer, plain, general = both(query, {"yes": True})
     assert answer["data"]["items"]
+    assert plain < general
+
+
+def test_lists_of_objects_and_preset_objects_nested_in_items_are_plain() -> None:
+    answer, plain, general = both("{ items { id parts { name weight } } }")
+    assert answer["data"]["items"][5]["parts"] == [{"name": "part 5.0", "weight": None}, {"name": "part 5.1",
+                                                                                         "weight": 0.5}]  # fmt: skip
+    assert plain == 1
+    answer, plain, general = both("{ edges { node { id note parts { name } tag { name } } } }")
+    notes = [edge["node"]["note"] for edge in answer["data"]["edges"]]
+    assert notes[:4] == ["resolved I0", "preset 1", "resolved I2", "preset 3"]
+    # The edges whose node lacks its preset go the general way: a resolve info for each of their fields.
+    assert 1 < plain < general
+
+
+def test_lists_of_objects_the_plan_cannot_take_fail_as_graphql_core_says() -> None:
+    answer, plain, general = both("{ brokenParts { id parts { name } } }")
+    paths = [error["path"] for error in answer["errors"]]
+    assert ["brokenParts", 1, "parts", 1] in paths and ["brokenParts", 3, "parts", 0, "name"] in paths
+    assert any("Expected Iterable" in error["message"] for error in answer["errors"])
+    assert answer["data"]["brokenParts"][0]["id"] == "I0"
     assert plain < general
 
 
