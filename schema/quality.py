@@ -13,6 +13,7 @@ from resolvers.context import GatewayContext
 from schema.access import guarded_by
 from schema.copies import copy_of
 from schema.enums import HoldStatus, InspectionStatus, NonconformanceState, UsageDecisionCode
+from schema.plain import PRESET
 
 if TYPE_CHECKING:
     from schema.lot import Lot
@@ -39,6 +40,12 @@ class UsageDecision:
     decided_at: datetime
 
 
+def _results(inspection: Inspection) -> list[InspectionResult]:
+    """An inspection's results as GraphQL objects: made only when a query selects them (a page of lots' inspections
+    asks for their status, not for their hundreds of characteristics)."""
+    return [copy_of(InspectionResult, result) for result in inspection.recorded]
+
+
 @strawberry.federation.type(
     keys=["id"],
     directives=guarded_by("readLot"),
@@ -51,7 +58,12 @@ class Inspection:
     origin: str = strawberry.field(description="01 goods receipt, 04 production.")
     status: InspectionStatus
     created_at: datetime
-    results: list[InspectionResult]
+    recorded: strawberry.Private[tuple[model.InspectionResult, ...]]  # QMS's results, made GraphQL ones when asked
+
+    @strawberry.field(metadata={PRESET: _results})  # a list of inspections reads them in its loop (`schema/plain.py`)
+    def results(self) -> list[InspectionResult]:
+        return _results(self)
+
     usage_decision: UsageDecision | None
 
     @strawberry.field
@@ -64,7 +76,7 @@ class Inspection:
     def passed(self) -> bool | None:
         if self.usage_decision is not None:
             return self.usage_decision.code is model.UsageDecisionCode.ACCEPTED
-        verdicts = [r.passed for r in self.results if r.passed is not None]
+        verdicts = [r.passed for r in self.recorded if r.passed is not None]
         return all(verdicts) if verdicts else None
 
     @classmethod
@@ -84,7 +96,7 @@ class Inspection:
             origin=inspection.origin,
             status=inspection.status,
             created_at=inspection.created_at,
-            results=[copy_of(InspectionResult, r) for r in inspection.results],
+            recorded=inspection.results,
             usage_decision=None if decision is None else copy_of(UsageDecision, decision),
         )
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 import pytest
 
 from simulators import Dataset
@@ -73,6 +76,35 @@ def test_a_page_answers_its_lots_batch_fields_from_the_erp_page(
         assert node["countryOfOrigin"] == lot.country_of_origin
         assert node["manufacturedOn"] < node["expiresOn"]
         assert node["restricted"] in (True, False) and node["customer"] is None
+
+
+RESULTS = """inspections { id passed
+  results { characteristic description unit lowerLimit upperLimit value passed } }"""
+
+
+def test_inspection_results_are_the_qms_characteristics_in_a_page_and_alone(gateway: Gateway, plant: Plant) -> None:
+    """A page of lots makes its inspections' results only when asked, in the plain lists' loop; they are QMS's."""
+    page = gateway.data(f"{{ lots(first: 40) {{ edges {{ node {{ id {RESULTS} }} }} }} }}")["lots"]["edges"]
+    answered = {edge["node"]["id"]: edge["node"]["inspections"] for edge in page}
+    params = {"lot_ids": ",".join(answered)}
+    items = httpx.get(f"{plant.url('qms')}/api/v1/inspection-lots", params=params).json()["items"]
+    expected: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for item in items:
+        expected.setdefault(item["lot_id"], {})[item["id"]] = [
+            {"characteristic": c["code"], "description": c["description"], "unit": c["unit"],
+             "lowerLimit": c["lower_limit"], "upperLimit": c["upper_limit"], "value": c["result"],
+             "passed": None if c["valuation"] is None else c["valuation"] == "A"}
+            for c in item["characteristics"]
+        ]  # fmt: skip
+    got = {lot: {i["id"]: i["results"] for i in inspections} for lot, inspections in answered.items() if inspections}
+    assert got == expected and sum(len(r) for i in got.values() for r in i.values()) > 40
+    lot = next(iter(got))
+    alone = gateway.data(f"query($id: ID!) {{ lot(id: $id) {{ {RESULTS} }} }}", {"id": lot})["lot"]["inspections"]
+    assert {i["id"]: i["results"] for i in alone} == got[lot]
+    verdicts = {i["id"]: i["passed"] for inspections in answered.values() for i in inspections}
+    undecided = [i for i in items if i["usage_decision"] is None and any(c["valuation"] for c in i["characteristics"])]
+    for item in undecided:
+        assert verdicts[item["id"]] == all(c["valuation"] == "A" for c in item["characteristics"] if c["valuation"])
 
 
 def test_a_produced_lots_movements_are_its_receipt_and_its_issues(gateway: Gateway, dataset: Dataset) -> None:
