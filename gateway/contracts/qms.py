@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.codes import (
     QMS_HOLD_STATUS,
@@ -59,14 +59,29 @@ class QmsLots(Upstream):
     total: int | None = None
 
 
-class QmsCharacteristic(Upstream):
-    code: str
-    description: str
+class QmsCharacteristic(InspectionResult):
+    """A QMS characteristic validated straight into the canonical result (QMS's names its validation aliases, its
+    A/R valuation the verdict): a page of lots' inspections carry hundreds, and building each twice cost more than
+    parsing them."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    characteristic: str = Field(validation_alias="code")
     unit: str | None = None
     lower_limit: float | None = None
     upper_limit: float | None = None
-    result: float | None = None
-    valuation: str | None = None
+    value: float | None = Field(default=None, validation_alias="result")
+    passed: bool | None = Field(default=None, validation_alias="valuation")
+
+    @field_validator("passed", mode="before")
+    @classmethod
+    def _verdict(cls, valuation: object) -> bool | None:
+        """A accepted, R (or another code) rejected, null while no result is recorded."""
+        if valuation is None:
+            return None
+        if not isinstance(valuation, str):
+            raise ValueError("valuation must be a code such as A or R")
+        return valuation == "A"
 
 
 class QmsUsageDecision(Upstream):
@@ -96,18 +111,7 @@ class QmsInspectionLot(Upstream):
             origin=self.origin,
             status=qms_translate(QMS_INSPECTION_STATUS, self.plant, self.status, field="status"),
             created_at=self.created_at,
-            results=tuple(
-                InspectionResult(
-                    characteristic=c.code,
-                    description=c.description,
-                    unit=c.unit,
-                    lower_limit=c.lower_limit,
-                    upper_limit=c.upper_limit,
-                    value=c.result,
-                    passed=None if c.valuation is None else c.valuation == "A",
-                )
-                for c in self.characteristics
-            ),
+            results=tuple(self.characteristics),
             usage_decision=None
             if decision is None
             else UsageDecision(
