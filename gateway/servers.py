@@ -14,15 +14,18 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from gateway.errors import ConfigurationError
+from gateway.wswrites import CoalescingWebSocketProtocol
 
 # Subscription events are small JSON messages, each sent to many subscribers: compressing every copy cost more CPU
-# than anything else per delivery (after tracing), for a few hundred bytes saved.
-WEBSOCKETS: dict[str, bool] = {"ws_per_message_deflate": False}
+# than anything else per delivery (after tracing), for a few hundred bytes saved. Frames sent in one loop turn
+# leave in one write (`gateway/wswrites.py`).
+WEBSOCKETS: dict[str, Any] = {"ws": CoalescingWebSocketProtocol, "ws_per_message_deflate": False}
 
 
 class _GroupedServer(uvicorn.Server):
