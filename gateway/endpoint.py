@@ -15,10 +15,11 @@ from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -34,7 +35,7 @@ from gateway.sse import event_stream, wants_event_stream
 from gateway.telemetry import current_traceparent
 from gateway.trusted import TrustedDocuments
 from resolvers.context import GatewayContext
-from schema.renderings import Rendered
+from schema.renderings import Rendered, next_frames
 
 
 def _close_reason(text: str) -> str:
@@ -60,8 +61,31 @@ def _dumps(data: object) -> str:
     return orjson.dumps(data).decode()
 
 
+def _next_message(operation_id: object, rendered: Rendered) -> str:
+    """A `next` message carrying a shared rendering, its data's JSON encoded once for all its subscribers."""
+    return f'{{"id":{_dumps(operation_id)},"type":"next","payload":{{"data":{rendered.encoded(_dumps)}}}}}'
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[GatewayContext, None]):
+    """strawberry's graphql-transport-ws handler, sending each operation's kept renderings itself
+    (`schema/renderings.py`: `next_frames`)."""
+
+    async def run_operation(self, operation: Operation[GatewayContext, None]) -> None:
+        async def send_next(rendered: Rendered) -> None:
+            if operation.completed:
+                return
+            try:
+                await self.websocket.ws.send_text(_next_message(operation.id, rendered))
+            except WebSocketDisconnect:
+                raise asyncio.CancelledError from None  # the client left: end as strawberry ends its operations
+
+        next_frames.set(send_next)  # this operation's task only
+        await super().run_operation(operation)
+
+
 class GraphQLEndpoint(GraphQL[GatewayContext, None]):
     websocket_adapter_class = WebSocketAdapter
+    graphql_transport_ws_handler_class = TransportWSHandler
 
     def __init__(self, schema: Any, runtime: Runtime, trusted: TrustedDocuments) -> None:
         super().__init__(schema, graphql_ide="graphiql" if runtime.settings.graphiql_enabled else None)
@@ -94,8 +118,7 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         if isinstance(data, dict) and data.get("type") == "next":
             payload = data["payload"]
             if isinstance(rendered := payload.get("data"), Rendered) and len(payload) == 1:
-                text = rendered.encoded(_dumps)
-                return f'{{"id":{_dumps(data["id"])},"type":"next","payload":{{"data":{text}}}}}'
+                return _next_message(data["id"], rendered)
         return _dumps(data)
 
     def parse_json(self, data: str | bytes) -> Any:

@@ -11,14 +11,23 @@ every later subscriber of the same selection the same `Rendered` data; the endpo
 Sharing is sound because a `Shared` root's fields are the event's own data: nothing under it may depend on who
 reads it (authorization happens before, per subscriber). A result with errors is not kept: each subscriber's
 errors are its own to process and mask.
+
+Past the first subscriber, even the kept result costs each subscriber strawberry's whole per-event path (the
+executor, the result's extension hooks, the transport's message) for a frame that is already encoded. So a
+transport that can send a kept rendering as the running operation's `next` message itself sets `next_frames`
+(the graphql-transport-ws handler does, per operation task), and a subscription resolver hands each event to its
+`unexecuted` filter: an event whose selection is kept goes out at once, and only the others are yielded to be
+executed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
-from graphql import ExecutionResult, print_ast
+import strawberry
+from graphql import ExecutionResult, FragmentDefinitionNode, OperationDefinitionNode, print_ast
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 
@@ -42,6 +51,57 @@ class Shared:
     renderings: dict[str, tuple[object, ExecutionResult]]  # by selection: the schema that executed it, the result
 
 
+R = TypeVar("R", bound=Shared)
+
+
+def selection_of(
+    operation: OperationDefinitionNode, fragments: dict[str, FragmentDefinitionNode], variables: Mapping[str, Any]
+) -> str:
+    """What a subscription's events are rendered by: its operation as text, its fragments, its variables' values."""
+    printed = sorted(print_ast(fragment) for fragment in fragments.values())
+    return "\n".join([print_ast(operation), *printed, repr(sorted(variables.items()))])
+
+
+next_frames: ContextVar[Callable[[Rendered], Awaitable[None]] | None] = ContextVar("next_frames", default=None)
+"""Sends a kept rendering as the running subscription operation's `next` message (None: no transport here can)."""
+
+
+class Direct:
+    """One subscription's way past per-event execution: its events whose selection is kept go to the transport."""
+
+    def __init__(self, send: Callable[[Rendered], Awaitable[None]], selection: str, schema: object) -> None:
+        self._send = send
+        self._selection = selection
+        self._schema = schema
+
+    @classmethod
+    def of(cls, info: strawberry.Info[Any, Any]) -> Direct | None:
+        """The subscription's `Direct`, or None when its transport sends only what strawberry executed."""
+        send = next_frames.get()
+        if send is None:
+            return None
+        raw = info._raw_info
+        return cls(send, selection_of(raw.operation, raw.fragments, info.variable_values), raw.schema)
+
+    async def sent(self, root: Shared) -> bool:
+        """Send `root`'s kept rendering of this selection; False (nothing sent) when it has none to send."""
+        kept = root.renderings.get(self._selection)
+        if kept is None or kept[0] is not self._schema or kept[1].extensions:
+            return False
+        assert isinstance(kept[1].data, Rendered)
+        await self._send(kept[1].data)
+        return True
+
+
+async def unexecuted(info: strawberry.Info[Any, Any], roots: AsyncIterable[R]) -> AsyncIterator[R]:
+    """The events a subscription resolver still has to yield: the transport has sent the others, already rendered
+    for this selection, itself."""
+    direct = Direct.of(info)
+    async for root in roots:
+        if direct is None or not await direct.sent(root):
+            yield root
+
+
 class _Kept:
     """A subscription event's executor when its selection was already executed: the kept result."""
 
@@ -60,9 +120,7 @@ class RenderOnce(StrawberryGraphQLCoreExecutionContext):
 
     def build_per_event_executor(self, payload: Any) -> Any:
         if self.selection is None:  # once per subscription; every event's executor is a copy of this one
-            fragments = sorted(print_ast(fragment) for fragment in self.fragment_definitions.values())
-            variables = repr(sorted(self.variable_values.coerced.items()))
-            self.selection = "\n".join([print_ast(self.operation), *fragments, variables])
+            self.selection = selection_of(self.operation, self.fragment_definitions, self.variable_values.coerced)
         if isinstance(payload, Shared):
             kept = payload.renderings.get(self.selection)
             if kept is not None and kept[0] is self.schema:

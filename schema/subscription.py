@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 
 import strawberry
@@ -19,7 +19,7 @@ from schema.access import AUTHENTICATED, guarded_by
 from schema.enums import EventType
 from schema.governance import require_operation_access
 from schema.operations import Operation
-from schema.renderings import Shared
+from schema.renderings import Shared, unexecuted
 
 Info = strawberry.Info[GatewayContext, None]
 
@@ -79,6 +79,12 @@ class QualityEvent(Shared):
 _recent: OrderedDict[tuple[str, str | None], QualityEvent] = OrderedDict()
 
 
+async def _shared(events: AsyncIterator[envelope.Event]) -> AsyncIterator[QualityEvent]:
+    """Each bus event as the one `QualityEvent` all its subscribers share."""
+    async for event in events:
+        yield QualityEvent.of(event)
+
+
 @strawberry.input
 class LotStatusFilter:
     lot_id: str | None = None
@@ -103,8 +109,8 @@ class Subscription:
     ) -> AsyncGenerator[QualityEvent, None]:
         f = filter or LotStatusFilter()
         accept = subscriptions.lot_status_filter(f.lot_id, f.plant, f.material)
-        async for event in subscriptions.events(info.context, accept):
-            yield QualityEvent.of(event)
+        async for event in unexecuted(info, _shared(subscriptions.events(info.context, accept))):
+            yield event
 
     @strawberry.subscription(
         description="Quality events (inspections, nonconformances, holds, status, production, scrap). "
@@ -117,8 +123,8 @@ class Subscription:
         f = filter or QualityEventFilter()
         types = frozenset(envelope.EventType(t) for t in f.types) if f.types else PLANT_EVENTS
         accept = subscriptions.quality_filter(f.supplier, f.plant, types)
-        async for event in subscriptions.events(info.context, accept, after):
-            yield QualityEvent.of(event)
+        async for event in unexecuted(info, _shared(subscriptions.events(info.context, accept, after))):
+            yield event
 
     @strawberry.subscription(
         description="An operation's state now, then after each change, until it is finished.", directives=AUTHENTICATED

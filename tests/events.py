@@ -330,6 +330,10 @@ class WsClient:
             self._by_id[message.get("id", "")].append(message)
         return self._by_id[sub_id].popleft()
 
+    def unread(self, sub_id: str) -> list[dict[str, Any]]:
+        """Messages of subscription `sub_id` received and not yet read."""
+        return list(self._by_id[sub_id])
+
     async def event(self, sub_id: str, within: float = TIMEOUT) -> dict[str, Any]:
         """The next event of a subscription (the one field of `data`), insisting on a clean `next`."""
         message = await self.message(sub_id, within)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import strawberry
 
-from schema.renderings import Rendered, RenderOnce, Shared
+from schema.renderings import Rendered, RenderOnce, Shared, next_frames, unexecuted
 
 EXECUTED: list[str] = []  # the `lot` of each event object, once per execution of the field
 
@@ -50,6 +50,17 @@ class Subscription:
     @strawberry.subscription
     async def happened(self, tag: str = "") -> AsyncGenerator[Happened, None]:
         for event in SHARED:
+            yield event
+
+    @strawberry.subscription
+    async def unexecuted(self, info: strawberry.Info) -> AsyncGenerator[Happened, None]:
+        """As lotgraph's subscriptions: events the transport sent itself are not yielded."""
+
+        async def events() -> AsyncIterator[Happened]:
+            for event in SHARED:
+                yield event
+
+        async for event in unexecuted(info, events()):
             yield event
 
     @strawberry.subscription
@@ -112,3 +123,37 @@ async def test_events_not_shared_are_executed_for_every_subscriber() -> None:
     assert _data(one) == _data(two)
     assert sorted(EXECUTED) == ["first", "first", "second", "second"]
     assert not isinstance(one[0].data, Rendered)
+
+
+async def test_a_transport_that_sends_frames_gets_kept_renderings_and_only_the_rest_is_executed() -> None:
+    """The graphql-transport-ws handler sets `next_frames` for each operation: a subscriber whose selection another
+    already rendered gets that rendering straight to its transport, and nothing of it is executed again."""
+    EXECUTED.clear()
+    for event in SHARED:
+        event.renderings.clear()
+    sent: list[Rendered] = []
+
+    async def send(rendered: Rendered) -> None:
+        sent.append(rendered)
+
+    token = next_frames.set(send)
+    try:
+        first = await _results("subscription { unexecuted { lot } }")
+        again = await _results("subscription { unexecuted { lot } }")
+        other = await _results("subscription { unexecuted { name } }")
+    finally:
+        next_frames.reset(token)
+    assert _data(first) == [{"unexecuted": {"lot": "lot of first"}}, {"unexecuted": {"lot": "lot of second"}}]
+    assert again == []  # both events went to the transport, none through strawberry
+    assert sent == _data(first) and all(a is b for a, b in zip(sent, _data(first), strict=True))
+    assert _data(other) == [{"unexecuted": {"name": "first"}}, {"unexecuted": {"name": "second"}}]
+    assert EXECUTED == ["first", "second"]  # the `lot` selection ran once per event
+
+
+async def test_without_a_transport_that_sends_frames_every_event_is_yielded() -> None:
+    """SSE, and graphql-transport-ws's older sibling, send only what strawberry yields: every event reaches them."""
+    for event in SHARED:
+        event.renderings.clear()
+    await _results("subscription { unexecuted { lot } }")
+    again = await _results("subscription { unexecuted { lot } }")
+    assert _data(again) == [{"unexecuted": {"lot": "lot of first"}}, {"unexecuted": {"lot": "lot of second"}}]

@@ -144,6 +144,35 @@ async def test_subscribers_of_one_event_each_get_their_own_selection(
     assert got["status"]["payload"]["qualityStatus"] == "ON_HOLD"
 
 
+async def test_operations_of_one_selection_each_get_every_event_once_under_their_own_id(
+    gateway: Gateway, client: httpx.AsyncClient, hooks: Webhooks, qms: QmsEvents, dataset: Dataset
+) -> None:
+    """Past its first subscriber, an event's rendering is sent by each operation's own task (`next_frames` in
+    `schema/renderings.py`): two operations of one selection on one connection and a third on another each get
+    every event once, in order, under their own id; an operation the client stopped gets nothing more."""
+    lots = list(supplied_lots(dataset, plant="P200"))[:3]
+    query = "subscription { qualityEvents(filter: {types: [LOT_STATUS_CHANGED]}) { id lotId } }"
+    token = gateway.token("quality_engineer")
+    async with WsClient.connect(gateway.url, token) as one, WsClient.connect(gateway.url, token) as two:
+        for ws in (one, two):
+            await ws.acknowledged()
+        await one.subscribe("a", query)
+        await one.subscribe("b", query)
+        await two.subscribe("c", query)
+        await until_subscriptions(client, gateway.url, 3)
+        answers = [await hooks.publish(qms.status_changed(lot.id, "ON_HOLD", "RELEASED")) for lot in lots[:2]]
+        ours = {answer["id"]: lot.id for answer, lot in zip(answers, lots, strict=False)}
+        for ws, operation in ((one, "a"), (one, "b"), (two, "c")):
+            got = await ws.events_until(operation, answered(answers[-1]))
+            assert [(e["id"], e["lotId"]) for e in got if e["id"] in ours] == list(ours.items()), operation
+        await one.stop("a")
+        await until_subscriptions(client, gateway.url, 2)
+        last = await hooks.publish(qms.status_changed(lots[2].id, "ON_HOLD", "RELEASED"))
+        for ws, operation in ((one, "b"), (two, "c")):
+            assert (await ws.events_until(operation, answered(last)))[-1] == {"id": last["id"], "lotId": lots[2].id}
+        assert one.unread("a") == []  # sent before "b"'s on the same connection, had there been any
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
