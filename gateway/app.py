@@ -54,8 +54,8 @@ class CorrelationMiddleware:
                 message["headers"] = [*message["headers"], (correlation.HEADER.lower().encode(), cid.encode())]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
+        try:  # a WebSocket's messages go straight through: none of them is an HTTP response start
+            await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
         finally:
             correlation.current.reset(token)
 
