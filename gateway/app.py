@@ -30,6 +30,7 @@ from gateway.limits import BodySizeLimit
 from gateway.resilience import BreakerState
 from gateway.runtime import Runtime
 from gateway.settings import Mode, Settings
+from gateway.telemetry import ConnectionSpans
 from gateway.trusted import TrustedDocuments
 from gateway.workflows.registry import install as install_workflows
 from schema import build_schema
@@ -161,5 +162,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if middleware.cls is OpenTelemetryMiddleware:
             # One span per request or connection, not one more per ASGI message: a WebSocket carrying events
             # would otherwise start a span for every message, the largest cost of delivering an event.
+            middleware.cls = ConnectionSpans
             middleware.kwargs["exclude_spans"] = ["receive", "send"]
     return app

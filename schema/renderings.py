@@ -51,6 +51,7 @@ class Shared:
     renderings: dict[str, tuple[object, ExecutionResult]]  # by selection: the schema that executed it, the result
 
 
+E = TypeVar("E")
 R = TypeVar("R", bound=Shared)
 
 
@@ -93,13 +94,16 @@ class Direct:
         return True
 
 
-async def unexecuted(info: strawberry.Info[Any, Any], roots: AsyncIterable[R]) -> AsyncIterator[R]:
-    """The events a subscription resolver still has to yield: the transport has sent the others, already rendered
-    for this selection, itself."""
+async def unexecuted(
+    info: strawberry.Info[Any, Any], events: AsyncIterable[E], root: Callable[[E], R]
+) -> AsyncIterator[R]:
+    """The shared roots (`root(event)`) of the events a subscription resolver still has to yield: the transport has
+    sent the others, already rendered for this selection, itself."""
     direct = Direct.of(info)
-    async for root in roots:
-        if direct is None or not await direct.sent(root):
-            yield root
+    async for event in events:
+        shared = root(event)
+        if direct is None or not await direct.sent(shared):
+            yield shared
 
 
 class _Kept:

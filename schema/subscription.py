@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import datetime
 
 import strawberry
@@ -79,12 +79,6 @@ class QualityEvent(Shared):
 _recent: OrderedDict[tuple[str, str | None], QualityEvent] = OrderedDict()
 
 
-async def _shared(events: AsyncIterator[envelope.Event]) -> AsyncIterator[QualityEvent]:
-    """Each bus event as the one `QualityEvent` all its subscribers share."""
-    async for event in events:
-        yield QualityEvent.of(event)
-
-
 @strawberry.input
 class LotStatusFilter:
     lot_id: str | None = None
@@ -109,7 +103,7 @@ class Subscription:
     ) -> AsyncGenerator[QualityEvent, None]:
         f = filter or LotStatusFilter()
         accept = subscriptions.lot_status_filter(f.lot_id, f.plant, f.material)
-        async for event in unexecuted(info, _shared(subscriptions.events(info.context, accept))):
+        async for event in unexecuted(info, subscriptions.events(info.context, accept), QualityEvent.of):
             yield event
 
     @strawberry.subscription(
@@ -123,7 +117,7 @@ class Subscription:
         f = filter or QualityEventFilter()
         types = frozenset(envelope.EventType(t) for t in f.types) if f.types else PLANT_EVENTS
         accept = subscriptions.quality_filter(f.supplier, f.plant, types)
-        async for event in unexecuted(info, _shared(subscriptions.events(info.context, accept, after))):
+        async for event in unexecuted(info, subscriptions.events(info.context, accept, after), QualityEvent.of):
             yield event
 
     @strawberry.subscription(

@@ -60,7 +60,7 @@ class Subscription:
             for event in SHARED:
                 yield event
 
-        async for event in unexecuted(info, events()):
+        async for event in unexecuted(info, events(), lambda event: event):
             yield event
 
     @strawberry.subscription
