@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import sqlalchemy as sa
 from dbos import DBOS, DBOSConfig, SetEnqueueOptions, SetWorkflowID
 from dbos._serialization import DBOSPortableJSON
@@ -49,7 +49,7 @@ LOT_QUEUE = "lots"
 
 @DBOS.step()
 async def call(path: str) -> str:
-    async with httpx.AsyncClient() as client:
+    async with httpx2.AsyncClient() as client:
         (await client.post(f"{HITS}/{path}", headers={"x-thread": threading.current_thread().name})).raise_for_status()
     if path == SLOW:
         await asyncio.sleep(3)
@@ -68,7 +68,7 @@ async def three_calls(wf: str) -> list[str]:
 @DBOS.step()
 async def change_lot(wf: str) -> None:
     """Stands for the steps of an operation on one lot: what the server sees must never interleave per lot."""
-    async with httpx.AsyncClient() as client:
+    async with httpx2.AsyncClient() as client:
         await client.post(f"{HITS}/{wf}/start")
         await asyncio.sleep(0.3)
         await client.post(f"{HITS}/{wf}/end")

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-import httpx
+import httpx2
 from standardwebhooks.webhooks import Webhook
 
 from bench.stack import WEBHOOK_SECRET, Stack
@@ -106,12 +106,12 @@ async def _latency(stack: Stack, dataset: Dataset, subscribers: int, events: int
             if len(latencies) == subscribers * len(inspections):
                 arrived.set()
 
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx2.AsyncClient(timeout=30) as client:
         await stack.settled(client)  # not behind the hold events of the recalls benched before
     connected = await _connect(stack.gateway, subscribers, ["INSPECTION_COMPLETED"], received)
     qms = stack.sim("qms")
     cpu = stack.gateway_cpu_seconds()
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx2.AsyncClient(timeout=30) as client:
         for inspection in inspections:
             sent[inspection.lot] = time.perf_counter()
             response = await client.post(
@@ -149,7 +149,8 @@ SENDERS = 32
 
 async def _send(url: str, bodies: list[tuple[str, dict[str, str]]]) -> dict[int, int]:
     """POST every signed body from `SENDERS` concurrent connections; how many answers of each status. aiohttp, not
-    httpx: httpx's client spent ~3.4 ms of CPU per request here, so the bench measured itself, not the gateway."""
+    httpx2: httpx's client, which httpx2 continues, spent ~3.4 ms of CPU per request here, so the bench measured
+    itself, not the gateway."""
     statuses: dict[int, int] = {}
     queue = iter(bodies)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 
-import httpx
+import httpx2
 
 from bench.stack import Stack
 
@@ -17,7 +17,7 @@ BORROWED = (
 RUNS = 30
 
 
-def _p50_ms(client: httpx.Client, stack: Stack, query: str) -> float:
+def _p50_ms(client: httpx2.Client, stack: Stack, query: str) -> float:
     samples = []
     for _ in range(RUNS):
         started = time.perf_counter()
@@ -29,7 +29,7 @@ def _p50_ms(client: httpx.Client, stack: Stack, query: str) -> float:
 
 
 def borrowed_fields(stack: Stack) -> list[str]:
-    with httpx.Client(timeout=60) as client:
+    with httpx2.Client(timeout=60) as client:
         own = _p50_ms(client, stack, OWN)
         before = client.get(f"{stack.lims}/_admin/stats").json()["total"]
         borrowed = _p50_ms(client, stack, BORROWED)

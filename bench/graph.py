@@ -8,7 +8,7 @@ import statistics
 import time
 from typing import Any
 
-import httpx
+import httpx2
 
 from bench.stack import Stack
 from simulators import Dataset
@@ -22,7 +22,7 @@ GENEALOGY_QUERY = """query($id: ID!, $depth: Int!) { lot(id: $id) { genealogy(di
 FIRST_LEVEL_PATH = "/API_BATCH_SRV/Batch"
 
 
-def _post(client: httpx.Client, stack: Stack, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+def _post(client: httpx2.Client, stack: Stack, query: str, variables: dict[str, Any]) -> dict[str, Any]:
     result = client.post(f"{stack.gateway}/graphql", json={"query": query, "variables": variables}).json()
     if "errors" in result:
         raise RuntimeError(result["errors"][:3])
@@ -35,7 +35,7 @@ def _percentile(samples: list[float], q: float) -> float:
 
 def requests_per_source(stack: Stack) -> list[str]:
     lines = ["lots(first: N) with material, stock, inspections, holds: upstream requests per source"]
-    with httpx.Client(timeout=120) as client:
+    with httpx2.Client(timeout=120) as client:
         for first in (10, 100, 1000):
             stack.reset_stats()
             _post(client, stack, LIST_QUERY, {"first": first})
@@ -44,7 +44,7 @@ def requests_per_source(stack: Stack) -> list[str]:
     return lines
 
 
-def _upstream_levels(stack: Stack, client: httpx.Client) -> list[list[str]]:
+def _upstream_levels(stack: Stack, client: httpx2.Client) -> list[list[str]]:
     """The upstream URLs one 100-lot query requests, grouped by dependency level (read from the simulators)."""
     stack.reset_stats()
     _post(client, stack, LIST_QUERY, {"first": 100})
@@ -61,7 +61,7 @@ async def _interleaved(stack: Stack, levels: list[list[str]], runs: int) -> tupl
     concurrently, straight at the simulators), so both see the same machine load."""
     gateway, critical = [], []
     payload = {"query": LIST_QUERY, "variables": {"first": 100}}
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with httpx2.AsyncClient(timeout=60) as client:
         for run in range(runs + 1):
             started = time.perf_counter()
             assert "errors" not in (await client.post(f"{stack.gateway}/graphql", json=payload)).json()
@@ -77,7 +77,7 @@ async def _interleaved(stack: Stack, levels: list[list[str]], runs: int) -> tupl
 def latency_vs_critical_path(stack: Stack, latency_ms: int = 20, runs: int = 40) -> list[str]:
     stack.fault_all(latency_ms=latency_ms)
     try:
-        with httpx.Client(timeout=60) as client:
+        with httpx2.Client(timeout=60) as client:
             levels = _upstream_levels(stack, client)
         cpu = stack.gateway_cpu_seconds()
         samples, critical = asyncio.run(_interleaved(stack, levels, runs))
@@ -96,7 +96,7 @@ def latency_vs_critical_path(stack: Stack, latency_ms: int = 20, runs: int = 40)
     ]
 
 
-def _timed_genealogy(client: httpx.Client, stack: Stack, lot: str, depth: int) -> tuple[dict[str, Any], float, float]:
+def _timed_genealogy(client: httpx2.Client, stack: Stack, lot: str, depth: int) -> tuple[dict[str, Any], float, float]:
     """The genealogy, the seconds it took, and the gateway CPU seconds it used."""
     started, cpu = time.perf_counter(), stack.gateway_cpu_seconds()
     graph = _post(client, stack, GENEALOGY_QUERY, {"id": lot, "depth": depth})["lot"]["genealogy"]
@@ -108,7 +108,7 @@ def recall_genealogy(stack: Stack, dataset: Dataset, warm_runs: int = 5) -> list
     cold), then the median of `warm_runs` (upstream requests counted over the last), then depth 3 warm. Gateway
     CPU seconds beside each: on a shared machine they move less than the wall time."""
     recall_lot, lots = dataset.recall_lot, len(dataset.lots)
-    with httpx.Client(timeout=120) as client:
+    with httpx2.Client(timeout=120) as client:
         stack.reset_stats()
         graph, cold, cold_cpu = _timed_genealogy(client, stack, recall_lot, 6)
         cold_served = stack.served()

@@ -9,7 +9,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-import httpx
+import httpx2
 
 from bench.stack import Stack
 from simulators import Dataset
@@ -23,7 +23,7 @@ RECALL = """mutation($lot: ID!, $depth: Int!, $key: String!) { placeRecallHold(i
   direction: DOWNSTREAM, maxDepth: $depth, reason: "benchmark recall", idempotencyKey: $key}) { state lotIds } }"""
 
 
-def _call(client: httpx.Client, stack: Stack, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:
+def _call(client: httpx2.Client, stack: Stack, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:
     result = client.post(f"{stack.gateway}/graphql", json={"query": query, "variables": variables},
                          headers={"Authorization": f"Bearer {token}"}).json()  # fmt: skip
     if "errors" in result:
@@ -70,7 +70,7 @@ def hold_and_release(stack: Stack, dataset: Dataset, lots: int = 20) -> list[str
     holds, releases = [], []
     stack.fault_all(latency_ms=20)
     try:
-        with httpx.Client(timeout=120) as client:
+        with httpx2.Client(timeout=120) as client:
             for lot in _releasable(dataset, lots):
                 started = time.perf_counter()
                 assert _call(client, stack, HOLD, {"lot": lot, "key": uuid.uuid4().hex}, engineer)[
@@ -96,7 +96,7 @@ def recall(stack: Stack, dataset: Dataset) -> list[str]:
     lines = []
     stack.fault_all(latency_ms=20)
     try:
-        with httpx.Client(timeout=600) as client:
+        with httpx2.Client(timeout=600) as client:
             for target in (1_000, 10_000):
                 root, depth = _recall_root(dataset, target)
                 stack.reset_stats()

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import httpx
+import httpx2
 
 from bench.graph import LIST_QUERY
 from bench.stack import LOTGRAPH, Stack
@@ -71,13 +71,13 @@ def full_sweep(stack: Stack) -> list[str]:
 def _interactive(stack: Stack, runs: int = 60) -> str:
     """The 100-lot page, one request after another, without a sweep and then while one runs."""
 
-    def page_ms(client: httpx.Client) -> float:
+    def page_ms(client: httpx2.Client) -> float:
         started = time.perf_counter()
         answer = client.post(f"{stack.gateway}/graphql", json={"query": LIST_QUERY, "variables": {"first": 100}})
         assert answer.status_code == 200 and "errors" not in answer.json(), answer.text[:300]
         return (time.perf_counter() - started) * 1000
 
-    with httpx.Client(timeout=60) as client:
+    with httpx2.Client(timeout=60) as client:
         alone = [page_ms(client) for _ in range(runs)]
         with _sweeping(stack, {}) as sweep:
             time.sleep(2.0)  # under way: its first pages are in flight

@@ -9,7 +9,7 @@ import os
 import statistics
 import time
 
-import httpx
+import httpx2
 
 from bench.graph import LIST_QUERY
 from bench.stack import Stack
@@ -19,14 +19,14 @@ MEMORY_MINUTES = float(os.environ.get("LOTGRAPH_BENCH_MEMORY_MINUTES", "10"))
 SINGLE = "query($id: ID!) { lot(id: $id) { id material { description } qualityStatus } }"
 
 
-def _timed(client: httpx.Client, stack: Stack, first: int) -> float:
+def _timed(client: httpx2.Client, stack: Stack, first: int) -> float:
     started = time.perf_counter()
     client.post(f"{stack.gateway}/graphql", json={"query": LIST_QUERY, "variables": {"first": first}}).json()
     return (time.perf_counter() - started) * 1000
 
 
 def cold_and_warm(stack: Stack, runs: int = 20) -> list[str]:
-    with httpx.Client(timeout=60) as client:
+    with httpx2.Client(timeout=60) as client:
         stack.reset_stats()
         cold = _timed(client, stack, 100)
         cold_requests = sum(stack.served().values())
@@ -35,7 +35,7 @@ def cold_and_warm(stack: Stack, runs: int = 20) -> list[str]:
         warm_requests = sum(stack.served().values()) / runs
         slow = []
         try:
-            httpx.post(f"{stack.sim('wms')}/_admin/faults", json={"latency_ms": 2000})
+            httpx2.post(f"{stack.sim('wms')}/_admin/faults", json={"latency_ms": 2000})
             slow = [_timed(client, stack, 100) for _ in range(5)]
         finally:
             stack.clear_faults()
@@ -55,7 +55,7 @@ async def _clients(
     latencies: list[float] = []
 
     async def client(index: int) -> None:
-        async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
+        async with httpx2.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
             n = index
             while time.perf_counter() < deadline:
                 started = time.perf_counter()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 from gateway.auth import AuthSettings, DevSigner
 from gateway.demo import SIMULATORS, subgraph_url
@@ -52,18 +52,18 @@ class Stack:
 
     def reset_stats(self) -> None:
         for system in SIMULATORS:
-            httpx.delete(f"{self.sim(system)}/_admin/stats")
+            httpx2.delete(f"{self.sim(system)}/_admin/stats")
 
     def served(self) -> dict[str, int]:
-        return {s: httpx.get(f"{self.sim(s)}/_admin/stats").json()["total"] for s in SIMULATORS}
+        return {s: httpx2.get(f"{self.sim(s)}/_admin/stats").json()["total"] for s in SIMULATORS}
 
     def fault_all(self, **fault: Any) -> None:
         for system in SIMULATORS:
-            httpx.post(f"{self.sim(system)}/_admin/faults", json=fault)
+            httpx2.post(f"{self.sim(system)}/_admin/faults", json=fault)
 
     def clear_faults(self) -> None:
         for system in SIMULATORS:
-            httpx.delete(f"{self.sim(system)}/_admin/faults")
+            httpx2.delete(f"{self.sim(system)}/_admin/faults")
 
     def gateway_cpu_seconds(self) -> float:
         """User and system CPU time the gateway process has used (/proc/PID/stat fields 14 and 15): unlike wall
@@ -78,7 +78,7 @@ class Stack:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmRSS")
 
-    async def settled(self, client: httpx.AsyncClient, within: float = 300.0) -> float:
+    async def settled(self, client: httpx2.AsyncClient, within: float = 300.0) -> float:
         """Wait (up to `within` seconds) until every simulator has delivered the events it emitted; the seconds
         waited. Each sends one event at a time, in order: a change behind a backlog (the QMS's events after a recall
         of thousands of lots) would time the backlog, not what a bench measures."""
@@ -106,9 +106,9 @@ def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> N
         if process.poll() is not None:
             raise RuntimeError(f"{process.args} exited with {process.returncode}")
         try:
-            httpx.get(url, timeout=1)
+            httpx2.get(url, timeout=1)
             return
-        except httpx.TransportError:
+        except httpx2.TransportError:
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not come up")
 
@@ -149,7 +149,7 @@ def _running(seed: int, lots: int, data_dir: str) -> Iterator[Stack]:
         _wait(f"{stack.gateway}/healthz", gateway)
         for system in EVENT_SOURCES:  # the plant pushes its events to the gateway, as in the demo
             target = {"webhook": {"url": f"{stack.gateway}/webhooks/{system}", "secret": WEBHOOK_SECRET}}
-            httpx.put(f"{stack.sim(system)}/_admin/events", json=target).raise_for_status()
+            httpx2.put(f"{stack.sim(system)}/_admin/events", json=target).raise_for_status()
         yield stack
     finally:
         for process in processes:

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import httpx
+import httpx2
 
 from bench.stack import Stack
 from simulators import Dataset
@@ -89,7 +89,7 @@ class Planner:
     most USES_PER_LOT completions, so completions running at once never leave the ERP short of a component and no
     refusal muddies the figures."""
 
-    def __init__(self, client: httpx.AsyncClient, stack: Stack, dataset: Dataset, seed: int = 13) -> None:
+    def __init__(self, client: httpx2.AsyncClient, stack: Stack, dataset: Dataset, seed: int = 13) -> None:
         self.client = client
         self.erp = stack.sim("erp")
         self.rng = random.Random(seed)
@@ -156,7 +156,7 @@ class Planner:
         return list(response.json()["d"]["results"])
 
 
-async def _view(client: httpx.AsyncClient, stack: Stack, system: str, lot: str) -> dict[str, Any] | None:
+async def _view(client: httpx2.AsyncClient, stack: Stack, system: str, lot: str) -> dict[str, Any] | None:
     """What one system itself stores about a lot (its admin view); None if it knows nothing of it."""
     response = await client.get(f"{stack.sim(system)}/_admin/lots/{lot}")
     if response.status_code == 404:
@@ -165,7 +165,7 @@ async def _view(client: httpx.AsyncClient, stack: Stack, system: str, lot: str) 
     return dict(response.json())
 
 
-async def _reached(client: httpx.AsyncClient, stack: Stack, lot: str, checks: Sequence[Check]) -> bool:
+async def _reached(client: httpx2.AsyncClient, stack: Stack, lot: str, checks: Sequence[Check]) -> bool:
     """Whether every system came to show its effect on `lot` within WITHIN_SECONDS."""
     deadline = time.monotonic() + WITHIN_SECONDS
     while time.monotonic() < deadline:
@@ -199,7 +199,7 @@ class Timings:
 
 
 async def _time(
-    client: httpx.AsyncClient, stack: Stack, token: str, timings: Timings, lot: str, checks: Sequence[Check]
+    client: httpx2.AsyncClient, stack: Stack, token: str, timings: Timings, lot: str, checks: Sequence[Check]
 ) -> bool:
     """Time (from now) until `lot` shows `checks` everywhere, then ask lotgraph whether it reads it consistent."""
     started = time.perf_counter()
@@ -214,7 +214,7 @@ async def _time(
     return True
 
 
-async def _confirm(client: httpx.AsyncClient, stack: Stack, confirmation: dict[str, Any]) -> str:
+async def _confirm(client: httpx2.AsyncClient, stack: Stack, confirmation: dict[str, Any]) -> str:
     """The line confirms a completion in MES; the new lot's id."""
     response = await client.post(f"{stack.sim('mes')}/api/confirmations", json=confirmation)
     response.raise_for_status()
@@ -227,7 +227,7 @@ def _result(characteristic: dict[str, Any], passed: bool) -> float:
     return float((low + high) / 2 if passed else high + (high - low))
 
 
-async def _record(client: httpx.AsyncClient, stack: Stack, lot: str, passed: bool) -> None:
+async def _record(client: httpx2.AsyncClient, stack: Stack, lot: str, passed: bool) -> None:
     """The lab records the results of the lot's inspection lot in QMS, all passing or all failing."""
     qms = stack.sim("qms")
     found = await client.get(f"{qms}/api/v1/inspection-lots", params={"lot_ids": lot})
@@ -238,7 +238,7 @@ async def _record(client: httpx.AsyncClient, stack: Stack, lot: str, passed: boo
     recorded.raise_for_status()
 
 
-async def _delivery(client: httpx.AsyncClient, stack: Stack, system: str) -> str:
+async def _delivery(client: httpx2.AsyncClient, stack: Stack, system: str) -> str:
     """How `system` sends its events, as its own admin API says (a webhook or MQTT)."""
     target = (await client.get(f"{stack.sim(system)}/_admin/events")).json()["target"] or {}
     return f"{system.upper()} events by {' and '.join(target) or 'nothing (no target set)'}"
@@ -247,7 +247,7 @@ async def _delivery(client: httpx.AsyncClient, stack: Stack, system: str) -> str
 async def _latencies(stack: Stack, dataset: Dataset, lots: int) -> list[str]:
     token = stack.token("qa_manager")
     received, released, contained = Timings(), Timings(), Timings()
-    async with httpx.AsyncClient(timeout=WITHIN_SECONDS) as client:
+    async with httpx2.AsyncClient(timeout=WITHIN_SECONDS) as client:
         confirmations = await Planner(client, stack, dataset).confirmations(lots)
         mes, qms = [await _delivery(client, stack, system) for system in ("mes", "qms")]
         backlog = await stack.settled(client)
@@ -292,7 +292,7 @@ EFFECTS: dict[str, tuple[str, Callable[[list[str]], dict[str, str]], Callable[[A
 }  # fmt: skip
 
 
-async def _effects(client: httpx.AsyncClient, stack: Stack, system: str, lots: list[str]) -> Counter[str]:
+async def _effects(client: httpx2.AsyncClient, stack: Stack, system: str, lots: list[str]) -> Counter[str]:
     """How many times `system`'s own API shows each lot's receipt."""
     path, query, rows, field = EFFECTS[system]
     counted: Counter[str] = Counter()
@@ -303,7 +303,7 @@ async def _effects(client: httpx.AsyncClient, stack: Stack, system: str, lots: l
     return counted
 
 
-async def _drained(client: httpx.AsyncClient, stack: Stack, lots: list[str], started: float) -> tuple[float, float]:
+async def _drained(client: httpx2.AsyncClient, stack: Stack, lots: list[str], started: float) -> tuple[float, float]:
     """Seconds after `started` until MES had delivered all its events, and until the last lot's inspection lot (the
     workflow's last step) was in QMS, or the last one before none came for IDLE_SECONDS (then infinity for a
     delivery not seen)."""
@@ -318,7 +318,7 @@ async def _drained(client: httpx.AsyncClient, stack: Stack, lots: list[str], sta
     return delivered, last - started
 
 
-async def _open_exceptions(client: httpx.AsyncClient, stack: Stack) -> int:
+async def _open_exceptions(client: httpx2.AsyncClient, stack: Stack) -> int:
     query = "{ exceptions(filter: {state: OPEN}) { totalCount } }"
     answer = await client.post(f"{stack.gateway}/graphql", json={"query": query},
                                headers={"Authorization": f"Bearer {stack.token('qa_manager')}"})  # fmt: skip
@@ -326,8 +326,8 @@ async def _open_exceptions(client: httpx.AsyncClient, stack: Stack) -> int:
 
 
 async def _sustained(stack: Stack, dataset: Dataset, completions: int) -> list[str]:
-    limits = httpx.Limits(max_connections=BURST_CONCURRENCY + 4)
-    async with httpx.AsyncClient(timeout=WITHIN_SECONDS, limits=limits) as client:
+    limits = httpx2.Limits(max_connections=BURST_CONCURRENCY + 4)
+    async with httpx2.AsyncClient(timeout=WITHIN_SECONDS, limits=limits) as client:
         pending = await Planner(client, stack, dataset, seed=17).confirmations(completions)
         mes = await _delivery(client, stack, "mes")
         await stack.settled(client)

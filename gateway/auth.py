@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 from cachetools import TTLCache
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -310,12 +310,12 @@ class RemoteKeys:
                 return
             self.attempted_at = self.clock()
             try:
-                async with httpx.AsyncClient(timeout=5.0) as client:
+                async with httpx2.AsyncClient(timeout=5.0) as client:
                     response = await client.get(self.url, headers={"Accept": "application/json"})
                     response.raise_for_status()
                 self.keys = _public_keys(response.json())
                 self.fetched_at = self.clock()
-            except (httpx.HTTPError, ValueError, JoseError) as exc:
+            except (httpx2.HTTPError, ValueError, JoseError) as exc:
                 log.warning("could not fetch the JWKS at %s: %s", self.url, exc)
                 if not self.keys:
                     raise Unauthenticated("the identity provider's signing keys are unavailable") from exc

@@ -35,5 +35,5 @@ def configure(level: str, json_lines: bool) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request drowns everything else
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per upstream request drowns everything else
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin set-up, a dozen lines at every start

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import httpx
+import httpx2
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -57,9 +57,9 @@ class Client:
 
     def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
-            response = httpx.post(self.url, json={"query": query, "variables": variables or {}},
+            response = httpx2.post(self.url, json={"query": query, "variables": variables or {}},
                                   headers=self.headers, timeout=60)  # fmt: skip
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise Refused(f"cannot reach the gateway at {self.url}: {exc}") from None
         try:
             body = response.json()

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
-import httpx
+import httpx2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
@@ -245,7 +245,7 @@ class Courier:
 
     def __init__(self, system: str) -> None:
         self.identifier = f"lotgraph-{system}-{secrets.token_hex(4)}"
-        self.http = httpx.AsyncClient(timeout=SEND_TIMEOUT)
+        self.http = httpx2.AsyncClient(timeout=SEND_TIMEOUT)
         self.mqtt: tuple[str, aiomqtt.Client] | None = None  # broker url, connected client
 
     async def send(self, target: WebhookTarget | MqttTarget, event: Event) -> dict[str, Any] | None:
@@ -265,7 +265,7 @@ class Courier:
         }
         try:
             response = await self.http.post(target.url, content=event.body.encode(), headers=headers)
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise Retry from exc
         if response.is_success:
             return None

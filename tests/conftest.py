@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from gateway.app import create_app
@@ -48,8 +48,8 @@ class Plant:
     def url(self, system: str) -> str:
         return f"http://127.0.0.1:{self.first_port + SIMULATORS.index(system)}"
 
-    def admin(self, system: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = httpx.request(method, f"{self.url(system)}/_admin/{path}", timeout=10, **kwargs)
+    def admin(self, system: str, method: str, path: str, **kwargs: Any) -> httpx2.Response:
+        response = httpx2.request(method, f"{self.url(system)}/_admin/{path}", timeout=10, **kwargs)
         response.raise_for_status()
         return response
 
@@ -97,7 +97,7 @@ class Gateway:
         self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
     ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = httpx.post(
+        response = httpx2.post(
             f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, headers=headers, timeout=60
         )
         assert response.headers["content-type"].startswith("application/json"), response.text
@@ -153,8 +153,8 @@ class Lims:
     def graphql(self) -> str:
         return f"{self.url}/graphql"
 
-    def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = httpx.request(method, f"{self.url}/_admin/{path}", timeout=10, **kwargs)
+    def admin(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
+        response = httpx2.request(method, f"{self.url}/_admin/{path}", timeout=10, **kwargs)
         response.raise_for_status()
         return response
 
@@ -163,7 +163,7 @@ class Lims:
 
     def query(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """Ask the LIMS itself, as a router or a lab client would."""
-        answer = httpx.post(self.graphql, json={"query": document, "variables": variables or {}}, timeout=30).json()
+        answer = httpx2.post(self.graphql, json={"query": document, "variables": variables or {}}, timeout=30).json()
         assert "errors" not in answer, answer["errors"]
         return answer["data"]
 
@@ -238,9 +238,9 @@ class GatewayProcess:
         while True:
             assert self.process.poll() is None, f"the gateway on {self.url} exited"
             try:
-                if httpx.get(f"{self.url}{path}", timeout=1).status_code == 200:
+                if httpx2.get(f"{self.url}{path}", timeout=1).status_code == 200:
                     return
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             assert time.monotonic() < deadline, f"{self.url} did not come up"
             time.sleep(0.1)

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+import httpx2
 import redis
-from httpx_sse import ServerSentEvent, aconnect_sse
 from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks.webhooks import Webhook
 from websockets.asyncio.client import ClientConnection, connect
@@ -95,14 +94,14 @@ def sign(secret: str, body: str, *, msg_id: str | None = None, at: datetime | No
 class Webhooks:
     """Posts signed native events to one gateway's `/webhooks/{source}`."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str, secret: str = SECRET) -> None:
+    def __init__(self, client: httpx2.AsyncClient, base_url: str, secret: str = SECRET) -> None:
         self.client = client
         self.base_url = base_url
         self.secret = secret
 
     async def post(
         self, source: str, body: dict[str, Any] | str, *, secret: str | None = None, at: datetime | None = None
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         text = body if isinstance(body, str) else json.dumps(body)
         headers = sign(secret or self.secret, text, at=at)
         return await self.client.post(f"{self.base_url}/webhooks/{source}", content=text, headers=headers)
@@ -202,7 +201,7 @@ class Scrape:
         self.samples = [sample for family in text_string_to_metric_families(text) for sample in family.samples]
 
     @classmethod
-    async def of(cls, client: httpx.AsyncClient, base_url: str) -> Scrape:
+    async def of(cls, client: httpx2.AsyncClient, base_url: str) -> Scrape:
         response = await client.get(f"{base_url}/metrics")
         response.raise_for_status()
         return cls(response.text)
@@ -213,7 +212,7 @@ class Scrape:
                    if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))  # fmt: skip
 
 
-async def metric(client: httpx.AsyncClient, base_url: str, name: str, **labels: str) -> float:
+async def metric(client: httpx2.AsyncClient, base_url: str, name: str, **labels: str) -> float:
     """The current value of a metric (summed over the samples whose labels include `labels`)."""
     return (await Scrape.of(client, base_url)).value(name, **labels)
 
@@ -221,20 +220,20 @@ async def metric(client: httpx.AsyncClient, base_url: str, name: str, **labels: 
 class Counters:
     """Counter increments since `Counters.now(...)`, so tests can share a gateway."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str, base: Scrape) -> None:
+    def __init__(self, client: httpx2.AsyncClient, base_url: str, base: Scrape) -> None:
         self.client = client
         self.base_url = base_url
         self.base = base
 
     @classmethod
-    async def now(cls, client: httpx.AsyncClient, base_url: str) -> Counters:
+    async def now(cls, client: httpx2.AsyncClient, base_url: str) -> Counters:
         return cls(client, base_url, await Scrape.of(client, base_url))
 
     async def __call__(self, name: str, **labels: str) -> float:
         return (await Scrape.of(self.client, self.base_url)).value(name, **labels) - self.base.value(name, **labels)
 
 
-async def until_subscriptions(client: httpx.AsyncClient, base_url: str, count: int, within: float = TIMEOUT) -> None:
+async def until_subscriptions(client: httpx2.AsyncClient, base_url: str, count: int, within: float = TIMEOUT) -> None:
     """Wait until the gateway carries exactly `count` live subscriptions (the `lotgraph_subscriptions` gauge,
     raised when a subscription's listener is registered and lowered when it is gone)."""
     loop = asyncio.get_running_loop()
@@ -373,7 +372,7 @@ def error_codes(message: dict[str, Any]) -> list[str]:
 class SseStream:
     """A subscription over Server-Sent Events: `response` is the HTTP answer, `next` the next SSE event."""
 
-    def __init__(self, response: httpx.Response, events: AsyncIterator[ServerSentEvent] | None) -> None:
+    def __init__(self, response: httpx2.Response, events: AsyncIterator[httpx2.ServerSentEvent] | None) -> None:
         self.response = response
         self._events = events
 
@@ -399,19 +398,19 @@ class SseStream:
 
 @asynccontextmanager
 async def sse_subscribe(
-    client: httpx.AsyncClient, base_url: str, query: str, variables: dict[str, Any] | None = None,
+    client: httpx2.AsyncClient, base_url: str, query: str, variables: dict[str, Any] | None = None,
     token: str | None = None,
 ) -> AsyncIterator[SseStream]:  # fmt: skip
     """POST the subscription with `Accept: text/event-stream`; the stream (or the refusal, not streamed)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     body = {"query": query, "variables": variables or {}}
-    async with aconnect_sse(client, "POST", f"{base_url}/graphql", json=body, headers=headers) as source:
+    async with client.sse(f"{base_url}/graphql", method="POST", json=body, headers=headers) as source:
         response = source.response
         if not response.headers.get("content-type", "").startswith("text/event-stream"):
             await response.aread()
             yield SseStream(response, None)
             return
-        events = source.aiter_sse()
+        events = aiter(source)
         try:
             yield SseStream(response, events)
         finally:

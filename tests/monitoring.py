@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2
 import yaml
 
 from tests.conftest import Gateway
@@ -53,7 +53,7 @@ class Prometheus:
 
     def api(self, path: str, **params: str) -> Any:
         """`GET /api/v1/{path}`'s data; an error answer (a query that does not parse) fails the test."""
-        answer = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10).json()
+        answer = httpx2.get(f"{self.url}/api/v1/{path}", params=params, timeout=10).json()
         assert answer["status"] == "success", answer
         return answer["data"]
 

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 import yaml
 
@@ -206,7 +206,7 @@ def test_the_dashboard_has_a_row_per_concern() -> None:
 
 
 def _unsigned_webhook(gateway: Gateway) -> int:
-    return httpx.post(f"{gateway.url}/webhooks/qms", content=b"{}").status_code
+    return httpx2.post(f"{gateway.url}/webhooks/qms", content=b"{}").status_code
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import strawberry
 from starlette.applications import Starlette
@@ -139,7 +139,7 @@ def apollo_gateway(behind_apollo_gateway: Gateway, lims: Lims, watchlist: str) -
 
 
 def post(url: str, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:
-    answer = httpx.post(url, json={"query": query, "variables": variables}, timeout=60,
+    answer = httpx2.post(url, json={"query": query, "variables": variables}, timeout=60,
                         headers={"Authorization": f"Bearer {token}"})  # fmt: skip
     return answer.json()
 
@@ -210,7 +210,7 @@ async def test_a_graphql_ws_node_client_receives_lotgraphs_quality_events(lotgra
         cwd=HARNESS, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with httpx2.AsyncClient(timeout=30) as http:
             await until_subscriptions(http, lotgraph.url, 1)
             event = QmsEvents(dataset).status_changed(lot.id, "REJECTED")
             published = await Webhooks(http, lotgraph.url).publish(event)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, Key, RSAKey
@@ -425,7 +425,7 @@ async def test_out_of_range_moments_over_http_and_websocket(plant: Plant, tmp_pa
     auth = AuthSettings(issuer=ISSUER, audience=AUDIENCE, key_file=key)
     tokens = [sign(exp=1e20), sign(auth_time=1e20)]
     with start_gateway(plant, mode=Mode.PRODUCTION, auth=auth) as gateway:
-        async with httpx.AsyncClient(timeout=30) as client:
+        async with httpx2.AsyncClient(timeout=30) as client:
             answers = [await client.post(f"{gateway.url}/graphql", json={"query": "{ __typename }"},
                                          headers={"Authorization": f"Bearer {t}"}) for t in tokens]  # fmt: skip
         closes = []

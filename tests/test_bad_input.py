@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from graphql import (
     GraphQLArgument,
@@ -125,7 +125,7 @@ def production(plant: Plant, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield gateway, token
 
 
-def _internal(response: httpx.Response) -> list[Any]:
+def _internal(response: httpx2.Response) -> list[Any]:
     """What in an answer is a server fault: a 5xx, a body that is not GraphQL, an error without a proper code."""
     if response.status_code >= 500 or not response.headers.get("content-type", "").startswith("application/json"):
         return [response.status_code, response.text[:200]]
@@ -138,7 +138,7 @@ def test_generated_bad_arguments_are_the_callers_mistake(production: tuple[Gatew
     cases = list(generated())
     assert len(cases) > 200, "the generator covers the schema"
     faults = []
-    with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+    with httpx2.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
         for document, variables in cases:
             body = json.dumps({"query": document, "variables": variables})  # ASCII: "\ud800" stays escaped
             response = client.post("/graphql", content=body, headers={"content-type": "application/json"})
@@ -152,7 +152,7 @@ def test_malformed_entity_representations_are_bad_user_input(production: tuple[G
     document = "query($r: [_Any!]!) { _entities(representations: $r) { __typename } }"
     headers = {"Authorization": f"Bearer {token}"}
     answers = [
-        httpx.post(f"{gateway.url}/graphql", json={"query": document, "variables": {"r": [r]}}, headers=headers)
+        httpx2.post(f"{gateway.url}/graphql", json={"query": document, "variables": {"r": [r]}}, headers=headers)
         for r in REPRESENTATIONS
     ]
     assert [_internal(a) for a in answers] == [[]] * len(REPRESENTATIONS), [a.text[:200] for a in answers]
@@ -165,10 +165,10 @@ def test_a_body_that_is_no_graphql_request_is_400(production: tuple[Gateway, str
     """POST (JSON and SSE) and GET (its `variables`) answer 400 BAD_REQUEST, in GraphQL's shape."""
     gateway, token = production
     headers = {"Authorization": f"Bearer {token}", "content-type": "application/json"}
-    posted = httpx.post(f"{gateway.url}/graphql", content=body, headers=headers)
-    streamed = httpx.post(f"{gateway.url}/graphql", content=body, headers={**headers, "accept": "text/event-stream"})
+    posted = httpx2.post(f"{gateway.url}/graphql", content=body, headers=headers)
+    streamed = httpx2.post(f"{gateway.url}/graphql", content=body, headers={**headers, "accept": "text/event-stream"})
     params = {"query": "{ __typename }", "variables": body.decode(errors="replace")}
-    got = httpx.get(f"{gateway.url}/graphql", params=params, headers=headers)
+    got = httpx2.get(f"{gateway.url}/graphql", params=params, headers=headers)
     for response in (posted, streamed) if body.startswith(b'{"') else (posted, streamed, got):  # GET: an object
         assert response.status_code == 400, (response.request.method, response.status_code, response.text[:200])
         assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
@@ -205,7 +205,7 @@ def test_cursors_with_digits_int_cannot_read(production: tuple[Gateway, str]) ->
     ]
     subscription = 'subscription { qualityEvents(after: "²-0") { cursor } }'
     headers = {"Authorization": f"Bearer {token}", "accept": "text/event-stream"}
-    with httpx.stream("POST", f"{gateway.url}/graphql", json={"query": subscription}, headers=headers) as stream:
+    with httpx2.stream("POST", f"{gateway.url}/graphql", json={"query": subscription}, headers=headers) as stream:
         streamed = stream.read().decode()
     assert '"code": "BAD_USER_INPUT"' in streamed.replace('":"', '": "'), streamed
     assert "INTERNAL_SERVER_ERROR" not in streamed

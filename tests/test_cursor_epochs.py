@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import redis
 
 from gateway.auth import AuthSettings, DevSigner
@@ -43,7 +43,7 @@ def _token(data_dir: Path) -> str:
 async def _publish(url: str, dataset: Dataset, count: int) -> list[dict[str, Any]]:
     """`count` QMS status events posted one after the other; the gateway's answers (`id`, `cursor`)."""
     qms, lots = QmsEvents(dataset), list(supplied_lots(dataset, plant="P100"))[-count:]
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx2.AsyncClient(timeout=30) as client:
         hooks = Webhooks(client, url)
         return [await hooks.publish(qms.status_changed(lot.id, "REJECTED")) for lot in lots]
 

@@ -17,8 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-from httpx_sse import connect_sse
+import httpx2
 
 from gateway.servers import free_block
 
@@ -104,9 +103,9 @@ def _wait_healthy(url: str, process: subprocess.Popen[str], timeout: float = 90)
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()[0]
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if httpx2.get(url, timeout=1).status_code == 200:
                 return
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         time.sleep(0.25)
     raise AssertionError(f"{url} not healthy after {timeout} s")
@@ -120,10 +119,10 @@ def _first_event(url: str, token: str | None = None, wanted: Callable[[dict], bo
     query = "subscription { qualityEvents { cursor type source lotId supplier } }"
     headers = {"authorization": f"Bearer {token}"} if token else {}
     with (
-        httpx.Client(timeout=30) as client,
-        connect_sse(client, "POST", url, json={"query": query}, headers=headers) as events,
+        httpx2.Client(timeout=30) as client,
+        client.sse(url, method="POST", json={"query": query}, headers=headers) as events,
     ):
-        for sse in events.iter_sse():
+        for sse in events:
             if sse.event == "next" and wanted(event := json.loads(sse.data)["data"]["qualityEvents"]):
                 return event
     raise AssertionError("the stream ended without an event")
@@ -150,8 +149,8 @@ def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c(tmp_path: Path) -> 
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/healthz", process)
         for system_port in range(port + 1, port + 7):  # ERP, QMS, WMS, MES, LIMS, the supervisors' pager
-            assert httpx.get(f"http://127.0.0.1:{system_port}/_admin/stats").status_code == 200
-        graphiql = httpx.get(f"http://127.0.0.1:{port}/graphql", headers={"accept": "text/html"})
+            assert httpx2.get(f"http://127.0.0.1:{system_port}/_admin/stats").status_code == 200
+        graphiql = httpx2.get(f"http://127.0.0.1:{port}/graphql", headers={"accept": "text/html"})
         assert "graphiql" in graphiql.text.lower()
         assert "Bearer ey" in graphiql.text, "the demo pre-fills GraphiQL's Headers tab with a token"
         # The personas the README names for its queries: anonymous (a portal reader) and the quality engineer.
@@ -162,7 +161,7 @@ def test_demo_serves_the_readme_examples_and_stops_on_ctrl_c(tmp_path: Path) -> 
         )  # fmt: skip
         for headers in ({}, {"authorization": f"Bearer {quality_engineer}"}):
             for query in queries:
-                result = httpx.post(
+                result = httpx2.post(
                     f"http://127.0.0.1:{port}/graphql", json={"query": query}, headers=headers, timeout=60
                 ).json()
                 _assert_answered(result, query)

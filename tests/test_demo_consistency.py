@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 from gateway.servers import free_block
 from tests.test_demo import _wait_healthy
@@ -47,7 +47,7 @@ def _most_usable(stances: Iterable[str]) -> str | None:
 
 def _state(url: str, lot: str) -> dict[str, Any] | None:
     """What one system itself says about a lot (its admin view), None if it does not know the lot."""
-    response = httpx.get(f"{url}/_admin/lots/{lot}", timeout=10)
+    response = httpx2.get(f"{url}/_admin/lots/{lot}", timeout=10)
     return None if response.status_code == 404 else response.json()
 
 
@@ -68,7 +68,7 @@ def _touched(urls: dict[str, str]) -> set[str]:
     rather than judge part of the shift)."""
     lots: set[str] = set()
     for system in EMITTING:
-        events = httpx.get(f"{urls[system]}/_admin/events", timeout=10).json()
+        events = httpx2.get(f"{urls[system]}/_admin/events", timeout=10).json()
         assert len(events["recent"]) == events["emitted"], f"{system}'s event list is cut short"
         lots.update(lot for event in events["recent"] for lot in event["lots"])
     return lots
@@ -77,9 +77,9 @@ def _touched(urls: dict[str, str]) -> set[str]:
 def _settled(urls: dict[str, str], gateway: str, token: str) -> bool:
     """Every event delivered and its reactions done, and no operation still being retried (what is left waits
     for a person)."""
-    if any(httpx.get(f"{urls[s]}/_admin/events", timeout=10).json()["pending"] for s in EMITTING):
+    if any(httpx2.get(f"{urls[s]}/_admin/events", timeout=10).json()["pending"] for s in EMITTING):
         return False
-    metrics = httpx.get(f"{gateway}/metrics", timeout=10).text
+    metrics = httpx2.get(f"{gateway}/metrics", timeout=10).text
     if float(next(line for line in metrics.splitlines() if line.startswith("lotgraph_inbox_pending ")).split()[1]):
         return False
     return all(op["state"] != "PENDING" for op in _graphql(gateway, PENDING, token)["pendingOperations"])
@@ -95,7 +95,7 @@ def _awaits_qualified_person(op: dict[str, Any]) -> bool:
 
 
 def _graphql(gateway: str, query: str, token: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    answer = httpx.post(f"{gateway}/graphql", json={"query": query, "variables": variables or {}},
+    answer = httpx2.post(f"{gateway}/graphql", json={"query": query, "variables": variables or {}},
                         headers={"authorization": f"Bearer {token}"}, timeout=60).json()  # fmt: skip
     assert "errors" not in answer, answer["errors"]
     return answer["data"]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2
 
 from gateway.auth import DevSigner
 from gateway.servers import free_block
@@ -121,11 +121,11 @@ def _wait_ready(url: str, process: subprocess.Popen[str], within: float = 60) ->
         if process.poll() is not None:
             raise AssertionError(f"the gateway exited {process.returncode}: {process.communicate()[0]}")
         try:
-            ready = httpx.get(f"{url}/readyz", timeout=2)
+            ready = httpx2.get(f"{url}/readyz", timeout=2)
             if ready.status_code == 200:
                 assert ready.json()["store"] == "ok" and ready.json()["bus"] == "ok", ready.json()
                 return
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         time.sleep(0.2)
     raise AssertionError(f"{url}/readyz never answered 200")
@@ -158,13 +158,13 @@ def test_compose_gateway_starts_with_the_compose_environment(
             assert _healthcheck(str(free_block(1))).returncode != 0, "the HEALTHCHECK fails where nothing listens"
             # Tokens the configured identity provider signs are accepted; development tokens are not.
             token = idp.mint("qe-1", roles=["quality_engineer"], plants=["P100"], issuer=ISSUER, audience="lotgraph")
-            answer = httpx.post(f"{url}/graphql", json={"query": LOT}, headers={"authorization": f"Bearer {token}"})
+            answer = httpx2.post(f"{url}/graphql", json={"query": LOT}, headers={"authorization": f"Bearer {token}"})
             assert answer.json() == {"data": {"lot": {"id": "B2600006", "plant": {"id": "P100"}}}}
             dev = DevSigner.load_or_create(tmp_path / "data" / "dev-signing-key.pem")
             forged = dev.mint("dev", roles=["qa_manager"], plants=["*"], issuer=ISSUER, audience="lotgraph")
-            refused = httpx.post(f"{url}/graphql", json={"query": LOT}, headers={"authorization": f"Bearer {forged}"})
+            refused = httpx2.post(f"{url}/graphql", json={"query": LOT}, headers={"authorization": f"Bearer {forged}"})
             assert refused.status_code == 401
-            assert httpx.post(f"{url}/graphql", json={"query": LOT}).status_code == 401, "production: no anonymous"
+            assert httpx2.post(f"{url}/graphql", json={"query": LOT}).status_code == 401, "production: no anonymous"
 
 
 def test_kubernetes_gateway_starts_with_the_configmap_and_example_secret(
@@ -184,5 +184,5 @@ def test_kubernetes_gateway_starts_with_the_configmap_and_example_secret(
     # The example JWKS URL is kept as it is: keys are fetched when a token first needs one, not to start.
     assert env["LOTGRAPH_AUTH__JWKS_URL"] == configmap["LOTGRAPH_AUTH__JWKS_URL"]
     with running(env) as url:
-        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert httpx2.get(f"{url}/healthz").status_code == 200
         assert _healthcheck(env["LOTGRAPH_PORT"]).returncode == 0

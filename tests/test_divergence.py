@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from simulators import Dataset
@@ -145,7 +145,7 @@ def _lot_without_wms_stock(plant: Plant) -> str:
     for lot in reversed(plant.dataset.lots.values()):
         if lot.id in USED or lot.id in plant.dataset.divergent or lot.remaining > 0:
             continue
-        if httpx.get(f"{plant.url('wms')}/_admin/lots/{lot.id}", timeout=10).status_code == 404:
+        if httpx2.get(f"{plant.url('wms')}/_admin/lots/{lot.id}", timeout=10).status_code == 404:
             USED.add(lot.id)
             return lot.id
     raise AssertionError("no lot without WMS stock")
@@ -157,7 +157,7 @@ def test_a_release_never_rests_on_stale_evidence(ops_gateway: Gateway, plant: Pl
     manager = ops_gateway.token("qa_manager", mfa=True)
     evidence = "query($lot: ID!) { lot(id: $lot) { inspections { id passed } nonconformances { id state } } }"
     assert ops_gateway.data(evidence, {"lot": lot}, token=manager)["lot"]["nonconformances"] == []  # cached now
-    httpx.post(
+    httpx2.post(
         f"{plant.url('qms')}/api/v1/nonconformances",
         json={"lot_id": lot, "category": "CONTAMINATION", "severity": "critical", "description": "metal found"},
         timeout=10,

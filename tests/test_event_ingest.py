@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from simulators import Dataset
@@ -42,13 +42,13 @@ def gateway(plant: Plant) -> Iterator[Gateway]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as http:
+async def client() -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(timeout=30) as http:
         yield http
 
 
 @pytest.fixture
-async def counted(gateway: Gateway, client: httpx.AsyncClient) -> Counters:
+async def counted(gateway: Gateway, client: httpx2.AsyncClient) -> Counters:
     """Counter increments on the module's gateway since the test began."""
     return await Counters.now(client, gateway.url)
 
@@ -64,13 +64,13 @@ def lot_ids(dataset: Dataset) -> list[str]:
     return [lot.id for plant in ("P100", "P200", "P300") for lot in list(supplied_lots(dataset, plant=plant))[:10]]
 
 
-def refusal(response: httpx.Response) -> tuple[int, str, str]:
+def refusal(response: httpx2.Response) -> tuple[int, str, str]:
     error = response.json()["errors"][0]
     return response.status_code, error["extensions"]["code"], error["message"]
 
 
 async def test_bad_signatures_are_refused_401_and_nothing_is_ingested(
-    gateway: Gateway, client: httpx.AsyncClient, counted: Counters, qms: QmsEvents, lot_ids: list[str]
+    gateway: Gateway, client: httpx2.AsyncClient, counted: Counters, qms: QmsEvents, lot_ids: list[str]
 ) -> None:
     """A foreign secret, a signature that is not base64, a body changed after signing and no signature at all
     are each 401 BAD_SIGNATURE, counted as such, and never reach the bus."""
@@ -96,7 +96,7 @@ async def test_bad_signatures_are_refused_401_and_nothing_is_ingested(
 @pytest.mark.parametrize("offset", [timedelta(minutes=-10), timedelta(minutes=10)], ids=["old", "future"])
 async def test_a_timestamp_outside_five_minutes_is_stale(
     gateway: Gateway,
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
     counted: Counters,
     qms: QmsEvents,
     lot_ids: list[str],
@@ -151,7 +151,7 @@ def names(message: str, field: str) -> bool:
 
 @pytest.mark.parametrize("case", MALFORMED)
 async def test_malformed_events_are_400_naming_the_field(
-    gateway: Gateway, client: httpx.AsyncClient, counted: Counters, qms: QmsEvents, dataset: Dataset, case: str
+    gateway: Gateway, client: httpx2.AsyncClient, counted: Counters, qms: QmsEvents, dataset: Dataset, case: str
 ) -> None:
     """A body that is not JSON, lacks or garbles a field, or carries a status code QMS does not define for
     the lot's plant (P100: "99") is 400 MALFORMED_EVENT naming the field; nothing is ingested."""
@@ -166,7 +166,7 @@ async def test_malformed_events_are_400_naming_the_field(
 
 
 async def test_a_status_in_another_plants_dialect_is_refused(
-    gateway: Gateway, client: httpx.AsyncClient, qms: QmsEvents, dataset: Dataset
+    gateway: Gateway, client: httpx2.AsyncClient, qms: QmsEvents, dataset: Dataset
 ) -> None:
     """P200 speaks labels: its lot arriving with P100's numeric "30" is 400 MALFORMED_EVENT, never guessed."""
     lot = next(iter(supplied_lots(dataset, plant="P200")))
@@ -177,7 +177,7 @@ async def test_a_status_in_another_plants_dialect_is_refused(
 
 
 async def test_an_unknown_event_type_is_400_naming_it(
-    gateway: Gateway, client: httpx.AsyncClient, counted: Counters, qms: QmsEvents, lot_ids: list[str]
+    gateway: Gateway, client: httpx2.AsyncClient, counted: Counters, qms: QmsEvents, lot_ids: list[str]
 ) -> None:
     """A well-formed event of a type the gateway does not know is 400 UNKNOWN_EVENT_TYPE, naming the type and
     the known ones."""
@@ -189,7 +189,7 @@ async def test_an_unknown_event_type_is_400_naming_it(
 
 
 async def test_sources_without_a_secret_or_unknown_are_refused(
-    gateway: Gateway, client: httpx.AsyncClient, counted: Counters, qms: QmsEvents, lot_ids: list[str]
+    gateway: Gateway, client: httpx2.AsyncClient, counted: Counters, qms: QmsEvents, lot_ids: list[str]
 ) -> None:
     """MES is a push source but has no secret here: 403 WEBHOOK_NOT_CONFIGURED (even correctly signed with
     QMS's secret); a source that pushes nothing (erp) or does not exist is 404 UNKNOWN_SOURCE."""
@@ -203,7 +203,7 @@ async def test_sources_without_a_secret_or_unknown_are_refused(
 
 
 async def test_a_duplicate_id_is_answered_200_and_stored_once(
-    gateway: Gateway, client: httpx.AsyncClient, counted: Counters, qms: QmsEvents, lot_ids: list[str]
+    gateway: Gateway, client: httpx2.AsyncClient, counted: Counters, qms: QmsEvents, lot_ids: list[str]
 ) -> None:
     """The same event id posted again (a sender's retry, even with a changed body) is 200 duplicate; replaying
     the whole bus finds it once."""
@@ -227,7 +227,7 @@ async def test_a_duplicate_id_is_answered_200_and_stored_once(
 
 
 async def test_a_mixed_burst_ingests_exactly_the_valid_events(
-    gateway: Gateway, client: httpx.AsyncClient, counted: Counters, qms: QmsEvents, lot_ids: list[str]
+    gateway: Gateway, client: httpx2.AsyncClient, counted: Counters, qms: QmsEvents, lot_ids: list[str]
 ) -> None:
     """30 valid events posted concurrently, shuffled with retries of some and with bad, stale, malformed,
     unknown and misrouted posts: exactly the 30 are accepted (metrics), each reaches a live subscriber once,
@@ -247,7 +247,7 @@ async def test_a_mixed_burst_ingests_exactly_the_valid_events(
     random.Random(7).shuffle(posts)
     gate = asyncio.Semaphore(8)
 
-    async def send(source: str, body: Any, secret: str | None, at: datetime | None) -> httpx.Response:
+    async def send(source: str, body: Any, secret: str | None, at: datetime | None) -> httpx2.Response:
         async with gate:
             return await hooks.post(source, body, secret=secret, at=at)
 
@@ -281,7 +281,7 @@ BATCH_MISSES = {"contract": "erp.batch.read", "result": "miss"}
 
 
 async def test_an_event_drops_the_cached_reads_of_its_lot(
-    gateway: Gateway, client: httpx.AsyncClient, counted: Counters, qms: QmsEvents, lot_ids: list[str]
+    gateway: Gateway, client: httpx2.AsyncClient, counted: Counters, qms: QmsEvents, lot_ids: list[str]
 ) -> None:
     """The ERP batch is cached (60 s) and a second query of the lot is served from cache; after a status event
     for that lot the next query asks the ERP again, while another lot's cached batch stays cached."""

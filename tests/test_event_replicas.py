@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from gateway.auth import AuthSettings, DevSigner
@@ -86,15 +86,15 @@ def replicas(plant: Plant, redis_url: str, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture
-async def client(replicas: list[Replica]) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as http:
+async def client(replicas: list[Replica]) -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(timeout=30) as http:
         for each in replicas:
             await until_subscriptions(http, each.url, 0)
         yield http
 
 
 async def test_an_event_ingested_by_one_replica_reaches_subscribers_of_both(
-    replicas: list[Replica], client: httpx.AsyncClient, dataset: Dataset
+    replicas: list[Replica], client: httpx2.AsyncClient, dataset: Dataset
 ) -> None:
     """An event posted to replica A reaches a subscriber of replica B (and of A), with the cursor A answered:
     both read the one Redis stream."""
@@ -123,7 +123,7 @@ HOLDS = f"""subscription {{ qualityEvents(filter: {{types: [HOLD_PLACED]}}) {{ {
 
 
 async def test_a_hold_placed_through_one_replica_reaches_a_supplier_on_the_other(
-    replicas: list[Replica], client: httpx.AsyncClient, dataset: Dataset
+    replicas: list[Replica], client: httpx2.AsyncClient, dataset: Dataset
 ) -> None:
     """placeQualityHold on replica A: the lot's supplier, subscribed on replica B, receives the HoldPlaced event
     the completed operation announces, naming the operation; another supplier subscribed on B receives nothing
@@ -160,7 +160,7 @@ async def test_a_hold_placed_through_one_replica_reaches_a_supplier_on_the_other
 
 
 async def test_the_same_event_posted_to_both_replicas_is_delivered_once(
-    replicas: list[Replica], client: httpx.AsyncClient, dataset: Dataset
+    replicas: list[Replica], client: httpx2.AsyncClient, dataset: Dataset
 ) -> None:
     """A sender delivering one event to both replicas at once (a retry through the load balancer) gets one 202
     and one 200 duplicate; each replica's subscriber receives it once, and the next event right after it."""
@@ -192,7 +192,7 @@ async def test_the_same_event_posted_to_both_replicas_is_delivered_once(
 
 
 async def test_a_replica_started_after_events_were_published_joins_the_stream(
-    replicas: list[Replica], redis_url: str, client: httpx.AsyncClient, plant: Plant, dataset: Dataset
+    replicas: list[Replica], redis_url: str, client: httpx2.AsyncClient, plant: Plant, dataset: Dataset
 ) -> None:
     """A replica starting (a restart, a scale-up) while the shared stream already holds events comes up and
     delivers the events ingested after it started, whichever replica ingested them."""

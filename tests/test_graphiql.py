@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2
 import pytest
 from playwright.sync_api import Request, Route, expect, sync_playwright
 from pydantic import ValidationError
@@ -41,8 +41,8 @@ def _assets(page: str) -> list[tuple[str, str]]:
 
 def test_page_names_nothing_outside_the_gateway_and_its_assets_are_served(plant: Plant) -> None:
     with start_gateway(plant) as gateway:
-        page = httpx.get(f"{gateway.url}/graphql", headers=HTML)
-        served = {path: httpx.get(f"{gateway.url}/{path}") for path, _ in _assets(page.text)}
+        page = httpx2.get(f"{gateway.url}/graphql", headers=HTML)
+        served = {path: httpx2.get(f"{gateway.url}/{path}") for path, _ in _assets(page.text)}
     assert page.status_code == 200 and "graphiql" in page.text.lower()
     assert _outside_urls(page.text) == [], "an air-gapped plant cannot load these"
     assert page.headers["cache-control"] == "no-store"
@@ -71,10 +71,10 @@ def test_vendored_assets_match_their_manifest_and_carry_their_licences() -> None
 def test_production_serves_no_graphiql_unless_asked_and_never_prefills_a_token(plant: Plant) -> None:
     asset = f"graphql/assets/{next(iter(MANIFEST))}"
     with start_gateway(plant, mode=Mode.PRODUCTION) as gateway:
-        assert httpx.get(f"{gateway.url}/{asset}").status_code == 404
+        assert httpx2.get(f"{gateway.url}/{asset}").status_code == 404
     with start_gateway(plant, mode=Mode.PRODUCTION, graphiql=True) as gateway:
-        page = httpx.get(f"{gateway.url}/graphql", headers=HTML)
-        assert httpx.get(f"{gateway.url}/{asset}").status_code == 200
+        page = httpx2.get(f"{gateway.url}/graphql", headers=HTML)
+        assert httpx2.get(f"{gateway.url}/{asset}").status_code == 200
     assert "Headers" in page.text and "Bearer ey" not in page.text
     with pytest.raises(ValidationError, match="development mode"):
         Settings(mode=Mode.PRODUCTION, graphiql=True, graphiql_persona="qa_manager")

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -44,22 +44,22 @@ DISCARD = """mutation($id: ID!, $why: String!) {
 
 def failed_inspection(plant: Plant, dataset: Dataset, lot_id: str) -> dict[str, Any]:
     """A native QMS `inspection.completed` webhook body: the lot's inspection as QMS renders it, rejected."""
-    items = httpx.get(f"{plant.url('qms')}/api/v1/inspection-lots", params={"lot_ids": lot_id}).json()["items"]
+    items = httpx2.get(f"{plant.url('qms')}/api/v1/inspection-lots", params={"lot_ids": lot_id}).json()["items"]
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     inspection = {**items[0], "usage_decision": {"code": "R", "decided_by": "lab-tech-7", "decided_at": now}}
-    lot = httpx.get(f"{plant.url('qms')}/api/v1/lots", params={"ids": lot_id}).json()["items"][0]
+    lot = httpx2.get(f"{plant.url('qms')}/api/v1/lots", params={"ids": lot_id}).json()["items"][0]
     return {"id": f"QMS-EVT-{uuid.uuid4().hex[:16].upper()}", "type": "inspection.completed", "source": "qms",
             "occurred_at": now, "plant": dataset.lots[lot_id].plant,
             "data": {"inspection": inspection, "lot": lot}}  # fmt: skip
 
 
-def post(url: str, body: dict[str, Any]) -> httpx.Response:
+def post(url: str, body: dict[str, Any]) -> httpx2.Response:
     text = json.dumps(body)
-    return httpx.post(f"{url}/webhooks/qms", content=text, headers=sign(SECRET, text), timeout=30)
+    return httpx2.post(f"{url}/webhooks/qms", content=text, headers=sign(SECRET, text), timeout=30)
 
 
 def containment_holds(plant: Plant, lot_id: str) -> list[dict[str, Any]]:
-    holds = httpx.get(f"{plant.url('qms')}/api/v1/holds", params={"lot_ids": lot_id}).json()["items"]
+    holds = httpx2.get(f"{plant.url('qms')}/api/v1/holds", params={"lot_ids": lot_id}).json()["items"]
     return [hold for hold in holds if hold["placed_by"] == "svc-containment"]
 
 
@@ -186,7 +186,7 @@ def test_a_parked_event_is_discarded_with_a_reason_audited_by_whom_may(
 
 def test_the_backlog_is_on_metrics(gateway: Gateway, plant: Plant, dataset: Dataset) -> None:
     _parked(gateway, plant, dataset)
-    text = httpx.get(f"{gateway.url}/metrics").text
+    text = httpx2.get(f"{gateway.url}/metrics").text
     open_events = next(line for line in text.splitlines() if line.startswith('lotgraph_exceptions_open{kind="EVENT"}'))
     assert float(open_events.split()[-1]) >= 1
     assert 'lotgraph_exceptions_open{kind="NOTIFICATION"} 0.0' in text
@@ -213,7 +213,7 @@ async def inbox_refusing(store_url: str) -> AsyncIterator[None]:
 
 
 def _feed(gateway: Gateway, name: str) -> str:
-    return httpx.get(f"{gateway.url}/readyz", timeout=10).json()["feeds"].get(name, "")
+    return httpx2.get(f"{gateway.url}/readyz", timeout=10).json()["feeds"].get(name, "")
 
 
 async def test_an_mqtt_message_is_acknowledged_only_once_the_inbox_has_it(mqtt_server: str, postgres_url: str) -> None:

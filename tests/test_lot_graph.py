@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from simulators import Dataset
@@ -87,7 +87,7 @@ def test_inspection_results_are_the_qms_characteristics_in_a_page_and_alone(gate
     page = gateway.data(f"{{ lots(first: 40) {{ edges {{ node {{ id {RESULTS} }} }} }} }}")["lots"]["edges"]
     answered = {edge["node"]["id"]: edge["node"]["inspections"] for edge in page}
     params = {"lot_ids": ",".join(answered)}
-    items = httpx.get(f"{plant.url('qms')}/api/v1/inspection-lots", params=params).json()["items"]
+    items = httpx2.get(f"{plant.url('qms')}/api/v1/inspection-lots", params=params).json()["items"]
     expected: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for item in items:
         expected.setdefault(item["lot_id"], {})[item["id"]] = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 
 from simulators import Dataset
 from tests.conftest import Gateway, Plant
@@ -27,7 +27,7 @@ def test_p100_codes_and_p200_labels_normalize_alike(gateway: Gateway, plant: Pla
     canonical = {}
     for plant_id in ("P100", "P200"):
         lot_ids = _sample(dataset, plant_id)
-        native = httpx.get(f"{plant.url('qms')}/api/v1/lots", params={"ids": ",".join(lot_ids)}).json()["items"]
+        native = httpx2.get(f"{plant.url('qms')}/api/v1/lots", params={"ids": ",".join(lot_ids)}).json()["items"]
         raw[plant_id] = {item["status"] for item in native}
         query = (
             "{ "

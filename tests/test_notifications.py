@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -106,7 +106,7 @@ def inspection(own_plant: tuple[Plant, Shift]) -> Callable[[str], tuple[str, dic
             and shift.qms.inspection_lots[i.id].usage_decision is None and i.lot not in dataset.divergent
         )  # fmt: skip
         used.add(chosen.id)
-        (native,) = httpx.get(f"{plant.url('qms')}/api/v1/inspection-lots", params={"lot_ids": chosen.lot}).json()[
+        (native,) = httpx2.get(f"{plant.url('qms')}/api/v1/inspection-lots", params={"lot_ids": chosen.lot}).json()[
             "items"
         ]
         return chosen.lot, native
@@ -121,28 +121,28 @@ def _record(plant: Plant, inspection: dict[str, Any], passed: bool) -> None:
         low, high = c["lower_limit"], c["upper_limit"]
         results.append({"code": c["code"], "result": (low + high) / 2 if passed or n else high + (high - low)})
     url = f"{plant.url('qms')}/api/v1/inspection-lots/{inspection['id']}/results"
-    recorded = httpx.post(url, json={"results": results, "decided_by": "lab-tech-5"}, timeout=10)
+    recorded = httpx2.post(url, json={"results": results, "decided_by": "lab-tech-5"}, timeout=10)
     assert recorded.status_code == 200, recorded.text
 
 
 def _open_nonconformance(plant: Plant, lot: str) -> None:
     """A quality engineer opens a nonconformance in the QMS."""
     body = {"lot_id": lot, "category": "Contamination", "severity": "major", "description": "found on the line"}
-    opened = httpx.post(f"{plant.url('qms')}/api/v1/nonconformances", json=body, timeout=10)
+    opened = httpx2.post(f"{plant.url('qms')}/api/v1/nonconformances", json=body, timeout=10)
     assert opened.status_code == 201, opened.text
 
 
 def _fault(pager_url: str, fault: dict[str, Any] | None) -> None:
     """Make a pager fail as configured (the simulators' shared admin API), or behave again (None)."""
     if fault is None:
-        httpx.delete(f"{pager_url}/_admin/faults", timeout=10).raise_for_status()
+        httpx2.delete(f"{pager_url}/_admin/faults", timeout=10).raise_for_status()
     else:
-        httpx.post(f"{pager_url}/_admin/faults", json=fault, timeout=10).raise_for_status()
+        httpx2.post(f"{pager_url}/_admin/faults", json=fault, timeout=10).raise_for_status()
 
 
 def _pages(pager_url: str, lot: str) -> list[dict[str, Any]]:
     """What a pager received about a lot."""
-    response = httpx.get(f"{pager_url}/_admin/lots/{lot}", timeout=10)
+    response = httpx2.get(f"{pager_url}/_admin/lots/{lot}", timeout=10)
     return [] if response.status_code == 404 else response.json()["pages"]
 
 
@@ -166,7 +166,7 @@ async def _idle(gateway: Gateway) -> None:
 
 
 def _gauge(gateway: Gateway, name: str, **labels: str) -> float:
-    return Scrape(httpx.get(f"{gateway.url}/metrics", timeout=10).text).value(name, **labels)
+    return Scrape(httpx2.get(f"{gateway.url}/metrics", timeout=10).text).value(name, **labels)
 
 
 async def test_a_failed_inspection_notifies_its_plants_supervisors_once_signed(

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 
 from simulators import Dataset
 from tests.conftest import Gateway, Plant
 
 
 def _series(gateway: Gateway) -> str:
-    response = httpx.get(f"{gateway.url}/metrics")
+    response = httpx2.get(f"{gateway.url}/metrics")
     assert response.status_code == 200
     return response.text
 
@@ -19,7 +19,7 @@ def _value(text: str, prefix: str) -> float:
 
 
 def test_trace_and_correlation_ids_reach_the_upstream(gateway: Gateway, plant: Plant, dataset: Dataset) -> None:
-    response = httpx.post(
+    response = httpx2.post(
         f"{gateway.url}/graphql",
         json={
             "query": "query($id: ID!) { lot(id: $id) { qualityStatus } }",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 
 from gateway.limits import LimitSettings
 from simulators import Dataset
@@ -38,8 +38,8 @@ def test_page_size_is_bounded(gateway: Gateway) -> None:
 def test_oversized_bodies_are_refused_unread(plant: Plant) -> None:
     with start_gateway(plant, limits=LimitSettings(max_body_bytes=2048)) as gateway:
         padded = {"query": "{ contracts { name } }", "variables": {"pad": "x" * 5000}}
-        response = httpx.post(f"{gateway.url}/graphql", json=padded)
-        chunked = httpx.post(
+        response = httpx2.post(f"{gateway.url}/graphql", json=padded)
+        chunked = httpx2.post(
             f"{gateway.url}/graphql",
             content=iter([b'{"query": "{ contracts { name } }", "pad": "', b"y" * 5000, b'"}']),
             headers={"content-type": "application/json"},
@@ -53,7 +53,7 @@ def test_oversized_bodies_are_refused_unread(plant: Plant) -> None:
 def test_operations_have_a_time_budget(plant: Plant, dataset: Dataset) -> None:
     with start_gateway(plant, limits=LimitSettings(operation_timeout=0.5)) as gateway:
         plant.fault("qms", latency_ms=3000)
-        response = httpx.post(
+        response = httpx2.post(
             f"{gateway.url}/graphql", json={"query": f'{{ lot(id: "{next(iter(dataset.lots))}") {{ qualityStatus }} }}'}
         )
     assert response.status_code == 504

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from gateway.auth import AuthSettings, DevSigner
@@ -58,7 +58,7 @@ def _token(data_dir: Path, *roles: str, mfa: bool = False) -> str:
 
 
 def _post(url: str, query: str, variables: dict, token: str) -> dict:
-    response = httpx.post(
+    response = httpx2.post(
         f"{url}/graphql", json={"query": query, "variables": variables},
         headers={"Authorization": f"Bearer {token}"}, timeout=300,
     )  # fmt: skip
@@ -102,11 +102,11 @@ def test_recall_killed_midway_resumes_after_restart(
         assert state == "COMPLETED"
         again = _post(url, RECALL, {"lot": root, "key": key}, _token(tmp_path, "qa_manager"))
         assert again["data"]["placeRecallHold"]["id"] == op["id"], "the idempotency key survives restarts"
-    with httpx.Client() as client:
+    with httpx2.Client() as client:
         _check_all_blocked(client, plant, lots)
 
 
-def _check_all_blocked(client: httpx.Client, plant: Plant, lots: set[str]) -> None:
+def _check_all_blocked(client: httpx2.Client, plant: Plant, lots: set[str]) -> None:
     for lot_id in lots:
         qms = client.get(f"{plant.url('qms')}/_admin/lots/{lot_id}").json()
         assert qms["status"] == "BLOCKED", lot_id

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2
 import pytest
 
 from gateway.events.settings import EventSettings, MqttSettings
@@ -38,7 +38,7 @@ def _send_events(plant: Plant, system: str, target: dict[str, Any]) -> None:
 
 def _record(plant: Plant, inspection_id: str, results: dict[str, Any]) -> None:
     """An inspector records results in the QMS (the state change the QMS then reports)."""
-    response = httpx.post(f"{plant.url('qms')}/api/v1/inspection-lots/{inspection_id}/results", json=results)
+    response = httpx2.post(f"{plant.url('qms')}/api/v1/inspection-lots/{inspection_id}/results", json=results)
     assert response.status_code == 200, response.text
 
 
@@ -130,7 +130,7 @@ async def test_a_mes_completion_over_mqtt_is_streamed_and_the_new_lot_is_queryab
     plant, shift = own_plant
     mqtt = MqttSettings(url=mqtt_server, client_id=f"lotgraph-test-{uuid.uuid4().hex[:8]}")
     with start_gateway(plant, events=EventSettings(webhook_secrets=WEBHOOKS, mqtt=mqtt)) as gateway:
-        await eventually(lambda: httpx.get(f"{gateway.url}/readyz").json()["feeds"].get("mqtt") == "subscribed")
+        await eventually(lambda: httpx2.get(f"{gateway.url}/readyz").json()["feeds"].get("mqtt") == "subscribed")
         _send_events(plant, "mes", {"mqtt": {"url": mqtt_server, "enterprise": "acme"}})
         try:
             material = next(m for m in shift.erp.materials.values() if m.tier == 3 and shift.components(m))
@@ -144,7 +144,7 @@ async def test_a_mes_completion_over_mqtt_is_streamed_and_the_new_lot_is_queryab
                 await ws.acknowledged()
                 await ws.subscribe("p", QUALITY_EVENTS, {"filter": {"types": ["PRODUCTION_COMPLETED"]}})
                 await asyncio.sleep(0.3)
-                async with httpx.AsyncClient() as client:
+                async with httpx2.AsyncClient() as client:
                     confirmed = await client.post(f"{plant.url('mes')}/api/confirmations", json=body)
                 assert confirmed.status_code == 201, confirmed.text
                 new_lot = confirmed.json()["lot_id"]
@@ -180,7 +180,7 @@ async def test_each_mqtt_outage_is_retried_from_the_shortest_wait(
     with start_gateway(plant, events=EventSettings(webhook_secrets=WEBHOOKS, mqtt=mqtt)) as gateway:
         waits = []
         for _ in range(5):
-            await eventually(lambda: httpx.get(f"{gateway.url}/readyz").json()["feeds"].get("mqtt") == "subscribed")
+            await eventually(lambda: httpx2.get(f"{gateway.url}/readyz").json()["feeds"].get("mqtt") == "subscribed")
             with socket.create_connection((address.hostname, address.port), timeout=20) as other:
                 mqtt_connect(other, client_id)
                 started = time.monotonic()

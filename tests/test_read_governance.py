@@ -6,7 +6,7 @@ import asyncio
 import shutil
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from gateway.auth import Principal
@@ -153,7 +153,7 @@ def test_plant_scoped_role_sees_only_its_plants(gateway: Gateway, dataset: Datas
     [("Bearer not-a-jwt", "token"), ("Basic dXNlcjpwdw==", "Bearer")],
 )
 def test_bad_credentials_are_refused_with_401(gateway: Gateway, header: str, reason: str) -> None:
-    response = httpx.post(f"{gateway.url}/graphql", json={"query": "{ contracts { name } }"},
+    response = httpx2.post(f"{gateway.url}/graphql", json={"query": "{ contracts { name } }"},
                           headers={"Authorization": header})  # fmt: skip
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
@@ -172,7 +172,7 @@ def test_production_refuses_anonymous_requests(plant: Plant, tmp_path) -> None: 
     signer = DevSigner.load_or_create(tmp_path / "idp-private.pem")
     key.write_text(__import__("json").dumps(signer.jwks()))
     with start_gateway(plant, mode=Mode.PRODUCTION, auth=AuthSettings(key_file=key)) as gateway:
-        anonymous = httpx.post(f"{gateway.url}/graphql", json={"query": "{ contracts { name } }"})
+        anonymous = httpx2.post(f"{gateway.url}/graphql", json={"query": "{ contracts { name } }"})
         token = signer.mint("someone", roles=("portal_reader",), plants=("*",), issuer=gateway.settings.auth.issuer,
                             audience=gateway.settings.auth.audience)  # fmt: skip
         allowed = gateway.execute("{ contracts { name } }", token=token)

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
+import httpx2
 import pytest
 
 from simulators import Dataset
@@ -68,7 +68,7 @@ async def test_a_recall_runs_each_system_in_bulk_batches_announced_as_each_compl
     token = gateway.token("qa_manager")
     plant.reset_stats()
     plant.fault("wms", down=True, paths=["/v2/stock-moves*"])
-    async with httpx.AsyncClient(timeout=120) as client:
+    async with httpx2.AsyncClient(timeout=120) as client:
         response = await client.post(
             f"{gateway.url}/graphql", json={"query": RECALL, "variables": {"lot": root, "key": uuid.uuid4().hex}},
             headers={"Authorization": f"Bearer {token}"},
@@ -98,7 +98,7 @@ async def test_a_recall_runs_each_system_in_bulk_batches_announced_as_each_compl
     assert "POST /v2/stock-moves" not in wms, "never one lot at a time"
     assert erp.get(ERP_BATCH) == 2 and ERP_PATCH not in erp, "every batch flag in one $batch per 500 lots"
     assert erp.get(ERP_CSRF) == 1, "the writes that start together share one CSRF token"
-    with httpx.Client() as client:
+    with httpx2.Client() as client:
         _check_all_blocked(client, plant, lots)
 
 
@@ -121,14 +121,14 @@ def test_a_lot_a_system_refuses_in_a_bulk_write_fails_alone_saying_why(
     assert (entry["state"], entry["subject"], entry["reasonCode"]) == ("OPEN", op["id"], "UPSTREAM_REJECTED")
     plant.clear_faults()
     assert gateway.data(RETRY, {"id": op["id"]}, token=manager)["retryOperation"]["state"] == "COMPLETED"
-    with httpx.Client() as client:
+    with httpx2.Client() as client:
         _check_all_blocked(client, plant, lots)
 
 
 def _restrict_in_the_erp(plant: Plant, lot: str) -> None:
     """A clerk flags the lot's batch restricted in the ERP itself (its ETag changes)."""
     service = f"{plant.url('erp')}/sap/opu/odata/sap/API_BATCH_SRV"
-    with httpx.Client(timeout=10) as client:
+    with httpx2.Client(timeout=10) as client:
         token = client.get(f"{service}/", headers={"x-csrf-token": "fetch"}).headers["x-csrf-token"]
         etag = client.get(f"{service}/Batch('{lot}')").headers["etag"]
         changed = client.patch(f"{service}/Batch('{lot}')", json={"MatlBatchIsInRstrcdUseStock": True},
@@ -164,7 +164,7 @@ def test_a_batch_changed_in_the_erp_after_its_etag_was_read_is_restricted_on_its
     assert erp.get(ERP_BATCH) == 1, "every other batch's flag in the one $batch"
     # The clerk's read and change, and the gateway's: the changed batch's ETag read again and its flag set alone.
     assert (erp.get(ERP_ETAG), erp.get(ERP_PATCH)) == (2, 2)
-    with httpx.Client() as client:
+    with httpx2.Client() as client:
         _check_all_blocked(client, plant, lots)
 
 

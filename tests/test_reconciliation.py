@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from gateway.events.settings import ContainmentSettings, EventSettings
@@ -78,7 +78,7 @@ def _released_lot(plant: Plant, *, regulated: bool = False, in_plant: str = PLAN
 
 def _hold_in_qms(plant: Plant, lot: str) -> None:
     """A quality engineer holds the lot in the QMS itself; no webhook tells lotgraph."""
-    placed = httpx.post(f"{plant.url('qms')}/api/v1/holds", json={
+    placed = httpx2.post(f"{plant.url('qms')}/api/v1/holds", json={
         "lot_id": lot, "reason_code": "QH02", "reason": "customer complaint", "placed_by": "qe-mia"})  # fmt: skip
     assert placed.status_code == 201, placed.text
 
@@ -86,7 +86,7 @@ def _hold_in_qms(plant: Plant, lot: str) -> None:
 def _move_in_wms(plant: Plant, lot: str, status: str) -> None:
     """A warehouse clerk moves the lot's handling units in the WMS itself."""
     move = {"lotId": lot, "targetStatus": status, "reference": f"clerk-{uuid.uuid4().hex[:6]}"}
-    moved = httpx.post(f"{plant.url('wms')}/v2/stock-moves", json=move)
+    moved = httpx2.post(f"{plant.url('wms')}/v2/stock-moves", json=move)
     assert moved.status_code == 200, moved.text
 
 
@@ -110,7 +110,7 @@ def _listed(gateway: Gateway, token: str, lot: str, **filter: Any) -> dict[str, 
 
 
 def _metric(gateway: Gateway, name: str, **labels: str) -> float:
-    text = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+    text = httpx2.get(f"{gateway.url}/metrics", timeout=10).text
     wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
     for line in text.splitlines():
         match = re.match(rf"{re.escape(name)}\{{(.*)\}} (\S+)", line)
@@ -298,7 +298,7 @@ async def test_the_lots_of_a_burst_of_events_are_re_checked_together(own_plant: 
         plant.fault("wms", latency_ms=500)
         try:
             plant.reset_stats()
-            async with httpx.AsyncClient(timeout=30) as client:
+            async with httpx2.AsyncClient(timeout=30) as client:
                 bodies = [json.dumps(qms.status_changed(lot, "RELEASED", "RELEASED")) for lot in lots]
                 answers = await asyncio.gather(*(
                     client.post(f"{gateway.url}/webhooks/qms", content=body, headers=sign(SECRET, body))
@@ -331,7 +331,7 @@ def _sweep_state(gateway: Gateway, plant: str) -> dict[str, Any]:
 def _batch_pages(plant: Plant, name: str, top: int) -> list[str]:
     """The `$filter`s of the ERP batch pages of `top` lots of plant `name` served lately (the ERP's request log)."""
     recorded = plant.admin("erp", "GET", "requests", params={"last": 10_000}).json()["requests"]
-    params = [httpx.QueryParams(r["query"]) for r in recorded if r["path"].endswith("/API_BATCH_SRV/Batch")]
+    params = [httpx2.QueryParams(r["query"]) for r in recorded if r["path"].endswith("/API_BATCH_SRV/Batch")]
     return [q.get("$filter", "") for q in params if q.get("$top") == str(top) and f"'{name}'" in q.get("$filter", "")]
 
 
@@ -412,7 +412,7 @@ def test_divergent_lots_and_repair_in_production_mode(own_plant: tuple[Plant, Sh
     plant, _ = own_plant
     with start_gateway(plant, mode=Mode.PRODUCTION, auth=production_auth(tmp_path)) as gateway:
         assert reconcile(plant, gateway.settings.resolved_store_url, PLANT).returncode == 0
-        anonymous = httpx.post(f"{gateway.url}/graphql", json={"query": DIVERGENT}, timeout=30)
+        anonymous = httpx2.post(f"{gateway.url}/graphql", json={"query": DIVERGENT}, timeout=30)
         assert anonymous.status_code == 401
         engineer = gateway.token("quality_engineer", plants=(PLANT,))
         edges = gateway.data(DIVERGENT, {}, token=engineer)["divergentLots"]["edges"]

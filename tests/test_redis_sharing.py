@@ -8,7 +8,7 @@ import pickle
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 import redis
 
 from gateway.limits import LimitSettings
@@ -66,7 +66,7 @@ def test_replicas_share_the_client_quota(plant: Plant, redis_server: str) -> Non
         if time.time() % 20 > 18:  # keep the four requests inside one quota window
             time.sleep(20 - time.time() % 20 + 0.1)
         answers = [
-            httpx.post(f"{gateway.url}/graphql", json={"query": "{ contracts { name } }"},
+            httpx2.post(f"{gateway.url}/graphql", json={"query": "{ contracts { name } }"},
                        headers={"Authorization": f"Bearer {token}"})
             for gateway in (first, second, first, second)
         ]  # fmt: skip

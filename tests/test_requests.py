@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 
 from simulators import Dataset
 from tests.conftest import Gateway, Plant
@@ -23,14 +23,14 @@ def test_bad_arguments_are_bad_user_input(gateway: Gateway) -> None:
 def test_graphql_errors_all_carry_codes(gateway: Gateway) -> None:
     assert gateway.execute("{ lot(id: ")["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
     assert gateway.execute("{ nope }")["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
-    response = httpx.post(f"{gateway.url}/graphql", content=b"not json", headers={"content-type": "application/json"})
+    response = httpx2.post(f"{gateway.url}/graphql", content=b"not json", headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
 
 
 def test_correlation_id_travels_upstream_and_back(gateway: Gateway, plant: Plant, dataset: Dataset) -> None:
     lot_id = next(iter(dataset.lots))
-    response = httpx.post(
+    response = httpx2.post(
         f"{gateway.url}/graphql",
         json={"query": "query($id: ID!) { lot(id: $id) { qualityStatus } }", "variables": {"id": lot_id}},
         headers={"X-Correlation-ID": "trace-me-123"},
@@ -41,4 +41,4 @@ def test_correlation_id_travels_upstream_and_back(gateway: Gateway, plant: Plant
 
 
 def test_health(gateway: Gateway) -> None:
-    assert httpx.get(f"{gateway.url}/healthz").status_code == 200
+    assert httpx2.get(f"{gateway.url}/healthz").status_code == 200

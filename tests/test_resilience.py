@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
+import httpx2
 import pytest
 
 from gateway.errors import UpstreamUnavailable
@@ -107,7 +107,7 @@ def test_a_slow_source_costs_its_fields_a_bounded_wait(plant: Plant, dataset: Da
 
 
 def test_readyz_shows_the_store_and_each_sources_breaker(gateway: Gateway) -> None:
-    response = httpx.get(f"{gateway.url}/readyz")
+    response = httpx2.get(f"{gateway.url}/readyz")
     body = response.json()
     assert response.status_code == 200 and body["store"] == "ok"
     assert {source["name"]: source["breaker"] for source in body["sources"]} == {

@@ -7,7 +7,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 import pytest
 
 from gateway.auth import Principal
@@ -187,7 +187,7 @@ def test_abandoning_a_half_applied_hold_is_refused_until_the_systems_agree(
     assert gw.data(OPERATION, {"id": op["id"]}, token=manager)["operation"]["state"] == "PENDING"
     # Someone blocks the stock in the WMS by hand: the systems agree, and the operation may be abandoned.
     plant.clear_faults()
-    moved = httpx.post(f"{plant.url('wms')}/v2/stock-moves", json={"lotId": lot, "targetStatus": "BLOCKED",
+    moved = httpx2.post(f"{plant.url('wms')}/v2/stock-moves", json={"lotId": lot, "targetStatus": "BLOCKED",
                                                                    "reference": "by hand"}, timeout=10)  # fmt: skip
     moved.raise_for_status()
     abandoned = gw.data(ABANDON, {"id": op["id"]}, token=manager)["abandonOperation"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from graphql import GraphQLError
 
@@ -18,7 +18,7 @@ INTROSPECTION = "{ __schema { queryType { name } } }"
 
 def test_production_mode_hides_graphiql_and_introspection(plant: Plant) -> None:
     with start_gateway(plant, mode=Mode.PRODUCTION) as gateway:
-        page = httpx.get(f"{gateway.url}/graphql", headers={"accept": "text/html"})
+        page = httpx2.get(f"{gateway.url}/graphql", headers={"accept": "text/html"})
         result = gateway.execute(INTROSPECTION)
     assert "graphiql" not in page.text.lower()
     assert result["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"

@@ -11,7 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from gateway.auth import AuthSettings, DevSigner
 from simulators import Dataset
@@ -47,7 +47,7 @@ def test_duplicates_over_two_processes_on_one_sqlite_file_make_one_operation_and
         with gateway_process(plant, tmp_path) as second:
             second.wait_ready()
             token = _token(tmp_path)
-            with httpx.Client(timeout=120) as client:
+            with httpx2.Client(timeout=120) as client:
 
                 def hold(url: str) -> dict:
                     body = {"query": HOLD, "variables": {"lot": lot, "key": key}}

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from gateway.auth import AuthSettings, DevSigner
@@ -54,8 +54,8 @@ def gateway(plant: Plant) -> Iterator[Gateway]:
 
 
 @pytest.fixture
-async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as http:
+async def client(gateway: Gateway) -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(timeout=30) as http:
         await until_subscriptions(http, gateway.url, 0)
         yield http
 
@@ -66,7 +66,7 @@ def qms(dataset: Dataset) -> QmsEvents:
 
 
 @pytest.fixture
-def hooks(client: httpx.AsyncClient, gateway: Gateway) -> Webhooks:
+def hooks(client: httpx2.AsyncClient, gateway: Gateway) -> Webhooks:
     return Webhooks(client, gateway.url)
 
 
@@ -80,7 +80,7 @@ def answered(answer: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
 
 
 async def test_websocket_and_sse_deliver_the_same_normalized_event(
-    gateway: Gateway, client: httpx.AsyncClient, hooks: Webhooks, qms: QmsEvents, dataset: Dataset
+    gateway: Gateway, client: httpx2.AsyncClient, hooks: Webhooks, qms: QmsEvents, dataset: Dataset
 ) -> None:
     """A P100 "30" and a P200 "Blocked" arrive as canonical REJECTED and ON_HOLD, a QMS hold as HOLD_PLACED, with
     lot, material, supplier, cursor and times, identically over WebSocket and SSE."""
@@ -119,7 +119,7 @@ async def test_websocket_and_sse_deliver_the_same_normalized_event(
 
 
 async def test_subscribers_of_one_event_each_get_their_own_selection(
-    gateway: Gateway, client: httpx.AsyncClient, hooks: Webhooks, qms: QmsEvents, dataset: Dataset
+    gateway: Gateway, client: httpx2.AsyncClient, hooks: Webhooks, qms: QmsEvents, dataset: Dataset
 ) -> None:
     """One event reaches selections that differ in fields, aliases and operation, and two subscribers of the same
     selection: each gets exactly what it asked for (renderings are shared per selection, never across)."""
@@ -145,7 +145,7 @@ async def test_subscribers_of_one_event_each_get_their_own_selection(
 
 
 async def test_operations_of_one_selection_each_get_every_event_once_under_their_own_id(
-    gateway: Gateway, client: httpx.AsyncClient, hooks: Webhooks, qms: QmsEvents, dataset: Dataset
+    gateway: Gateway, client: httpx2.AsyncClient, hooks: Webhooks, qms: QmsEvents, dataset: Dataset
 ) -> None:
     """Past its first subscriber, an event's rendering is sent by each operation's own task (`next_frames` in
     `schema/renderings.py`): two operations of one selection on one connection and a third on another each get
@@ -184,7 +184,7 @@ async def test_operations_of_one_selection_each_get_every_event_once_under_their
     ids=["bearer", "token-param", "basic", "expired"],
 )
 async def test_a_bad_token_closes_the_websocket_4403_saying_why(
-    gateway: Gateway, client: httpx.AsyncClient, payload: dict[str, str] | None, reason: str
+    gateway: Gateway, client: httpx2.AsyncClient, payload: dict[str, str] | None, reason: str
 ) -> None:
     """A token that is malformed, of the wrong scheme or expired, in any of the places a client may put it, is
     refused before anything is subscribed: close 4403 with a reason starting "unauthenticated"."""
@@ -197,7 +197,7 @@ async def test_a_bad_token_closes_the_websocket_4403_saying_why(
     assert closed.reason.startswith("unauthenticated") and reason in closed.reason.lower(), closed.reason
 
 
-async def test_a_bad_token_over_sse_is_401_before_streaming(gateway: Gateway, client: httpx.AsyncClient) -> None:
+async def test_a_bad_token_over_sse_is_401_before_streaming(gateway: Gateway, client: httpx2.AsyncClient) -> None:
     """SSE authenticates like any request: a bad token is a JSON 401 UNAUTHENTICATED, never an event stream."""
     async with sse_subscribe(client, gateway.url, QUALITY_EVENTS, token="not-a-jwt") as sse:
         assert sse.response.status_code == 401
@@ -229,9 +229,9 @@ def test_a_subscription_over_plain_http_is_refused_naming_the_transports_that_ca
         }
         with caplog.at_level(logging.INFO):
             if transport == "GET":
-                response = httpx.get(f"{target.url}/graphql", params={"query": query}, headers=headers, timeout=30)
+                response = httpx2.get(f"{target.url}/graphql", params={"query": query}, headers=headers, timeout=30)
             else:
-                response = httpx.post(f"{target.url}/graphql", json={"query": query}, headers=headers, timeout=30)
+                response = httpx2.post(f"{target.url}/graphql", json={"query": query}, headers=headers, timeout=30)
     assert response.status_code == 400, response.text
     (error,) = response.json()["errors"]
     assert error["extensions"]["code"] == "SUBSCRIPTION_NEEDS_STREAM", error
@@ -297,7 +297,7 @@ async def test_production_refuses_subscribers_without_a_token(
                         audience=auth.audience)  # fmt: skip
     lot = next(iter(supplied_lots(dataset, plant="P100")))
     with start_gateway(plant, mode=Mode.PRODUCTION, auth=auth, events=settings) as prod:
-        async with httpx.AsyncClient(timeout=30) as client:
+        async with httpx2.AsyncClient(timeout=30) as client:
             async with WsClient.connect(prod.url) as anonymous:
                 await anonymous.subscribe("q", QUALITY_EVENTS)
                 closed = await anonymous.closed()
@@ -320,7 +320,7 @@ async def test_production_refuses_subscribers_without_a_token(
 
 
 async def test_each_subscriber_sees_only_the_lots_it_may_read(
-    gateway: Gateway, client: httpx.AsyncClient, hooks: Webhooks, qms: QmsEvents, dataset: Dataset
+    gateway: Gateway, client: httpx2.AsyncClient, hooks: Webhooks, qms: QmsEvents, dataset: Dataset
 ) -> None:
     """Two suppliers each receive only events of lots they supplied, a P100 quality engineer only P100's, and a
     quality engineer of every plant all of them, in-house lots included (each is read up to a last event meant
@@ -368,7 +368,7 @@ async def test_each_subscriber_sees_only_the_lots_it_may_read(
 
 
 async def test_lot_status_changed_filters_by_lot(
-    gateway: Gateway, client: httpx.AsyncClient, hooks: Webhooks, qms: QmsEvents, dataset: Dataset
+    gateway: Gateway, client: httpx2.AsyncClient, hooks: Webhooks, qms: QmsEvents, dataset: Dataset
 ) -> None:
     """`lotStatusChanged(filter: {lotId})` passes status changes of that lot only: neither another lot's status
     nor a hold on the same lot arrives before the lot's own status change."""
@@ -400,7 +400,7 @@ def in_bus_order(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def test_resuming_after_a_cursor_loses_and_repeats_nothing(
-    any_bus: tuple[Gateway, int], client: httpx.AsyncClient, qms: QmsEvents, dataset: Dataset
+    any_bus: tuple[Gateway, int], client: httpx2.AsyncClient, qms: QmsEvents, dataset: Dataset
 ) -> None:
     """A subscriber receives 5 events and goes away; more are published while it is gone; it resubscribes with
     `after` = the last cursor it got while 30 more are being published: it receives exactly every event after
@@ -456,7 +456,7 @@ async def test_resuming_after_a_cursor_loses_and_repeats_nothing(
 
 @pytest.mark.parametrize("bus", ["memory", "redis"])
 async def test_a_cursor_past_retention_is_refused_not_silently_skipped(
-    bus: str, plant: Plant, client: httpx.AsyncClient, qms: QmsEvents, dataset: Dataset, request: pytest.FixtureRequest
+    bus: str, plant: Plant, client: httpx2.AsyncClient, qms: QmsEvents, dataset: Dataset, request: pytest.FixtureRequest
 ) -> None:
     """With `retention` 100, resuming after the first of 250 events (most of them trimmed since) ends with
     CURSOR_EXPIRED naming `after`, so the client knows it lost events; a cursor still retained resumes."""
@@ -486,7 +486,7 @@ async def test_a_cursor_past_retention_is_refused_not_silently_skipped(
     assert refused["payload"]["errors"][0]["extensions"]["argument"] == "after"
 
 
-async def test_a_cursor_that_is_not_one_is_bad_user_input(gateway: Gateway, client: httpx.AsyncClient) -> None:
+async def test_a_cursor_that_is_not_one_is_bad_user_input(gateway: Gateway, client: httpx2.AsyncClient) -> None:
     """`after: "garbage"` ends the subscription with BAD_USER_INPUT naming the argument."""
     async with WsClient.connect(gateway.url, gateway.token("quality_engineer")) as ws:
         await ws.acknowledged()
@@ -499,7 +499,7 @@ async def test_a_cursor_that_is_not_one_is_bad_user_input(gateway: Gateway, clie
 
 
 async def test_a_subscriber_that_does_not_read_is_cut_off_and_others_get_everything(
-    gateway: Gateway, client: httpx.AsyncClient, hooks: Webhooks, qms: QmsEvents, dataset: Dataset
+    gateway: Gateway, client: httpx2.AsyncClient, hooks: Webhooks, qms: QmsEvents, dataset: Dataset
 ) -> None:
     """200 events (together more than the kernel buffers for a connection) are published while one subscriber
     reads nothing: once the gateway has waited on it for more than `subscriber_queue` events it is cut off
@@ -538,7 +538,7 @@ async def test_a_subscriber_that_does_not_read_is_cut_off_and_others_get_everyth
     assert await counted("lotgraph_subscribers_cut_off_total", reason="SUBSCRIBER_TOO_SLOW") == 1
 
 
-async def test_an_expiring_token_ends_the_subscription(gateway: Gateway, client: httpx.AsyncClient) -> None:
+async def test_an_expiring_token_ends_the_subscription(gateway: Gateway, client: httpx2.AsyncClient) -> None:
     """A token that expires 2 s after subscribing ends the stream when it expires: the WebSocket is closed 4401
     (after a TOKEN_EXPIRED error, if any message comes first) and SSE sends TOKEN_EXPIRED, then complete."""
     counted = await Counters.now(client, gateway.url)
@@ -578,7 +578,7 @@ async def test_operation_updated_follows_a_hold_until_it_completes(plant: Plant,
     plant.fault("wms", down=True, paths=["/v2/stock-moves"])
     with start_gateway(plant, operation_retry_seconds=0.3, events=event_settings(erp_poll_seconds=0)) as gw:
         token = gw.token("quality_engineer")
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with httpx2.AsyncClient(timeout=60) as client:
             response = await client.post(
                 f"{gw.url}/graphql", json={"query": HOLD, "variables": {"lot": lot, "key": uuid.uuid4().hex}},
                 headers={"Authorization": f"Bearer {token}"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-import httpx
+import httpx2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -42,7 +42,7 @@ def test_spans_are_exported_by_otlp(plant: Plant, dataset: Dataset, tmp_path: Pa
             "query": "query($id: ID!) { lot(id: $id) { qualityStatus } }",
             "variables": {"id": next(iter(dataset.lots))},
         }
-        assert httpx.post(f"{running.url}/graphql", json=query).json()["data"]["lot"]
+        assert httpx2.post(f"{running.url}/graphql", json=query).json()["data"]["lot"]
     exported = b"".join(received)
     assert b"contract qms.lot_quality.read@1" in exported
     assert b"batch qms.lot_quality.read" in exported

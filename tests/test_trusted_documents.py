@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from gateway.auth import AuthSettings, DevSigner
@@ -19,9 +19,9 @@ REGISTERED = "query Contracts { contracts { name } }"
 OTHER = "{ contracts { name status } }"
 
 
-def _post(url: str, body: dict, token: str | None = None) -> httpx.Response:
+def _post(url: str, body: dict, token: str | None = None) -> httpx2.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.post(f"{url}/graphql", json=body, headers=headers)
+    return httpx2.post(f"{url}/graphql", json=body, headers=headers)
 
 
 def _persisted(document_hash: str) -> dict:
@@ -66,7 +66,7 @@ def test_only_registered_operation_names_label_request_metrics(plant: Plant, tmp
             assert _post(gateway.url, {"query": f"query {name} {{ contracts {{ name }} }}"}, token).status_code == 200
         assert _post(gateway.url, {"query": REGISTERED}, token).status_code == 200
         assert _post(gateway.url, {"query": OTHER}, token).status_code == 200
-        metrics = httpx.get(f"{gateway.url}/metrics").text
+        metrics = httpx2.get(f"{gateway.url}/metrics").text
     requests = [line for line in metrics.splitlines() if line.startswith("lotgraph_graphql_requests_total{")]
     assert {line.split('operation="')[1].split('"')[0] for line in requests} == {
         "Contracts", "unregistered", "anonymous",
@@ -86,7 +86,7 @@ def test_each_client_has_its_own_rate_limit(plant: Plant) -> None:
         greedy, patient = gateway.token("portal_reader", sub="greedy"), gateway.token("portal_reader", sub="patient")
         answers = [_post(gateway.url, {"query": OTHER}, greedy) for _ in range(3)]
         other = _post(gateway.url, {"query": OTHER}, patient)
-        metrics = httpx.get(f"{gateway.url}/metrics").text
+        metrics = httpx2.get(f"{gateway.url}/metrics").text
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert "lotgraph_rate_limit_rejections_total 1.0" in metrics
     assert answers[2].json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
@@ -111,7 +111,7 @@ async def test_every_transport_passes_the_allowlist(plant: Plant, tmp_path: Path
     manifest.write_text(json.dumps({digest(d): d for d in (REGISTERED, REGISTERED_EVENTS)}))
     trusted = TrustedDocumentSettings(manifest=manifest, enforce_for_roles=("supplier",))
     with start_gateway(plant, mode=Mode.PRODUCTION, auth=auth, trusted_documents=trusted) as gateway:
-        async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
+        async with httpx2.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
             posted = await client.post(f"{gateway.url}/graphql", json={"query": OTHER})
             got = await client.get(f"{gateway.url}/graphql", params={"query": OTHER})
             async with sse_subscribe(client, gateway.url, OTHER_EVENTS, token=token) as sse:

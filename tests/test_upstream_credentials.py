@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from pydantic import ValidationError
 
@@ -30,8 +30,8 @@ TOKEN_REQUESTS = "POST /oauth/token"
 class Upstream:
     url: str
 
-    def admin(self, method: str, path: str) -> httpx.Response:
-        response = httpx.request(method, f"{self.url}/_admin/{path}", timeout=10)
+    def admin(self, method: str, path: str) -> httpx2.Response:
+        response = httpx2.request(method, f"{self.url}/_admin/{path}", timeout=10)
         response.raise_for_status()
         return response
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -71,7 +71,7 @@ def _wired(plant: Plant, **overrides: Any) -> Iterator[Gateway]:
 
 def _state(plant: Plant, system: str, lot: str) -> dict[str, Any] | None:
     """What one system itself says about a lot (its admin view), None if it does not know the lot."""
-    response = httpx.get(f"{plant.url(system)}/_admin/lots/{lot}", timeout=10)
+    response = httpx2.get(f"{plant.url(system)}/_admin/lots/{lot}", timeout=10)
     return None if response.status_code == 404 else response.json()
 
 
@@ -103,7 +103,7 @@ def _produce(plant: Plant, shift: Shift, quantity_factor: float = 1.0, regulated
         if consumed is None:
             continue
         quantity = base_quantity(shift.rng, material)
-        order = httpx.post(
+        order = httpx2.post(
             f"{plant.url('erp')}/sap/opu/odata/sap/API_PRODUCTION_ORDER_2_SRV/A_ProductionOrder_2",
             json={"Material": material.id, "ProductionPlant": material.plant, "TotalQuantity": str(quantity)},
             headers={"x-csrf-token": _csrf(plant)},
@@ -114,14 +114,14 @@ def _produce(plant: Plant, shift: Shift, quantity_factor: float = 1.0, regulated
             "line": f"{material.plant}-L01", "quantity": round(quantity * quantity_factor),
             "consumed": [{"lot_id": c["lot_id"], "quantity": c["quantity"]} for c in consumed],
         }  # fmt: skip
-        done = httpx.post(f"{plant.url('mes')}/api/confirmations", json=body)
+        done = httpx2.post(f"{plant.url('mes')}/api/confirmations", json=body)
         assert done.status_code == 201, done.text
         return {**done.json(), "consumed_lots": [c["lot_id"] for c in consumed]}
     raise AssertionError("no material with released components to produce")
 
 
 def _csrf(plant: Plant) -> str:
-    response = httpx.get(f"{plant.url('erp')}/sap/opu/odata/sap/API_BATCH_SRV/", headers={"x-csrf-token": "fetch"})
+    response = httpx2.get(f"{plant.url('erp')}/sap/opu/odata/sap/API_BATCH_SRV/", headers={"x-csrf-token": "fetch"})
     return response.headers["x-csrf-token"]
 
 
@@ -195,7 +195,7 @@ def _post_signed(gateway: Gateway | GatewayProcess, source: str, event_id: str, 
         "webhook-signature": Webhook(SECRET).sign(event_id, sent_at, body),
         "content-type": "application/json",
     }
-    return httpx.post(f"{gateway.url}/webhooks/{source}", content=body, headers=headers).status_code
+    return httpx2.post(f"{gateway.url}/webhooks/{source}", content=body, headers=headers).status_code
 
 
 def _completed(gateway: Gateway, kind: str, lot: str) -> list[str]:
@@ -230,19 +230,19 @@ async def test_a_pass_releases_and_a_fail_contains_with_a_nonconformance(
     assert len([h for h in qms["holds"] if h["status"] == "ACTIVE"]) == 1, "the nonconformance needed no second hold"
 
 
-def _change(url: str, json: dict[str, Any]) -> httpx.Response:
+def _change(url: str, json: dict[str, Any]) -> httpx2.Response:
     """A person's change in one system, through that system's own API."""
-    return httpx.post(url, json=json, timeout=10)
+    return httpx2.post(url, json=json, timeout=10)
 
 
 def _inspections(plant: Plant, lot: str) -> list[dict[str, Any]]:
-    return httpx.get(f"{plant.url('qms')}/api/v1/inspection-lots", params={"lot_ids": lot}).json()["items"]
+    return httpx2.get(f"{plant.url('qms')}/api/v1/inspection-lots", params={"lot_ids": lot}).json()["items"]
 
 
 def _record(plant: Plant, inspection: dict[str, Any], within: bool) -> None:
     """A lab technician records results in the QMS: all within the limits, or all outside."""
     results = [{"code": c["code"], "result": _result(c, within)} for c in inspection["characteristics"]]
-    recorded = httpx.post(f"{plant.url('qms')}/api/v1/inspection-lots/{inspection['id']}/results",
+    recorded = httpx2.post(f"{plant.url('qms')}/api/v1/inspection-lots/{inspection['id']}/results",
                           json={"results": results, "decided_by": "lab-tech-3"})  # fmt: skip
     assert recorded.status_code == 200, recorded.text
 
@@ -376,7 +376,7 @@ async def test_a_passed_regulated_lot_waits_for_a_qualified_persons_signed_relea
 
 def _metric(gateway: Gateway, series: str) -> float | None:
     """One series' value on /metrics (`name{label="value",...}` as exposed), None when it is not there."""
-    for line in httpx.get(f"{gateway.url}/metrics").text.splitlines():
+    for line in httpx2.get(f"{gateway.url}/metrics").text.splitlines():
         if line.startswith(series + " "):
             return float(line.rsplit(" ", 1)[1])
     return None

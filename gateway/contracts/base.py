@@ -15,7 +15,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-import httpx
+import httpx2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.codes import UnknownCode
@@ -88,7 +88,7 @@ class Contract(Generic[Req, Resp, Out]):
     summary: str
     request: type[Req]
     response: type[Resp]
-    send: Callable[[Any, Req], Awaitable[httpx.Response | Sequence[httpx.Response]]]
+    send: Callable[[Any, Req], Awaitable[httpx2.Response | Sequence[httpx2.Response]]]
     adapt: Callable[[Resp], list[Out]]
     status: ContractStatus = ContractStatus.ACTIVE
     sunset: date | None = None
@@ -100,13 +100,13 @@ class Contract(Generic[Req, Resp, Out]):
     async def call(self, connector: Any, request: Req) -> list[Out]:
         """Send `request`, validate each response against this contract, return canonical objects."""
         sent = await self.send(connector, request)
-        responses = [sent] if isinstance(sent, httpx.Response) else sent
+        responses = [sent] if isinstance(sent, httpx2.Response) else sent
         results: list[Out] = []
         for response in responses:
             results.extend(self.parse(response))
         return results
 
-    def parse(self, response: httpx.Response) -> list[Out]:
+    def parse(self, response: httpx2.Response) -> list[Out]:
         try:
             # Parsed and validated in one pass by pydantic-core (a genealogy level is 10,000 links).
             body = self.response.model_validate_json(b"{}" if response.status_code == 204 else response.content)

@@ -7,7 +7,7 @@ import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-import httpx
+import httpx2
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from gateway.codes import ERP_MATERIAL_TYPE, ERP_STOCK_TYPE, translate
@@ -455,7 +455,7 @@ async def _restrict_batches(erp: ErpConnector, request: BatchRestrictions):
     parts = [BatchPart("PATCH", f"Batch({quote(r.lot_id)})", {"If-Match": r.etag} if r.etag else {},
                        bodies[r.restricted]) for r in request.restrictions]  # fmt: skip
     answers = await erp.batch("API_BATCH_SRV", parts)
-    return httpx.Response(200, json={"items": [_bulk_item(answer) for answer in answers]})
+    return httpx2.Response(200, json={"items": [_bulk_item(answer) for answer in answers]})
 
 
 def _bulk_item(answer: BatchAnswer) -> dict[str, Any]:

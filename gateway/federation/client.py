@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
+import httpx2
 
 from gateway.errors import UpstreamError, UpstreamRejected
 from gateway.settings import SubgraphSettings
@@ -27,13 +27,13 @@ class FederationError(RuntimeError):
 
 async def _read_sdl(name: str, settings: SubgraphSettings) -> str:
     headers = settings.header_values()
-    timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
+    timeout = httpx2.Timeout(settings.read_timeout, connect=settings.connect_timeout)
     try:
-        async with httpx.AsyncClient(auth=upstream_auth(name, settings.auth), timeout=timeout) as client:
+        async with httpx2.AsyncClient(auth=upstream_auth(name, settings.auth), timeout=timeout) as client:
             response = await client.post(str(settings.url), json={"query": SERVICE_SDL}, headers=headers)
             response.raise_for_status()
             return response.json()["data"]["_service"]["sdl"]
-    except (httpx.HTTPError, UpstreamError, ValueError, KeyError, TypeError) as exc:
+    except (httpx2.HTTPError, UpstreamError, ValueError, KeyError, TypeError) as exc:
         raise FederationError(
             f"subgraph {name} at {settings.url}: cannot read its SDL ({exc.__class__.__name__}: {exc})"
         ) from exc

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import httpx
+import httpx2
 from standardwebhooks.webhooks import Webhook
 
 from gateway import __version__
@@ -39,7 +39,7 @@ class Outcome:
 class Sender:
     def __init__(self, timeout_seconds: float) -> None:
         self.timeout_seconds = timeout_seconds
-        self.client = httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False)
+        self.client = httpx2.AsyncClient(timeout=timeout_seconds, follow_redirects=False)
 
     async def send(self, target: TargetSettings, delivery: Delivery) -> Outcome:
         content = json.dumps(delivery.body, separators=(",", ":"))
@@ -55,9 +55,9 @@ class Sender:
         try:
             async with asyncio.timeout(self.timeout_seconds):  # the whole try, not each phase of it
                 response = await self.client.post(str(target.url), content=content, headers=headers)
-        except (TimeoutError, httpx.TimeoutException):
+        except (TimeoutError, httpx2.TimeoutException):
             return Outcome("timeout", f"no answer within {self.timeout_seconds:g} s")
-        except httpx.TransportError as exc:
+        except httpx2.TransportError as exc:
             return Outcome("unreachable", f"{type(exc).__name__}: {exc}"[:EXCERPT])
         if response.is_success:
             return Outcome("delivered")

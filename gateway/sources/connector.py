@@ -3,10 +3,11 @@
 Connectors know how to reach a system and how it batches keys; they know nothing of its payloads:
 validating and normalizing those is the contracts' job.
 
-The client is httpx's API over aiohttp's connection pool and HTTP parser (`httpx-aiohttp`, by an httpx
-maintainer): the same requests and responses, at about half the gateway's CPU per upstream call of httpcore's
-pure-Python one. Each request carries the caller's correlation id and the W3C trace context of the contract call
-it belongs to (`traceparent`), so a request can be followed into the plant's systems.
+The client is httpx2's API (the maintained continuation of httpx, which has had no release since 2024) over
+aiohttp's connection pool and HTTP parser (`httpx-aiohttp`'s httpx2 transport, by an httpx maintainer): the same
+requests and responses, at about half the gateway's CPU per upstream call of httpcore's pure-Python one. Each
+request carries the caller's correlation id and the W3C trace context of the contract call it belongs to
+(`traceparent`), so a request can be followed into the plant's systems.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import aiohttp
-import httpx
-from httpx_aiohttp import AiohttpTransport
+import httpx2
+from httpx_aiohttp.httpx2 import AiohttpTransport
 from opentelemetry.propagate import inject
 
 from gateway import correlation
@@ -46,11 +47,11 @@ class SourceConnector:
     def __init__(self, name: str, settings: SourceSettings, quota: RedisQuota | None = None):
         self.name = name
         self.settings = settings
-        pool = httpx.Limits(max_connections=settings.max_connections,
+        pool = httpx2.Limits(max_connections=settings.max_connections,
                             max_keepalive_connections=settings.max_connections)  # fmt: skip
-        self.client = httpx.AsyncClient(
+        self.client = httpx2.AsyncClient(
             base_url=str(settings.url),
-            timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+            timeout=httpx2.Timeout(settings.read_timeout, connect=settings.connect_timeout),
             transport=AiohttpTransport(limits=pool),
             auth=upstream_auth(name, settings.auth),
         )
@@ -61,14 +62,14 @@ class SourceConnector:
 
     async def request(
         self, method: str, path: str, *, check: bool = True, idempotent: bool | None = None, **kwargs: Any
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         """Send one request through the source's protections (budget, breaker, bulkhead, rate limit),
         retried only if `idempotent` (default: GET); map every failure onto a typed error (HTTP error
         statuses too, unless `check` is False: then the caller reads the status itself)."""
         retryable = method in ("GET", "HEAD") if idempotent is None else idempotent
         try:
             request = self.client.build_request(method, path, **kwargs)  # built once, sent on every attempt
-        except httpx.InvalidURL as exc:
+        except httpx2.InvalidURL as exc:
             # Only what a client sent (an id of 100,000 characters) makes a URL too long: its mistake, not the
             # source's, so it is refused before the source's protections (breaker, retries) count it.
             raise BadUserInput(f"the request is too long to send to {self.name.upper()}") from exc
@@ -77,18 +78,18 @@ class SourceConnector:
         inject(request.headers)  # the current span's trace context: the contract call this request is part of
         return await self.guarded.call(lambda: self._send(request, check), idempotent=retryable)
 
-    async def _send(self, request: httpx.Request, check: bool) -> httpx.Response:
+    async def _send(self, request: httpx2.Request, check: bool) -> httpx2.Response:
         method, path = request.method, request.url.path
         try:
             response = await self.client.send(request)
-        except httpx.TimeoutException as exc:
+        except httpx2.TimeoutException as exc:
             if _refused(exc):
                 unreachable = f"{self.name.upper()} is unreachable: ConnectError"
                 raise UpstreamUnavailable(unreachable, source=self.name) from exc
             raise UpstreamTimeout(
                 f"{self.name.upper()} did not answer {method} {path} in time", source=self.name
             ) from exc
-        except httpx.TransportError as exc:
+        except httpx2.TransportError as exc:
             raise UpstreamUnavailable(
                 f"{self.name.upper()} is unreachable: {exc.__class__.__name__}", source=self.name
             ) from exc
@@ -96,19 +97,19 @@ class SourceConnector:
             self.raise_for_status(method, path, response)
         return response
 
-    def raise_for_status(self, method: str, path: str, response: httpx.Response) -> None:
+    def raise_for_status(self, method: str, path: str, response: httpx2.Response) -> None:
         status = response.status_code
         if status >= 400:
             what = f"{self.name.upper()} answered {status} to {method} {path}"
             raise status_error(self.name, status, what, _retry_after(response))
 
-    async def get(self, path: str, **params: Any) -> httpx.Response:
+    async def get(self, path: str, **params: Any) -> httpx2.Response:
         return await self.request("GET", path, params=_drop_none(params))
 
-    async def post(self, path: str, body: Any, **kwargs: Any) -> httpx.Response:
+    async def post(self, path: str, body: Any, **kwargs: Any) -> httpx2.Response:
         return await self.request("POST", path, json=body, **kwargs)
 
-    async def get_keyed(self, path: str, key_param: str, keys: Sequence[str], **params: Any) -> list[httpx.Response]:
+    async def get_keyed(self, path: str, key_param: str, keys: Sequence[str], **params: Any) -> list[httpx2.Response]:
         """GET a batch of keys as one comma-separated parameter, in as few requests as URL length allows."""
         chunks = chunked(keys, self.settings.max_batch_keys)
         return list(await asyncio.gather(*(self.get(path, **{key_param: ",".join(c)}, **params) for c in chunks)))
@@ -126,14 +127,14 @@ def status_error(source: str, status: int, what: str, retry_after: float | None 
     return UpstreamRejected(what, source=source, status=status)
 
 
-def _refused(exc: httpx.TimeoutException) -> bool:
+def _refused(exc: httpx2.TimeoutException) -> bool:
     """The aiohttp transport reports a connection that failed at once (refused, reset, closed by the peer) as a
     `ConnectTimeout`; it is no timeout: the system is unreachable, and saying "in time" would mislead."""
     cause = exc.__cause__
     return isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, aiohttp.ServerTimeoutError)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: httpx2.Response) -> float | None:
     """`Retry-After` in seconds (the HTTP-date form is rare from APIs and treated as absent)."""
     try:
         return max(0.0, float(response.headers["retry-after"]))

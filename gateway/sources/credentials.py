@@ -1,7 +1,7 @@
 """How the gateway authenticates to an upstream: an OAuth2 client-credentials token or an API key.
 
-Both are `httpx.Auth`, so a connector only hands `upstream_auth(...)` to its client. The OAuth2 token is
-fetched once (with authlib's httpx client), shared by every request, renewed shortly before it expires,
+Both are `httpx2.Auth`, so a connector only hands `upstream_auth(...)` to its client. The OAuth2 token is
+fetched once (with authlib's httpx2 client), shared by every request, renewed shortly before it expires,
 and renewed once more if the upstream answers 401 anyway (it restarted, or revoked the token).
 """
 
@@ -12,16 +12,16 @@ import math
 import time
 from collections.abc import AsyncGenerator, Generator
 
-import httpx
+import httpx2
 
 from gateway.errors import UpstreamRejected, UpstreamUnavailable
 from gateway.settings import UpstreamAuth
 
 RENEW_EARLY_SECONDS = 30.0
-TOKEN_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
+TOKEN_TIMEOUT = httpx2.Timeout(10.0, connect=2.0)
 
 
-class ClientCredentials(httpx.Auth):
+class ClientCredentials(httpx2.Auth):
     """Bearer tokens from the source's token endpoint; one fetch at a time, however many requests wait.
 
     A 401 with a token we hold gets one retry with a new token, unless that token is itself fresh: an
@@ -41,10 +41,10 @@ class ClientCredentials(httpx.Auth):
         self.token: str | None = None
         self.fetched_at = self.renew_at = -math.inf
 
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def sync_auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
         raise RuntimeError("upstream OAuth2 credentials work with async clients only")
 
-    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         token = await self.current()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
@@ -68,7 +68,7 @@ class ClientCredentials(httpx.Auth):
 
     async def fetch(self) -> tuple[str, float]:
         """A fresh access token and its lifetime in seconds (infinite if the endpoint does not say)."""
-        # Imported here: only oauth2 sources need authlib, which warns on import that it prefers httpx2.
+        # Imported here: only oauth2 sources need authlib.
         from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
         name = self.source.upper()
@@ -81,7 +81,7 @@ class ClientCredentials(httpx.Auth):
                 raise UpstreamRejected(
                     f"{name} refused the gateway's client credentials: {exc.error}", source=self.source
                 ) from exc
-            except (httpx.HTTPStatusError, ValueError) as exc:  # transport errors are the connector's to map
+            except (httpx2.HTTPStatusError, ValueError) as exc:  # transport errors are the connector's to map
                 raise UpstreamUnavailable(
                     f"{name}'s token endpoint gave no usable answer: {exc}", source=self.source
                 ) from exc
@@ -94,7 +94,7 @@ class ClientCredentials(httpx.Auth):
             return access_token, math.inf
 
 
-class ApiKey(httpx.Auth):
+class ApiKey(httpx2.Auth):
     """A static key in a header of the upstream's choosing."""
 
     def __init__(self, auth: UpstreamAuth) -> None:
@@ -102,13 +102,13 @@ class ApiKey(httpx.Auth):
         self.header = auth.api_key_header
         self.key = auth.api_key
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
         request.headers[self.header] = self.key.get_secret_value()
         yield request
 
 
-def upstream_auth(source: str, auth: UpstreamAuth) -> httpx.Auth | None:
-    """What to hand a source's `httpx.AsyncClient(auth=...)`; None when the upstream wants no credentials."""
+def upstream_auth(source: str, auth: UpstreamAuth) -> httpx2.Auth | None:
+    """What to hand a source's `httpx2.AsyncClient(auth=...)`; None when the upstream wants no credentials."""
     if auth.kind == "oauth2":
         return ClientCredentials(source, auth)
     if auth.kind == "api_key":

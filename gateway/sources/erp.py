@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
+import httpx2
 
 from gateway.errors import UpstreamRejected
 from gateway.sources import odata_batch
@@ -58,7 +58,7 @@ class ErpConnector(SourceConnector):
     async def write(
         self, method: str, service: str, path: str, body: Any, headers: Mapping[str, str] | None = None,
         *, check: bool = True, content: bytes | None = None,
-    ) -> httpx.Response:  # fmt: skip
+    ) -> httpx2.Response:  # fmt: skip
         """A write (`body` as JSON, or `content` as is) with a CSRF token, fetched once and renewed when the ERP says
         it expired."""
         url = f"{ODATA_ROOT}/{service}/{path}"
@@ -75,7 +75,7 @@ class ErpConnector(SourceConnector):
             self.raise_for_status(method, url, response)
         return response
 
-    async def patch_with_etag(self, service: str, path: str, body: Any, etag: str | None = None) -> httpx.Response:
+    async def patch_with_etag(self, service: str, path: str, body: Any, etag: str | None = None) -> httpx2.Response:
         """PATCH guarded by `If-Match` (`etag` if the caller just read it, else read now): re-read the ETag and try
         once more if someone changed it meanwhile."""
         for _ in range(2):
@@ -111,7 +111,7 @@ class ErpConnector(SourceConnector):
         orderby: str | None = None,
         select: Sequence[str] = (),
         count: bool = False,
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         return await self.get(
             f"{ODATA_ROOT}/{entity_set}",
             **{
@@ -126,7 +126,7 @@ class ErpConnector(SourceConnector):
 
     async def read_by_keys(
         self, entity_set: str, key_field: str, keys: Sequence[str], select: Sequence[str] = ()
-    ) -> list[httpx.Response]:
+    ) -> list[httpx2.Response]:
         """Every entity whose `key_field` is one of `keys`, in as few requests as URL length allows."""
         chunks = chunked(keys, self.settings.max_batch_keys)
         return list(

@@ -1,6 +1,6 @@
 """Fixtures for the simulator tests: a small plant for most tests, the default plant where size matters.
 
-Each simulator app is built fresh per test (its state is mutable) and queried in-process over httpx's
+Each simulator app is built fresh per test (its state is mutable) and queried in-process over httpx2's
 ASGI transport: the simulator itself is the unit under test here.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 
@@ -34,12 +34,12 @@ def full() -> Dataset:
     return generate()
 
 
-def connect(app: Starlette) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim")
+def connect(app: Starlette) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://sim")
 
 
 def _client_fixture(system: str) -> Any:
-    async def client(small: Dataset) -> AsyncIterator[httpx.AsyncClient]:
+    async def client(small: Dataset) -> AsyncIterator[httpx2.AsyncClient]:
         async with connect(FACTORIES[system](small)) as opened:
             yield opened
 
@@ -53,7 +53,7 @@ mes_client = _client_fixture("mes")
 
 
 @pytest.fixture(name="connect")
-def connect_fixture() -> Callable[[Starlette], httpx.AsyncClient]:
+def connect_fixture() -> Callable[[Starlette], httpx2.AsyncClient]:
     """An in-process client for an app a test built itself."""
     return connect
 

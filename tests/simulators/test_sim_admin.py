@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 
@@ -17,13 +17,13 @@ from simulators.admin import RateWindow, malform
 
 @dataclass
 class Sim:
-    client: httpx.AsyncClient
+    client: httpx2.AsyncClient
     read: str  # a batch read answering a JSON list
     template: str  # its stats key
     other: str  # another route, for path-limited faults
     lot: str  # a lot this simulator stores
 
-    async def get(self, path: str | None = None) -> httpx.Response:
+    async def get(self, path: str | None = None) -> httpx2.Response:
         return await self.client.get(path or self.read)
 
     async def fault(self, **fault: object) -> None:
@@ -51,7 +51,7 @@ async def sim(
     request: pytest.FixtureRequest,
     small: Dataset,
     build: Callable[[str], Starlette],
-    connect: Callable[[Starlette], httpx.AsyncClient],
+    connect: Callable[[Starlette], httpx2.AsyncClient],
 ) -> AsyncIterator[Sim]:
     async with connect(build(request.param)) as client:
         yield Sim(client, *sample(request.param, small))
@@ -70,7 +70,7 @@ async def test_stats_count_by_route_template_and_reset(sim: Sim) -> None:
     assert (await sim.client.get("/_admin/stats")).json() == {"total": 0, "by_endpoint": {}}
 
 
-async def test_stats_key_is_the_template_not_the_path(erp_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_stats_key_is_the_template_not_the_path(erp_client: httpx2.AsyncClient, small: Dataset) -> None:
     for lot in list(small.lots)[:3]:
         await erp_client.get(f"/sap/opu/odata/sap/API_BATCH_SRV/Batch('{lot}')")
     stats = (await erp_client.get("/_admin/stats")).json()
@@ -195,7 +195,7 @@ def test_malform_rewrites_objects_in_lists_only() -> None:
 
 
 async def test_a_fault_naming_lots_refuses_only_their_items_of_bulk_writes(
-    small: Dataset, connect: Callable[[Starlette], httpx.AsyncClient], build: Callable[[str], Starlette]
+    small: Dataset, connect: Callable[[Starlette], httpx2.AsyncClient], build: Callable[[str], Starlette]
 ) -> None:
     first, second = list(small.lots)[:2]
     async with connect(build("qms")) as client:

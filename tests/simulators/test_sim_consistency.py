@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
+import httpx2
 from starlette.applications import Starlette
 
 from simulators import Dataset, create_apps
@@ -24,7 +24,7 @@ def chunks(keys: list[str], size: int = 400) -> list[list[str]]:
     return [keys[n : n + size] for n in range(0, len(keys), size)]
 
 
-async def observed(clients: dict[str, httpx.AsyncClient], lots: list[str]) -> dict[str, dict[str, str]]:
+async def observed(clients: dict[str, httpx2.AsyncClient], lots: list[str]) -> dict[str, dict[str, str]]:
     """What each system reports per lot, in each system's own vocabulary (QMS P100 codes mapped to labels)."""
     seen: dict[str, dict[str, str]] = {system: {} for system in SYSTEMS}
     for keys in chunks(lots):
@@ -44,7 +44,7 @@ async def observed(clients: dict[str, httpx.AsyncClient], lots: list[str]) -> di
 
 
 async def test_every_system_follows_the_true_status_except_diverged_lots(
-    small: Dataset, connect: Callable[[Starlette], httpx.AsyncClient]
+    small: Dataset, connect: Callable[[Starlette], httpx2.AsyncClient]
 ) -> None:
     clients = {name: connect(app) for name, app in create_apps(small).items()}
     seen = await observed(clients, list(small.lots))

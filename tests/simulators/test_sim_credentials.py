@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
-import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 
@@ -28,17 +28,17 @@ FACTORIES: dict[str, Callable[..., Starlette]] = {
 
 @pytest.fixture(params=sorted(READS))
 async def guarded(
-    request: pytest.FixtureRequest, small: Dataset, connect: Callable[[Starlette], httpx.AsyncClient]
-) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    request: pytest.FixtureRequest, small: Dataset, connect: Callable[[Starlette], httpx2.AsyncClient]
+) -> AsyncIterator[tuple[httpx2.AsyncClient, str]]:
     async with connect(FACTORIES[request.param](small, credentials=CREDENTIALS)) as client:
         yield client, READS[request.param]
 
 
-async def token(client: httpx.AsyncClient, **form: str) -> httpx.Response:
+async def token(client: httpx2.AsyncClient, **form: str) -> httpx2.Response:
     return await client.post("/oauth/token", data={"grant_type": "client_credentials", **form})
 
 
-async def test_anonymous_requests_are_refused_with_a_reason(guarded: tuple[httpx.AsyncClient, str]) -> None:
+async def test_anonymous_requests_are_refused_with_a_reason(guarded: tuple[httpx2.AsyncClient, str]) -> None:
     client, read = guarded
     response = await client.get(read)
     assert response.status_code == 401
@@ -46,7 +46,7 @@ async def test_anonymous_requests_are_refused_with_a_reason(guarded: tuple[httpx
     assert "credentials required" in response.text
 
 
-async def test_a_token_from_the_endpoint_opens_every_route(guarded: tuple[httpx.AsyncClient, str]) -> None:
+async def test_a_token_from_the_endpoint_opens_every_route(guarded: tuple[httpx2.AsyncClient, str]) -> None:
     client, read = guarded
     issued = await token(client, client_id="lotgraph", client_secret="s3cret")
     assert issued.status_code == 200
@@ -59,7 +59,7 @@ async def test_a_token_from_the_endpoint_opens_every_route(guarded: tuple[httpx.
 
 
 async def test_basic_client_authentication_wrong_secrets_and_grants(
-    small: Dataset, connect: Callable[[Starlette], httpx.AsyncClient]
+    small: Dataset, connect: Callable[[Starlette], httpx2.AsyncClient]
 ) -> None:
     async with connect(qms.create_app(small, credentials=CREDENTIALS)) as client:
         grant = {"grant_type": "client_credentials"}
@@ -71,7 +71,7 @@ async def test_basic_client_authentication_wrong_secrets_and_grants(
 
 
 async def test_tokens_expire_and_can_be_revoked(
-    small: Dataset, connect: Callable[[Starlette], httpx.AsyncClient]
+    small: Dataset, connect: Callable[[Starlette], httpx2.AsyncClient]
 ) -> None:
     async with connect(wms.create_app(small, credentials=CREDENTIALS)) as client:
         access = (await token(client, client_id="lotgraph", client_secret="s3cret")).json()["access_token"]
@@ -87,14 +87,14 @@ async def test_tokens_expire_and_can_be_revoked(
         assert revoked.status_code == 401 and "revoked" in revoked.text
 
 
-async def test_api_key(guarded: tuple[httpx.AsyncClient, str]) -> None:
+async def test_api_key(guarded: tuple[httpx2.AsyncClient, str]) -> None:
     client, read = guarded
     assert (await client.get(read, headers={"X-API-Key": "k3y"})).status_code == 200
     assert (await client.get(read, headers={"X-API-Key": "nope"})).status_code == 401
 
 
 async def test_admin_routes_stay_open_and_nothing_is_required_by_default(
-    guarded: tuple[httpx.AsyncClient, str], mes_client: httpx.AsyncClient
+    guarded: tuple[httpx2.AsyncClient, str], mes_client: httpx2.AsyncClient
 ) -> None:
     client, _ = guarded
     assert (await client.get("/_admin/stats")).status_code == 200

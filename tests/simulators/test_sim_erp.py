@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 
 import aiohttp
-import httpx
+import httpx2
 from starlette.applications import Starlette
 
 from simulators import Dataset, erp
@@ -21,19 +21,19 @@ def any_of(field: str, keys: list[str]) -> str:
     return " or ".join(f"{field} eq '{key}'" for key in keys)
 
 
-async def results(client: httpx.AsyncClient, path: str, **params: str) -> list[dict]:
+async def results(client: httpx2.AsyncClient, path: str, **params: str) -> list[dict]:
     response = await client.get(path, params=params)
     assert response.status_code == 200, response.text
     return response.json()["d"]["results"]
 
 
-async def csrf_token(client: httpx.AsyncClient) -> str:
+async def csrf_token(client: httpx2.AsyncClient) -> str:
     response = await client.get(f"{ROOT}/API_BATCH_SRV/", headers={"x-csrf-token": "fetch"})
     assert response.status_code == 200
     return response.headers["x-csrf-token"]
 
 
-async def test_batch_lookup_returns_exactly_the_existing_keys(erp_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_batch_lookup_returns_exactly_the_existing_keys(erp_client: httpx2.AsyncClient, small: Dataset) -> None:
     wanted = list(small.lots)[::7]
     rows = await results(erp_client, BATCHES, **{"$filter": any_of("Batch", [*wanted, "B2699999", "nope"])})
     assert sorted(row["Batch"] for row in rows) == sorted(wanted)
@@ -44,7 +44,7 @@ async def test_batch_lookup_returns_exactly_the_existing_keys(erp_client: httpx.
     assert row["__metadata"]["uri"].endswith(f"API_BATCH_SRV/Batch('{lot.id}')") and row["__metadata"]["etag"]
 
 
-async def test_collections_answer_in_sap_shapes(erp_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_collections_answer_in_sap_shapes(erp_client: httpx2.AsyncClient, small: Dataset) -> None:
     lot = next(lot for lot in small.lots.values() if lot.remaining > 0)
     stock = await results(erp_client, STOCK, **{"$filter": f"Batch eq '{lot.id}'"})
     assert [(s["Material"], s["Plant"]) for s in stock] == [(lot.material, lot.plant)]
@@ -63,7 +63,7 @@ async def test_collections_answer_in_sap_shapes(erp_client: httpx.AsyncClient, s
     assert [p["Plant"] for p in plants] == ["P100", "P200", "P300"]
 
 
-async def test_query_options_page_count_select_and_order(erp_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_query_options_page_count_select_and_order(erp_client: httpx2.AsyncClient, small: Dataset) -> None:
     material = small.lots[small.recall_lot].material
     expected = sorted(
         (lot for lot in small.lots.values() if lot.material == material),
@@ -87,7 +87,7 @@ async def test_query_options_page_count_select_and_order(erp_client: httpx.Async
     assert all(set(r) == {"__metadata", "Batch", "Plant"} for r in body["results"])
 
 
-async def test_bad_filter_is_an_odata_400(erp_client: httpx.AsyncClient) -> None:
+async def test_bad_filter_is_an_odata_400(erp_client: httpx2.AsyncClient) -> None:
     for bad in ("Batch eq", "Colour eq 'red'"):
         response = await erp_client.get(BATCHES, params={"$filter": bad})
         assert response.status_code == 400
@@ -95,7 +95,7 @@ async def test_bad_filter_is_an_odata_400(erp_client: httpx.AsyncClient) -> None
         assert error["code"] and error["message"]["lang"] == "en" and error["message"]["value"]
 
 
-async def test_single_entity_with_etag_and_404(erp_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_single_entity_with_etag_and_404(erp_client: httpx2.AsyncClient, small: Dataset) -> None:
     lot_id = next(iter(small.lots))
     response = await erp_client.get(f"{BATCHES}('{lot_id}')")
     assert response.status_code == 200
@@ -105,7 +105,7 @@ async def test_single_entity_with_etag_and_404(erp_client: httpx.AsyncClient, sm
     assert missing.status_code == 404 and missing.json()["error"]["message"]["value"]
 
 
-async def test_writes_need_a_fetched_csrf_token(erp_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_writes_need_a_fetched_csrf_token(erp_client: httpx2.AsyncClient, small: Dataset) -> None:
     lot_id = next(iter(small.lots))
     etag = (await erp_client.get(f"{BATCHES}('{lot_id}')")).headers["etag"]
     body = {"MatlBatchIsInRstrcdUseStock": True}
@@ -119,7 +119,7 @@ async def test_writes_need_a_fetched_csrf_token(erp_client: httpx.AsyncClient, s
     assert accepted.status_code == 204
 
 
-async def test_patch_batch_needs_the_current_etag(erp_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_patch_batch_needs_the_current_etag(erp_client: httpx2.AsyncClient, small: Dataset) -> None:
     lot_id = next(lot.id for lot in small.lots.values() if lot.quality_status == "RELEASED")
     token = await csrf_token(erp_client)
     url, body = f"{BATCHES}('{lot_id}')", {"MatlBatchIsInRstrcdUseStock": True}
@@ -141,7 +141,7 @@ async def test_patch_batch_needs_the_current_etag(erp_client: httpx.AsyncClient,
     assert unknown_field.status_code == 400
 
 
-async def test_material_document_moves_stock_between_types(erp_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_material_document_moves_stock_between_types(erp_client: httpx2.AsyncClient, small: Dataset) -> None:
     row = next(r for r in small.stock if r.stock_type == "01" and r.quantity >= 2)
     token = await csrf_token(erp_client)
     item = {
@@ -175,7 +175,7 @@ async def test_material_document_moves_stock_between_types(erp_client: httpx.Asy
 
 
 async def test_material_document_is_refused_without_enough_stock_or_a_known_move(
-    erp_client: httpx.AsyncClient, small: Dataset
+    erp_client: httpx2.AsyncClient, small: Dataset
 ) -> None:
     row = next(r for r in small.stock if r.stock_type == "01")
     token = await csrf_token(erp_client)
@@ -204,7 +204,7 @@ async def test_material_document_is_refused_without_enough_stock_or_a_known_move
 
 
 async def test_rate_limit_answers_429_with_retry_after(
-    small: Dataset, connect: Callable[[Starlette], httpx.AsyncClient]
+    small: Dataset, connect: Callable[[Starlette], httpx2.AsyncClient]
 ) -> None:
     async with connect(erp.create_app(small, rate_limit_rps=3)) as client:
         statuses = [(await client.get(f"{ROOT}/API_PLANT_SRV/A_Plant")).status_code for _ in range(3)]
@@ -215,7 +215,7 @@ async def test_rate_limit_answers_429_with_retry_after(
     assert admin.status_code == 200, "the admin API is never throttled"
 
 
-async def test_admin_lot_state_shows_the_batch_and_its_stock(erp_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_admin_lot_state_shows_the_batch_and_its_stock(erp_client: httpx2.AsyncClient, small: Dataset) -> None:
     row = small.stock[0]
     state = (await erp_client.get(f"/_admin/lots/{row.lot}")).json()
     assert state["batch"]["Batch"] == row.lot
@@ -223,7 +223,7 @@ async def test_admin_lot_state_shows_the_batch_and_its_stock(erp_client: httpx.A
 
 
 async def test_batch_request_applies_or_refuses_each_change_set_alone(
-    erp_client: httpx.AsyncClient, small: Dataset
+    erp_client: httpx2.AsyncClient, small: Dataset
 ) -> None:
     lots = list(small.lots)[:2]
     etags = [(await erp_client.get(f"{BATCHES}('{lot}')")).headers["etag"] for lot in lots]

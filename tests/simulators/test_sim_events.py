@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
-import httpx
+import httpx2
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
@@ -68,7 +68,7 @@ class Live:
     urls: dict[str, str]
     receiver: Receiver
     hook_url: str
-    http: httpx.AsyncClient
+    http: httpx2.AsyncClient
 
     async def call(self, system: str, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
         response = await self.http.request(method, f"{self.urls[system]}{path}", **kwargs)
@@ -113,7 +113,7 @@ async def live(small: Dataset) -> AsyncIterator[Live]:
     urls = {name: group.add(name, app).url for name, app in apps.items()}
     hook = group.add("receiver", receiver.app())
     with group.running_in_thread():
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with httpx2.AsyncClient(timeout=10) as http:
             yield Live(small, apps, urls, receiver, f"{hook.url}/hook", http)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
-import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 
@@ -23,12 +23,12 @@ LAB_TESTS = {"ASSAY", "MOISTURE", "PH", "VISCOSITY"}
 
 
 @pytest.fixture
-async def lab(small: Dataset, connect: Callable[[Starlette], httpx.AsyncClient]) -> AsyncIterator[httpx.AsyncClient]:
+async def lab(small: Dataset, connect: Callable[[Starlette], httpx2.AsyncClient]) -> AsyncIterator[httpx2.AsyncClient]:
     async with connect(create_app(small)) as client:
         yield client
 
 
-async def entities(client: httpx.AsyncClient, lot_ids: list[str]) -> list[dict | None]:
+async def entities(client: httpx2.AsyncClient, lot_ids: list[str]) -> list[dict | None]:
     representations = [{"__typename": "Lot", "id": lot_id} for lot_id in lot_ids]
     response = await client.post(
         "/graphql", json={"query": ENTITIES, "variables": {"representations": representations}}
@@ -40,7 +40,7 @@ async def entities(client: httpx.AsyncClient, lot_ids: list[str]) -> list[dict |
 
 
 async def test_entities_answer_every_lot_of_a_batch_in_order_from_the_dataset(
-    lab: httpx.AsyncClient, small: Dataset
+    lab: httpx2.AsyncClient, small: Dataset
 ) -> None:
     """Every lot of the plant (2,000) in one request: each lot's samples are 2-4 distinct lab tests taken after it
     was made, their `withinSpec` is what the limits say, a rejected lot failed at least one, a released one passed
@@ -74,7 +74,7 @@ async def test_entities_answer_every_lot_of_a_batch_in_order_from_the_dataset(
 
 
 async def test_the_same_dataset_gives_the_same_lab(
-    small: Dataset, connect: Callable[[Starlette], httpx.AsyncClient]
+    small: Dataset, connect: Callable[[Starlette], httpx2.AsyncClient]
 ) -> None:
     lot_ids = list(small.lots)[-50:]
     answers = []
@@ -84,14 +84,14 @@ async def test_the_same_dataset_gives_the_same_lab(
     assert answers[0] == answers[1]
 
 
-async def test_the_sdl_declares_lot_an_entity_of_federation_2(lab: httpx.AsyncClient) -> None:
+async def test_the_sdl_declares_lot_an_entity_of_federation_2(lab: httpx2.AsyncClient) -> None:
     sdl = (await lab.post("/graphql", json={"query": "{ _service { sdl } }"})).json()["data"]["_service"]["sdl"]
     assert '@link(url: "https://specs.apollo.dev/federation/v2.7"' in sdl
     assert 'type Lot @key(fields: "id")' in sdl
 
 
 async def test_stats_count_each_entities_request_once_and_a_down_lims_answers_503(
-    lab: httpx.AsyncClient, small: Dataset
+    lab: httpx2.AsyncClient, small: Dataset
 ) -> None:
     await lab.delete("/_admin/stats")
     for size in (1, 300):
@@ -115,9 +115,9 @@ def test_the_plant_group_serves_the_lims_after_the_four_without_moving_them(smal
     lot = next(iter(small.lots))
     with group.running_in_thread():
         query = {"query": "query($lot: ID!) { labSamples(lotId: $lot) { id } }", "variables": {"lot": lot}}
-        answer = httpx.post(subgraph_url("127.0.0.1", first, "lims"), json=query, timeout=10)
+        answer = httpx2.post(subgraph_url("127.0.0.1", first, "lims"), json=query, timeout=10)
         assert answer.json()["data"]["labSamples"][0]["id"] == f"{lot}-S1"
-        assert httpx.get(f"http://127.0.0.1:{first}/_admin/stats", timeout=10).status_code == 200  # ERP, as before
+        assert httpx2.get(f"http://127.0.0.1:{first}/_admin/stats", timeout=10).status_code == 200  # ERP, as before
     assert [listener.name for listener in plant_group(small, "127.0.0.1", first).listeners] == [
         "ERP",
         "QMS",
@@ -127,7 +127,7 @@ def test_the_plant_group_serves_the_lims_after_the_four_without_moving_them(smal
 
 
 async def test_create_apps_gives_the_lims_the_plants_credentials(
-    small: Dataset, connect: Callable[[Starlette], httpx.AsyncClient]
+    small: Dataset, connect: Callable[[Starlette], httpx2.AsyncClient]
 ) -> None:
     apps = create_apps(
         small, credentials=Credentials(client_id="lotgraph", client_secret="s3cret", api_key="lab-key"), with_lims=True

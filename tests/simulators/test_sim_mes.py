@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 
 from simulators import Dataset
 
@@ -13,7 +13,7 @@ def edges(links: list[dict]) -> set[tuple[str, str, str]]:
     return {(link["consumed_lot"], link["produced_lot"], link["order_id"]) for link in links}
 
 
-async def test_get_genealogy_one_level_down_and_up(mes_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_get_genealogy_one_level_down_and_up(mes_client: httpx2.AsyncClient, small: Dataset) -> None:
     lots = list(small.lots)[:25]
     down = (await mes_client.get("/api/genealogy", params={"consumed": ",".join(lots)})).json()["links"]
     assert edges(down) == {(k.consumed_lot, k.produced_lot, k.order_id) for k in small.links if k.consumed_lot in lots}
@@ -30,7 +30,7 @@ async def test_get_genealogy_one_level_down_and_up(mes_client: httpx.AsyncClient
 
 
 async def test_post_search_agrees_with_get_and_answers_the_whole_plant(
-    mes_client: httpx.AsyncClient, small: Dataset
+    mes_client: httpx2.AsyncClient, small: Dataset
 ) -> None:
     lots = list(small.lots)[:25]
     got = (await mes_client.get("/api/genealogy", params={"consumed": ",".join(lots)})).json()["links"]
@@ -41,14 +41,14 @@ async def test_post_search_agrees_with_get_and_answers_the_whole_plant(
     assert len(everything.json()["links"]) == len(small.links)
 
 
-async def test_genealogy_needs_exactly_one_direction(mes_client: httpx.AsyncClient) -> None:
+async def test_genealogy_needs_exactly_one_direction(mes_client: httpx2.AsyncClient) -> None:
     assert (await mes_client.get("/api/genealogy")).status_code == 400
     both = {"consumed": ["B2600001"], "produced": ["B2600002"]}
     assert (await mes_client.post("/api/genealogy/search", json=both)).status_code == 400
     assert (await mes_client.post("/api/genealogy/search", json={"consumed": "B2600001"})).status_code == 400
 
 
-async def test_executions_by_order_or_produced_lot(mes_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_executions_by_order_or_produced_lot(mes_client: httpx2.AsyncClient, small: Dataset) -> None:
     orders = list(small.orders.values())[:5]
     by_order = (await mes_client.get("/api/executions", params={"order_ids": ",".join(o.id for o in orders)})).json()
     by_lot = (await mes_client.get("/api/executions", params={"lot_ids": ",".join(o.lot for o in orders)})).json()
@@ -61,7 +61,7 @@ async def test_executions_by_order_or_produced_lot(mes_client: httpx.AsyncClient
     assert (execution["status"] == "RUNNING") == (execution["completed_at"] is None)
 
 
-async def test_mes_knows_only_the_lots_it_produced(mes_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_mes_knows_only_the_lots_it_produced(mes_client: httpx2.AsyncClient, small: Dataset) -> None:
     raw = [lot.id for lot in small.lots.values() if lot.tier == 0][:10]
     made = [lot.id for lot in small.lots.values() if lot.tier > 0][:40]
     lots = (await mes_client.get("/api/lots", params={"ids": ",".join(raw + made)})).json()["lots"]

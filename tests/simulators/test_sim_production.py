@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 
@@ -31,7 +31,7 @@ BATCHES = f"{ROOT}/API_BATCH_SRV/Batch"
 class Site:
     dataset: Dataset
     apps: dict[str, Starlette]
-    clients: dict[str, httpx.AsyncClient]
+    clients: dict[str, httpx2.AsyncClient]
 
     async def ok(self, system: str, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
         response = await self.clients[system].request(method, path, **kwargs)
@@ -67,7 +67,7 @@ class Site:
 
 
 @pytest.fixture
-async def site(small: Dataset, connect: Callable[[Starlette], httpx.AsyncClient]) -> AsyncIterator[Site]:
+async def site(small: Dataset, connect: Callable[[Starlette], httpx2.AsyncClient]) -> AsyncIterator[Site]:
     apps = create_apps(small)
     clients = {name: connect(app) for name, app in apps.items()}
     yield Site(small, apps, clients)

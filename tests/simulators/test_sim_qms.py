@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 
@@ -27,7 +27,7 @@ def hold_body(lot_id: str, request_id: str | None = None) -> dict:
     return body if request_id is None else {**body, "request_id": request_id}
 
 
-async def test_lots_by_ids_returns_exactly_the_existing_ones(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_lots_by_ids_returns_exactly_the_existing_ones(qms_client: httpx2.AsyncClient, small: Dataset) -> None:
     wanted = list(small.lots)[5:40]
     body = (await qms_client.get("/api/v1/lots", params={"ids": ",".join([*wanted, "B2699999"])})).json()
     assert [item["lot_id"] for item in body["items"]] == sorted(wanted)
@@ -38,7 +38,7 @@ async def test_lots_by_ids_returns_exactly_the_existing_ones(qms_client: httpx.A
         assert item["status"] == native(lot.plant, *LOT_CODES[lot.quality_status])
 
 
-async def test_p100_speaks_codes_where_p200_speaks_labels(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_p100_speaks_codes_where_p200_speaks_labels(qms_client: httpx2.AsyncClient, small: Dataset) -> None:
     def first(plant: str) -> str:
         return next(h.lot for h in small.holds.values() if h.plant == plant and h.status == "ACTIVE")
 
@@ -54,7 +54,7 @@ async def test_p100_speaks_codes_where_p200_speaks_labels(qms_client: httpx.Asyn
     assert {i["lot_id"]: i["status"] for i in inspections["items"]} == {p100: "3", p200: "Decision made"}
 
 
-async def test_status_filter_takes_each_dialect(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_status_filter_takes_each_dialect(qms_client: httpx2.AsyncClient, small: Dataset) -> None:
     rejected = sorted(lot.id for lot in small.lots.values() if lot.quality_status == "REJECTED")
     body = (await qms_client.get("/api/v1/lots", params={"status": "30,Rejected", "limit": "1000"})).json()
     assert [i["lot_id"] for i in body["items"]] == rejected and body["total"] == len(rejected)
@@ -69,7 +69,9 @@ async def test_status_filter_takes_each_dialect(qms_client: httpx.AsyncClient, s
     assert [i["lot_id"] for i in page["items"]] == in_plants[2:5] and page["total"] == len(in_plants)
 
 
-async def test_inspection_lots_nonconformances_and_holds_by_keys(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_inspection_lots_nonconformances_and_holds_by_keys(
+    qms_client: httpx2.AsyncClient, small: Dataset
+) -> None:
     lot = next(nc.lot for nc in small.nonconformances.values() if small.lots[nc.lot].quality_status == "REJECTED")
     inspections = (await qms_client.get("/api/v1/inspection-lots", params={"lot_ids": lot})).json()["items"]
     assert [i["lot_id"] for i in inspections] == [lot]
@@ -86,12 +88,12 @@ async def test_inspection_lots_nonconformances_and_holds_by_keys(qms_client: htt
 
 
 @pytest.mark.parametrize("path", ["/api/v1/inspection-lots", "/api/v1/nonconformances", "/api/v1/holds"])
-async def test_lists_need_keys(qms_client: httpx.AsyncClient, path: str) -> None:
+async def test_lists_need_keys(qms_client: httpx2.AsyncClient, path: str) -> None:
     response = await qms_client.get(path)
     assert response.status_code == 400 and response.json()["error"]["message"]
 
 
-async def test_place_and_release_a_hold(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_place_and_release_a_hold(qms_client: httpx2.AsyncClient, small: Dataset) -> None:
     lot = next(lot for lot in small.lots.values() if lot.quality_status == "RELEASED" and lot.plant == "P200")
     placed = await qms_client.post("/api/v1/holds", json=hold_body(lot.id, "req-1"))
     assert placed.status_code == 201
@@ -114,7 +116,9 @@ async def test_place_and_release_a_hold(qms_client: httpx.AsyncClient, small: Da
     assert again.status_code == 200 and again.json()["released_by"] == "qa"
 
 
-async def test_lot_stays_blocked_until_its_last_hold_is_released(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_lot_stays_blocked_until_its_last_hold_is_released(
+    qms_client: httpx2.AsyncClient, small: Dataset
+) -> None:
     lot = next(lot for lot in small.lots.values() if lot.quality_status == "REJECTED" and lot.plant == "P100")
     first = (await qms_client.post("/api/v1/holds", json=hold_body(lot.id))).json()
     second = (await qms_client.post("/api/v1/holds", json=hold_body(lot.id))).json()
@@ -130,7 +134,7 @@ async def test_lot_stays_blocked_until_its_last_hold_is_released(qms_client: htt
     assert await status() == "30", "a rejected lot goes back to rejected, not released"
 
 
-async def test_hold_errors(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_hold_errors(qms_client: httpx2.AsyncClient, small: Dataset) -> None:
     assert (await qms_client.post("/api/v1/holds", json=hold_body("B2699999"))).status_code == 404
     incomplete = {"lot_id": next(iter(small.lots)), "reason": "x"}
     assert (await qms_client.post("/api/v1/holds", json=incomplete)).status_code == 400
@@ -157,7 +161,7 @@ def inspection_body(request_id: str, **changes: object) -> dict:
 
 
 async def test_an_inspection_lot_for_a_new_lot_enters_it_in_inspection(
-    build: Callable[[str], Starlette], connect: Callable[[Starlette], httpx.AsyncClient], small: Dataset
+    build: Callable[[str], Starlette], connect: Callable[[Starlette], httpx2.AsyncClient], small: Dataset
 ) -> None:
     app = build("qms")
     async with connect(app) as client:
@@ -200,7 +204,7 @@ async def test_an_inspection_lot_for_a_new_lot_enters_it_in_inspection(
     assert types == ["lot.status_changed"], "only a lot new to QMS changes status"
 
 
-async def test_a_known_lot_gets_its_production_inspection_lot(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_a_known_lot_gets_its_production_inspection_lot(qms_client: httpx2.AsyncClient, small: Dataset) -> None:
     lot = next(lot for lot in small.lots.values() if lot.tier == 3 and lot.quality_status == "RELEASED")
     body = {"lot_id": lot.id, "material": lot.material, "plant": lot.plant, "origin": "04", "request_id": "p-1"}
     response = await qms_client.post("/api/v1/inspection-lots", json=body)
@@ -211,7 +215,7 @@ async def test_a_known_lot_gets_its_production_inspection_lot(qms_client: httpx.
 
 
 async def test_a_repeated_nonconformance_request_answers_the_first(
-    build: Callable[[str], Starlette], connect: Callable[[Starlette], httpx.AsyncClient], small: Dataset
+    build: Callable[[str], Starlette], connect: Callable[[Starlette], httpx2.AsyncClient], small: Dataset
 ) -> None:
     app = build("qms")
     lot = next(iter(small.lots))
@@ -228,7 +232,7 @@ async def test_a_repeated_nonconformance_request_answers_the_first(
 
 
 async def test_holds_carry_who_placed_them(
-    build: Callable[[str], Starlette], connect: Callable[[Starlette], httpx.AsyncClient], small: Dataset
+    build: Callable[[str], Starlette], connect: Callable[[Starlette], httpx2.AsyncClient], small: Dataset
 ) -> None:
     app = build("qms")
     lot = next(lot.id for lot in small.lots.values() if lot.quality_status == "RELEASED" and lot.plant == "P200")
@@ -255,7 +259,7 @@ async def test_holds_carry_who_placed_them(
     assert len(placed) == 3
 
 
-async def test_bulk_placement_answers_each_hold_in_order(qms_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_bulk_placement_answers_each_hold_in_order(qms_client: httpx2.AsyncClient, small: Dataset) -> None:
     first, second = list(small.lots)[:2]
     holds = [hold_body(first, "r1"), hold_body("B0000000", "r2"), hold_body(second), hold_body(first, "r1")]
     answer = await qms_client.post("/api/v1/holds/bulk", json={"holds": holds})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 
@@ -16,13 +16,13 @@ def stocked(small: Dataset, count: int) -> list[str]:
     return list(dict.fromkeys(hu.lot for hu in small.handling_units))[:count]
 
 
-async def v1(client: httpx.AsyncClient, lots: list[str]) -> list[dict]:
+async def v1(client: httpx2.AsyncClient, lots: list[str]) -> list[dict]:
     response = await client.get("/v1/stock", params={"lots": ",".join(lots)})
     assert response.status_code == 200
     return response.json()["stock"]
 
 
-async def v2(client: httpx.AsyncClient, lots: list[str]) -> list[dict]:
+async def v2(client: httpx2.AsyncClient, lots: list[str]) -> list[dict]:
     response = await client.get("/v2/stock-positions", params={"lotIds": ",".join(lots)})
     assert response.status_code == 200
     body = response.json()
@@ -30,7 +30,7 @@ async def v2(client: httpx.AsyncClient, lots: list[str]) -> list[dict]:
     return body["data"]
 
 
-async def test_batch_returns_the_requested_lots_positions(wms_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_batch_returns_the_requested_lots_positions(wms_client: httpx2.AsyncClient, small: Dataset) -> None:
     lots = stocked(small, 30)
     consumed = next(lot.id for lot in small.lots.values() if lot.remaining == 0)
     positions = await v1(wms_client, [*lots, consumed, "B2699999"])
@@ -42,7 +42,7 @@ async def test_batch_returns_the_requested_lots_positions(wms_client: httpx.Asyn
         assert sum(p["qty"] for p in positions if p["lot"] == lot) == pytest.approx(small.lots[lot].remaining)
 
 
-async def test_v1_and_v2_describe_the_same_positions(wms_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_v1_and_v2_describe_the_same_positions(wms_client: httpx2.AsyncClient, small: Dataset) -> None:
     lots = stocked(small, 50)
     old = {p["handling_unit"]: p for p in await v1(wms_client, lots)}
     new = {p["handlingUnitId"]: p for p in await v2(wms_client, lots)}
@@ -60,7 +60,7 @@ async def test_v1_and_v2_describe_the_same_positions(wms_client: httpx.AsyncClie
         assert p["status"].lower() == q["stockStatus"]
 
 
-async def test_v1_move_is_seen_by_v2(wms_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_v1_move_is_seen_by_v2(wms_client: httpx2.AsyncClient, small: Dataset) -> None:
     lot = next(hu.lot for hu in small.handling_units if hu.status == "AVAILABLE")
     count = sum(hu.lot == lot for hu in small.handling_units)
     moved = await wms_client.post("/v1/moves", json={"lot": lot, "to_status": "QUARANTINE", "reference": "QH-1"})
@@ -71,7 +71,7 @@ async def test_v1_move_is_seen_by_v2(wms_client: httpx.AsyncClient, small: Datas
     assert state["moves"][-1]["reference"] == "QH-1"
 
 
-async def test_v2_move_is_seen_by_v1(wms_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_v2_move_is_seen_by_v1(wms_client: httpx2.AsyncClient, small: Dataset) -> None:
     lot = next(hu.lot for hu in small.handling_units if hu.status == "BLOCKED")
     moved = await wms_client.post(
         "/v2/stock-moves", json={"lotId": lot, "targetStatus": "available", "reference": "release"}
@@ -81,7 +81,7 @@ async def test_v2_move_is_seen_by_v1(wms_client: httpx.AsyncClient, small: Datas
     assert {p["status"] for p in await v1(wms_client, [lot])} == {"AVAILABLE"}
 
 
-async def test_move_errors(wms_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_move_errors(wms_client: httpx2.AsyncClient, small: Dataset) -> None:
     lot = small.handling_units[0].lot
     bad_status = await wms_client.post("/v1/moves", json={"lot": lot, "to_status": "LOST", "reference": "x"})
     assert bad_status.status_code == 400
@@ -105,7 +105,7 @@ def v2_receipt(reference: str, **changes: object) -> dict:
     return {**body, **changes}
 
 
-async def test_handling_units_are_received_once_per_reference(wms_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_handling_units_are_received_once_per_reference(wms_client: httpx2.AsyncClient, small: Dataset) -> None:
     unit = small.materials["SF-20001"].unit
     body = v2_receipt("MD-4900000001", quantity={"value": 480, "unit": unit})
     first = await wms_client.post("/v2/handling-units", json=body)
@@ -148,7 +148,7 @@ async def test_handling_units_are_received_once_per_reference(wms_client: httpx.
 
 
 async def test_a_reduction_takes_from_the_newest_handling_units_once_per_reference(
-    wms_client: httpx.AsyncClient, small: Dataset
+    wms_client: httpx2.AsyncClient, small: Dataset
 ) -> None:
     counts = Counter(hu.lot for hu in small.handling_units)
     lot = next(lot for lot, count in counts.items() if count >= 3 and small.lots[lot].unit == "KG")
@@ -182,7 +182,7 @@ async def test_a_reduction_takes_from_the_newest_handling_units_once_per_referen
 
 
 async def test_the_dock_receives_a_delivery_under_a_lot_id_of_its_own(
-    build: Callable[[str], Starlette], connect: Callable[[Starlette], httpx.AsyncClient], small: Dataset
+    build: Callable[[str], Starlette], connect: Callable[[Starlette], httpx2.AsyncClient], small: Dataset
 ) -> None:
     app = build("wms")
     raw = next(m for m in small.materials.values() if m.tier == 0)
@@ -207,7 +207,7 @@ async def test_the_dock_receives_a_delivery_under_a_lot_id_of_its_own(
     assert [e["type"] for e in app.state.events.stats()["recent"]] == ["goods.received", "goods.received"]
 
 
-async def test_bulk_moves_answer_each_lot_in_order(wms_client: httpx.AsyncClient, small: Dataset) -> None:
+async def test_bulk_moves_answer_each_lot_in_order(wms_client: httpx2.AsyncClient, small: Dataset) -> None:
     lots = stocked(small, 2)
     consumed = next(lot.id for lot in small.lots.values() if lot.remaining == 0)
     moves = [{"lotId": lot, "targetStatus": "blocked", "reference": "r"} for lot in (lots[0], consumed, lots[1])]
