@@ -21,7 +21,7 @@ from gateway.errors import Forbidden, NotFound
 from gateway.events.envelope import Event
 from gateway.model import Lot
 from gateway.operations.scope import LotScope, lots_of
-from gateway.reads import Loaders, ready
+from gateway.reads import Loaders, load_now
 from gateway.store.operations import Operation
 from policies import entities
 from policies.engine import Decision, Entity, PolicyEngine, Request
@@ -108,7 +108,8 @@ class Guard:
     async def _decide_lot_reads(self, lot_ids: list[str]) -> list[Decision | BaseException]:
         """Each lot's `readLot` decision (NOT_FOUND for a lot the ERP does not know), remembered for the request:
         one loader batch of ERP batches and one Cedar batch, with no coroutine per lot (a genealogy has 12,000)."""
-        batches = await _batches(self.loaders.batch, lot_ids)
+        known = await load_now(self.loaders.batch, lot_ids)
+        batches = [known[lot_id] for lot_id in lot_ids]
         decisions = self._read_decisions(batches)
         self._lot_decisions.update(zip(lot_ids, decisions, strict=True))
         self._log("readLot", [d for d in decisions if d is not None])
@@ -191,18 +192,6 @@ class Guard:
                 "authz %s %s x%d principal=%s policies=%s",
                 action, "ALLOW" if allowed else "DENY", count, self.principal.sub, ",".join(policy_ids) or "-",
             )  # fmt: skip
-
-
-async def _batches(loader: DataLoader[str, Lot | None], lot_ids: list[str]) -> list[Lot | None]:
-    """The ERP batches of `lot_ids` as `loader.load_many` answers them, without a future and a gather per lot (a
-    genealogy asks about 12,000: they cost more than the batches' reads): what the loader has loaded it answers,
-    the rest its batch function fetches in one call, and the loader keeps them for the rest of the request."""
-    known = {lot_id: future.result() for lot_id in lot_ids if (future := ready(loader, lot_id)) is not None}
-    if missing := [lot_id for lot_id in lot_ids if lot_id not in known]:
-        fetched = dict(zip(missing, await loader.load_fn(missing), strict=True))
-        loader.prime_many(fetched)
-        known |= fetched
-    return [known[lot_id] for lot_id in lot_ids]
 
 
 _kind: Callable[[Lot], tuple[str, str, str | None]] = attrgetter("plant_id", "material_id", "supplier_id")

@@ -16,7 +16,7 @@ from strawberry.utils.str_converters import to_camel_case
 from gateway import consistency, genealogy, model
 from gateway.errors import BadUserInput, GatewayError, GenealogyRedacted, NotFound
 from gateway.limits import WALK, Walk
-from gateway.reads import ready
+from gateway.reads import load_now, ready
 from gateway.settings import Settings
 from resolvers.context import GatewayContext
 from resolvers.selection import selects
@@ -176,8 +176,8 @@ class Lot:
             reads = field.metadata.get(READS)
             if reads is not None and selects(selected, *path, to_camel_case(field.python_name)):
                 selected_reads.append((reads, getattr(loaders, reads.loader)))
-        loads = [loader.load(key) for reads, loader in selected_reads
-                 for key in {reads.key(lot) for lot in readable} if key is not None]  # fmt: skip
+        loads = [load_now(loader, {key for lot in readable if (key := reads.key(lot)) is not None})
+                 for reads, loader in selected_reads]  # fmt: skip
         await asyncio.gather(*loads, return_exceptions=True)
         for reads, loader in selected_reads:
             answers: dict[str, Any] = {}  # by key; UNSET: nothing to preset (the load failed, or the shape refused)

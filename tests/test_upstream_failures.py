@@ -59,6 +59,20 @@ def test_qms_down_fails_the_qms_fields_of_every_lot_of_a_page(plant: Plant) -> N
         assert plant.served() == {"erp": 1, "qms": 3, "wms": 1, "mes": 0}
 
 
+def test_a_failed_batch_of_a_page_is_asked_once_and_reported_by_every_lot_it_failed(plant: Plant) -> None:
+    """A page loads ahead what its lots' fields read; a batch QMS refuses is kept as refused for the request: each
+    lot's QMS fields report it, and none of them asks QMS again (one request per batch, refused or not)."""
+    with start_gateway(plant) as gateway:
+        plant.fault("qms", error_rate=1.0, status=400)  # refused at once: nothing retries it
+        plant.reset_stats()
+        result = gateway.execute(PAGE)
+        failed = {(error["path"][2], error["path"][-1]) for error in result["errors"]}
+        assert failed == {(i, field) for i in range(20) for field in ("qualityStatus", "holds", "inspections")}
+        assert {error["extensions"]["source"] for error in result["errors"]} == {"qms"}
+        assert plant.served()["qms"] == 3  # quality, holds, inspections: once each
+        plant.clear_faults()
+
+
 def test_malformed_payload_is_a_contract_violation_naming_the_field(
     gateway: Gateway, plant: Plant, dataset: Dataset
 ) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import httpx2
@@ -104,7 +105,8 @@ class SourceConnector:
             raise status_error(self.name, status, what, _retry_after(response))
 
     async def get(self, path: str, **params: Any) -> httpx2.Response:
-        return await self.request("GET", path, params=_drop_none(params))
+        query = _query(params)
+        return await self.request("GET", f"{path}?{query}" if query else path)
 
     async def post(self, path: str, body: Any, **kwargs: Any) -> httpx2.Response:
         return await self.request("POST", path, json=body, **kwargs)
@@ -142,5 +144,10 @@ def _retry_after(response: httpx2.Response) -> float | None:
         return None
 
 
-def _drop_none(params: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in params.items() if value is not None}
+def _query(params: dict[str, Any]) -> str:
+    """The query string of `params` (None left out, booleans as true/false, as httpx2 writes them), its commas and
+    quotes as they are: RFC 3986 allows these sub-delimiters in a query, and httpx2 re-checks a URL's escapes in
+    Python one by one, so a batch of 100 keys joined by %2C cost about 0.2 ms to send."""
+    pairs = [(key, ("true" if value else "false") if isinstance(value, bool) else value)
+             for key, value in params.items() if value is not None]  # fmt: skip
+    return urlencode(pairs, safe=",'()$")
