@@ -184,6 +184,8 @@ async def _throughput(stack: Stack, dataset: Dataset, subscribers: int, events: 
             if delivered == subscribers * events:
                 arrived.set()
 
+    async with httpx2.AsyncClient(timeout=30) as client:
+        await stack.idle(client)  # not behind the previous run's reactions and subscribers
     connected = await _connect(stack.gateway, subscribers, ["LOT_STATUS_CHANGED"], received)
     lots = list(dataset.lots.values())
     bodies = [_signed(f"{run}{uuid.uuid4().hex}", lots[i % len(lots)]) for i in range(events)]

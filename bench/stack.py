@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.auth import AuthSettings, DevSigner
 from gateway.demo import SIMULATORS, subgraph_url
@@ -88,6 +89,20 @@ class Stack:
                 if not (await client.get(f"{self.sim(system)}/_admin/events")).json()["pending"]:
                     break
                 await asyncio.sleep(0.2)
+        return time.monotonic() - started
+
+    async def idle(self, client: httpx2.AsyncClient, within: float = 120.0) -> float:
+        """Wait (up to `within` seconds) until the gateway has no inbound event left to react to and no subscription
+        left from an earlier run; the seconds waited. A run that starts behind the last one's reactions, or while
+        its subscribers are still being let go, times that too."""
+        started = time.monotonic()
+        while time.monotonic() - started < within:
+            scrape = (await client.get(f"{self.gateway}/metrics")).text
+            families = text_string_to_metric_families(scrape)
+            samples = {family.name: sum(sample.value for sample in family.samples) for family in families}
+            if not samples.get("lotgraph_inbox_pending") and not samples.get("lotgraph_subscriptions"):
+                break
+            await asyncio.sleep(0.2)
         return time.monotonic() - started
 
     def token(self, role: str, *, mfa: bool = False) -> str:
