@@ -56,6 +56,9 @@ class SourceConnector:
             transport=AiohttpTransport(limits=pool),
             auth=upstream_auth(name, settings.auth),
         )
+        # Requests are built on absolute URLs: httpx2 parses a relative one, then again joined to its base URL,
+        # checking each character both times in Python (130 us for a 100-key batch; absolute: 73 us).
+        self._base = str(self.client.base_url).rstrip("/") + "/"
         self.guarded = Guarded(name, settings.resilience, quota)
 
     async def aclose(self) -> None:
@@ -69,7 +72,7 @@ class SourceConnector:
         statuses too, unless `check` is False: then the caller reads the status itself)."""
         retryable = method in ("GET", "HEAD") if idempotent is None else idempotent
         try:
-            request = self.client.build_request(method, path, **kwargs)  # built once, sent on every attempt
+            request = self.client.build_request(method, self._base + path.lstrip("/"), **kwargs)  # once, every attempt
         except httpx2.InvalidURL as exc:
             # Only what a client sent (an id of 100,000 characters) makes a URL too long: its mistake, not the
             # source's, so it is refused before the source's protections (breaker, retries) count it.
