@@ -72,7 +72,9 @@ class SourceConnector:
         statuses too, unless `check` is False: then the caller reads the status itself)."""
         retryable = method in ("GET", "HEAD") if idempotent is None else idempotent
         try:
-            request = self.client.build_request(method, self._base + path.lstrip("/"), **kwargs)  # once, every attempt
+            # A path, or a whole URL (a subgraph's client passes its own, which a joined "/" would change).
+            url = path if path.startswith(("http://", "https://")) else self._base + path.lstrip("/")
+            request = self.client.build_request(method, url, **kwargs)  # built once, sent on every attempt
         except httpx2.InvalidURL as exc:
             # Only what a client sent (an id of 100,000 characters) makes a URL too long: its mistake, not the
             # source's, so it is refused before the source's protections (breaker, retries) count it.
